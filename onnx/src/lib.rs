@@ -1,0 +1,1 @@
+pub mod pb { include!(concat!(env!("OUT_DIR"), "/onnx.rs")); }
