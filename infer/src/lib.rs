@@ -3,5 +3,13 @@
 
 pub mod data;
 pub mod error;
+pub mod graph;
 
 pub use error::{Error, Result};
+pub mod runtime;
+
+pub use runtime::{Backend, Session, Value};
+pub mod align;
+pub mod classify;
+
+pub use onnx_format::{read_card, ModelCard};

@@ -1,1 +1,121 @@
-fn main() {}
+//! `infer`: run exported models without burn.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use infer::classify::{check_family, classify};
+use infer::data::{ReadOptions, read_expression};
+use infer::runtime::{Backend, Options, Session};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "infer", version, about = "Run exported bioedge models with tract or ONNX Runtime")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the model card and graph summary of an exported model.
+    Inspect {
+        model: PathBuf,
+        /// Print the raw card JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Class probabilities per sample for an expression file (GSEA txt/gct + cls, CSV/TSV, HDF5, h5ad).
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// GSEA .cls labels for the input (optional; only used to report accuracy).
+        #[arg(long)]
+        cls: Option<PathBuf>,
+        /// Label column (CSV/TSV) or obs column (h5ad) to report accuracy against.
+        #[arg(long)]
+        label_column: Option<String>,
+        #[arg(long, default_value = "tract")]
+        backend: Backend,
+        /// ONNX Runtime with the CUDA execution provider (build with feature `cuda`).
+        #[arg(long)]
+        cuda: bool,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Inspect { model, json } => inspect(&model, json),
+        Cmd::Predict { model, input, cls, label_column, backend, cuda, batch, out } => {
+            let card = infer::read_card(&model)?;
+            check_family(&card, &model)?;
+            let opts = ReadOptions { label_column, cls };
+            let m = read_expression(&input, &opts)?;
+            let mut session = Session::from_file(&model, backend, &Options { cuda, threads: 0 })?;
+            let c = classify(&mut session, &card, &m, &input, batch)?;
+            eprintln!("{}: {} samples; {}; provider {}", input.display(), c.samples.len(), c.alignment.summary(), session.provider);
+            if let Some(labels) = &m.labels {
+                let k = c.classes.len();
+                let mut correct = 0;
+                for (i, l) in labels.iter().enumerate() {
+                    let row = &c.probabilities[i * k..(i + 1) * k];
+                    let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
+                    correct += (&c.classes[best] == l) as usize;
+                }
+                eprintln!("accuracy against the input's labels: {:.3} ({correct}/{})", correct as f64 / labels.len() as f64, labels.len());
+            }
+            onnx_format::write_atomic(&out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn inspect(path: &PathBuf, json: bool) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let p = path.display().to_string();
+    let model = onnx_format::decode(&bytes, &p)?;
+    let card = onnx_format::card_of(&model, &p)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&card)?);
+        return Ok(());
+    }
+    let Some(graph) = model.graph.as_ref() else { bail!("{p}: model has no graph") };
+    let opset = model.opset_import.iter().map(|o| o.version.unwrap_or(0)).max().unwrap_or(0);
+    println!("model:        {p} ({:.1} MB, IR {}, opset {opset}, {} nodes, {} initializers)", bytes.len() as f64 / 1e6, model.ir_version.unwrap_or(0), graph.node.len(), graph.initializer.len());
+    println!("family:       {} (card v{})", card.family, card.version);
+    println!("description:  {}", card.description);
+    for (kind, specs) in [("input", &card.inputs), ("output", &card.outputs)] {
+        for s in specs {
+            println!("{kind:<13} {} [{}] {}: {}", s.name, s.shape.join(", "), s.dtype, s.meaning);
+        }
+    }
+    if !card.genes.is_empty() {
+        let head: Vec<&str> = card.genes.iter().take(8).map(|s| s.as_str()).collect();
+        println!("genes:        {} ({} ...)", card.genes.len(), head.join(", "));
+    }
+    if !card.classes.is_empty() {
+        println!("classes:      {}", card.classes.join(", "));
+    }
+    println!("preprocess:   {}", card.preprocessing);
+    println!("architecture: {}", card.architecture);
+    println!("training:     {}", card.training);
+    for (k, v) in &card.metrics {
+        println!("metric        {k} = {v:.4}");
+    }
+    for (k, v) in &card.tools {
+        println!("tool          {k} {v}");
+    }
+    Ok(())
+}

@@ -1,1 +1,28 @@
+//! burn modules for the toolchain's model families, each with its ONNX export beside its forward.
+//! Parity tests (burn vs tract vs ONNX Runtime) keep the two equal.
 
+pub mod fit;
+pub mod gene;
+pub mod graph;
+pub mod metrics;
+pub mod preprocess;
+
+pub use burn;
+
+use burn::prelude::*;
+
+/// Errors of the model library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A tensor's values as a flat `Vec<f32>`.
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 tensor")
+}

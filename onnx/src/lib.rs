@@ -1,1 +1,102 @@
-pub mod pb { include!(concat!(env!("OUT_DIR"), "/onnx.rs")); }
+//! ONNX protobuf types (generated from the official `onnx.proto`), a small graph builder used by
+//! the exporters, the model card stored in `metadata_props`, and atomic file writes.
+
+pub mod builder;
+pub mod card;
+
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+pub use builder::{Dim, GraphBuilder};
+pub use card::ModelCard;
+
+use prost::Message;
+use std::io::Write;
+use std::path::Path;
+
+/// Opset of the default domain used by every exporter.
+pub const OPSET: i64 = 18;
+/// IR version accepted by ONNX Runtime 1.31 and tract 0.23.
+pub const IR_VERSION: i64 = 8;
+/// `metadata_props` key holding the model card JSON.
+pub const CARD_KEY: &str = "model_card";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an ONNX model ({source})")]
+    Decode {
+        path: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{path}: no model card (metadata_props key `{CARD_KEY}`); was it exported by this toolchain?")]
+    NoCard { path: String },
+    #[error("{path}: model card is not valid JSON: {source}")]
+    Card {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Decode a model from bytes; `path` is only used in messages.
+pub fn decode(bytes: &[u8], path: &str) -> Result<pb::ModelProto, Error> {
+    pb::ModelProto::decode(bytes).map_err(|source| Error::Decode { path: path.into(), source })
+}
+
+/// Read the model card of an ONNX file.
+pub fn read_card(path: &Path) -> Result<ModelCard, Error> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: p.clone(), source })?;
+    card_from_bytes(&bytes, &p)
+}
+
+/// Read the model card from ONNX bytes.
+pub fn card_from_bytes(bytes: &[u8], path: &str) -> Result<ModelCard, Error> {
+    let model = decode(bytes, path)?;
+    card_of(&model, path)
+}
+
+pub fn card_of(model: &pb::ModelProto, path: &str) -> Result<ModelCard, Error> {
+    let entry = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some(CARD_KEY))
+        .ok_or_else(|| Error::NoCard { path: path.into() })?;
+    serde_json::from_str(entry.value.as_deref().unwrap_or(""))
+        .map_err(|source| Error::Card { path: path.into(), source })
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same folder, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Encode a model to bytes.
+pub fn encode(model: &pb::ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}

@@ -1,1 +1,57 @@
-fn main() {}
+//! `train`: data → burn training → verified ONNX export.
+
+mod compare;
+mod gene;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "train", version, about = "Train bioedge models with burn and export verified ONNX")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Gene-graph GCN (Dutil et al. 2018) on an expression matrix + gene graph; exports ONNX.
+    GeneGcn {
+        #[command(flatten)]
+        data: gene::DataArgs,
+        #[command(flatten)]
+        fit: gene::FitArgs,
+        #[command(flatten)]
+        export: gene::ExportArgs,
+    },
+    /// MLP baseline on the same genes; exports ONNX.
+    GeneMlp {
+        #[command(flatten)]
+        data: gene::DataArgs,
+        #[command(flatten)]
+        fit: gene::FitArgs,
+        #[command(flatten)]
+        export: gene::ExportArgs,
+    },
+    /// GCN vs MLP over training sizes and seeds; table, CSV and SVG plot.
+    GeneCompare {
+        #[command(flatten)]
+        data: gene::DataArgs,
+        #[command(flatten)]
+        fit: gene::FitArgs,
+        #[command(flatten)]
+        compare: compare::CompareArgs,
+    },
+}
+
+fn main() {
+    let r = match Cli::parse().cmd {
+        Cmd::GeneGcn { data, fit, export } => gene::run_export("gene-gcn", &data, &fit, &export),
+        Cmd::GeneMlp { data, fit, export } => gene::run_export("gene-mlp", &data, &fit, &export),
+        Cmd::GeneCompare { data, fit, compare } => compare::run(&data, &fit, &compare),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,6 +1,20 @@
 //! Readers for expression matrices (samples × genes) and gene graphs.
 //! Formats: GSEA `.txt`/`.gct` + `.cls`, CSV/TSV, HDF5 (documented layout), `.h5ad`.
 
+pub mod delim;
+pub mod gsea;
+#[cfg(feature = "hdf5")]
+pub mod h5;
+#[cfg(feature = "hdf5")]
+pub mod h5ad;
+#[cfg(feature = "hdf5")]
+mod h5util;
+pub(crate) mod text;
+
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
 /// A dense expression matrix: `values[s * genes.len() + g]` is sample `s`, gene `g`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpressionMatrix {
@@ -9,4 +23,309 @@ pub struct ExpressionMatrix {
     pub values: Vec<f32>,
     /// One label per sample, when the source has labels.
     pub labels: Option<Vec<String>>,
+}
+
+/// Options for [`read_expression`].
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Column with one label per sample: a CSV/TSV column or an `.h5ad` obs column
+    /// (`.h5`: only `labels`, which is read anyway).
+    pub label_column: Option<String>,
+    /// A `.cls` file whose labels are attached to the matrix (replacing any labels read).
+    pub cls: Option<PathBuf>,
+}
+
+/// What a reader changed while reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Genes dropped because the same name came earlier (the first occurrence is kept).
+    pub dropped_duplicate_genes: usize,
+}
+
+/// File formats [`read_expression`] recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Gsea,
+    Csv,
+    Tsv,
+    Hdf5,
+    H5ad,
+}
+
+/// Picks the format from the file name (a trailing `.gz` is ignored) and, for `.txt`, the header:
+/// `.h5ad`; `.h5`/`.hdf5`; `.csv`; `.tsv`/`.tab`; `.gct`; `.txt` → GSEA when the header starts with
+/// `Gene<TAB>NAME` (or `NAME<TAB>Description`), else TSV.
+pub fn detect_format(path: &Path) -> Result<Format> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let base = name.strip_suffix(".gz").unwrap_or(&name);
+    let ext = base.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    Ok(match ext {
+        "h5ad" => Format::H5ad,
+        "h5" | "hdf5" => Format::Hdf5,
+        "csv" => Format::Csv,
+        "tsv" | "tab" => Format::Tsv,
+        "gct" => Format::Gsea,
+        "txt" => {
+            let mut lines = text::Lines::open(path)?;
+            let mut gsea = false;
+            while let Some((_, line)) = lines.next_line()? {
+                if !line.trim().is_empty() {
+                    gsea = gsea::is_gsea_header(line);
+                    break;
+                }
+            }
+            if gsea { Format::Gsea } else { Format::Tsv }
+        }
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "{}: unknown expression format (use .h5ad, .h5, .hdf5, .csv, .tsv, .txt, .gct; .gz allowed for text)",
+                path.display()
+            )));
+        }
+    })
+}
+
+/// Reads an expression matrix, choosing the reader by [`detect_format`]. Duplicate gene names are
+/// dropped (first kept). Values are not checked for NaN: call [`ExpressionMatrix::check_finite`].
+pub fn read_expression(path: &Path, opts: &ReadOptions) -> Result<ExpressionMatrix> {
+    read_expression_with_report(path, opts).map(|(m, _)| m)
+}
+
+/// [`read_expression`] that also says what was dropped.
+pub fn read_expression_with_report(path: &Path, opts: &ReadOptions) -> Result<(ExpressionMatrix, ReadReport)> {
+    let label = opts.label_column.as_deref();
+    let format = detect_format(path)?;
+    let (mut m, mut report) = match format {
+        Format::Gsea => {
+            if let Some(col) = label {
+                return Err(Error::Input(format!(
+                    "{}: GSEA files have no label column ('{col}'); give labels as a .cls file",
+                    path.display()
+                )));
+            }
+            gsea::read_gsea(path)?
+        }
+        Format::Csv | Format::Tsv => {
+            let delim = if format == Format::Csv { ',' } else { '\t' };
+            (delim::read_delimited_with(path, delim, label)?, ReadReport::default())
+        }
+        #[cfg(feature = "hdf5")]
+        Format::Hdf5 => {
+            if let Some(col) = label.filter(|c| *c != "labels") {
+                return Err(Error::Input(format!(
+                    "{}: HDF5 matrices take labels only from /labels, not '{col}'",
+                    path.display()
+                )));
+            }
+            (h5::read_hdf5(path)?, ReadReport::default())
+        }
+        #[cfg(feature = "hdf5")]
+        Format::H5ad => (h5ad::read_h5ad(path, label)?, ReadReport::default()),
+        #[cfg(not(feature = "hdf5"))]
+        Format::Hdf5 | Format::H5ad => {
+            return Err(Error::Unsupported(format!(
+                "{}: HDF5 support is not compiled in (feature `hdf5`)",
+                path.display()
+            )));
+        }
+    };
+    report.dropped_duplicate_genes += m.drop_duplicate_genes();
+    if let Some(cls) = &opts.cls {
+        let labels = gsea::read_cls(cls)?;
+        if labels.len() != m.samples.len() {
+            return Err(Error::format(cls, format!(
+                "{} labels, but {} has {} samples",
+                labels.len(),
+                path.display(),
+                m.samples.len()
+            )));
+        }
+        m.labels = Some(labels);
+    }
+    m.check_shape().map_err(|e| Error::format(path, e.to_string()))?;
+    Ok((m, report))
+}
+
+impl ExpressionMatrix {
+    pub fn n_samples(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn n_genes(&self) -> usize {
+        self.genes.len()
+    }
+
+    /// The values of sample `s` (one per gene).
+    pub fn row(&self, s: usize) -> &[f32] {
+        let g = self.genes.len();
+        &self.values[s * g..(s + 1) * g]
+    }
+
+    /// Checks that `values` and `labels` have the sizes that `samples` and `genes` imply.
+    pub fn check_shape(&self) -> Result<()> {
+        let (s, g) = (self.samples.len(), self.genes.len());
+        if s.checked_mul(g) != Some(self.values.len()) {
+            return Err(Error::Input(format!(
+                "matrix has {} values, expected {s} samples × {g} genes",
+                self.values.len()
+            )));
+        }
+        if let Some(l) = &self.labels
+            && l.len() != s
+        {
+            return Err(Error::Input(format!("{} labels for {s} samples", l.len())));
+        }
+        Ok(())
+    }
+
+    /// Number of NaN / infinite values.
+    pub fn count_non_finite(&self) -> usize {
+        self.values.iter().filter(|v| !v.is_finite()).count()
+    }
+
+    /// Error (naming `path`, the sample and gene of the first one, and the count) when any value
+    /// is NaN or infinite.
+    pub fn check_finite(&self, path: &Path) -> Result<()> {
+        let Some(i) = self.values.iter().position(|v| !v.is_finite()) else {
+            return Ok(());
+        };
+        let g = self.genes.len().max(1);
+        let (s, j) = (i / g, i % g);
+        let name = |v: &[String], k: usize| v.get(k).cloned().unwrap_or_else(|| "?".into());
+        Err(Error::Input(format!(
+            "{}: {} non-finite value(s); first is {} at sample '{}' (row {}), gene '{}' (column {})",
+            path.display(),
+            self.count_non_finite(),
+            self.values[i],
+            name(&self.samples, s),
+            s + 1,
+            name(&self.genes, j),
+            j + 1
+        )))
+    }
+
+    /// Drops genes whose name came earlier (keeps the first); returns how many were dropped.
+    pub fn drop_duplicate_genes(&mut self) -> usize {
+        let mut seen = HashSet::new();
+        let keep: Vec<bool> = self.genes.iter().map(|g| seen.insert(g.as_str())).collect();
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped == 0 {
+            return 0;
+        }
+        let ng = self.genes.len();
+        if self.values.len() % ng == 0 {
+            self.values = self
+                .values
+                .chunks_exact(ng)
+                .flat_map(|row| row.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v))
+                .collect();
+        }
+        let mut it = keep.iter();
+        self.genes.retain(|_| *it.next().unwrap_or(&true));
+        dropped
+    }
+}
+
+/// Path of a file in the shared test data (`../shared/data` beside the workspace).
+#[cfg(test)]
+pub(crate) fn test_data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn dispatch_gsea_with_cls() {
+        let opts = ReadOptions {
+            label_column: None,
+            cls: Some(test_data("gseapy_leukemia/Leukemia.cls")),
+        };
+        let p = test_data("gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz");
+        assert_eq!(detect_format(&p).unwrap(), Format::Gsea);
+        let (m, rep) = read_expression_with_report(&p, &opts).unwrap();
+        assert_eq!((m.n_samples(), m.n_genes()), (48, 9020));
+        assert_eq!(rep.dropped_duplicate_genes, 11548 - 9020);
+        let labels = m.labels.unwrap();
+        assert_eq!(labels[..24], vec!["ALL".to_string(); 24][..]);
+        assert_eq!(labels[24..], vec!["AML".to_string(); 24][..]);
+    }
+
+    #[test]
+    fn cls_count_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "x.txt", "Gene\tNAME\ts1\ts2\nA\t-\t1\t2\n");
+        let cls = write(dir.path(), "x.cls", "3 2 1\n# a b\na b a\n");
+        let opts = ReadOptions { label_column: None, cls: Some(cls) };
+        let e = read_expression(&p, &opts).unwrap_err().to_string();
+        assert!(e.contains("x.cls") && e.contains("3 labels") && e.contains("2 samples"), "{e}");
+    }
+
+    #[test]
+    fn dispatch_txt_tsv_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "t.txt", "id\tA\tA\tB\ns1\t1\t2\t3\n");
+        assert_eq!(detect_format(&p).unwrap(), Format::Tsv);
+        let (m, rep) = read_expression_with_report(&p, &ReadOptions::default()).unwrap();
+        assert_eq!(m.genes, vec!["A", "B"]);
+        assert_eq!(m.values, vec![1.0, 3.0]);
+        assert_eq!(rep.dropped_duplicate_genes, 1);
+
+        let p = write(dir.path(), "t.CSV", "id,A,y\ns1,1,u\n");
+        let opts = ReadOptions { label_column: Some("y".into()), cls: None };
+        let m = read_expression(&p, &opts).unwrap();
+        assert_eq!(m.labels, Some(vec!["u".to_string()]));
+
+        let p = write(dir.path(), "t.xlsx", "");
+        assert!(matches!(read_expression(&p, &ReadOptions::default()), Err(Error::Unsupported(_))));
+        let p = write(dir.path(), "g.txt", "Gene\tNAME\ts1\nA\t-\t1\n");
+        let opts = ReadOptions { label_column: Some("y".into()), cls: None };
+        assert!(matches!(read_expression(&p, &opts), Err(Error::Input(_))));
+    }
+
+    #[test]
+    fn check_finite_names_sample_and_gene() {
+        let m = ExpressionMatrix {
+            samples: vec!["s1".into(), "s2".into()],
+            genes: vec!["A".into(), "B".into()],
+            values: vec![1.0, 2.0, f32::INFINITY, f32::NAN],
+            labels: None,
+        };
+        assert_eq!(m.count_non_finite(), 2);
+        let e = m.check_finite(Path::new("data.csv")).unwrap_err().to_string();
+        assert!(e.contains("data.csv") && e.contains("2 non-finite") && e.contains("'s2'") && e.contains("'A'"), "{e}");
+        let ok = ExpressionMatrix { values: vec![1.0; 4], ..m.clone() };
+        ok.check_finite(Path::new("x")).unwrap();
+        assert_eq!(ok.row(1), &[1.0, 1.0]);
+        let bad = ExpressionMatrix { values: vec![1.0; 3], ..m };
+        assert!(bad.check_shape().is_err());
+    }
+
+    #[cfg(feature = "hdf5")]
+    #[test]
+    fn dispatch_hdf5_formats() {
+        let p = test_data("scanpy_pbmc68k_reduced/pbmc68k_reduced.anndata0.12.h5ad");
+        let opts = ReadOptions { label_column: Some("bulk_labels".into()), cls: None };
+        let m = read_expression(&p, &opts).unwrap();
+        assert_eq!((m.n_samples(), m.n_genes()), (700, 765));
+        m.check_finite(&p).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let h5 = dir.path().join("m.hdf5");
+        h5::write_hdf5(&h5, &m).unwrap();
+        let back = read_expression(&h5, &ReadOptions::default()).unwrap();
+        assert_eq!(back, m);
+
+        let junk = dir.path().join("junk.h5");
+        std::fs::write(&junk, vec![7u8; 10_000]).unwrap();
+        let e = read_expression(&junk, &ReadOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Hdf5 { .. }) && e.to_string().contains("junk.h5"), "{e}");
+    }
 }

@@ -1,0 +1,89 @@
+//! Expression classifiers (`gene-gcn`, `gene-mlp`): align, batch, run, write class probabilities.
+
+use crate::align::Alignment;
+use crate::data::ExpressionMatrix;
+use crate::runtime::{Session, Value};
+use crate::{Error, Result};
+use onnx_format::ModelCard;
+use std::path::Path;
+
+/// Families whose input is an expression matrix and whose output is class probabilities.
+pub const EXPRESSION_CLASSIFIERS: &[&str] = &["gene-gcn", "gene-mlp"];
+
+pub struct Classification {
+    pub samples: Vec<String>,
+    pub classes: Vec<String>,
+    /// `[samples, classes]`, row-major.
+    pub probabilities: Vec<f32>,
+    pub alignment: Alignment,
+}
+
+/// Check that a model card describes an expression classifier.
+pub fn check_family(card: &ModelCard, model: &Path) -> Result<()> {
+    if !EXPRESSION_CLASSIFIERS.contains(&card.family.as_str()) {
+        return Err(Error::Model {
+            path: model.into(),
+            msg: format!(
+                "model family `{}` is not an expression classifier (expected one of: {})",
+                card.family,
+                EXPRESSION_CLASSIFIERS.join(", ")
+            ),
+        });
+    }
+    if card.genes.is_empty() || card.classes.is_empty() {
+        return Err(Error::Model { path: model.into(), msg: "model card lists no genes or no classes".into() });
+    }
+    Ok(())
+}
+
+/// Predict class probabilities for every sample of `m` (read from `input`).
+pub fn classify(session: &mut Session, card: &ModelCard, m: &ExpressionMatrix, input: &Path, batch: usize) -> Result<Classification> {
+    if m.samples.is_empty() {
+        return Err(Error::Input(format!("{}: no samples", input.display())));
+    }
+    m.check_finite(input)?;
+    let alignment = Alignment::new(&card.genes, &m.genes).map_err(|e| Error::Input(format!("{}: {e}", input.display())))?;
+    let x = alignment.apply(m);
+    let genes = card.genes.len();
+    let k = card.classes.len();
+    let mut probabilities = Vec::with_capacity(m.samples.len() * k);
+    for chunk in x.chunks(batch.max(1) * genes) {
+        let rows = chunk.len() / genes;
+        let out = session.run_output(vec![Value::f32(&[rows, genes], chunk.to_vec())], "probabilities")?;
+        if out.shape() != [rows, k] {
+            return Err(Error::Input(format!("model returned shape {:?}, expected [{rows}, {k}]", out.shape())));
+        }
+        probabilities.extend(out.into_f32()?);
+    }
+    Ok(Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities, alignment })
+}
+
+impl Classification {
+    /// CSV: `sample,predicted,<one probability column per class>`.
+    pub fn to_csv(&self) -> String {
+        let k = self.classes.len();
+        let mut s = String::from("sample,predicted");
+        for c in &self.classes {
+            s.push(',');
+            s.push_str(&csv_field(&format!("p_{c}")));
+        }
+        s.push('\n');
+        for (i, name) in self.samples.iter().enumerate() {
+            let row = &self.probabilities[i * k..(i + 1) * k];
+            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
+            s.push_str(&csv_field(name));
+            s.push(',');
+            s.push_str(&csv_field(&self.classes[best]));
+            for p in row {
+                s.push_str(&format!(",{p:.6}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Quote a CSV field when needed.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}

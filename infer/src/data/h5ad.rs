@@ -1,0 +1,530 @@
+//! AnnData `.h5ad` reader (cells/spots = samples, `var_names` = genes).
+//!
+//! Both on-disk encodings are read:
+//! * modern (anndata ≥ 0.7): `obs`/`var` are groups; attribute `_index` names the index dataset;
+//!   categoricals are groups `codes` + `categories` (anndata 0.7: a codes dataset with the
+//!   categories in `obs/__categories/<col>`); nullable columns are groups `values` + `mask`.
+//! * legacy (anndata < 0.7): `obs`/`var` are compound datasets with an `index` field;
+//!   categoricals are integer codes with the categories in `uns/<col>_categories`.
+//!
+//! `X` may be dense, or a CSR/CSC group (`data`, `indices`, `indptr`; attribute `encoding-type`
+//! = `csr_matrix`/`csc_matrix` and `shape`, or legacy `h5sparse_format` = `csr`/`csc` and
+//! `h5sparse_shape`). Sparse matrices are densified. Missing categorical codes (-1) read as `NA`.
+
+use super::ExpressionMatrix;
+use super::h5util::{
+    Column, attr_ints, attr_string, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error,
+    is_dataset, is_group, join, open, read_compressed, read_f32, read_i64, read_strings, shape,
+};
+use super::text::list_names;
+use crate::error::{Error, Result};
+use hdf5::{File, Group};
+use std::path::Path;
+
+/// Reads `X` with `obs_names` as samples and `var_names` as genes; labels from an obs column.
+pub fn read_h5ad(path: &Path, label_column: Option<&str>) -> Result<ExpressionMatrix> {
+    read_h5ad_matrix(path, "X", label_column)
+}
+
+/// Like [`read_h5ad`] for another matrix: `"X"`, `"raw"` (`raw/X` with `raw/var` names;
+/// legacy `raw.X`/`raw.var`) or `"layers/<name>"`.
+pub fn read_h5ad_matrix(path: &Path, matrix: &str, label_column: Option<&str>) -> Result<ExpressionMatrix> {
+    let file = open(path)?;
+    let (x_path, var_path) = match matrix {
+        "X" => ("X".to_string(), "var"),
+        "raw" if file.link_exists("raw/X") => ("raw/X".to_string(), "raw/var"),
+        "raw" if file.link_exists("raw.X") => ("raw.X".to_string(), "raw.var"),
+        "raw" => return Err(Error::format(path, "no raw matrix (raw/X or raw.X)")),
+        m if m.starts_with("layers/") => (m.to_string(), "var"),
+        m => return Err(Error::Input(format!("{}: unknown matrix '{m}' (X, raw, layers/<name>)", path.display()))),
+    };
+    let obs = Frame::open(path, &file, "obs")?;
+    let samples = obs.index(path)?;
+    let genes = Frame::open(path, &file, var_path)?.index(path)?;
+    let (rows, cols, values) = read_matrix(path, &file, &x_path)?;
+    if rows != samples.len() || cols != genes.len() {
+        return Err(Error::format(path, format!(
+            "{x_path} is {rows} × {cols}, but obs has {} names and {var_path} {}",
+            samples.len(),
+            genes.len()
+        )));
+    }
+    let labels = match label_column {
+        None => None,
+        Some(col) => {
+            let columns = obs.columns(path)?;
+            if !columns.iter().any(|c| c == col) {
+                return Err(Error::format(path, format!(
+                    "obs column '{col}' not found; obs columns: {}",
+                    list_names(&columns)
+                )));
+            }
+            let l = obs.column(path, &file, col)?;
+            if l.len() != samples.len() {
+                return Err(Error::format(path, format!("obs/{col} has {} entries, obs {}", l.len(), samples.len())));
+            }
+            Some(l)
+        }
+    };
+    Ok(ExpressionMatrix { samples, genes, values, labels })
+}
+
+/// The obs column names (not the index).
+pub fn obs_columns(path: &Path) -> Result<Vec<String>> {
+    let file = open(path)?;
+    Frame::open(path, &file, "obs")?.columns(path)
+}
+
+/// One obs column as text (categoricals decoded, numbers formatted).
+pub fn read_obs_column(path: &Path, column: &str) -> Result<Vec<String>> {
+    let file = open(path)?;
+    let obs = Frame::open(path, &file, "obs")?;
+    let columns = obs.columns(path)?;
+    if !columns.iter().any(|c| c == column) {
+        return Err(Error::format(path, format!("obs column '{column}' not found; obs columns: {}", list_names(&columns))));
+    }
+    obs.column(path, &file, column)
+}
+
+/// A dense row-major matrix: `values[r * cols + c]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f32>,
+}
+
+/// A dense `obsm` array (e.g. `X_pca`, `X_umap`, `spatial`) as `n_obs × k` f32.
+pub fn read_obsm(path: &Path, name: &str) -> Result<DenseMatrix> {
+    let file = open(path)?;
+    let to_array = |rows: usize, cols: usize, values: Vec<f32>| {
+        if rows.checked_mul(cols) == Some(values.len()) {
+            Ok(DenseMatrix { rows, cols, values })
+        } else {
+            Err(Error::format(path, format!("obsm/{name}: {} values for {rows} × {cols}", values.len())))
+        }
+    };
+    if is_group(&file, "obsm") {
+        let g = group(path, &file, "obsm")?;
+        if !is_dataset(&g, name) {
+            let names = g.member_names().map_err(h5err(path, "obsm"))?;
+            return Err(Error::format(path, format!("no dense obsm/{name}; obsm has: {}", list_names(&names))));
+        }
+        let ds = dataset(path, &g, name)?;
+        return match shape(path, &ds)?.as_slice() {
+            [r, c] => {
+                let (r, c) = (*r, *c);
+                to_array(r, c, read_f32(path, &ds)?)
+            }
+            [r] => {
+                let r = *r;
+                to_array(r, 1, read_f32(path, &ds)?)
+            }
+            s => Err(Error::format(path, format!("obsm/{name} has shape {s:?}, expected 2-D"))),
+        };
+    }
+    if is_dataset(&file, "obsm") {
+        let ds = dataset(path, &file, "obsm")?;
+        let fields = compound_fields(path, &ds)?;
+        if !fields.iter().any(|f| f == name) {
+            return Err(Error::format(path, format!("no obsm field '{name}'; obsm has: {}", list_names(&fields))));
+        }
+        let rows = shape(path, &ds)?.first().copied().unwrap_or(0);
+        return match compound_field(path, &ds, name)? {
+            Column::Array(v, w) => to_array(rows, w, v),
+            Column::Float(v) => to_array(rows, 1, v.into_iter().map(|x| x as f32).collect()),
+            Column::Int(v) => to_array(rows, 1, v.into_iter().map(|x| x as f32).collect()),
+            _ => Err(Error::format(path, format!("obsm field '{name}' is not numeric"))),
+        };
+    }
+    Err(Error::format(path, "no obsm"))
+}
+
+/// A sparse matrix in CSR form (rows over `indptr`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub indptr: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+/// An `obsp` matrix (e.g. `connectivities`, `distances`): `obsp/<name>`, or legacy
+/// `uns/neighbors/<name>`. Returned as CSR.
+pub fn read_obsp(path: &Path, name: &str) -> Result<SparseMatrix> {
+    let file = open(path)?;
+    let modern = format!("obsp/{name}");
+    let legacy = format!("uns/neighbors/{name}");
+    let loc = if is_group(&file, &modern) {
+        modern
+    } else if is_group(&file, &legacy) {
+        legacy
+    } else {
+        return Err(Error::format(path, format!("no sparse {modern} (or legacy {legacy})")));
+    };
+    let g = group(path, &file, &loc)?;
+    let (rows, cols, csr) = sparse_meta(path, &g)?;
+    let (major, minor) = if csr { (rows, cols) } else { (cols, rows) };
+    let c = read_compressed(path, &g, major, minor)?;
+    let mut m = SparseMatrix {
+        rows: major,
+        cols: minor,
+        indptr: c.indptr.iter().map(|&p| p as usize).collect(),
+        indices: c.indices.iter().map(|&i| i as u32).collect(),
+        values: c.data,
+    };
+    if !csr {
+        m = m.transpose();
+    }
+    Ok(m)
+}
+
+impl SparseMatrix {
+    /// The transpose, in CSR form.
+    pub fn transpose(&self) -> SparseMatrix {
+        let mut counts = vec![0usize; self.cols + 1];
+        for &j in &self.indices {
+            counts[j as usize + 1] += 1;
+        }
+        for j in 0..self.cols {
+            counts[j + 1] += counts[j];
+        }
+        let indptr = counts.clone();
+        let mut next = counts;
+        let mut indices = vec![0u32; self.indices.len()];
+        let mut values = vec![0f32; self.values.len()];
+        for r in 0..self.rows {
+            for k in self.indptr[r]..self.indptr[r + 1] {
+                let j = self.indices[k] as usize;
+                indices[next[j]] = r as u32;
+                values[next[j]] = self.values[k];
+                next[j] += 1;
+            }
+        }
+        SparseMatrix { rows: self.cols, cols: self.rows, indptr, indices, values }
+    }
+}
+
+/// (rows, cols, is_csr) of a sparse group.
+fn sparse_meta(path: &Path, g: &Group) -> Result<(usize, usize, bool)> {
+    let enc = attr_string(path, g, "encoding-type").or_else(|| attr_string(path, g, "h5sparse_format"));
+    let csr = match enc.as_deref() {
+        Some("csr_matrix" | "csr") => true,
+        Some("csc_matrix" | "csc") => false,
+        other => {
+            return Err(Error::format(path, format!(
+                "'{}': not a sparse matrix group (encoding {other:?})",
+                g.name()
+            )));
+        }
+    };
+    let dims = attr_ints(g, "shape").or_else(|| attr_ints(g, "h5sparse_shape"));
+    match dims.as_deref() {
+        Some([r, c]) if *r >= 0 && *c >= 0 => Ok((*r as usize, *c as usize, csr)),
+        _ => Err(Error::format(path, format!("'{}': missing or bad 'shape' attribute", g.name()))),
+    }
+}
+
+/// Dense row-major values of a dense dataset or sparse group.
+fn read_matrix(path: &Path, file: &File, loc: &str) -> Result<(usize, usize, Vec<f32>)> {
+    if is_dataset(file, loc) {
+        let ds = dataset(path, file, loc)?;
+        let [r, c] = shape(path, &ds)?[..] else {
+            return Err(Error::format(path, format!("{loc} is not 2-D")));
+        };
+        return Ok((r, c, read_f32(path, &ds)?));
+    }
+    if is_group(file, loc) {
+        let g = group(path, file, loc)?;
+        let (rows, cols, csr) = sparse_meta(path, &g)?;
+        let (major, minor) = if csr { (rows, cols) } else { (cols, rows) };
+        let c = read_compressed(path, &g, major, minor)?;
+        return Ok((rows, cols, densify(path, &c, rows, cols, csr)?));
+    }
+    Err(Error::format(path, format!("no matrix '{loc}'")))
+}
+
+/// A dataframe (`obs`, `var`, `raw/var`) in either encoding.
+enum Frame {
+    Group(Group),
+    Compound(hdf5::Dataset),
+}
+
+impl Frame {
+    fn open(path: &Path, file: &File, name: &str) -> Result<Frame> {
+        if is_group(file, name) {
+            Ok(Frame::Group(group(path, file, name)?))
+        } else if is_dataset(file, name) {
+            Ok(Frame::Compound(dataset(path, file, name)?))
+        } else {
+            Err(Error::format(path, format!("no '{name}' dataframe")))
+        }
+    }
+
+    fn index_name(&self, path: &Path) -> String {
+        match self {
+            Frame::Group(g) => attr_string(path, g, "_index").unwrap_or_else(|| {
+                if g.link_exists("_index") { "_index".into() } else { "index".into() }
+            }),
+            Frame::Compound(ds) => {
+                let fields = compound_fields(path, ds).unwrap_or_default();
+                if fields.iter().any(|f| f == "index") { "index".into() } else { "_index".into() }
+            }
+        }
+    }
+
+    fn index(&self, path: &Path) -> Result<Vec<String>> {
+        let name = self.index_name(path);
+        match self {
+            Frame::Group(g) => read_strings(path, &dataset(path, g, &name)?),
+            Frame::Compound(ds) => Ok(compound_field(path, ds, &name)?.into_strings()),
+        }
+    }
+
+    fn columns(&self, path: &Path) -> Result<Vec<String>> {
+        let index = self.index_name(path);
+        let all = match self {
+            Frame::Group(g) => g.member_names().map_err(h5err(path, g.name()))?,
+            Frame::Compound(ds) => compound_fields(path, ds)?,
+        };
+        Ok(all.into_iter().filter(|c| *c != index && c != "__categories").collect())
+    }
+
+    fn column(&self, path: &Path, file: &File, col: &str) -> Result<Vec<String>> {
+        match self {
+            Frame::Group(g) if is_group(g, col) => {
+                let cg = group(path, g, col)?;
+                if cg.link_exists("codes") && cg.link_exists("categories") {
+                    let codes = read_i64(path, &dataset(path, &cg, "codes")?)?;
+                    let cats = read_strings(path, &dataset(path, &cg, "categories")?)?;
+                    decode(path, &cg.name(), &codes, &cats)
+                } else if cg.link_exists("values") && cg.link_exists("mask") {
+                    let values = read_strings(path, &dataset(path, &cg, "values")?)?;
+                    let mask = read_strings(path, &dataset(path, &cg, "mask")?)?;
+                    Ok(values.into_iter().zip(mask).map(|(v, m)| if m == "True" { "NA".into() } else { v }).collect())
+                } else {
+                    Err(hdf5_error(path, format!("'{}': unsupported column encoding", cg.name())))
+                }
+            }
+            Frame::Group(g) => {
+                let ds = dataset(path, g, col)?;
+                let cats_path = format!("__categories/{col}");
+                if g.link_exists("__categories") && g.link_exists(&cats_path) {
+                    let codes = read_i64(path, &ds)?;
+                    let cats = read_strings(path, &dataset(path, g, &cats_path)?)?;
+                    decode(path, &ds.name(), &codes, &cats)
+                } else {
+                    read_strings(path, &ds)
+                }
+            }
+            Frame::Compound(ds) => {
+                let cats_path = format!("uns/{col}_categories");
+                match compound_field(path, ds, col)? {
+                    Column::Int(codes) if is_dataset(file, &cats_path) => {
+                        let cats = read_strings(path, &dataset(path, file, &cats_path)?)?;
+                        decode(path, &join(&ds.name(), col), &codes, &cats)
+                    }
+                    Column::Array(..) => Err(Error::format(path, format!("{}: '{col}' is an array", ds.name()))),
+                    c => Ok(c.into_strings()),
+                }
+            }
+        }
+    }
+}
+
+fn decode(path: &Path, what: &str, codes: &[i64], cats: &[String]) -> Result<Vec<String>> {
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if c < 0 {
+                Ok("NA".to_string())
+            } else {
+                cats.get(c as usize).cloned().ok_or_else(|| {
+                    Error::format(path, format!("{what}: code {c} at row {i} but only {} categories", cats.len()))
+                })
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_data;
+    use hdf5::types::VarLenUnicode;
+
+    const LEGACY: &str = "scanpy_pbmc68k_reduced/10x_pbmc68k_reduced.h5ad";
+    const MODERN: &str = "scanpy_pbmc68k_reduced/pbmc68k_reduced.anndata0.12.h5ad";
+
+    fn counts(labels: &[String]) -> std::collections::BTreeMap<&str, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for l in labels {
+            *m.entry(l.as_str()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn pbmc_legacy_and_modern_agree() {
+        let legacy = read_h5ad(&test_data(LEGACY), Some("bulk_labels")).unwrap();
+        let modern = read_h5ad(&test_data(MODERN), Some("bulk_labels")).unwrap();
+        assert_eq!(legacy.samples.len(), 700);
+        assert_eq!(legacy.genes.len(), 765);
+        assert_eq!(legacy.values.len(), 700 * 765);
+        assert_eq!(legacy, modern);
+        let labels = legacy.labels.as_ref().unwrap();
+        let c = counts(labels);
+        assert_eq!(c.len(), 10);
+        assert_eq!(c["Dendritic"], 240);
+        assert_eq!(c["CD14+ Monocyte"], 129);
+        assert_eq!(c["CD4+/CD45RA+/CD25- Naive T"], 8);
+        // Scaled data: z-scores in about -2.03..28.4.
+        let (lo, hi) = legacy.values.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(lo > -2.1 && lo < -2.0 && hi > 28.0 && hi < 28.5, "{lo} {hi}");
+
+        let l1 = read_obs_column(&test_data(LEGACY), "louvain").unwrap();
+        let l2 = read_obs_column(&test_data(MODERN), "louvain").unwrap();
+        assert_eq!(l1, l2);
+        assert_eq!(counts(&l1).len(), 11);
+        // Numeric columns agree too.
+        assert_eq!(read_obs_column(&test_data(LEGACY), "n_genes").unwrap(), read_obs_column(&test_data(MODERN), "n_genes").unwrap());
+
+        let mut cols = obs_columns(&test_data(MODERN)).unwrap();
+        let mut cols_legacy = obs_columns(&test_data(LEGACY)).unwrap();
+        cols.sort();
+        cols_legacy.sort();
+        assert_eq!(cols, cols_legacy);
+        assert!(cols.contains(&"bulk_labels".to_string()) && cols.len() == 8, "{cols:?}");
+    }
+
+    #[test]
+    fn pbmc_raw_obsm_obsp() {
+        let legacy = read_h5ad_matrix(&test_data(LEGACY), "raw", None).unwrap();
+        let modern = read_h5ad_matrix(&test_data(MODERN), "raw", None).unwrap();
+        assert_eq!(legacy, modern);
+        assert_eq!(legacy.values.iter().filter(|v| **v != 0.0).count(), 174400);
+        assert!(legacy.values.iter().all(|v| *v >= 0.0 && *v < 6.5));
+
+        let a = read_obsm(&test_data(LEGACY), "X_pca").unwrap();
+        let b = read_obsm(&test_data(MODERN), "X_pca").unwrap();
+        assert_eq!((a.rows, a.cols), (700, 50));
+        assert_eq!(a, b);
+        let u = read_obsm(&test_data(MODERN), "X_umap").unwrap();
+        assert_eq!((u.rows, u.cols), (700, 2));
+        assert_eq!(u, read_obsm(&test_data(LEGACY), "X_umap").unwrap());
+        let e = read_obsm(&test_data(MODERN), "X_tsne").unwrap_err().to_string();
+        assert!(e.contains("X_pca"), "{e}");
+
+        let g1 = read_obsp(&test_data(LEGACY), "connectivities").unwrap();
+        let g2 = read_obsp(&test_data(MODERN), "connectivities").unwrap();
+        assert_eq!((g1.rows, g1.cols, g1.values.len()), (700, 700, 9992));
+        assert_eq!(g1, g2);
+        let t = g1.transpose().transpose();
+        assert_eq!(t.indptr, g1.indptr);
+    }
+
+    #[test]
+    fn missing_label_column_lists_obs_columns() {
+        for f in [LEGACY, MODERN] {
+            let e = read_h5ad(&test_data(f), Some("cell_type")).unwrap_err();
+            assert!(matches!(e, Error::Format { .. }));
+            let e = e.to_string();
+            assert!(e.contains(".h5ad") && e.contains("'cell_type'") && e.contains("bulk_labels") && e.contains("louvain"), "{e}");
+        }
+    }
+
+    #[test]
+    fn visium_csr() {
+        let p = test_data("squidpy_visium_tiny/test_data.h5ad");
+        let m = read_h5ad(&p, Some("leiden")).unwrap();
+        assert_eq!((m.samples.len(), m.genes.len()), (49, 1999));
+        assert_eq!(m.values.iter().filter(|v| **v != 0.0).count(), 22372);
+        assert_eq!(m.labels.as_ref().unwrap().len(), 49);
+        let sp = read_obsm(&p, "spatial").unwrap();
+        assert_eq!((sp.rows, sp.cols), (49, 2));
+    }
+
+    fn vlen(v: &[&str]) -> Vec<VarLenUnicode> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn str_attr(loc: &hdf5::Location, name: &str, value: &str) {
+        let v: VarLenUnicode = value.parse().unwrap();
+        loc.new_attr::<VarLenUnicode>().create(name).unwrap().write_scalar(&v).unwrap();
+    }
+
+    /// CSC X and the anndata 0.7 `__categories` layout, written here.
+    #[test]
+    fn csc_and_anndata07_categories() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.h5ad");
+        {
+            let f = hdf5::File::create(&p).unwrap();
+            // 3 cells × 2 genes: [[1,0],[0,2],[3,4]] as CSC.
+            let x = f.create_group("X").unwrap();
+            str_attr(&x, "encoding-type", "csc_matrix");
+            x.new_attr::<i64>().shape(2).create("shape").unwrap().write(&[3i64, 2]).unwrap();
+            x.new_dataset_builder().with_data(&[1f64, 3., 2., 4.]).create("data").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 2, 1, 2]).create("indices").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 2, 4]).create("indptr").unwrap();
+            let obs = f.create_group("obs").unwrap();
+            str_attr(&obs, "_index", "_index");
+            obs.new_dataset_builder().with_data(&vlen(&["c1", "c2", "c3"])).create("_index").unwrap();
+            obs.new_dataset_builder().with_data(&[1i8, -1, 0]).create("kind").unwrap();
+            let cats = obs.create_group("__categories").unwrap();
+            cats.new_dataset_builder().with_data(&vlen(&["T", "B"])).create("kind").unwrap();
+            obs.new_dataset_builder().with_data(&[0.5f64, 1.0, 2.0]).create("score").unwrap();
+            let var = f.create_group("var").unwrap();
+            str_attr(&var, "_index", "_index");
+            var.new_dataset_builder().with_data(&vlen(&["G1", "G2"])).create("_index").unwrap();
+        }
+        let m = read_h5ad(&p, Some("kind")).unwrap();
+        assert_eq!(m.samples, vec!["c1", "c2", "c3"]);
+        assert_eq!(m.genes, vec!["G1", "G2"]);
+        assert_eq!(m.values, vec![1., 0., 0., 2., 3., 4.]);
+        assert_eq!(m.labels.unwrap(), vec!["B", "NA", "T"]);
+        assert_eq!(read_obs_column(&p, "score").unwrap(), vec!["0.5", "1", "2"]);
+        assert_eq!(obs_columns(&p).unwrap(), vec!["kind", "score"]);
+    }
+
+    #[test]
+    fn bad_sparse_is_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.h5ad");
+        {
+            let f = hdf5::File::create(&p).unwrap();
+            let x = f.create_group("X").unwrap();
+            str_attr(&x, "encoding-type", "csr_matrix");
+            x.new_attr::<i64>().shape(2).create("shape").unwrap().write(&[2i64, 2]).unwrap();
+            x.new_dataset_builder().with_data(&[1f32, 2.]).create("data").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 5]).create("indices").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 1, 2]).create("indptr").unwrap();
+            for name in ["obs", "var"] {
+                let g = f.create_group(name).unwrap();
+                str_attr(&g, "_index", "_index");
+                g.new_dataset_builder().with_data(&vlen(&["a", "b"])).create("_index").unwrap();
+            }
+        }
+        let e = read_h5ad(&p, None).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+        assert!(e.to_string().contains("outside 0..2"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_h5ad_is_hdf5_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = std::fs::read(test_data(LEGACY)).unwrap();
+        for (i, len) in [100usize, full.len() / 3, full.len() - 1000].into_iter().enumerate() {
+            let p = dir.path().join(format!("cut{i}.h5ad"));
+            std::fs::write(&p, &full[..len]).unwrap();
+            let e = read_h5ad(&p, Some("bulk_labels")).unwrap_err();
+            assert!(matches!(e, Error::Hdf5 { .. }), "{e}");
+            assert!(e.to_string().contains(&format!("cut{i}.h5ad")), "{e}");
+        }
+        let p = dir.path().join("junk.h5ad");
+        std::fs::write(&p, b"not an hdf5 file at all").unwrap();
+        assert!(matches!(read_h5ad(&p, None), Err(Error::Hdf5 { .. })));
+    }
+}

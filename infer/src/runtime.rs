@@ -1,0 +1,302 @@
+//! One API over two runtimes: tract (pure Rust, default) and ONNX Runtime (`ort`, loaded at run
+//! time from `libonnxruntime.so`; optional CUDA).
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A tensor crossing the runtime boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+impl Value {
+    pub fn f32(shape: &[usize], data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Value::F32 { shape: shape.to_vec(), data }
+    }
+    pub fn i64(shape: &[usize], data: Vec<i64>) -> Self {
+        Value::I64 { shape: shape.to_vec(), data }
+    }
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32 { shape, .. } | Value::I64 { shape, .. } => shape,
+        }
+    }
+    /// The f32 data, or an error naming the output.
+    pub fn into_f32(self) -> Result<Vec<f32>> {
+        match self {
+            Value::F32 { data, .. } => Ok(data),
+            Value::I64 { .. } => Err(Error::Input("expected an f32 tensor, got i64".into())),
+        }
+    }
+}
+
+/// Which runtime executes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Tract,
+    Ort,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Ort => "ort",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tract" => Ok(Backend::Tract),
+            "ort" | "onnxruntime" => Ok(Backend::Ort),
+            _ => Err(Error::Input(format!("unknown backend `{s}` (expected tract or ort)"))),
+        }
+    }
+}
+
+/// Options for building a session.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// ONNX Runtime: use the CUDA execution provider (feature `cuda`).
+    pub cuda: bool,
+    /// Intra-op threads (0 = runtime default).
+    pub threads: usize,
+}
+
+enum Inner {
+    #[cfg(feature = "tract")]
+    Tract(tract::Session),
+    #[cfg(feature = "ort")]
+    Ort(ort_rt::Session),
+}
+
+/// A loaded model ready to run.
+pub struct Session {
+    inner: Inner,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    /// The execution provider that actually runs the model (e.g. "tract", "ort-cpu", "ort-cuda").
+    pub provider: String,
+}
+
+impl Session {
+    /// Load ONNX bytes; `origin` names the file in messages.
+    pub fn from_bytes(bytes: &[u8], origin: &Path, backend: Backend, opts: &Options) -> Result<Self> {
+        let model = onnx_format::decode(bytes, &origin.display().to_string())
+            .map_err(|e| Error::Model { path: origin.into(), msg: e.to_string() })?;
+        let graph = model.graph.as_ref().ok_or_else(|| Error::Model { path: origin.into(), msg: "model has no graph".into() })?;
+        let init: std::collections::HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        let inputs: Vec<String> = graph
+            .input
+            .iter()
+            .filter_map(|v| v.name.clone())
+            .filter(|n| !init.contains(n.as_str()))
+            .collect();
+        let outputs: Vec<String> = graph.output.iter().filter_map(|v| v.name.clone()).collect();
+        let err = |msg: String| Error::Model { path: origin.into(), msg };
+        let (inner, provider) = match backend {
+            #[cfg(feature = "tract")]
+            Backend::Tract => (Inner::Tract(tract::Session::new(bytes).map_err(err)?), "tract".to_string()),
+            #[cfg(feature = "ort")]
+            Backend::Ort => {
+                let (s, p) = ort_rt::Session::new(bytes, opts).map_err(|e| match e {
+                    ort_rt::LoadError::Library(m) => Error::Runtime { backend: "ort", msg: m },
+                    ort_rt::LoadError::Model(m) => err(m),
+                })?;
+                (Inner::Ort(s), p)
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = opts;
+                return Err(Error::Unsupported(format!("backend {} is not compiled in (cargo feature `{}`)", other.name(), other.name())));
+            }
+        };
+        Ok(Self { inner, inputs, outputs, provider })
+    }
+
+    pub fn from_file(path: &Path, backend: Backend, opts: &Options) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, path, backend, opts)
+    }
+
+    /// Run with inputs in graph input order; returns outputs in graph output order.
+    pub fn run(&mut self, inputs: Vec<Value>) -> Result<Vec<Value>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Input(format!("model takes {} inputs ({}), got {}", self.inputs.len(), self.inputs.join(", "), inputs.len())));
+        }
+        match &mut self.inner {
+            #[cfg(feature = "tract")]
+            Inner::Tract(s) => s.run(inputs).map_err(|msg| Error::Runtime { backend: "tract", msg }),
+            #[cfg(feature = "ort")]
+            Inner::Ort(s) => s.run(&self.inputs, inputs, &self.outputs).map_err(|msg| Error::Runtime { backend: "ort", msg }),
+        }
+    }
+
+    /// Run and return the output called `name`.
+    pub fn run_output(&mut self, inputs: Vec<Value>, name: &str) -> Result<Value> {
+        let i = self
+            .outputs
+            .iter()
+            .position(|o| o == name)
+            .ok_or_else(|| Error::Input(format!("model has no output `{name}` (outputs: {})", self.outputs.join(", "))))?;
+        Ok(self.run(inputs)?.swap_remove(i))
+    }
+}
+
+#[cfg(feature = "tract")]
+mod tract {
+    use super::Value;
+    use tract_onnx::prelude::*;
+
+    pub struct Session {
+        plan: Arc<TypedRunnableModel>,
+    }
+
+    impl Session {
+        pub fn new(bytes: &[u8]) -> Result<Self, String> {
+            let plan = tract_onnx::onnx()
+                .model_for_read(&mut &bytes[..])
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+                .map_err(|e| format!("tract cannot load the model: {e:#}"))?;
+            Ok(Self { plan })
+        }
+
+        pub fn run(&mut self, inputs: Vec<Value>) -> Result<Vec<Value>, String> {
+            let tensors: TVec<TValue> = inputs
+                .into_iter()
+                .map(|v| match v {
+                    Value::F32 { shape, data } => Tensor::from_shape(&shape, &data),
+                    Value::I64 { shape, data } => Tensor::from_shape(&shape, &data),
+                })
+                .map(|t| t.map(|t| t.into_tvalue()))
+                .collect::<TractResult<_>>()
+                .map_err(|e| format!("{e:#}"))?;
+            let out = self.plan.run(tensors).map_err(|e| format!("{e:#}"))?;
+            out.into_iter()
+                .map(|t| {
+                    let shape = t.shape().to_vec();
+                    if let Ok(v) = t.to_plain_array_view::<f32>() {
+                        Ok(Value::F32 { shape, data: v.iter().copied().collect() })
+                    } else if let Ok(v) = t.to_plain_array_view::<i64>() {
+                        Ok(Value::I64 { shape, data: v.iter().copied().collect() })
+                    } else {
+                        Err(format!("unsupported output type {:?}", t.datum_type()))
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// Where `infer` looks for `libonnxruntime.so`: `ORT_DYLIB_PATH`, then the setup script's cache.
+pub fn ort_library_path() -> std::result::Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        return if p.is_file() { Ok(p) } else { Err(format!("ORT_DYLIB_PATH={} does not exist. {ORT_HINT}", p.display())) };
+    }
+    let p = default_ort_path();
+    if p.is_file() { Ok(p) } else { Err(format!("ONNX Runtime library not found at {} and ORT_DYLIB_PATH is not set. {ORT_HINT}", p.display())) }
+}
+
+/// The cache path that `scripts/setup.sh` fills.
+pub fn default_ort_path() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("bioedge").join("onnxruntime").join("libonnxruntime.so")
+}
+
+const ORT_HINT: &str = "Run `scripts/setup.sh`, or get it yourself: `pip download --no-deps onnxruntime==1.31.1`, unzip \
+onnxruntime/capi/libonnxruntime.so.1.31.1 and point ORT_DYLIB_PATH at it (or use --backend tract).";
+
+#[cfg(feature = "ort")]
+mod ort_rt {
+    use super::{Options, Value};
+    use ort::session::Session as OrtSession;
+    use ort::value::Tensor;
+    use std::sync::OnceLock;
+
+    pub enum LoadError {
+        Library(String),
+        Model(String),
+    }
+
+    static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+    fn environment() -> Result<&'static ort::environment::Environment, String> {
+        ENV.get_or_init(|| {
+            let path = super::ort_library_path()?;
+            ort::init_from(&path)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
+                .with_name("bioedge")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))
+        })
+        .as_ref()
+        .map_err(|e| e.clone())
+    }
+
+    pub struct Session {
+        s: OrtSession,
+    }
+
+    impl Session {
+        pub fn new(bytes: &[u8], opts: &Options) -> Result<(Self, String), LoadError> {
+            let env = environment().map_err(LoadError::Library)?;
+            let m = |e: ort::Error| LoadError::Model(format!("ONNX Runtime cannot load the model: {e}"));
+            let mut b = OrtSession::builder(env).map_err(m)?;
+            if opts.threads > 0 {
+                b = b.with_intra_threads(opts.threads).map_err(|e| m(e.into()))?;
+            }
+            #[allow(unused_mut)]
+            let mut provider = "ort-cpu".to_string();
+            if opts.cuda {
+                #[cfg(feature = "cuda")]
+                {
+                    b = b
+                        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                        .map_err(|e| LoadError::Library(format!("CUDA execution provider unavailable: {}", ort::Error::from(e))))?;
+                    provider = "ort-cuda".into();
+                }
+                #[cfg(not(feature = "cuda"))]
+                return Err(LoadError::Library("built without the `cuda` feature".into()));
+            }
+            let s = b.commit_from_memory(bytes).map_err(m)?;
+            Ok((Self { s }, provider))
+        }
+
+        pub fn run(&mut self, names: &[String], inputs: Vec<Value>, outputs: &[String]) -> Result<Vec<Value>, String> {
+            let mut feed: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> = Vec::new();
+            for (name, v) in names.iter().zip(inputs) {
+                let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
+                let value: ort::session::SessionInputValue = match v {
+                    Value::F32 { data, .. } => Tensor::from_array((shape, data)).map_err(|e| e.to_string())?.into(),
+                    Value::I64 { data, .. } => Tensor::from_array((shape, data)).map_err(|e| e.to_string())?.into(),
+                };
+                feed.push((name.as_str().into(), value));
+            }
+            let out = self.s.run(feed).map_err(|e| e.to_string())?;
+            outputs
+                .iter()
+                .map(|name| {
+                    let v = &out[name.as_str()];
+                    if let Ok((shape, data)) = v.try_extract_tensor::<f32>() {
+                        Ok(Value::F32 { shape: shape.iter().map(|&d| d as usize).collect(), data: data.to_vec() })
+                    } else if let Ok((shape, data)) = v.try_extract_tensor::<i64>() {
+                        Ok(Value::I64 { shape: shape.iter().map(|&d| d as usize).collect(), data: data.to_vec() })
+                    } else {
+                        Err(format!("output {name}: unsupported type"))
+                    }
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! `fit` / `predict` for gene-expression classifiers (gene-graph GCN or MLP baseline), in the
+//! spirit of the seed's scikit-learn-like API.
+
+use crate::gene::{GeneGcn, GeneGcnConfig, GeneMlp, GeneMlpConfig, MessagePassing};
+use crate::graph::{GraphTensors, NormalizedGraph};
+use crate::metrics;
+use crate::preprocess::Standardizer;
+use crate::{Error, Result};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, decay::WeightDecayConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+use onnx_format::pb::ModelProto;
+use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+/// Which network to fit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum Architecture {
+    GeneGcn(GeneGcnConfig),
+    GeneMlp(GeneMlpConfig),
+}
+
+impl Architecture {
+    pub fn family(&self) -> &'static str {
+        match self {
+            Architecture::GeneGcn(_) => "gene-gcn",
+            Architecture::GeneMlp(_) => "gene-mlp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub max_epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Apply `log2(max(x, 1))` before standardization.
+    pub log2: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, weight_decay: 1e-4, max_epochs: 200, patience: 30, batch_size: 16, seed: 0, log2: true }
+    }
+}
+
+/// Expression data for fitting: `values` is `rows × genes`, row-major.
+pub struct Samples<'a> {
+    pub values: &'a [f32],
+    pub genes: &'a [String],
+    /// Class index per row.
+    pub labels: &'a [usize],
+    pub classes: &'a [String],
+}
+
+/// One epoch's numbers, for progress reporting.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: f64,
+    pub valid_accuracy: f64,
+    pub best: bool,
+}
+
+enum Net {
+    Gcn(GeneGcn),
+    Mlp(GeneMlp),
+}
+
+/// A fitted classifier: preprocessing, network, graph, gene and class names.
+pub struct GeneClassifier {
+    pub architecture: Architecture,
+    pub train: TrainConfig,
+    pub standardizer: Standardizer,
+    pub genes: Vec<String>,
+    pub classes: Vec<String>,
+    /// The normalized gene graph (GCN only).
+    pub graph: Option<NormalizedGraph>,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    net: Net,
+    device: Device,
+}
+
+trait Classifier: Module + Clone {
+    fn logits(&self, x: Tensor<2>, g: Option<&GraphTensors>) -> Tensor<2>;
+}
+impl Classifier for GeneGcn {
+    fn logits(&self, x: Tensor<2>, g: Option<&GraphTensors>) -> Tensor<2> {
+        self.forward(x, g.expect("GCN needs its graph"))
+    }
+}
+impl Classifier for GeneMlp {
+    fn logits(&self, x: Tensor<2>, _: Option<&GraphTensors>) -> Tensor<2> {
+        self.forward(x)
+    }
+}
+
+fn rows_tensor(z: &[f32], genes: usize, rows: &[usize], device: &Device) -> Tensor<2> {
+    let mut v = Vec::with_capacity(rows.len() * genes);
+    for &r in rows {
+        v.extend_from_slice(&z[r * genes..(r + 1) * genes]);
+    }
+    Tensor::from_data(TensorData::new(v, [rows.len(), genes]), device)
+}
+
+fn nll(logits: Tensor<2>, labels: &[usize], k: usize, device: &Device) -> Tensor<1> {
+    let n = labels.len();
+    let mut onehot = vec![0f32; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l] = 1.0;
+    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
+    (log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_loop<M: Classifier>(
+    mut model: M,
+    z: &[f32],
+    genes: usize,
+    labels: &[usize],
+    k: usize,
+    train_rows: &[usize],
+    valid_rows: &[usize],
+    g: Option<&GraphTensors>,
+    cfg: &TrainConfig,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> (M, usize, usize) {
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)))
+        .init();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut order = train_rows.to_vec();
+    let monitor = if valid_rows.is_empty() { train_rows } else { valid_rows };
+    let monitor_labels: Vec<usize> = monitor.iter().map(|&r| labels[r]).collect();
+    let monitor_x = rows_tensor(z, genes, monitor, device);
+    let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
+    for epoch in 1..=cfg.max_epochs {
+        epochs = epoch;
+        order.shuffle(&mut rng);
+        let mut total = 0.0;
+        for batch in order.chunks(cfg.batch_size.max(1)) {
+            let x = rows_tensor(z, genes, batch, device);
+            let y: Vec<usize> = batch.iter().map(|&r| labels[r]).collect();
+            let loss = nll(model.logits(x, g), &y, k, device);
+            total += loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(cfg.lr, model, grads);
+        }
+        let eval = model.valid();
+        let logits = eval.logits(monitor_x.clone(), g);
+        let valid_loss = nll(logits.clone(), &monitor_labels, k, device).into_scalar::<f32>() as f64;
+        let pred = metrics::argmax_rows(&crate::to_vec(softmax(logits, 1)), k);
+        let improved = valid_loss < best_loss - 1e-6;
+        if improved {
+            best_loss = valid_loss;
+            best = model.clone();
+            best_epoch = epoch;
+        }
+        on_epoch(&EpochLog {
+            epoch,
+            train_loss: total / train_rows.len() as f64,
+            valid_loss,
+            valid_accuracy: metrics::accuracy(&pred, &monitor_labels),
+            best: improved,
+        });
+        if epoch - best_epoch >= cfg.patience {
+            break;
+        }
+    }
+    (best.valid(), epochs, best_epoch)
+}
+
+impl GeneClassifier {
+    /// Fit on `train_rows` of `data`, early-stopping on `valid_rows` (or on the training loss when
+    /// empty). `edges` (undirected pairs of gene positions) is required for the GCN.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit(
+        data: &Samples,
+        train_rows: &[usize],
+        valid_rows: &[usize],
+        edges: Option<&[(u32, u32)]>,
+        architecture: Architecture,
+        cfg: TrainConfig,
+        device: &Device,
+        on_epoch: &mut dyn FnMut(&EpochLog),
+    ) -> Result<Self> {
+        let genes = data.genes.len();
+        let k = data.classes.len();
+        if genes == 0 || data.values.len() != data.labels.len() * genes {
+            return Err(Error::Input(format!(
+                "expression has {} values, expected {} samples × {} genes",
+                data.values.len(),
+                data.labels.len(),
+                genes
+            )));
+        }
+        if train_rows.is_empty() {
+            return Err(Error::Input("no training samples".into()));
+        }
+        if let Some(&l) = data.labels.iter().find(|&&l| l >= k) {
+            return Err(Error::Input(format!("label index {l} out of range for {k} classes")));
+        }
+        let standardizer = Standardizer::fit(data.values, genes, train_rows, cfg.log2);
+        let z = standardizer.apply(data.values);
+        device.seed(cfg.seed);
+        let ad = device.clone().autodiff();
+        let (net, graph, epochs_run, best_epoch) = match &architecture {
+            Architecture::GeneGcn(c) => {
+                let edges = edges.ok_or_else(|| Error::Input("the gene GCN needs a gene graph".into()))?;
+                let graph = NormalizedGraph::gcn(genes, edges);
+                let gt = graph.tensors(&ad);
+                let model = c.init(genes, k, &ad);
+                let (m, e, b) = train_loop(model, &z, genes, data.labels, k, train_rows, valid_rows, Some(&gt), &cfg, &ad, on_epoch);
+                (Net::Gcn(m), Some(graph), e, b)
+            }
+            Architecture::GeneMlp(c) => {
+                let model = c.init(genes, k, &ad);
+                let (m, e, b) = train_loop(model, &z, genes, data.labels, k, train_rows, valid_rows, None, &cfg, &ad, on_epoch);
+                (Net::Mlp(m), None, e, b)
+            }
+        };
+        Ok(Self {
+            architecture,
+            train: cfg,
+            standardizer,
+            genes: data.genes.to_vec(),
+            classes: data.classes.to_vec(),
+            graph,
+            epochs_run,
+            best_epoch,
+            net,
+            device: ad,
+        })
+    }
+
+    /// Class probabilities `[rows, classes]` for raw expression `rows × genes` (model gene order;
+    /// NaN = missing gene).
+    pub fn predict_proba(&self, values: &[f32]) -> Result<Vec<f32>> {
+        let genes = self.genes.len();
+        if values.len() % genes != 0 {
+            return Err(Error::Input(format!("{} values is not a multiple of {genes} genes", values.len())));
+        }
+        let rows = values.len() / genes;
+        let z = self.standardizer.apply(values);
+        let x = Tensor::<2>::from_data(TensorData::new(z, [rows, genes]), &self.device);
+        let logits = match &self.net {
+            Net::Gcn(m) => m.forward(x, &self.graph.as_ref().expect("gcn graph").tensors(&self.device)),
+            Net::Mlp(m) => m.forward(x),
+        };
+        Ok(crate::to_vec(softmax(logits, 1)))
+    }
+
+    /// Most probable class per row.
+    pub fn predict(&self, values: &[f32]) -> Result<Vec<usize>> {
+        Ok(metrics::argmax_rows(&self.predict_proba(values)?, self.classes.len()))
+    }
+
+    /// The ONNX model (preprocessing + network + softmax) with the given metadata.
+    pub fn export(&self, mp: Option<MessagePassing>, metadata: Vec<(String, String)>) -> ModelProto {
+        match &self.net {
+            Net::Gcn(m) => {
+                let g = self.graph.as_ref().expect("gcn graph");
+                m.export(&self.standardizer, g, mp.unwrap_or(MessagePassing::auto(g.num_nodes)), metadata)
+            }
+            Net::Mlp(m) => m.export(&self.standardizer, metadata),
+        }
+    }
+
+    /// Save the network weights (burnpack) for checkpoints.
+    pub fn save_weights(&self, path: &std::path::Path) -> Result<()> {
+        use burn::store::{BurnpackStore, ModuleSnapshot};
+        let mut store = BurnpackStore::from_file(path).overwrite(true);
+        let r = match &self.net {
+            Net::Gcn(m) => m.save_into(&mut store),
+            Net::Mlp(m) => m.save_into(&mut store),
+        };
+        r.map_err(|e| Error::Store(format!("{}: {e}", path.display())))
+    }
+
+    pub fn num_params(&self) -> usize {
+        match &self.net {
+            Net::Gcn(m) => m.num_params(),
+            Net::Mlp(m) => m.num_params(),
+        }
+    }
+}

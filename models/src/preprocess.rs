@@ -1,0 +1,88 @@
+//! Expression preprocessing that is part of every exported expression model:
+//! optional `log2(max(x, floor))`, then per-gene standardization with training statistics.
+//! Missing values (NaN, used by `infer` for genes absent from the input) become 0 = the training mean.
+
+use onnx_format::builder::GraphBuilder;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Standardizer {
+    /// Apply `log2(max(x, floor))` first.
+    pub log2: bool,
+    pub floor: f32,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Fit on rows of `values` (`rows × genes`, row-major) selected by `rows`.
+    pub fn fit(values: &[f32], genes: usize, rows: &[usize], log2: bool) -> Self {
+        let mut s = Standardizer { log2, floor: 1.0, mean: vec![0.0; genes], std: vec![1.0; genes] };
+        let n = rows.len().max(1) as f64;
+        for g in 0..genes {
+            let col: Vec<f64> = rows.iter().map(|&r| s.transform(values[r * genes + g]) as f64).collect();
+            let mean = col.iter().sum::<f64>() / n;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            s.mean[g] = mean as f32;
+            // genes constant in training get unit scale (they carry no signal but must not blow up)
+            s.std[g] = if var.sqrt() > 1e-6 { var.sqrt() as f32 } else { 1.0 };
+        }
+        s
+    }
+
+    fn transform(&self, v: f32) -> f32 {
+        if self.log2 { v.max(self.floor).log2() } else { v }
+    }
+
+    /// Apply to a `rows × genes` matrix.
+    pub fn apply(&self, values: &[f32]) -> Vec<f32> {
+        let genes = self.mean.len();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v.is_nan() {
+                    0.0
+                } else {
+                    let g = i % genes;
+                    (self.transform(v) - self.mean[g]) / self.std[g]
+                }
+            })
+            .collect()
+    }
+
+    /// The same computation as ONNX nodes on `x [batch, genes]`; returns the output name.
+    pub fn export(&self, b: &mut GraphBuilder, x: &str) -> String {
+        let genes = self.mean.len();
+        let mut y = x.to_string();
+        if self.log2 {
+            let floor = b.scalar("floor", self.floor);
+            let m = b.op2("Max", &y, &floor);
+            let l = b.op1("Log", &m);
+            let k = b.scalar("inv_ln2", std::f32::consts::LOG2_E);
+            y = b.op2("Mul", &l, &k);
+        }
+        let mean = b.init_f32("gene_mean", &[genes], self.mean.clone());
+        let std = b.init_f32("gene_std", &[genes], self.std.clone());
+        let c = b.op2("Sub", &y, &mean);
+        let z = b.op2("Div", &c, &std);
+        let nan = b.op1("IsNaN", x);
+        let zero = b.scalar("zero", 0.0);
+        b.node("Where", &[&nan, &zero, &z], &[])
+    }
+
+    /// Card description.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "steps": if self.log2 {
+                "log2(max(x, floor)), then (x - gene_mean) / gene_std; inside the ONNX graph"
+            } else {
+                "(x - gene_mean) / gene_std; inside the ONNX graph"
+            },
+            "log2": self.log2,
+            "floor": self.floor,
+            "missing_genes": "pass NaN: the model imputes the training mean (0 after standardization)",
+            "input_units": "expression as in the training file (e.g. microarray intensity or counts), not log-transformed when log2 is true",
+        })
+    }
+}

@@ -1,0 +1,6 @@
+# Sourced by the scripts: one cargo target dir and one cache outside the clone, shared by runs.
+export BIOEDGE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/bioedge"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$BIOEDGE_CACHE/target}"
+export BIOEDGE_PYTHON="$BIOEDGE_CACHE/venv/bin/python"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$BIOEDGE_CACHE/onnxruntime/libonnxruntime.so}"
+export BIOEDGE_DATA="${BIOEDGE_DATA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/data}"
