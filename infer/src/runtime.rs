@@ -70,6 +70,9 @@ pub struct Options {
 }
 
 enum Inner {
+    /// Keeps the enum inhabited-by-pattern when no runtime feature is compiled in.
+    #[allow(dead_code)]
+    Never(std::convert::Infallible),
     #[cfg(feature = "tract")]
     Tract(tract::Session),
     #[cfg(feature = "ort")]
@@ -131,6 +134,7 @@ impl Session {
             return Err(Error::Input(format!("model takes {} inputs ({}), got {}", self.inputs.len(), self.inputs.join(", "), inputs.len())));
         }
         match &mut self.inner {
+            Inner::Never(n) => match *n {},
             #[cfg(feature = "tract")]
             Inner::Tract(s) => s.run(inputs).map_err(|msg| Error::Runtime { backend: "tract", msg }),
             #[cfg(feature = "ort")]

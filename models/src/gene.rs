@@ -166,7 +166,8 @@ impl Edges {
                 let g = b.node("Gather", &[h, src], &[("axis", Attr::Int(0))]);
                 let m = b.op2("Mul", &g, w);
                 let shape = b.op1("Shape", h);
-                let zeros = b.op1("ConstantOfShape", &shape);
+                // explicit f32 value: tract defaults ConstantOfShape to f64
+                let zeros = b.node("ConstantOfShape", &[&shape], &[("value", Attr::ScalarTensor(0.0))]);
                 b.node("ScatterND", &[&zeros, dst, &m], &[("reduction", Attr::Str("add".into()))])
             }
             Edges::Dense(a) => {

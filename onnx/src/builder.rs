@@ -53,6 +53,8 @@ pub enum Attr {
     Float(f32),
     Ints(Vec<i64>),
     Str(String),
+    /// A 1-element f32 tensor (e.g. ConstantOfShape's `value`).
+    ScalarTensor(f32),
 }
 
 #[derive(Default)]
@@ -168,6 +170,15 @@ impl GraphBuilder {
                     Attr::Str(s) => {
                         a.s = Some(s.as_bytes().to_vec());
                         a.r#type = Some(AttributeType::String as i32);
+                    }
+                    Attr::ScalarTensor(v) => {
+                        a.t = Some(TensorProto {
+                            dims: vec![1],
+                            data_type: Some(DataType::Float as i32),
+                            raw_data: Some(v.to_le_bytes().to_vec()),
+                            ..Default::default()
+                        });
+                        a.r#type = Some(AttributeType::Tensor as i32);
                     }
                 }
                 a

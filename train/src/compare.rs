@@ -75,7 +75,8 @@ fn plot(sizes: &[usize], summary: &[serde_json::Value]) -> String {
     s += &format!("<text x=\"{}\" y=\"18\" text-anchor=\"middle\">Leukemia ALL/AML: test ROC-AUC vs training samples</text>\n", w / 2.0);
     for i in 0..=6 {
         let v = 0.4 + i as f64 * 0.1;
-        s += &format!("<line x1=\"{l}\" x2=\"{}\" y1=\"{2}\" y2=\"{2}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text>\n", w - r, y(v), l - 6.0, y(v) + 4.0);
+        let (x2, yy, tx, ty) = (w - r, y(v), l - 6.0, y(v) + 4.0);
+        s += &format!("<line x1=\"{l}\" x2=\"{x2}\" y1=\"{yy}\" y2=\"{yy}\" stroke=\"#ddd\"/><text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{v:.1}</text>\n");
     }
     for &n in sizes {
         s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{n}</text>\n", x(n as f64), h - b + 18.0);

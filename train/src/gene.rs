@@ -116,9 +116,7 @@ pub struct Task {
     pub classes: Vec<String>,
     /// Graph-gene positions in `matrix.genes`.
     pub graph_genes: Vec<usize>,
-    /// Undirected edges between positions of `graph_genes`.
-    pub graph_nodes: Vec<String>,
-    pub graph_edges_all: infer::graph::GeneGraph,
+    pub graph: infer::graph::GeneGraph,
     pub log2: bool,
     pub sources: serde_json::Value,
 }
@@ -137,7 +135,7 @@ pub fn load_task(a: &DataArgs) -> Result<Task> {
         bail!("{}: need at least 2 classes, found {:?}", a.expression.display(), classes);
     }
     let labels = raw_labels.iter().map(|l| classes.iter().position(|c| c == l).unwrap()).collect();
-    let graph = infer::graph::read_graph(&a.graph)?;
+    let (graph, _) = infer::graph::read_graph(&a.graph)?;
     let in_graph: std::collections::HashSet<&str> = graph.nodes.iter().map(|s| s.as_str()).collect();
     let graph_genes: Vec<usize> = (0..matrix.genes.len()).filter(|&i| in_graph.contains(matrix.genes[i].as_str())).collect();
     if graph_genes.is_empty() {
@@ -161,7 +159,7 @@ pub fn load_task(a: &DataArgs) -> Result<Task> {
         "genes_in_file": matrix.genes.len(),
         "genes_in_graph": graph_genes.len(),
     });
-    Ok(Task { graph_nodes: graph.nodes.clone(), graph_edges_all: graph, matrix, labels, classes, graph_genes, log2, sources })
+    Ok(Task { graph, matrix, labels, classes, graph_genes, log2, sources })
 }
 
 fn file_info(p: &Path) -> serde_json::Value {
@@ -259,7 +257,7 @@ pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: &str, progress: 
     let (train_rows, valid_rows, test_rows) = split(&task.labels, k, f.train_size, f.valid_size, f.seed)?;
     let cols = select_genes(task, &d.genes, &train_rows)?;
     let (values, genes) = columns(task, &cols);
-    let edges = task.graph_edges_all.induced(&genes);
+    let edges = task.graph.induced(&genes);
     let arch = architecture(family, f)?;
     let cfg = TrainConfig {
         lr: f.lr,
@@ -378,7 +376,11 @@ pub fn run_export(family: &str, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Re
     let expected = m.predict_proba(&o.values)?;
     let first = card(&task, &o, family, None, mp);
     let draft = onnx_format::encode(&m.export(mp, vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&first)?)]));
-    let parity = verify::check(&draft, &e.out, &o.values, m.genes.len(), "probabilities", &expected, e.tolerance)?;
+    let parity = verify::check(&draft, &e.out, &o.values, m.genes.len(), "probabilities", &expected, e.tolerance);
+    if let (Err(_), Some(p)) = (&parity, std::env::var_os("BIOEDGE_KEEP_FAILED_EXPORT")) {
+        std::fs::write(&p, &draft)?; // for debugging an exporter; never the requested output
+    }
+    let parity = parity?;
     let final_card = card(&task, &o, family, Some(&parity), mp);
     let bytes = onnx_format::encode(&m.export(mp, vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&final_card)?)]));
     onnx_format::write_atomic(&e.out, &bytes).with_context(|| format!("writing {}", e.out.display()))?;

@@ -1,0 +1,75 @@
+//! Shared helpers: binaries, data paths, a trained-model fixture built once per test binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// `target/<profile>/` next to this test executable, where `train` and `infer` are built.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --release --workspace` first (scripts/test.sh does)", p.display());
+    p
+}
+
+pub fn data(rel: &str) -> PathBuf {
+    let root = std::env::var_os("BIOEDGE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    root.join(rel)
+}
+
+pub fn python() -> PathBuf {
+    std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from).expect("BIOEDGE_PYTHON not set: run the tests through scripts/test.sh")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    out
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(out.status.success(), "{:?} failed:\n{}\n{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Expect failure; return stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{:?} should have failed", cmd);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
+    err
+}
+
+pub struct Models {
+    pub dir: PathBuf,
+    pub gcn: PathBuf,
+    pub mlp: PathBuf,
+}
+
+pub fn leukemia() -> (PathBuf, PathBuf) {
+    (data("gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz"), data("gseapy_leukemia/Leukemia.cls"))
+}
+
+/// Small GCN and MLP trained once on Leukemia (300 genes, few epochs) for the other tests.
+pub fn models() -> &'static Models {
+    static M: OnceLock<Models> = OnceLock::new();
+    M.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("bioedge-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (expr, cls) = leukemia();
+        let graph = data("gene_graphs/genemania.adjlist.gz");
+        let mut paths = Vec::new();
+        for fam in ["gene-gcn", "gene-mlp"] {
+            let out = dir.join(format!("{fam}.onnx"));
+            ok(Command::new(bin("train")).args([fam, "--genes", "300", "--epochs", "40", "--patience", "15", "--channels", "8", "--num-layer", "2", "--train-size", "24"])
+                .arg("--expression").arg(&expr).arg("--cls").arg(&cls).arg("--graph").arg(&graph).arg("--out").arg(&out));
+            paths.push(out);
+        }
+        Models { dir, gcn: paths[0].clone(), mlp: paths[1].clone() }
+    })
+}

@@ -1,0 +1,244 @@
+//! Gene-graph GCN and MLP: train → export → infer, checked against Python onnx/onnxruntime, and
+//! every bad input fails cleanly (message, non-zero exit, no output file).
+
+mod common;
+
+use common::*;
+use infer::data::{ExpressionMatrix, ReadOptions, read_expression};
+use infer::runtime::{Backend, Options, Session, Value};
+use std::path::Path;
+use std::process::Command;
+
+fn read_csv(p: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| l.split(',').map(String::from).collect()).collect()
+}
+
+fn probs(p: &Path) -> Vec<(String, Vec<f64>)> {
+    read_csv(p).into_iter().skip(1).map(|r| (r[0].clone(), r[2..].iter().map(|v| v.parse().unwrap()).collect())).collect()
+}
+
+fn leukemia_matrix() -> ExpressionMatrix {
+    let (expr, cls) = leukemia();
+    read_expression(&expr, &ReadOptions { cls: Some(cls), ..Default::default() }).unwrap()
+}
+
+fn predict(model: &Path, input: &Path, extra: &[&str], out: &Path) -> String {
+    ok(Command::new(bin("infer")).arg("predict").arg("--model").arg(model).arg("--input").arg(input).args(extra).arg("--out").arg(out))
+}
+
+#[test]
+fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
+    let m = models();
+    let data = leukemia_matrix();
+    for model in [&m.gcn, &m.mlp] {
+        let card = infer::read_card(model).unwrap();
+        let a = infer::align::Alignment::new(&card.genes, &data.genes).unwrap();
+        let x = a.apply(&data);
+        let n = data.samples.len();
+        let mut s = Session::from_file(model, Backend::Tract, &Options::default()).unwrap();
+        let expected = s.run_output(vec![Value::f32(&[n, card.genes.len()], x.clone())], "probabilities").unwrap().into_f32().unwrap();
+        let case = serde_json::json!({
+            "inputs": {"expression": {"shape": [n, card.genes.len()], "data": x}},
+            "output": "probabilities", "expected": expected, "tolerance": 1e-4,
+        });
+        let case_path = m.dir.join(format!("{}.case.json", card.family));
+        std::fs::write(&case_path, serde_json::to_vec(&case).unwrap()).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py");
+        let report = ok(Command::new(python()).arg(&script).arg(model).arg(&case_path));
+        assert!(report.contains("\"checker\": \"ok\""), "{report}");
+        assert!(report.contains("\"opset\": 18"), "{report}");
+    }
+}
+
+#[test]
+fn card_describes_the_model() {
+    let m = models();
+    let card = infer::read_card(&m.gcn).unwrap();
+    assert_eq!(card.family, "gene-gcn");
+    assert_eq!(card.genes.len(), 300);
+    assert_eq!(card.classes, vec!["ALL".to_string(), "AML".to_string()]);
+    assert!(card.metrics["test_roc_auc"] > 0.5, "{:?}", card.metrics);
+    assert!(card.metrics["parity_tract_max_abs_diff"] <= 1e-4);
+    assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+    let out = ok(Command::new(bin("infer")).arg("inspect").arg(&m.gcn));
+    for needle in ["gene-gcn", "opset 18", "genes:        300", "ALL, AML", "test_roc_auc", "tract-onnx"] {
+        assert!(out.contains(needle), "inspect lacks `{needle}`:\n{out}");
+    }
+}
+
+#[test]
+fn tract_and_ort_agree_and_predict_the_leukemia_classes() {
+    let m = models();
+    let (expr, cls) = leukemia();
+    for model in [&m.gcn, &m.mlp] {
+        let a = m.dir.join("tract.csv");
+        let b = m.dir.join("ort.csv");
+        let log = predict(model, &expr, &["--cls", cls.to_str().unwrap(), "--backend", "tract"], &a);
+        assert!(log.contains("accuracy against the input's labels"), "{log}");
+        predict(model, &expr, &["--backend", "ort"], &b);
+        let (pa, pb) = (probs(&a), probs(&b));
+        assert_eq!(pa.len(), 48);
+        for ((sa, va), (sb, vb)) in pa.iter().zip(&pb) {
+            assert_eq!(sa, sb);
+            for (x, y) in va.iter().zip(vb) {
+                assert!((x - y).abs() <= 1e-5, "{sa}: tract {x} vs ort {y}");
+            }
+        }
+        // the training data itself is classified well above chance
+        let correct = read_csv(&a).iter().skip(1).filter(|r| r[0][..3] == r[1][..]).count();
+        assert!(correct >= 40, "{}: only {correct}/48 correct", model.display());
+    }
+}
+
+fn write_tsv(m: &ExpressionMatrix, order: &[usize], drop_genes: usize, extra: bool, path: &Path) {
+    let g = m.genes.len();
+    let cols: Vec<usize> = order.iter().copied().skip(drop_genes).collect();
+    let mut s = String::from("sample");
+    for &c in &cols {
+        s += &format!("\t{}", m.genes[c]);
+    }
+    if extra {
+        s += "\tNOT_A_GENE";
+    }
+    s += "\n";
+    for (i, name) in m.samples.iter().enumerate() {
+        s += name;
+        for &c in &cols {
+            s += &format!("\t{}", m.values[i * g + c]);
+        }
+        if extra {
+            s += "\t1.0";
+        }
+        s += "\n";
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn gene_order_does_not_matter_and_missing_genes_are_reported() {
+    let m = models();
+    let data = leukemia_matrix();
+    let card = infer::read_card(&m.gcn).unwrap();
+    let n = data.genes.len();
+    let forward: Vec<usize> = (0..n).collect();
+    let mut shuffled: Vec<usize> = (0..n).rev().collect();
+    shuffled.rotate_left(1234);
+    let (a, b, c) = (m.dir.join("fwd.tsv"), m.dir.join("shuf.tsv"), m.dir.join("miss.tsv"));
+    write_tsv(&data, &forward, 0, false, &a);
+    write_tsv(&data, &shuffled, 0, true, &b);
+    // drop some of the model's genes
+    let model_cols: std::collections::HashSet<&str> = card.genes.iter().map(|s| s.as_str()).collect();
+    let keep: Vec<usize> = (0..n).filter(|&i| !model_cols.contains(data.genes[i].as_str()) || i % 10 != 0).collect();
+    write_tsv(&data, &keep, 0, false, &c);
+    for model in [&m.gcn, &m.mlp] {
+        let (pa, pb, pc) = (m.dir.join("pa.csv"), m.dir.join("pb.csv"), m.dir.join("pc.csv"));
+        predict(model, &a, &[], &pa);
+        let log = predict(model, &b, &[], &pb);
+        assert!(log.contains("1 extra input genes ignored") || log.contains("extra input genes ignored"), "{log}");
+        assert_eq!(std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap(), "shuffled gene order changed predictions");
+        let log = predict(model, &c, &[], &pc);
+        assert!(log.contains("missing, imputed"), "{log}");
+        assert!(!log.contains(" 0 missing"), "{log}");
+        assert_eq!(probs(&pc).len(), 48);
+    }
+}
+
+#[test]
+fn other_formats_give_the_same_predictions() {
+    let m = models();
+    let data = leukemia_matrix();
+    let h5 = m.dir.join("leukemia.h5");
+    infer::data::h5::write_hdf5(&h5, &data).unwrap();
+    let tsv = m.dir.join("leukemia.tsv");
+    write_tsv(&data, &(0..data.genes.len()).collect::<Vec<_>>(), 0, false, &tsv);
+    let (expr, _) = leukemia();
+    let outs: Vec<_> = [&expr, &h5, &tsv]
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let o = m.dir.join(format!("fmt{i}.csv"));
+            predict(&m.gcn, input, &[], &o);
+            probs(&o)
+        })
+        .collect();
+    for o in &outs[1..] {
+        for ((_, a), (_, b)) in outs[0].iter().zip(o) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-5);
+            }
+        }
+    }
+}
+
+/// A bad run: non-zero exit, a message naming `needle`, and no output file.
+fn bad(args: &[&std::ffi::OsStr], envs: &[(&str, &str)], needle: &str) {
+    let out = models().dir.join(format!("bad-{}.csv", needle.len()));
+    let _ = std::fs::remove_file(&out);
+    let mut cmd = Command::new(bin("infer"));
+    cmd.arg("predict").args(args).arg("--out").arg(&out);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let err = fails(&mut cmd);
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    assert!(!out.exists(), "{} left behind", out.display());
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let m = models();
+    let dir = &m.dir;
+    let gcn = m.gcn.as_os_str();
+    // NaN in the input
+    let nan = dir.join("nan.tsv");
+    std::fs::write(&nan, "sample\tMAPK3\tTIE1\ns1\t1.0\tNaN\n").unwrap();
+    bad(&[os("--model"), gcn, os("--input"), nan.as_os_str()], &[], "TIE1");
+    // no gene overlap
+    let none = dir.join("none.tsv");
+    std::fs::write(&none, "sample\tFOO\tBAR\ns1\t1.0\t2.0\n").unwrap();
+    bad(&[os("--model"), gcn, os("--input"), none.as_os_str()], &[], "no gene");
+    // wrong shape: a ragged row
+    let ragged = dir.join("ragged.tsv");
+    std::fs::write(&ragged, "sample\tMAPK3\tTIE1\ns1\t1.0\n").unwrap();
+    bad(&[os("--model"), gcn, os("--input"), ragged.as_os_str()], &[], "ragged.tsv");
+    // corrupt and truncated HDF5
+    let corrupt = dir.join("corrupt.h5");
+    std::fs::write(&corrupt, b"\x89HDF\r\n\x1a\nthis is not really hdf5").unwrap();
+    bad(&[os("--model"), gcn, os("--input"), corrupt.as_os_str()], &[], "corrupt.h5");
+    let good = dir.join("trunc-src.h5");
+    infer::data::h5::write_hdf5(&good, &leukemia_matrix()).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let trunc = dir.join("truncated.h5");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    bad(&[os("--model"), gcn, os("--input"), trunc.as_os_str()], &[], "truncated.h5");
+    // not an ONNX file / unknown family
+    let (expr, _) = leukemia();
+    bad(&[os("--model"), nan.as_os_str(), os("--input"), expr.as_os_str()], &[], "nan.tsv");
+    let other = dir.join("other-family.onnx");
+    let mut model = onnx_format::decode(&std::fs::read(&m.gcn).unwrap(), "gcn").unwrap();
+    let mut card = onnx_format::card_of(&model, "gcn").unwrap();
+    card.family = "histology-spot".into();
+    for p in &mut model.metadata_props {
+        if p.key.as_deref() == Some(onnx_format::CARD_KEY) {
+            p.value = Some(serde_json::to_string(&card).unwrap());
+        }
+    }
+    std::fs::write(&other, onnx_format::encode(&model)).unwrap();
+    bad(&[os("--model"), other.as_os_str(), os("--input"), expr.as_os_str()], &[], "histology-spot");
+    // ONNX Runtime library missing
+    bad(&[os("--model"), gcn, os("--input"), expr.as_os_str(), os("--backend"), os("ort")], &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")], "ORT_DYLIB_PATH");
+}
+
+#[test]
+fn runtime_rejects_wrong_input_shapes_without_panicking() {
+    let m = models();
+    for backend in [Backend::Tract, Backend::Ort] {
+        let mut s = Session::from_file(&m.gcn, backend, &Options::default()).unwrap();
+        let r = s.run(vec![Value::f32(&[2, 7], vec![0.0; 14])]);
+        assert!(r.is_err(), "{backend:?} accepted a [2, 7] input");
+    }
+}
