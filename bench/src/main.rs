@@ -1,0 +1,156 @@
+//! Benchmarks, side by side in one run (ratios, never timed assertions):
+//! - `bench models M.onnx ...`: tract vs ONNX Runtime (Rust) vs Python onnxruntime on exported
+//!   expression models;
+//! - `bench message-passing`: the gene GCN exported with ScatterND vs a dense adjacency MatMul on
+//!   graphs of growing size (the evidence for `MessagePassing::auto`).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use infer::runtime::{Backend, Options, Session, Value};
+use models::burn::prelude::Device;
+use models::gene::{GeneGcnConfig, MessagePassing};
+use models::graph::NormalizedGraph;
+use models::preprocess::Standardizer;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Throughput of exported expression models on each runtime.
+    Models {
+        models: Vec<PathBuf>,
+        #[arg(long, default_value_t = 48)]
+        batch: usize,
+        /// Seconds per measurement (at least 3 runs).
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Python with onnxruntime (default: $BIOEDGE_PYTHON).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+    /// ScatterND vs dense message passing for the gene GCN.
+    MessagePassing {
+        #[arg(long, default_value = "128,512,2000,8000")]
+        nodes: String,
+        /// Mean degree of the random graph.
+        #[arg(long, default_value_t = 8)]
+        degree: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+}
+
+/// Runs of `f` per second over about `seconds` (after one warm-up run).
+fn rate(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let t0 = Instant::now();
+    let mut n = 0;
+    while n < 3 || t0.elapsed().as_secs_f64() < seconds {
+        f()?;
+        n += 1;
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn input(rows: usize, cols: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..rows * cols).map(|_| rng.random_range(1.0f32..2000.0)).collect()
+}
+
+fn runtime_rate(bytes: &[u8], name: &Path, backend: Backend, threads: usize, x: &[f32], shape: &[usize], seconds: f64) -> Result<f64> {
+    let mut s = Session::from_bytes(bytes, name, backend, &Options { threads, ..Default::default() })?;
+    rate(seconds, || {
+        s.run(vec![Value::f32(shape, x.to_vec())])?;
+        Ok(())
+    })
+}
+
+fn python_rate(python: &Path, model: &Path, x: &[f32], shape: &[usize], seconds_hint: f64, runs_per_s: f64, threads: usize) -> Result<f64> {
+    let data = std::env::temp_dir().join(format!("bench-{}.f32", std::process::id()));
+    std::fs::write(&data, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    let iters = ((seconds_hint * runs_per_s) as usize).max(3);
+    let shape_s = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ort_python.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(model)
+        .arg(&data)
+        .arg(&shape_s)
+        .arg(iters.to_string())
+        .arg(threads.to_string())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let _ = std::fs::remove_file(&data);
+    if !out.status.success() {
+        bail!("python bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["runs_per_s"].as_f64().context("python bench output")
+}
+
+fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
+    let python = python.or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from)).context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
+    println!("samples/s at batch {batch} (higher is better); ratios relative to tract (1 thread)");
+    println!("| model | tract | ort 1 thread | ort all threads | python ort 1 thread | python ort all threads | ort/tract (1 thread) | rust ort / python ort (all threads) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for m in models {
+        let bytes = std::fs::read(m).with_context(|| m.display().to_string())?;
+        let card = onnx_format::card_from_bytes(&bytes, &m.display().to_string())?;
+        let cols = card.genes.len();
+        let x = input(batch, cols);
+        let shape = [batch, cols];
+        let tract = runtime_rate(&bytes, m, Backend::Tract, 0, &x, &shape, seconds)?;
+        let ort1 = runtime_rate(&bytes, m, Backend::Ort, 1, &x, &shape, seconds)?;
+        let ort = runtime_rate(&bytes, m, Backend::Ort, 0, &x, &shape, seconds)?;
+        let py1 = python_rate(&python, m, &x, &shape, seconds, ort1, 1)?;
+        let py = python_rate(&python, m, &x, &shape, seconds, ort, 0)?;
+        let b = batch as f64;
+        println!(
+            "| {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
+            m.file_name().unwrap().to_string_lossy(), card.family, tract * b, ort1 * b, ort * b, py1 * b, py * b, ort1 / tract, ort / py
+        );
+    }
+    Ok(())
+}
+
+fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64) -> Result<()> {
+    let device = Device::flex();
+    println!("gene GCN (4 layers × 32 channels), batch {batch}, random graph with mean degree {degree}: batches/s (higher is better)");
+    println!("| genes | messages | tract scatter-nd | tract dense | ort scatter-nd | ort dense | dense/scatter tract | dense/scatter ort |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for n in nodes.split(',') {
+        let n: usize = n.trim().parse()?;
+        let mut rng = StdRng::seed_from_u64(n as u64);
+        let edges: Vec<(u32, u32)> = (0..n * degree / 2).map(|_| (rng.random_range(0..n as u32), rng.random_range(0..n as u32))).collect();
+        let graph = NormalizedGraph::gcn(n, &edges);
+        let model = GeneGcnConfig::default().init(n, 2, &device);
+        let pre = Standardizer { log2: true, floor: 1.0, mean: vec![5.0; n], std: vec![2.0; n] };
+        let x = input(batch, n);
+        let mut r = Vec::new();
+        for backend in [Backend::Tract, Backend::Ort] {
+            for mp in [MessagePassing::ScatterNd, MessagePassing::Dense] {
+                let bytes = onnx_format::encode(&model.export(&pre, &graph, mp, vec![]));
+                r.push(runtime_rate(&bytes, Path::new("bench.onnx"), backend, 0, &x, &[batch, n], seconds)?);
+            }
+        }
+        println!("| {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.2}× |", graph.num_edges(), r[0], r[1], r[2], r[3], r[1] / r[0], r[3] / r[2]);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),
+        Cmd::MessagePassing { nodes, degree, batch, seconds } => message_passing_bench(&nodes, degree, batch, seconds),
+    }
+}

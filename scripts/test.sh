@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test: setup, build, dependency checks, unit + end-to-end tests (incl. Python cross-checks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+cargo build --release --workspace --all-targets
+# `infer` must not depend on burn, and must build without its native-only features.
+if cargo tree -p infer -e normal,build --prefix none | grep -E '^burn' ; then
+  echo "FAIL: infer depends on burn"; exit 1
+fi
+cargo build --release -p infer --no-default-features --features tract
+# the GPU backend must keep compiling even where there is no GPU
+cargo check --release -p train --features wgpu
+cargo test --release --workspace
