@@ -295,3 +295,57 @@ impl GeneClassifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two classes that differ in genes 0 and 1; a ring graph over 6 genes.
+    fn toy() -> (Vec<f32>, Vec<String>, Vec<usize>, Vec<String>) {
+        let genes: Vec<String> = (0..6).map(|i| format!("G{i}")).collect();
+        let mut values = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..40 {
+            let c = i % 2;
+            for g in 0..6 {
+                let noise = ((i * 7 + g * 13) % 11) as f32 / 11.0;
+                values.push(if g < 2 && c == 1 { 3.0 + noise } else { noise });
+            }
+            labels.push(c);
+        }
+        (values, genes, labels, vec!["a".into(), "b".into()])
+    }
+
+    #[test]
+    fn fit_and_predict_separate_two_classes() {
+        let (values, genes, labels, classes) = toy();
+        let data = Samples { values: &values, genes: &genes, labels: &labels, classes: &classes };
+        let train: Vec<usize> = (0..30).collect();
+        let test: Vec<usize> = (30..40).collect();
+        let edges: Vec<(u32, u32)> = (0..6).map(|i| (i, (i + 1) % 6)).collect();
+        let cfg = TrainConfig { lr: 1e-2, max_epochs: 60, patience: 60, batch_size: 10, log2: false, ..Default::default() };
+        for arch in [
+            Architecture::GeneGcn(GeneGcnConfig { num_layer: 2, channels: 4, embedding: 8, dropout: 0.0 }),
+            Architecture::GeneMlp(GeneMlpConfig { hidden: vec![8], dropout: 0.0 }),
+        ] {
+            let m = GeneClassifier::fit(&data, &train, &[], Some(&edges), arch, cfg.clone(), &Device::flex(), &mut |_| {}).unwrap();
+            let x: Vec<f32> = test.iter().flat_map(|&r| values[r * 6..(r + 1) * 6].iter().copied()).collect();
+            let pred = m.predict(&x).unwrap();
+            let truth: Vec<usize> = test.iter().map(|&r| labels[r]).collect();
+            assert_eq!(pred, truth, "{}", m.architecture.family());
+        }
+    }
+
+    #[test]
+    fn fit_rejects_bad_input() {
+        let (values, genes, labels, classes) = toy();
+        let data = Samples { values: &values[..10], genes: &genes, labels: &labels, classes: &classes };
+        let arch = Architecture::GeneMlp(GeneMlpConfig::default());
+        let e = GeneClassifier::fit(&data, &[0], &[], None, arch.clone(), TrainConfig::default(), &Device::flex(), &mut |_| {});
+        assert!(e.is_err());
+        let data = Samples { values: &values, genes: &genes, labels: &labels, classes: &classes };
+        let gcn = Architecture::GeneGcn(GeneGcnConfig::default());
+        let e = GeneClassifier::fit(&data, &[0, 1], &[], None, gcn, TrainConfig::default(), &Device::flex(), &mut |_| {});
+        assert!(e.err().unwrap().to_string().contains("graph"));
+    }
+}

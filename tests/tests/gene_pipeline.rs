@@ -30,7 +30,7 @@ fn predict(model: &Path, input: &Path, extra: &[&str], out: &Path) -> String {
 fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
     let m = models();
     let data = leukemia_matrix();
-    for model in [&m.gcn, &m.mlp] {
+    for model in [&m.gcn, &m.gcn_scatter, &m.mlp] {
         let card = infer::read_card(model).unwrap();
         let a = infer::align::Alignment::new(&card.genes, &data.genes).unwrap();
         let x = a.apply(&data);
@@ -41,7 +41,7 @@ fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
             "inputs": {"expression": {"shape": [n, card.genes.len()], "data": x}},
             "output": "probabilities", "expected": expected, "tolerance": 1e-4,
         });
-        let case_path = m.dir.join(format!("{}.case.json", card.family));
+        let case_path = model.with_extension("case.json");
         std::fs::write(&case_path, serde_json::to_vec(&case).unwrap()).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py");
         let report = ok(Command::new(python()).arg(&script).arg(model).arg(&case_path));
@@ -60,6 +60,10 @@ fn card_describes_the_model() {
     assert!(card.metrics["test_roc_auc"] > 0.5, "{:?}", card.metrics);
     assert!(card.metrics["parity_tract_max_abs_diff"] <= 1e-4);
     assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+    assert_eq!(card.architecture["message_passing"], "dense");
+    let scatter = infer::read_card(&m.gcn_scatter).unwrap();
+    assert_eq!(scatter.architecture["message_passing"], "scatter-nd");
+    assert!(infer::read_card(&m.mlp).unwrap().architecture.get("message_passing").is_none());
     let out = ok(Command::new(bin("infer")).arg("inspect").arg(&m.gcn));
     for needle in ["gene-gcn", "opset 18", "genes:        300", "ALL, AML", "test_roc_auc", "tract-onnx"] {
         assert!(out.contains(needle), "inspect lacks `{needle}`:\n{out}");
@@ -70,7 +74,7 @@ fn card_describes_the_model() {
 fn tract_and_ort_agree_and_predict_the_leukemia_classes() {
     let m = models();
     let (expr, cls) = leukemia();
-    for model in [&m.gcn, &m.mlp] {
+    for model in [&m.gcn, &m.gcn_scatter, &m.mlp] {
         let a = m.dir.join("tract.csv");
         let b = m.dir.join("ort.csv");
         let log = predict(model, &expr, &["--cls", cls.to_str().unwrap(), "--backend", "tract"], &a);
@@ -236,9 +240,49 @@ fn bad_inputs_fail_cleanly() {
 #[test]
 fn runtime_rejects_wrong_input_shapes_without_panicking() {
     let m = models();
-    for backend in [Backend::Tract, Backend::Ort] {
-        let mut s = Session::from_file(&m.gcn, backend, &Options::default()).unwrap();
+    for (backend, model) in [(Backend::Tract, &m.gcn), (Backend::Ort, &m.gcn), (Backend::Tract, &m.gcn_scatter), (Backend::Ort, &m.gcn_scatter)] {
+        let mut s = Session::from_file(model, backend, &Options::default()).unwrap();
         let r = s.run(vec![Value::f32(&[2, 7], vec![0.0; 14])]);
-        assert!(r.is_err(), "{backend:?} accepted a [2, 7] input");
+        assert!(r.is_err(), "{backend:?} accepted a [2, 7] input for {}", model.display());
+    }
+}
+
+#[test]
+fn train_rejects_bad_arguments_without_output() {
+    let m = models();
+    let (expr, cls) = leukemia();
+    let graph = data("gene_graphs/genemania.adjlist.gz");
+    let out = m.dir.join("never.onnx");
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (vec!["--genes".into(), "lots".into()], "--genes"),
+        (vec!["--train-size".into(), "45".into()], "no test samples"),
+        (vec!["--graph".into(), m.dir.join("missing.adjlist").into()], "missing.adjlist"),
+        (vec!["--cls".into(), data("tox21/tox21.csv").into()], "tox21.csv"),
+    ];
+    for (args, needle) in cases {
+        let mut base: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![
+            ("--epochs".into(), "2".into()),
+            ("--genes".into(), "100".into()),
+            ("--expression".into(), expr.clone().into()),
+            ("--cls".into(), cls.clone().into()),
+            ("--graph".into(), graph.clone().into()),
+        ];
+        for (k, v) in &mut base {
+            if *k == args[0] {
+                *v = args[1].clone();
+            }
+        }
+        if !base.iter().any(|(k, _)| *k == args[0]) {
+            base.push((args[0].clone(), args[1].clone()));
+        }
+        let mut cmd = Command::new(bin("train"));
+        cmd.arg("gene-gcn");
+        for (k, v) in base {
+            cmd.arg(k).arg(v);
+        }
+        cmd.arg("--out").arg(&out);
+        let err = fails(&mut cmd);
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        assert!(!out.exists());
     }
 }

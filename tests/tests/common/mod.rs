@@ -47,7 +47,10 @@ pub fn fails(cmd: &mut Command) -> String {
 
 pub struct Models {
     pub dir: PathBuf,
+    /// GCN exported with the dense adjacency (auto choice at 300 genes).
     pub gcn: PathBuf,
+    /// The same kind of GCN exported with Gather + ScatterND message passing.
+    pub gcn_scatter: PathBuf,
     pub mlp: PathBuf,
 }
 
@@ -64,12 +67,13 @@ pub fn models() -> &'static Models {
         let (expr, cls) = leukemia();
         let graph = data("gene_graphs/genemania.adjlist.gz");
         let mut paths = Vec::new();
-        for fam in ["gene-gcn", "gene-mlp"] {
-            let out = dir.join(format!("{fam}.onnx"));
-            ok(Command::new(bin("train")).args([fam, "--genes", "300", "--epochs", "40", "--patience", "15", "--channels", "8", "--num-layer", "2", "--train-size", "24"])
+        for (fam, name, mp) in [("gene-gcn", "gcn", "auto"), ("gene-gcn", "gcn-scatter", "scatter-nd"), ("gene-mlp", "mlp", "auto")] {
+            let out = dir.join(format!("{name}.onnx"));
+            ok(Command::new(bin("train"))
+                .args([fam, "--genes", "300", "--epochs", "40", "--patience", "15", "--channels", "8", "--num-layer", "2", "--train-size", "24", "--message-passing", mp])
                 .arg("--expression").arg(&expr).arg("--cls").arg(&cls).arg("--graph").arg(&graph).arg("--out").arg(&out));
             paths.push(out);
         }
-        Models { dir, gcn: paths[0].clone(), mlp: paths[1].clone() }
+        Models { dir, gcn: paths[0].clone(), gcn_scatter: paths[1].clone(), mlp: paths[2].clone() }
     })
 }
