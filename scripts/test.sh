@@ -12,4 +12,5 @@ fi
 cargo build --release -p infer --no-default-features --features tract
 # the GPU backend must keep compiling even where there is no GPU
 cargo check --release -p train --features wgpu
+cargo check --release -p infer --features cuda
 cargo test --release --workspace

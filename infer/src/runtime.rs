@@ -1,4 +1,5 @@
 //! One API over two runtimes: tract (pure Rust, default) and ONNX Runtime (`ort`, loaded at run
+#![cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused, unreachable_code))]
 //! time from `libonnxruntime.so`; optional CUDA).
 
 use crate::{Error, Result};
@@ -267,7 +268,7 @@ mod ort_rt {
                 {
                     b = b
                         .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                        .map_err(|e| LoadError::Library(format!("CUDA execution provider unavailable: {}", ort::Error::from(e))))?;
+                        .map_err(|e| LoadError::Library(format!("CUDA execution provider unavailable: {e}")))?;
                     provider = "ort-cuda".into();
                 }
                 #[cfg(not(feature = "cuda"))]
