@@ -1,6 +1,6 @@
 //! One API over two runtimes: tract (pure Rust, default) and ONNX Runtime (`ort`, loaded at run
-#![cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused, unreachable_code))]
 //! time from `libonnxruntime.so`; optional CUDA).
+#![cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused, unreachable_code))]
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
