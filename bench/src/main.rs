@@ -38,7 +38,7 @@ enum Cmd {
     },
     /// ScatterND vs dense message passing for the gene GCN.
     MessagePassing {
-        #[arg(long, default_value = "128,512,2000,8000")]
+        #[arg(long, default_value = "128,512,2000,4000")]
         nodes: String,
         /// Mean degree of the random graph.
         #[arg(long, default_value_t = 8)]

@@ -31,7 +31,7 @@ impl MessagePassing {
 }
 
 /// Largest graph for which the dense adjacency is used by default.
-pub const DENSE_MAX_NODES: usize = 512;
+pub const DENSE_MAX_NODES: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GeneGcnConfig {

@@ -294,7 +294,7 @@ pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: &str, progress: 
     m.insert("best_epoch".into(), model.best_epoch as f64);
     let split = serde_json::json!({
         "seed": f.seed, "train": train_rows.len(), "valid": valid_rows.len(), "test": test_rows.len(),
-        "stratified": true, "genes_selected": d.genes, "graph_edges": edges.len(),
+        "stratified": true, "genes_selected": d.genes, "graph_edges": edges.len(), "device": f.device,
     });
     Ok(Outcome { model, values, test_rows, metrics: m, split })
 }
@@ -343,7 +343,7 @@ fn card(task: &Task, o: &Outcome, family: &str, parity: Option<&verify::Parity>,
         architecture: arch,
         training: serde_json::json!({
             "data": task.sources, "split": o.split, "config": m.train,
-            "epochs_run": m.epochs_run, "best_epoch": m.best_epoch, "device": "see train log",
+            "epochs_run": m.epochs_run, "best_epoch": m.best_epoch,
         }),
         metrics,
         tools,
