@@ -13,4 +13,13 @@ cargo build --release -p infer --no-default-features --features tract
 # the GPU backend must keep compiling even where there is no GPU
 cargo check --release -p train --features wgpu
 cargo check --release -p infer --features cuda
-cargo test --release --workspace
+log="$BIOEDGE_CACHE/test.log"
+set +e
+cargo test --release --workspace --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"
