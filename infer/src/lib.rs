@@ -11,5 +11,6 @@ pub mod runtime;
 pub use runtime::{Backend, Session, Value};
 pub mod align;
 pub mod classify;
+pub mod nodes;
 
 pub use onnx_format::{read_card, ModelCard};

@@ -104,6 +104,14 @@ impl Session {
             .collect();
         let outputs: Vec<String> = graph.output.iter().filter_map(|v| v.name.clone()).collect();
         let err = |msg: String| Error::Model { path: origin.into(), msg };
+        // ONNX Runtime 1.31 runs ScatterND with a reduction in parallel without synchronization:
+        // with several threads, concurrent updates of one target are lost (measured: errors up to
+        // 4.3 on a 200k-update scatter). Such models run single-threaded in ONNX Runtime.
+        let racy_scatter = graph.node.iter().any(|n| {
+            n.op_type.as_deref() == Some("ScatterND")
+                && n.attribute.iter().any(|a| a.name.as_deref() == Some("reduction") && a.s.as_deref().is_some_and(|s| s != b"none"))
+        });
+        let opts = &Options { threads: if racy_scatter { 1 } else { opts.threads }, ..opts.clone() };
         let (inner, provider) = match backend {
             #[cfg(feature = "tract")]
             Backend::Tract => (Inner::Tract(tract::Session::new(bytes).map_err(err)?), "tract".to_string()),
@@ -113,7 +121,7 @@ impl Session {
                     ort_rt::LoadError::Library(m) => Error::Runtime { backend: "ort", msg: m },
                     ort_rt::LoadError::Model(m) => err(m),
                 })?;
-                (Inner::Ort(s), p)
+                (Inner::Ort(s), if racy_scatter { format!("{p} (1 thread: ScatterND reduction)") } else { p })
             }
             #[allow(unreachable_patterns)]
             other => {

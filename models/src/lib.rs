@@ -5,6 +5,8 @@ pub mod fit;
 pub mod gene;
 pub mod graph;
 pub mod metrics;
+pub mod node;
+pub mod node_fit;
 pub mod preprocess;
 
 pub use burn;

@@ -2,6 +2,7 @@
 
 mod compare;
 mod gene;
+mod node;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,10 @@ enum Cmd {
         #[command(flatten)]
         export: gene::ExportArgs,
     },
+    /// GCN node classification (Kipf & Welling) on a Planetoid-style dataset; exports ONNX.
+    NodeGcn(node::NodeArgs),
+    /// GAT node classification (Veličković et al.) on a Planetoid-style dataset; exports ONNX.
+    NodeGat(node::NodeArgs),
     /// GCN vs MLP over training sizes and seeds; table, CSV and SVG plot.
     GeneCompare {
         #[command(flatten)]
@@ -49,6 +54,8 @@ fn main() {
         Cmd::GeneGcn { data, fit, export } => gene::run_export("gene-gcn", &data, &fit, &export),
         Cmd::GeneMlp { data, fit, export } => gene::run_export("gene-mlp", &data, &fit, &export),
         Cmd::GeneCompare { data, fit, compare } => compare::run(&data, &fit, &compare),
+        Cmd::NodeGcn(a) => node::run("node-gcn", &a),
+        Cmd::NodeGat(a) => node::run("node-gat", &a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -1,0 +1,209 @@
+//! Node-classification data: a general Planetoid-style loader (edges, sparse features, labels,
+//! splits as plain TSV) and edge-index validation for node models.
+
+use crate::data::text::Lines;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A graph with node features, labels and a split.
+#[derive(Debug, Clone)]
+pub struct NodeDataset {
+    pub name: String,
+    pub num_nodes: usize,
+    pub num_features: usize,
+    /// Dense `[num_nodes, num_features]`, row-major.
+    pub features: Vec<f32>,
+    /// Class index per node, -1 = unlabeled.
+    pub labels: Vec<i64>,
+    pub num_classes: usize,
+    /// Undirected edges, each once (`a < b`), no self-loops.
+    pub edges: Vec<(u32, u32)>,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+fn file(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn first_existing(prefix: &Path, suffixes: &[&str]) -> Result<PathBuf> {
+    suffixes
+        .iter()
+        .map(|s| file(prefix, s))
+        .find(|p| p.exists())
+        .ok_or_else(|| Error::format(file(prefix, suffixes[0]), "not found"))
+}
+
+/// Rows of a TSV with a header; each row split on tabs/whitespace.
+fn rows(path: &Path, min_cols: usize) -> Result<Vec<(usize, Vec<String>)>> {
+    let mut lines = Lines::open(path)?;
+    let mut out = Vec::new();
+    let mut header = true;
+    while let Some((no, line)) = lines.next_line()? {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if header {
+            header = false;
+            continue;
+        }
+        let f: Vec<String> = line.split_whitespace().map(String::from).collect();
+        if f.len() < min_cols {
+            return Err(Error::format(path, format!("line {no}: expected {min_cols} columns, found {}", f.len())));
+        }
+        out.push((no, f));
+    }
+    Ok(out)
+}
+
+fn int(path: &Path, no: usize, s: &str) -> Result<i64> {
+    s.parse().map_err(|_| Error::format(path, format!("line {no}: `{s}` is not an integer")))
+}
+
+/// Load `<prefix>.edges.tsv` (src dst), `<prefix>.features.coo.tsv[.gz]` (row col value),
+/// `<prefix>.labels.tsv` (node label, -1 = none) and `<prefix>.splits.tsv` (node train|val|test).
+pub fn read_planetoid(prefix: &Path) -> Result<NodeDataset> {
+    let name = prefix.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let lp = file(prefix, ".labels.tsv");
+    let mut labels = Vec::new();
+    for (no, r) in rows(&lp, 2)? {
+        let node = int(&lp, no, &r[0])?;
+        if node != labels.len() as i64 {
+            return Err(Error::format(&lp, format!("line {no}: nodes must be listed in order 0..n, found {node}")));
+        }
+        labels.push(int(&lp, no, &r[1])?);
+    }
+    let n = labels.len();
+    if n == 0 {
+        return Err(Error::format(&lp, "no nodes"));
+    }
+    let num_classes = labels.iter().copied().max().unwrap_or(-1).max(-1) as usize + 1;
+    let check_node = |path: &Path, no: usize, v: i64| -> Result<u32> {
+        if v < 0 || v as usize >= n {
+            return Err(Error::format(path, format!("line {no}: node {v} out of range 0..{n}")));
+        }
+        Ok(v as u32)
+    };
+    let ep = file(prefix, ".edges.tsv");
+    let mut edges = Vec::new();
+    for (no, r) in rows(&ep, 2)? {
+        let a = check_node(&ep, no, int(&ep, no, &r[0])?)?;
+        let b = check_node(&ep, no, int(&ep, no, &r[1])?)?;
+        if a != b {
+            edges.push((a.min(b), a.max(b)));
+        }
+    }
+    edges.sort_unstable();
+    edges.dedup();
+    let fp = first_existing(prefix, &[".features.coo.tsv.gz", ".features.coo.tsv"])?;
+    let coo = rows(&fp, 3)?;
+    let mut num_features = 0;
+    let mut triples = Vec::with_capacity(coo.len());
+    for (no, r) in coo {
+        let row = check_node(&fp, no, int(&fp, no, &r[0])?)?;
+        let col = int(&fp, no, &r[1])?;
+        if col < 0 {
+            return Err(Error::format(&fp, format!("line {no}: negative feature index {col}")));
+        }
+        let v: f32 = r[2].parse().map_err(|_| Error::format(&fp, format!("line {no}: `{}` is not a number", r[2])))?;
+        num_features = num_features.max(col as usize + 1);
+        triples.push((row as usize, col as usize, v));
+    }
+    let mut features = vec![0f32; n * num_features];
+    for (r, c, v) in triples {
+        features[r * num_features + c] = v;
+    }
+    let sp = file(prefix, ".splits.tsv");
+    let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    for (no, r) in rows(&sp, 2)? {
+        let node = check_node(&sp, no, int(&sp, no, &r[0])?)? as usize;
+        match r[1].as_str() {
+            "train" => train.push(node),
+            "val" | "valid" | "validation" => val.push(node),
+            "test" => test.push(node),
+            o => return Err(Error::format(&sp, format!("line {no}: unknown split `{o}` (train, val, test)"))),
+        }
+    }
+    for (split, nodes) in [("train", &train), ("val", &val), ("test", &test)] {
+        if let Some(&u) = nodes.iter().find(|&&u| labels[u] < 0) {
+            return Err(Error::format(&sp, format!("{split} node {u} has no label")));
+        }
+    }
+    Ok(NodeDataset { name, num_nodes: n, num_features, features, labels, num_classes, edges, train, val, test })
+}
+
+impl NodeDataset {
+    /// Both directions of every edge: `(src, dst)`.
+    pub fn edge_index(&self) -> (Vec<i64>, Vec<i64>) {
+        directed(&self.edges)
+    }
+}
+
+/// Both directions of undirected edges.
+pub fn directed(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
+    let mut src = Vec::with_capacity(2 * edges.len());
+    let mut dst = Vec::with_capacity(2 * edges.len());
+    for &(a, b) in edges {
+        src.extend([a as i64, b as i64]);
+        dst.extend([b as i64, a as i64]);
+    }
+    (src, dst)
+}
+
+/// Check an edge list against the node count before a model sees it.
+pub fn check_edges(num_nodes: usize, src: &[i64], dst: &[i64]) -> Result<()> {
+    if num_nodes == 0 {
+        return Err(Error::Input("empty graph: no nodes".into()));
+    }
+    if src.len() != dst.len() {
+        return Err(Error::Input(format!("edge_index rows differ in length: {} sources, {} targets", src.len(), dst.len())));
+    }
+    for (i, (&s, &d)) in src.iter().zip(dst).enumerate() {
+        for (what, v) in [("source", s), ("target", d)] {
+            if v < 0 {
+                return Err(Error::Input(format!("edge {i}: negative {what} node id {v}")));
+            }
+            if v as usize >= num_nodes {
+                return Err(Error::Input(format!("edge {i}: {what} node id {v} out of range (graph has {num_nodes} nodes)")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cora() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/planetoid/derived/cora")
+    }
+
+    #[test]
+    fn cora_counts() {
+        let d = read_planetoid(&cora()).unwrap();
+        assert_eq!((d.num_nodes, d.num_features, d.num_classes), (2708, 1433, 7));
+        assert_eq!(d.edges.len(), 5278);
+        assert_eq!((d.train.len(), d.val.len(), d.test.len()), (140, 500, 1000));
+        assert_eq!(d.edge_index().0.len(), 2 * 5278);
+    }
+
+    #[test]
+    fn bad_edges() {
+        assert!(check_edges(3, &[0, 1], &[1, 2]).is_ok());
+        assert!(check_edges(3, &[0, 3], &[1, 2]).unwrap_err().to_string().contains("out of range"));
+        assert!(check_edges(3, &[-1], &[1]).unwrap_err().to_string().contains("negative"));
+        assert!(check_edges(0, &[], &[]).unwrap_err().to_string().contains("empty"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g");
+        std::fs::write(file(&p, ".labels.tsv"), "node\tlabel\n0\t1\n1\t0\n").unwrap();
+        std::fs::write(file(&p, ".edges.tsv"), "src\tdst\n0\t5\n").unwrap();
+        std::fs::write(file(&p, ".features.coo.tsv"), "row\tcol\tvalue\n0\t0\t1\n").unwrap();
+        std::fs::write(file(&p, ".splits.tsv"), "node\tsplit\n0\ttrain\n").unwrap();
+        let e = read_planetoid(&p).unwrap_err().to_string();
+        assert!(e.contains("g.edges.tsv") && e.contains("out of range"), "{e}");
+    }
+}

@@ -1,0 +1,186 @@
+//! Full-batch training of node classifiers (GCN, GAT) with early stopping on the validation split.
+
+use crate::metrics;
+use crate::node::{LoopedEdges, NodeGat, NodeGatConfig, NodeGcn, NodeGcnConfig};
+use crate::{Error, Result};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, decay::WeightDecayConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+use onnx_format::pb::ModelProto;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum NodeArchitecture {
+    NodeGcn(NodeGcnConfig),
+    NodeGat(NodeGatConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeTrainConfig {
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// L2 on the first layer only, added to the loss (Kipf & Welling); otherwise Adam's decay on all.
+    pub first_layer_decay_only: bool,
+    pub epochs: usize,
+    /// Stop after this many epochs without a lower validation loss; the best weights are kept.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+/// A graph with features and a labelled split.
+pub struct NodeData<'a> {
+    pub x: &'a [f32],
+    pub num_nodes: usize,
+    pub num_features: usize,
+    pub src: &'a [i64],
+    pub dst: &'a [i64],
+    pub labels: &'a [i64],
+    pub num_classes: usize,
+    pub train: &'a [usize],
+    pub val: &'a [usize],
+}
+
+enum Net {
+    Gcn(NodeGcn),
+    Gat(NodeGat),
+}
+
+pub struct NodeClassifier {
+    pub architecture: NodeArchitecture,
+    pub train: NodeTrainConfig,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    net: Net,
+    device: Device,
+}
+
+trait NodeNet: Module + Clone {
+    fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2>;
+    fn penalty(&self) -> Option<Tensor<1>>;
+}
+impl NodeNet for NodeGcn {
+    fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        self.forward(x, e)
+    }
+    fn penalty(&self) -> Option<Tensor<1>> {
+        Some(self.first_layer_l2())
+    }
+}
+impl NodeNet for NodeGat {
+    fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        self.forward(x, e)
+    }
+    fn penalty(&self) -> Option<Tensor<1>> {
+        None
+    }
+}
+
+fn idx(v: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), device)
+}
+
+fn nll(logits: Tensor<2>, rows: &Tensor<1, Int>, labels: &Tensor<1, Int>, k: usize) -> Tensor<1> {
+    let lp = log_softmax(logits.select(0, rows.clone()), 1);
+    let n = lp.dims()[0];
+    let onehot = labels.clone().one_hot(k).float();
+    (lp * onehot).sum().div_scalar(n as f64).neg()
+}
+
+fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> (M, usize, usize) {
+    let decay = if cfg.first_layer_decay_only { None } else { Some(WeightDecayConfig::new(cfg.weight_decay as f32)) };
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init();
+    let x = Tensor::<2>::from_data(TensorData::new(d.x.to_vec(), [d.num_nodes, d.num_features]), device);
+    let e = LoopedEdges::from_lists(d.num_nodes, d.src, d.dst, device);
+    let (tr, va) = (idx(d.train, device), idx(d.val, device));
+    let lab = |rows: &[usize]| -> Tensor<1, Int> {
+        Tensor::from_data(TensorData::new(rows.iter().map(|&r| d.labels[r]).collect::<Vec<i64>>(), [rows.len()]), device)
+    };
+    let (ytr, yva) = (lab(d.train), lab(d.val));
+    let val_truth: Vec<usize> = d.val.iter().map(|&r| d.labels[r] as usize).collect();
+    let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
+    for epoch in 1..=cfg.epochs {
+        epochs = epoch;
+        let mut loss = nll(model.logits(x.clone(), &e), &tr, &ytr, d.num_classes);
+        if cfg.first_layer_decay_only {
+            if let Some(p) = model.penalty() {
+                loss = loss + p.mul_scalar(cfg.weight_decay);
+            }
+        }
+        let train_loss = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(cfg.lr, model, grads);
+        let eval = model.valid();
+        let logits = eval.logits(x.clone(), &e);
+        let val_loss = nll(logits.clone(), &va, &yva, d.num_classes).into_scalar::<f32>() as f64;
+        let probs = crate::to_vec(softmax(logits.select(0, va.clone()), 1));
+        let val_acc = metrics::accuracy(&metrics::argmax_rows(&probs, d.num_classes), &val_truth);
+        on_epoch(epoch, train_loss, val_loss, val_acc);
+        if val_loss < best_loss {
+            best_loss = val_loss;
+            best = model.clone();
+            best_epoch = epoch;
+        } else if epoch - best_epoch >= cfg.patience {
+            break;
+        }
+    }
+    (best.valid(), epochs, best_epoch)
+}
+
+impl NodeClassifier {
+    pub fn fit(d: &NodeData, arch: NodeArchitecture, cfg: NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> Result<Self> {
+        if d.x.len() != d.num_nodes * d.num_features {
+            return Err(Error::Input(format!("features: {} values for {} nodes × {} features", d.x.len(), d.num_nodes, d.num_features)));
+        }
+        if d.train.is_empty() || d.val.is_empty() {
+            return Err(Error::Input("need training and validation nodes".into()));
+        }
+        device.seed(cfg.seed);
+        let ad = device.clone().autodiff();
+        let (net, epochs_run, best_epoch) = match &arch {
+            NodeArchitecture::NodeGcn(c) => {
+                let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
+                (Net::Gcn(m), e, b)
+            }
+            NodeArchitecture::NodeGat(c) => {
+                let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
+                (Net::Gat(m), e, b)
+            }
+        };
+        Ok(Self { architecture: arch, train: cfg, epochs_run, best_epoch, net, device: ad })
+    }
+
+    /// Class probabilities `[num_nodes, K]` for a graph.
+    pub fn predict_proba(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> Vec<f32> {
+        let f = x.len() / num_nodes.max(1);
+        let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [num_nodes, f]), &self.device);
+        let e = LoopedEdges::from_lists(num_nodes, src, dst, &self.device);
+        let logits = match &self.net {
+            Net::Gcn(m) => m.forward(xt, &e),
+            Net::Gat(m) => m.forward(xt, &e),
+        };
+        crate::to_vec(softmax(logits, 1))
+    }
+
+    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
+        match &self.net {
+            Net::Gcn(m) => m.export(metadata),
+            Net::Gat(m) => m.export(metadata),
+        }
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self.net {
+            Net::Gcn(_) => "node-gcn",
+            Net::Gat(_) => "node-gat",
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        match &self.net {
+            Net::Gcn(m) => m.num_params(),
+            Net::Gat(m) => m.num_params(),
+        }
+    }
+}
