@@ -80,46 +80,15 @@ pub fn read_planetoid(prefix: &Path) -> Result<NodeDataset> {
     if n == 0 {
         return Err(Error::format(&lp, "no nodes"));
     }
-    let num_classes = labels.iter().copied().max().unwrap_or(-1).max(-1) as usize + 1;
-    let check_node = |path: &Path, no: usize, v: i64| -> Result<u32> {
-        if v < 0 || v as usize >= n {
-            return Err(Error::format(path, format!("line {no}: node {v} out of range 0..{n}")));
-        }
-        Ok(v as u32)
-    };
+    let num_classes = (labels.iter().copied().max().unwrap_or(-1) + 1).max(0) as usize;
     let ep = file(prefix, ".edges.tsv");
-    let mut edges = Vec::new();
-    for (no, r) in rows(&ep, 2)? {
-        let a = check_node(&ep, no, int(&ep, no, &r[0])?)?;
-        let b = check_node(&ep, no, int(&ep, no, &r[1])?)?;
-        if a != b {
-            edges.push((a.min(b), a.max(b)));
-        }
-    }
-    edges.sort_unstable();
-    edges.dedup();
+    let edges = undirected(&read_edges(&ep, n)?);
     let fp = first_existing(prefix, &[".features.coo.tsv.gz", ".features.coo.tsv"])?;
-    let coo = rows(&fp, 3)?;
-    let mut num_features = 0;
-    let mut triples = Vec::with_capacity(coo.len());
-    for (no, r) in coo {
-        let row = check_node(&fp, no, int(&fp, no, &r[0])?)?;
-        let col = int(&fp, no, &r[1])?;
-        if col < 0 {
-            return Err(Error::format(&fp, format!("line {no}: negative feature index {col}")));
-        }
-        let v: f32 = r[2].parse().map_err(|_| Error::format(&fp, format!("line {no}: `{}` is not a number", r[2])))?;
-        num_features = num_features.max(col as usize + 1);
-        triples.push((row as usize, col as usize, v));
-    }
-    let mut features = vec![0f32; n * num_features];
-    for (r, c, v) in triples {
-        features[r * num_features + c] = v;
-    }
+    let (features, num_features) = read_coo_features(&fp, n)?;
     let sp = file(prefix, ".splits.tsv");
     let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
     for (no, r) in rows(&sp, 2)? {
-        let node = check_node(&sp, no, int(&sp, no, &r[0])?)? as usize;
+        let node = check_node(&sp, no, int(&sp, no, &r[0])?, n)? as usize;
         match r[1].as_str() {
             "train" => train.push(node),
             "val" | "valid" | "validation" => val.push(node),
@@ -133,6 +102,71 @@ pub fn read_planetoid(prefix: &Path) -> Result<NodeDataset> {
         }
     }
     Ok(NodeDataset { name, num_nodes: n, num_features, features, labels, num_classes, edges, train, val, test })
+}
+
+fn check_node(path: &Path, no: usize, v: i64, n: usize) -> Result<u32> {
+    if v < 0 || v as usize >= n {
+        return Err(Error::format(path, format!("line {no}: node {v} out of range 0..{n}")));
+    }
+    Ok(v as u32)
+}
+
+/// Sparse features as `row col value` lines (header first) into a dense `[n, F]` matrix;
+/// F = largest column + 1.
+pub fn read_coo_features(path: &Path, n: usize) -> Result<(Vec<f32>, usize)> {
+    read_coo_features_opt(path, Some(n)).map(|(f, w, _)| (f, w))
+}
+
+/// As [`read_coo_features`]; without `n`, the node count is the largest row + 1. Returns
+/// `(features, width, n)`.
+pub fn read_coo_features_opt(path: &Path, n: Option<usize>) -> Result<(Vec<f32>, usize, usize)> {
+    let coo = rows(path, 3)?;
+    let n = match n {
+        Some(n) => n,
+        None => coo.iter().filter_map(|(_, r)| r[0].parse::<i64>().ok()).max().map_or(0, |m| (m + 1).max(0) as usize),
+    };
+    if n == 0 {
+        return Err(Error::format(path, "no nodes (empty feature file)"));
+    }
+    let mut num_features = 0;
+    let mut triples = Vec::with_capacity(coo.len());
+    for (no, r) in coo {
+        let row = check_node(path, no, int(path, no, &r[0])?, n)?;
+        let col = int(path, no, &r[1])?;
+        if col < 0 {
+            return Err(Error::format(path, format!("line {no}: negative feature index {col}")));
+        }
+        let v: f32 = r[2].parse().map_err(|_| Error::format(path, format!("line {no}: `{}` is not a number", r[2])))?;
+        if !v.is_finite() {
+            return Err(Error::format(path, format!("line {no}: non-finite feature value {v}")));
+        }
+        num_features = num_features.max(col as usize + 1);
+        triples.push((row as usize, col as usize, v));
+    }
+    let mut features = vec![0f32; n * num_features];
+    for (r, c, v) in triples {
+        features[r * num_features + c] = v;
+    }
+    Ok((features, num_features, n))
+}
+
+/// Directed edges `src dst` (header first); ids must be in `0..n`.
+pub fn read_edges(path: &Path, n: usize) -> Result<Vec<(u32, u32)>> {
+    let mut edges = Vec::new();
+    for (no, r) in rows(path, 2)? {
+        let a = check_node(path, no, int(path, no, &r[0])?, n)?;
+        let b = check_node(path, no, int(path, no, &r[1])?, n)?;
+        edges.push((a, b));
+    }
+    Ok(edges)
+}
+
+/// Each undirected pair once (`a < b`), self-loops dropped.
+pub fn undirected(edges: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut e: Vec<(u32, u32)> = edges.iter().filter(|(a, b)| a != b).map(|&(a, b)| (a.min(b), a.max(b))).collect();
+    e.sort_unstable();
+    e.dedup();
+    e
 }
 
 impl NodeDataset {
@@ -172,6 +206,52 @@ pub fn check_edges(num_nodes: usize, src: &[i64], dst: &[i64]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Families whose inputs are node features and an edge list.
+pub const NODE_CLASSIFIERS: &[&str] = &["node-gcn", "node-gat"];
+
+/// Check that a model card describes a node classifier.
+pub fn check_node_family(card: &onnx_format::ModelCard, model: &Path) -> Result<()> {
+    if NODE_CLASSIFIERS.contains(&card.family.as_str()) {
+        Ok(())
+    } else {
+        Err(Error::Model { path: model.into(), msg: format!("model family `{}` is not a node classifier ({})", card.family, NODE_CLASSIFIERS.join(", ")) })
+    }
+}
+
+/// Class probabilities `[n, K]` of a node classifier, after checking the inputs against the card.
+#[allow(clippy::too_many_arguments)]
+pub fn classify_nodes(
+    session: &mut crate::runtime::Session,
+    card: &onnx_format::ModelCard,
+    model: &Path,
+    x: &[f32],
+    n: usize,
+    width: usize,
+    src: &[i64],
+    dst: &[i64],
+) -> Result<Vec<f32>> {
+    check_node_family(card, model)?;
+    let want: usize = card
+        .inputs
+        .iter()
+        .find(|i| i.name == "x")
+        .and_then(|i| i.shape.get(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Model { path: model.into(), msg: "model card does not give the feature width of input `x`".into() })?;
+    if width > want {
+        return Err(Error::Input(format!("feature width mismatch: the model takes {want} features per node, the input has {width}")));
+    }
+    check_edges(n, src, dst)?;
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Input("node features contain NaN or infinite values".into()));
+    }
+    // pad missing trailing feature columns (sparse files need not mention the last ones)
+    let x: Vec<f32> = if width == want { x.to_vec() } else { x.chunks(width.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat(0.0).take(want - width))).collect() };
+    let e = src.len();
+    let inputs = vec![crate::runtime::Value::f32(&[n, want], x), crate::runtime::Value::i64(&[2, e], [src, dst].concat())];
+    session.run_output(inputs, "probabilities")?.into_f32()
 }
 
 #[cfg(test)]

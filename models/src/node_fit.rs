@@ -26,6 +26,9 @@ pub struct NodeTrainConfig {
     pub epochs: usize,
     /// Stop after this many epochs without a lower validation loss; the best weights are kept.
     pub patience: usize,
+    /// GAT's rule instead: an epoch counts as progress when validation accuracy or loss improves,
+    /// and weights are kept when both do (Veličković et al.'s reference code).
+    pub accuracy_and_loss: bool,
     pub seed: u64,
 }
 
@@ -100,6 +103,7 @@ fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &D
     let (ytr, yva) = (lab(d.train), lab(d.val));
     let val_truth: Vec<usize> = d.val.iter().map(|&r| d.labels[r] as usize).collect();
     let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
+    let (mut best_acc, mut since) = (0.0, 0);
     for epoch in 1..=cfg.epochs {
         epochs = epoch;
         let mut loss = nll(model.logits(x.clone(), &e), &tr, &ytr, d.num_classes);
@@ -117,11 +121,27 @@ fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &D
         let probs = crate::to_vec(softmax(logits.select(0, va.clone()), 1));
         let val_acc = metrics::accuracy(&metrics::argmax_rows(&probs, d.num_classes), &val_truth);
         on_epoch(epoch, train_loss, val_loss, val_acc);
-        if val_loss < best_loss {
+        if cfg.accuracy_and_loss {
+            if val_acc >= best_acc || val_loss <= best_loss {
+                if val_acc >= best_acc && val_loss <= best_loss {
+                    best = model.clone();
+                    best_epoch = epoch;
+                }
+                best_acc = best_acc.max(val_acc);
+                best_loss = best_loss.min(val_loss);
+                since = 0;
+            } else {
+                since += 1;
+            }
+        } else if val_loss < best_loss {
             best_loss = val_loss;
             best = model.clone();
             best_epoch = epoch;
-        } else if epoch - best_epoch >= cfg.patience {
+            since = 0;
+        } else {
+            since += 1;
+        }
+        if since >= cfg.patience {
             break;
         }
     }

@@ -71,6 +71,7 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
         first_layer_decay_only: !gat,
         epochs: a.epochs.unwrap_or(if gat { 1000 } else { 200 }),
         patience: a.patience.unwrap_or(if gat { 100 } else { 10 }),
+        accuracy_and_loss: gat,
         seed,
     };
     let data = NodeData {
