@@ -12,5 +12,6 @@ pub use runtime::{Backend, Session, Value};
 pub mod align;
 pub mod classify;
 pub mod nodes;
+pub mod cells;
 
 pub use onnx_format::{read_card, ModelCard};

@@ -45,6 +45,20 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Cell types for single-cell data (h5ad or any expression format): PCA and kNN graph as the model card says.
+    Cells {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// obs column (h5ad) or label column with known types, to report accuracy.
+        #[arg(long)]
+        label_column: Option<String>,
+        #[arg(long, default_value = "tract")]
+        backend: Backend,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Node classes for a graph: sparse features (`node feature value` lines) + an edge list.
     Nodes {
         #[arg(long)]
@@ -78,6 +92,29 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Inspect { model, json } => inspect(&model, json),
+        Cmd::Cells { model, input, label_column, backend, out } => {
+            let card = infer::read_card(&model)?;
+            if card.family != "cell-gat" {
+                bail!("{}: model family `{}` is not a cell-type classifier (cell-gat)", model.display(), card.family);
+            }
+            let m = read_expression(&input, &ReadOptions { label_column, cls: None })?;
+            let mut session = Session::from_file(&model, backend, &Options::default())?;
+            let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &model, &m, &input)?;
+            let k = card.classes.len();
+            let c = infer::classify::Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities: probs, alignment };
+            eprintln!("{}: {} cells; {}; provider {}", input.display(), c.samples.len(), c.alignment.summary(), session.provider);
+            if let Some(labels) = &m.labels {
+                let correct = labels.iter().enumerate().filter(|(i, l)| {
+                    let row = &c.probabilities[i * k..(i + 1) * k];
+                    let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
+                    &&c.classes[best] == l
+                }).count();
+                eprintln!("accuracy against the input's labels: {:.3} ({correct}/{})", correct as f64 / labels.len() as f64, labels.len());
+            }
+            onnx_format::write_atomic(&out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Cmd::Nodes { model, features, edges, num_nodes, directed, backend, out } => nodes(model, features, edges, num_nodes, directed, backend, out),
         Cmd::Predict { model, input, cls, label_column, backend, cuda, batch, out } => {
             let card = infer::read_card(&model)?;

@@ -1,11 +1,13 @@
 //! burn modules for the toolchain's model families, each with its ONNX export beside its forward.
 //! Parity tests (burn vs tract vs ONNX Runtime) keep the two equal.
 
+pub mod cluster;
 pub mod fit;
 pub mod gene;
 pub mod graph;
 pub mod metrics;
 pub mod node;
+pub mod node2vec;
 pub mod node_fit;
 pub mod preprocess;
 

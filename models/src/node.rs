@@ -124,6 +124,13 @@ impl NodeGcn {
         h + self.bias2.val().unsqueeze_dim::<2>(0)
     }
 
+    /// The hidden representation `[N, hidden]` (after the first layer's ReLU).
+    pub fn embed(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        let x = if self.row_norm { row_normalize(x) } else { x };
+        let h = scatter_messages(self.conv1.forward(x), e, e.gcn_weights());
+        relu(h + self.bias1.val().unsqueeze_dim::<2>(0))
+    }
+
     /// `Σ ||W1||² / 2` — Kipf's weight decay applies to the first layer only.
     pub fn first_layer_l2(&self) -> Tensor<1> {
         self.conv1.weight.val().powf_scalar(2.0).sum().mul_scalar(0.5)
@@ -302,6 +309,12 @@ impl NodeGat {
         let h = self.layer1.forward(self.dropout.forward(x), e, &self.dropout);
         let h = elu(h, 1.0);
         self.layer2.forward(self.dropout.forward(h), e, &self.dropout)
+    }
+
+    /// The hidden representation `[N, heads·hidden]` (after the first layer's ELU).
+    pub fn embed(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        let x = if self.row_norm { row_normalize(x) } else { x };
+        elu(self.layer1.forward(x, e, &self.dropout), 1.0)
     }
 
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {

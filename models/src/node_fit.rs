@@ -183,6 +183,19 @@ impl NodeClassifier {
         crate::to_vec(softmax(logits, 1))
     }
 
+    /// Hidden node representations (first layer output) for clustering.
+    pub fn embed(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> (Vec<f32>, usize) {
+        let f = x.len() / num_nodes.max(1);
+        let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [num_nodes, f]), &self.device);
+        let e = LoopedEdges::from_lists(num_nodes, src, dst, &self.device);
+        let h = match &self.net {
+            Net::Gcn(m) => m.embed(xt, &e),
+            Net::Gat(m) => m.embed(xt, &e),
+        };
+        let d = h.dims()[1];
+        (crate::to_vec(h), d)
+    }
+
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         match &self.net {
             Net::Gcn(m) => m.export(metadata),

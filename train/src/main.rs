@@ -1,8 +1,10 @@
 //! `train`: data → burn training → verified ONNX export.
 
+mod cells;
 mod compare;
 mod gene;
 mod node;
+mod node2vec;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,10 @@ enum Cmd {
     NodeGcn(node::NodeArgs),
     /// GAT node classification (Veličković et al.) on a Planetoid-style dataset; exports ONNX.
     NodeGat(node::NodeArgs),
+    /// Node2Vec embeddings (Grover & Leskovec); k-means / logistic-regression evaluation; exports ONNX.
+    Node2vec(node2vec::Node2VecArgs),
+    /// Cell types on single-cell data (h5ad): PCA, kNN graph, GAT; baselines and clustering.
+    Cells(cells::CellArgs),
     /// GCN vs MLP over training sizes and seeds; table, CSV and SVG plot.
     GeneCompare {
         #[command(flatten)]
@@ -55,7 +61,9 @@ fn main() {
         Cmd::GeneMlp { data, fit, export } => gene::run_export("gene-mlp", &data, &fit, &export),
         Cmd::GeneCompare { data, fit, compare } => compare::run(&data, &fit, &compare),
         Cmd::NodeGcn(a) => node::run("node-gcn", &a),
+        Cmd::Cells(a) => cells::run(&a),
         Cmd::NodeGat(a) => node::run("node-gat", &a),
+        Cmd::Node2vec(a) => node2vec::run(&a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
