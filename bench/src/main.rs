@@ -36,6 +36,20 @@ enum Cmd {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// Node models (GCN/GAT exports) at the training graph's size and on a ~100k-edge graph.
+    Nodes {
+        models: Vec<PathBuf>,
+        /// Planetoid-style prefix of the graph the models were trained on.
+        #[arg(long, default_value = "../shared/data/planetoid/derived/cora")]
+        data: PathBuf,
+        /// Nodes of the synthetic large graph (mean degree 10: ~5 × nodes undirected edges).
+        #[arg(long, default_value_t = 10000)]
+        large_nodes: usize,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// ScatterND vs dense message passing for the gene GCN.
     MessagePassing {
         #[arg(long, default_value = "128,512,2000,4000")]
@@ -68,34 +82,49 @@ fn input(rows: usize, cols: usize) -> Vec<f32> {
 }
 
 fn runtime_rate(bytes: &[u8], name: &Path, backend: Backend, threads: usize, x: &[f32], shape: &[usize], seconds: f64) -> Result<f64> {
-    let mut s = Session::from_bytes(bytes, name, backend, &Options { threads, ..Default::default() })?;
-    rate(seconds, || {
-        s.run(vec![Value::f32(shape, x.to_vec())])?;
-        Ok(())
-    })
+    runtime_rate_values(bytes, name, backend, threads, &[Value::f32(shape, x.to_vec())], seconds)
 }
 
-fn python_rate(python: &Path, model: &Path, x: &[f32], shape: &[usize], seconds_hint: f64, runs_per_s: f64, threads: usize) -> Result<f64> {
-    let data = std::env::temp_dir().join(format!("bench-{}.f32", std::process::id()));
-    std::fs::write(&data, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+/// Python onnxruntime runs/s on the same inputs (written to temp files).
+fn python_rate(python: &Path, model: &Path, inputs: &[(String, Value)], seconds_hint: f64, runs_per_s: f64, threads: usize) -> Result<f64> {
+    let dir = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut spec = Vec::new();
+    for (i, (name, v)) in inputs.iter().enumerate() {
+        let file = dir.join(format!("in{i}.bin"));
+        let (bytes, dtype): (Vec<u8>, &str) = match v {
+            Value::F32 { data, .. } => (data.iter().flat_map(|x| x.to_le_bytes()).collect(), "float32"),
+            Value::I64 { data, .. } => (data.iter().flat_map(|x| x.to_le_bytes()).collect(), "int64"),
+        };
+        std::fs::write(&file, bytes)?;
+        spec.push(serde_json::json!({"name": name, "dtype": dtype, "shape": v.shape(), "file": file}));
+    }
+    let spec_path = dir.join("inputs.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
     let iters = ((seconds_hint * runs_per_s) as usize).max(3);
-    let shape_s = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ort_python.py");
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(model)
-        .arg(&data)
-        .arg(&shape_s)
+        .arg(&spec_path)
         .arg(iters.to_string())
         .arg(threads.to_string())
         .output()
         .with_context(|| format!("running {}", python.display()))?;
-    let _ = std::fs::remove_file(&data);
+    let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
         bail!("python bench failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     v["runs_per_s"].as_f64().context("python bench output")
+}
+
+fn runtime_rate_values(bytes: &[u8], name: &Path, backend: Backend, threads: usize, inputs: &[Value], seconds: f64) -> Result<f64> {
+    let mut s = Session::from_bytes(bytes, name, backend, &Options { threads, ..Default::default() })?;
+    rate(seconds, || {
+        s.run(inputs.to_vec())?;
+        Ok(())
+    })
 }
 
 fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
@@ -112,8 +141,9 @@ fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<P
         let tract = runtime_rate(&bytes, m, Backend::Tract, 0, &x, &shape, seconds)?;
         let ort1 = runtime_rate(&bytes, m, Backend::Ort, 1, &x, &shape, seconds)?;
         let ort = runtime_rate(&bytes, m, Backend::Ort, 0, &x, &shape, seconds)?;
-        let py1 = python_rate(&python, m, &x, &shape, seconds, ort1, 1)?;
-        let py = python_rate(&python, m, &x, &shape, seconds, ort, 0)?;
+        let named = [("expression".to_string(), Value::f32(&shape, x.clone()))];
+        let py1 = python_rate(&python, m, &named, seconds, ort1, 1)?;
+        let py = python_rate(&python, m, &named, seconds, ort, 0)?;
         let b = batch as f64;
         println!(
             "| {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
@@ -148,8 +178,40 @@ fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64)
     Ok(())
 }
 
+fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
+    let python = python.or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from)).context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
+    let d = infer::nodes::read_planetoid(data)?;
+    let (s, t) = d.edge_index();
+    let f = d.num_features;
+    // a larger graph with Cora-like sparse features
+    let mut rng = StdRng::seed_from_u64(11);
+    let xl: Vec<f32> = (0..large * f).map(|_| if rng.random_range(0..100) < 2 { 1.0 } else { 0.0 }).collect();
+    let el: Vec<(u32, u32)> = (0..large * 5).map(|_| (rng.random_range(0..large as u32), rng.random_range(0..large as u32))).collect();
+    let (ls, lt) = infer::nodes::directed(&infer::nodes::undirected(&el));
+    let graphs = [
+        (format!("{} ({} nodes, {} edges)", d.name, d.num_nodes, s.len()), d.num_nodes, d.features.clone(), s, t),
+        (format!("random ({large} nodes, {} edges)", ls.len()), large, xl, ls, lt),
+    ];
+    println!("forward passes/s over the whole graph (higher is better); tract is single-threaded");
+    println!("| model | graph | tract | ort | python ort | ort/tract | rust ort / python ort |");
+    println!("|---|---|---|---|---|---|---|");
+    for m in models {
+        let bytes = std::fs::read(m).with_context(|| m.display().to_string())?;
+        for (label, n, x, s, t) in &graphs {
+            let inputs = vec![Value::f32(&[*n, f], x.clone()), Value::i64(&[2, s.len()], [s.clone(), t.clone()].concat())];
+            let tr = runtime_rate_values(&bytes, m, Backend::Tract, 0, &inputs, seconds)?;
+            let or = runtime_rate_values(&bytes, m, Backend::Ort, 0, &inputs, seconds)?;
+            let named = [("x".to_string(), inputs[0].clone()), ("edge_index".to_string(), inputs[1].clone())];
+            let py = python_rate(&python, m, &named, seconds, or, 0)?;
+            println!("| {} | {label} | {tr:.1} | {or:.1} | {py:.1} | {:.2}× | {:.2}× |", m.file_name().unwrap().to_string_lossy(), or / tr, or / py);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Nodes { models, data, large_nodes, seconds, python } => nodes_bench(&models, &data, large_nodes, seconds, python),
         Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),
         Cmd::MessagePassing { nodes, degree, batch, seconds } => message_passing_bench(&nodes, degree, batch, seconds),
     }
