@@ -321,6 +321,8 @@ impl Node2Vec {
         let k = cfg.negatives;
         let mut order: Vec<usize> = (0..centers.len()).collect();
         let mut losses = Vec::new();
+        let total_steps = (cfg.epochs * centers.len().div_ceil(cfg.batch_size)) as f64;
+        let mut step = 0usize;
         for epoch in 1..=cfg.epochs {
             order.shuffle(&mut rng);
             let (mut sum, mut batches) = (0.0, 0);
@@ -351,7 +353,10 @@ impl Node2Vec {
                 sum += loss.clone().into_scalar::<f32>() as f64;
                 batches += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = opt.step(cfg.lr, model, grads);
+                // word2vec's schedule: linear decay to 1e-4 of the start
+                let lr = if std::env::var_os("N2V_NODECAY").is_some() { cfg.lr } else { cfg.lr * (1.0 - step as f64 / total_steps).max(1e-4) };
+                step += 1;
+                model = opt.step(lr, model, grads);
             }
             let mean = sum / batches as f64;
             losses.push(mean);

@@ -166,10 +166,7 @@ pub fn run(a: &CellArgs) -> Result<()> {
         ("parity_tract_max_abs_diff", p1.tract_max_abs_diff.max(p2.tract_max_abs_diff)), ("parity_ort_max_abs_diff", p1.ort_max_abs_diff.max(p2.ort_max_abs_diff))] {
         metrics.insert(key.into(), v);
     }
-    let mut tools = BTreeMap::new();
-    for (k2, v) in [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("opset", "18")] {
-        tools.insert(k2.to_string(), v.to_string());
-    }
+    let tools = crate::tool_versions();
     let card = ModelCard {
         family: "cell-gat".into(),
         version: CARD_VERSION.into(),

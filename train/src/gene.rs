@@ -308,10 +308,7 @@ fn card(task: &Task, o: &Outcome, family: &str, parity: Option<&verify::Parity>,
         metrics.insert("parity_tract_max_abs_diff".into(), p.tract_max_abs_diff);
         metrics.insert("parity_ort_max_abs_diff".into(), p.ort_max_abs_diff);
     }
-    let mut tools = BTreeMap::new();
-    for (k, v) in [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18"), ("bioedge", env!("CARGO_PKG_VERSION"))] {
-        tools.insert(k.to_string(), v.to_string());
-    }
+    let tools = crate::tool_versions();
     let mut arch = serde_json::to_value(&m.architecture).unwrap();
     arch["parameters"] = serde_json::json!(m.num_params());
     if let Some(g) = &m.graph {

@@ -55,6 +55,14 @@ enum Cmd {
     },
 }
 
+/// Tool versions recorded in every model card.
+pub fn tool_versions() -> std::collections::BTreeMap<String, String> {
+    [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18"), ("bioedge", env!("CARGO_PKG_VERSION"))]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn main() {
     let r = match Cli::parse().cmd {
         Cmd::GeneGcn { data, fit, export } => gene::run_export("gene-gcn", &data, &fit, &export),

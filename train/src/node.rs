@@ -135,10 +135,7 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
     metrics.insert("test_accuracy_seed0".into(), accs[0]);
     metrics.insert("parity_tract_max_abs_diff".into(), tract_diff);
     metrics.insert("parity_ort_max_abs_diff".into(), ort_diff);
-    let mut tools = BTreeMap::new();
-    for (k, v) in [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18")] {
-        tools.insert(k.to_string(), v.to_string());
-    }
+    let tools = crate::tool_versions();
     let mut arch_json = serde_json::to_value(&m.architecture)?;
     arch_json["parameters"] = serde_json::json!(m.num_params());
     let card = ModelCard {

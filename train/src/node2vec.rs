@@ -177,7 +177,7 @@ fn evaluate(x: &[f32], n: usize, d: usize, inp: &Input, clusters: Option<usize>,
         let (ytr, yva, yte) = (y(train), y(val), y(test));
         // L2 strength chosen on the validation split
         let mut best: Option<(f64, LogisticRegression)> = None;
-        for l2 in [1e-4, 1e-3, 1e-2, 1e-1, 1.0] {
+        for l2 in [1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0, 3.0, 10.0] {
             let mut m = LogisticRegression::new(l2);
             m.fit(&xtr, train.len(), d, &ytr, kc)?;
             let acc = accuracy(&m.predict(&xva, val.len()), &yva);
