@@ -42,7 +42,7 @@ fn kmeans_once(x: &[f32], n: usize, d: usize, k: usize, rng: &mut StdRng) -> (Ve
         // assign
         let mut changed = false;
         inertia = 0.0;
-        for i in 0..n {
+        for (i, li) in labels.iter_mut().enumerate() {
             let (mut bj, mut bd) = (0, f64::INFINITY);
             for (j, c) in centers.iter().enumerate() {
                 let dd = sq_dist(row(i), c);
@@ -52,8 +52,8 @@ fn kmeans_once(x: &[f32], n: usize, d: usize, k: usize, rng: &mut StdRng) -> (Ve
                 }
             }
             inertia += bd;
-            if labels[i] != bj {
-                labels[i] = bj;
+            if *li != bj {
+                *li = bj;
                 changed = true;
             }
         }

@@ -232,6 +232,7 @@ pub struct Node2VecConfig {
     /// Passes over all skip-gram pairs (walks are drawn once).
     pub epochs: usize,
     pub batch_size: usize,
+    /// Adam's starting learning rate, decayed linearly to 1e-4 of it over training.
     pub lr: f64,
     pub seed: u64,
 }
@@ -354,7 +355,7 @@ impl Node2Vec {
                 batches += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 // word2vec's schedule: linear decay to 1e-4 of the start
-                let lr = if std::env::var_os("N2V_NODECAY").is_some() { cfg.lr } else { cfg.lr * (1.0 - step as f64 / total_steps).max(1e-4) };
+                let lr = cfg.lr * (1.0 - step as f64 / total_steps).max(1e-4);
                 step += 1;
                 model = opt.step(lr, model, grads);
             }

@@ -143,7 +143,7 @@ fn load(a: &Node2VecArgs) -> Result<Input> {
         Some(p) => Some(read_labels(&p, &g.nodes)?),
         None => None,
     };
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = if a.graph == "karate" { "karate".into() } else { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() };
     Ok(Input { name, source: path.display().to_string(), names: g.nodes, edges: g.edges, weights: if a.unweighted { None } else { g.weights }, labels, split: None })
 }
 
@@ -152,6 +152,7 @@ fn load(a: &Node2VecArgs) -> Result<Input> {
 struct Eval {
     kmeans_accuracy: f64,
     kmeans_ari: f64,
+    lr_val_accuracy: Option<f64>,
     lr_test_accuracy: Option<f64>,
     lr_test_macro_f1: Option<f64>,
     lr_trainval_test_accuracy: Option<f64>,
@@ -185,7 +186,8 @@ fn evaluate(x: &[f32], n: usize, d: usize, inp: &Input, clusters: Option<usize>,
                 best = Some((acc, m));
             }
         }
-        let (_, m) = best.unwrap();
+        let (va, m) = best.unwrap();
+        e.lr_val_accuracy = Some(va);
         let pt = m.predict(&xte, test.len());
         e.lr_test_accuracy = Some(accuracy(&pt, &yte));
         e.lr_test_macro_f1 = Some(macro_f1(&pt, &yte, kc));
@@ -232,7 +234,10 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
         match evaluate(&x, n, a.dim, &inp, a.clusters, a.restarts, seed)? {
             Some(e) => {
                 let lr = match (e.lr_test_accuracy, e.lr_trainval_test_accuracy) {
-                    (Some(t), Some(tv)) => format!("; logistic regression test accuracy {t:.4} (train+val fit {tv:.4}, l2 {:.0e})", e.lr_l2.unwrap_or(0.0)),
+                    (Some(t), Some(tv)) => format!(
+                        "; logistic regression val accuracy {:.4}, test accuracy {t:.4} (train+val fit {tv:.4}, l2 {:.0e})",
+                        e.lr_val_accuracy.unwrap_or(f64::NAN), e.lr_l2.unwrap_or(0.0)
+                    ),
                     _ => String::new(),
                 };
                 eprintln!("seed {seed}: loss {loss:.4}, k-means accuracy {:.4} ARI {:.4}{lr} ({secs:.1} s)", e.kmeans_accuracy, e.kmeans_ari);
@@ -271,11 +276,12 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
         let (rm, rsd) = put(&mut metrics, "kmeans_ari", evals.iter().map(|e| e.kmeans_ari).collect());
         summary.push(format!("k-means (k={k}) clustering accuracy {am:.4} ± {asd:.4}, ARI {rm:.4} ± {rsd:.4}"));
         if evals[0].lr_test_accuracy.is_some() {
+            let (am, asd) = put(&mut metrics, "lr_val_accuracy", evals.iter().filter_map(|e| e.lr_val_accuracy).collect());
             let (tm, tsd) = put(&mut metrics, "lr_test_accuracy", evals.iter().filter_map(|e| e.lr_test_accuracy).collect());
             let (fm, fsd) = put(&mut metrics, "lr_test_macro_f1", evals.iter().filter_map(|e| e.lr_test_macro_f1).collect());
             let (vm, vsd) = put(&mut metrics, "lr_trainval_test_accuracy", evals.iter().filter_map(|e| e.lr_trainval_test_accuracy).collect());
             summary.push(format!(
-                "logistic regression test accuracy {tm:.4} ± {tsd:.4} (macro F1 {fm:.4} ± {fsd:.4}) fit on train; {vm:.4} ± {vsd:.4} fit on train+val"
+                "logistic regression val accuracy {am:.4} ± {asd:.4}, test accuracy {tm:.4} ± {tsd:.4} (macro F1 {fm:.4} ± {fsd:.4}) fit on train; {vm:.4} ± {vsd:.4} fit on train+val"
             ));
         }
     }
