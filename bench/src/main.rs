@@ -122,7 +122,7 @@ fn python_rate(python: &Path, model: &Path, inputs: &[(String, Value)], seconds_
 fn runtime_rate_values(bytes: &[u8], name: &Path, backend: Backend, threads: usize, inputs: &[Value], seconds: f64) -> Result<f64> {
     let mut s = Session::from_bytes(bytes, name, backend, &Options { threads, ..Default::default() })?;
     rate(seconds, || {
-        s.run(inputs.to_vec())?;
+        s.run(inputs)?;
         Ok(())
     })
 }

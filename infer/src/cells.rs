@@ -206,7 +206,7 @@ pub fn classify_cells(
     let z = pca.transform(&alignment.apply(m));
     let (src, dst) = knn_graph(&z, n, pca.n_pcs, k);
     let inputs = vec![crate::runtime::Value::f32(&[n, pca.n_pcs], z), crate::runtime::Value::i64(&[2, src.len()], [src, dst].concat())];
-    Ok((session.run_output(inputs, "probabilities")?.into_f32()?, alignment))
+    Ok((session.run_output(&inputs, "probabilities")?.into_f32()?, alignment))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub fn classify(session: &mut Session, card: &ModelCard, m: &ExpressionMatrix, i
     let mut probabilities = Vec::with_capacity(m.samples.len() * k);
     for chunk in x.chunks(batch.max(1) * genes) {
         let rows = chunk.len() / genes;
-        let out = session.run_output(vec![Value::f32(&[rows, genes], chunk.to_vec())], "probabilities")?;
+        let out = session.run_output(&[Value::f32(&[rows, genes], chunk.to_vec())], "probabilities")?;
         if out.shape() != [rows, k] {
             return Err(Error::Input(format!("model returned shape {:?}, expected [{rows}, {k}]", out.shape())));
         }

@@ -251,7 +251,7 @@ pub fn classify_nodes(
     let x: Vec<f32> = if width == want { x.to_vec() } else { x.chunks(width.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat(0.0).take(want - width))).collect() };
     let e = src.len();
     let inputs = vec![crate::runtime::Value::f32(&[n, want], x), crate::runtime::Value::i64(&[2, e], [src, dst].concat())];
-    session.run_output(inputs, "probabilities")?.into_f32()
+    session.run_output(&inputs, "probabilities")?.into_f32()
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ impl Session {
     }
 
     /// Run with inputs in graph input order; returns outputs in graph output order.
-    pub fn run(&mut self, inputs: Vec<Value>) -> Result<Vec<Value>> {
+    pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Input(format!("model takes {} inputs ({}), got {}", self.inputs.len(), self.inputs.join(", "), inputs.len())));
         }
@@ -152,7 +152,7 @@ impl Session {
     }
 
     /// Run and return the output called `name`.
-    pub fn run_output(&mut self, inputs: Vec<Value>, name: &str) -> Result<Value> {
+    pub fn run_output(&mut self, inputs: &[Value], name: &str) -> Result<Value> {
         let i = self
             .outputs
             .iter()
@@ -181,12 +181,12 @@ mod tract {
             Ok(Self { plan })
         }
 
-        pub fn run(&mut self, inputs: Vec<Value>) -> Result<Vec<Value>, String> {
+        pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
             let tensors: TVec<TValue> = inputs
-                .into_iter()
+                .iter()
                 .map(|v| match v {
-                    Value::F32 { shape, data } => Tensor::from_shape(&shape, &data),
-                    Value::I64 { shape, data } => Tensor::from_shape(&shape, &data),
+                    Value::F32 { shape, data } => Tensor::from_shape(shape, data),
+                    Value::I64 { shape, data } => Tensor::from_shape(shape, data),
                 })
                 .map(|t| t.map(|t| t.into_tvalue()))
                 .collect::<TractResult<_>>()
@@ -234,7 +234,7 @@ onnxruntime/capi/libonnxruntime.so.1.31.1 and point ORT_DYLIB_PATH at it (or use
 mod ort_rt {
     use super::{Options, Value};
     use ort::session::Session as OrtSession;
-    use ort::value::Tensor;
+    use ort::value::TensorRef;
     use std::sync::OnceLock;
 
     pub enum LoadError {
@@ -286,13 +286,14 @@ mod ort_rt {
             Ok((Self { s }, provider))
         }
 
-        pub fn run(&mut self, names: &[String], inputs: Vec<Value>, outputs: &[String]) -> Result<Vec<Value>, String> {
+        pub fn run(&mut self, names: &[String], inputs: &[Value], outputs: &[String]) -> Result<Vec<Value>, String> {
             let mut feed: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> = Vec::new();
             for (name, v) in names.iter().zip(inputs) {
                 let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
+                // zero-copy views of the caller's data
                 let value: ort::session::SessionInputValue = match v {
-                    Value::F32 { data, .. } => Tensor::from_array((shape, data)).map_err(|e| e.to_string())?.into(),
-                    Value::I64 { data, .. } => Tensor::from_array((shape, data)).map_err(|e| e.to_string())?.into(),
+                    Value::F32 { data, .. } => TensorRef::from_array_view((shape, &data[..])).map_err(|e| e.to_string())?.into(),
+                    Value::I64 { data, .. } => TensorRef::from_array_view((shape, &data[..])).map_err(|e| e.to_string())?.into(),
                 };
                 feed.push((name.as_str().into(), value));
             }

@@ -36,7 +36,7 @@ fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
         let x = a.apply(&data);
         let n = data.samples.len();
         let mut s = Session::from_file(model, Backend::Tract, &Options::default()).unwrap();
-        let expected = s.run_output(vec![Value::f32(&[n, card.genes.len()], x.clone())], "probabilities").unwrap().into_f32().unwrap();
+        let expected = s.run_output(&[Value::f32(&[n, card.genes.len()], x.clone())], "probabilities").unwrap().into_f32().unwrap();
         let case = serde_json::json!({
             "inputs": {"expression": {"shape": [n, card.genes.len()], "data": x}},
             "output": "probabilities", "expected": expected, "tolerance": 1e-4,
@@ -242,7 +242,7 @@ fn runtime_rejects_wrong_input_shapes_without_panicking() {
     let m = models();
     for (backend, model) in [(Backend::Tract, &m.gcn), (Backend::Ort, &m.gcn), (Backend::Tract, &m.gcn_scatter), (Backend::Ort, &m.gcn_scatter)] {
         let mut s = Session::from_file(model, backend, &Options::default()).unwrap();
-        let r = s.run(vec![Value::f32(&[2, 7], vec![0.0; 14])]);
+        let r = s.run(&[Value::f32(&[2, 7], vec![0.0; 14])]);
         assert!(r.is_err(), "{backend:?} accepted a [2, 7] input for {}", model.display());
     }
 }

@@ -52,7 +52,7 @@ fn karate_clubs_from_embeddings() {
     let ids: Vec<i64> = vec![5, 0, 33, 5];
     for backend in [Backend::Tract, Backend::Ort] {
         let mut s = Session::from_file(&out, backend, &Options::default()).unwrap();
-        let got = s.run_output(vec![Value::i64(&[ids.len()], ids.clone())], "embedding").unwrap().into_f32().unwrap();
+        let got = s.run_output(&[Value::i64(&[ids.len()], ids.clone())], "embedding").unwrap().into_f32().unwrap();
         assert_eq!(got.len(), ids.len() * 16);
         for (r, &i) in ids.iter().enumerate() {
             assert_eq!(&got[r * 16..(r + 1) * 16], rows[&names[i as usize]].as_slice(), "{backend:?} node {i}");

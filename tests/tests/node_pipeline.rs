@@ -79,7 +79,7 @@ fn models() -> Vec<(&'static str, Vec<u8>, Box<dyn Fn(&[f32], usize, &[i64], &[i
 fn run(bytes: &[u8], backend: Backend, x: &[f32], n: usize, s: &[i64], d: &[i64]) -> Vec<f32> {
     let mut sess = Session::from_bytes(bytes, Path::new("node.onnx"), backend, &Options::default()).unwrap();
     let inputs = vec![Value::f32(&[n, F], x.to_vec()), Value::i64(&[2, s.len()], [s, d].concat())];
-    sess.run_output(inputs, "probabilities").unwrap().into_f32().unwrap()
+    sess.run_output(&inputs, "probabilities").unwrap().into_f32().unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -29,7 +29,7 @@ pub fn check_values(bytes: &[u8], name: &Path, inputs: &[Value], samples: usize,
     for (i, backend) in [Backend::Tract, Backend::Ort].into_iter().enumerate() {
         let mut s = Session::from_bytes(bytes, name, backend, &Options::default())
             .with_context(|| format!("loading the export in {}", backend.name()))?;
-        let got = s.run_output(inputs.to_vec(), output)?.into_f32()?;
+        let got = s.run_output(inputs, output)?.into_f32()?;
         if got.len() != expected.len() {
             bail!("{}: output `{output}` has {} values, burn gave {}", backend.name(), got.len(), expected.len());
         }
