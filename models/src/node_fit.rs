@@ -29,10 +29,6 @@ pub struct NodeTrainConfig {
     /// GAT's rule instead: an epoch counts as progress when validation accuracy or loss improves,
     /// and weights are kept when both do (Veličković et al.'s reference code).
     pub accuracy_and_loss: bool,
-    /// With `accuracy_and_loss`: keep the weights of the best validation accuracy (ties: lower
-    /// loss) instead of requiring both to improve.
-    #[serde(default)]
-    pub keep_best_accuracy: bool,
     pub seed: u64,
 }
 
@@ -107,7 +103,7 @@ fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &D
     let (ytr, yva) = (lab(d.train), lab(d.val));
     let val_truth: Vec<usize> = d.val.iter().map(|&r| d.labels[r] as usize).collect();
     let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
-    let (mut best_acc, mut since, mut loss_at_best) = (0.0, 0, f64::INFINITY);
+    let (mut best_acc, mut since) = (0.0, 0);
     for epoch in 1..=cfg.epochs {
         epochs = epoch;
         let mut loss = nll(model.logits(x.clone(), &e), &tr, &ytr, d.num_classes);
@@ -127,15 +123,9 @@ fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &D
         on_epoch(epoch, train_loss, val_loss, val_acc);
         if cfg.accuracy_and_loss {
             if val_acc >= best_acc || val_loss <= best_loss {
-                let keep = if cfg.keep_best_accuracy {
-                    val_acc > best_acc || (val_acc == best_acc && val_loss < loss_at_best)
-                } else {
-                    val_acc >= best_acc && val_loss <= best_loss
-                };
-                if keep {
+                if val_acc >= best_acc && val_loss <= best_loss {
                     best = model.clone();
                     best_epoch = epoch;
-                    loss_at_best = val_loss;
                 }
                 best_acc = best_acc.max(val_acc);
                 best_loss = best_loss.min(val_loss);

@@ -96,7 +96,7 @@ pub fn run(a: &CellArgs) -> Result<()> {
     for seed in 0..a.seeds.max(1) {
         let (tr, va, te) = split(&y, k, seed);
         let data = NodeData { x: &z, num_nodes: n, num_features: d, src: &src, dst: &dst, labels: &labels_i64, num_classes: k, train: &tr, val: &va };
-        let cfg = NodeTrainConfig { lr: 0.005, weight_decay: 5e-4, first_layer_decay_only: false, epochs: a.epochs, patience: a.patience, accuracy_and_loss: true, keep_best_accuracy: false, seed };
+        let cfg = NodeTrainConfig { lr: 0.005, weight_decay: 5e-4, first_layer_decay_only: false, epochs: a.epochs, patience: a.patience, accuracy_and_loss: true, seed };
         let model = NodeClassifier::fit(&data, arch.clone(), cfg, &device, &mut |_, _, _, _| {})?;
         let probs = model.predict_proba(&z, n, &src, &dst);
         let pred = argmax_rows(&probs, k);
@@ -122,7 +122,7 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let gcn = NodeClassifier::fit(
         &NodeData { x: &z, num_nodes: n, num_features: d, src: &src, dst: &dst, labels: &labels_i64, num_classes: k, train: &tr, val: &va },
         NodeArchitecture::NodeGcn(NodeGcnConfig { hidden: 32, dropout: 0.5, row_normalize: false }),
-        NodeTrainConfig { lr: 0.01, weight_decay: 5e-4, first_layer_decay_only: true, epochs: 200, patience: 20, accuracy_and_loss: false, keep_best_accuracy: false, seed: 0 },
+        NodeTrainConfig { lr: 0.01, weight_decay: 5e-4, first_layer_decay_only: true, epochs: 200, patience: 20, accuracy_and_loss: false, seed: 0 },
         &device,
         &mut |_, _, _, _| {},
     )?;

@@ -39,10 +39,6 @@ pub struct NodeArgs {
     pub heads: usize,
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// GAT model selection: `reference` (weights kept when validation accuracy and loss both
-    /// improve, as the GAT code) or `accuracy` (best validation accuracy, ties by loss).
-    #[arg(long, default_value = "reference")]
-    pub select: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long)]
@@ -76,7 +72,6 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
         epochs: a.epochs.unwrap_or(if gat { 1000 } else { 200 }),
         patience: a.patience.unwrap_or(if gat { 100 } else { 10 }),
         accuracy_and_loss: gat,
-        keep_best_accuracy: a.select == "accuracy",
         seed,
     };
     let data = NodeData {
