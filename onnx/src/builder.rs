@@ -108,32 +108,27 @@ impl GraphBuilder {
         format!("{hint}_{}", self.counter)
     }
 
-    /// An f32 initializer with the given shape.
-    pub fn init_f32(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
-        assert_eq!(dims.iter().product::<usize>(), data.len(), "initializer {name}: shape mismatch");
+    fn init_raw(&mut self, name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>, len: usize) -> String {
+        assert_eq!(dims.iter().product::<usize>(), len, "initializer {name}: shape mismatch");
         let name = self.fresh(name);
         self.graph.initializer.push(TensorProto {
             name: Some(name.clone()),
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: Some(DataType::Float as i32),
-            raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            data_type: Some(data_type as i32),
+            raw_data: Some(raw),
             ..Default::default()
         });
         name
     }
 
+    /// An f32 initializer with the given shape.
+    pub fn init_f32(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        self.init_raw(name, dims, DataType::Float, data.iter().flat_map(|v| v.to_le_bytes()).collect(), data.len())
+    }
+
     /// An i64 initializer with the given shape.
     pub fn init_i64(&mut self, name: &str, dims: &[usize], data: Vec<i64>) -> String {
-        assert_eq!(dims.iter().product::<usize>(), data.len(), "initializer {name}: shape mismatch");
-        let name = self.fresh(name);
-        self.graph.initializer.push(TensorProto {
-            name: Some(name.clone()),
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: Some(DataType::Int64 as i32),
-            raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            ..Default::default()
-        });
-        name
+        self.init_raw(name, dims, DataType::Int64, data.iter().flat_map(|v| v.to_le_bytes()).collect(), data.len())
     }
 
     /// A scalar f32 constant (rank 0).
