@@ -4,6 +4,8 @@
 pub mod data;
 pub mod error;
 pub mod graph;
+pub mod image_prep;
+pub mod spots;
 
 pub use error::{Error, Result};
 pub mod runtime;

@@ -10,6 +10,7 @@ pub mod node;
 pub mod node2vec;
 pub mod node_fit;
 pub mod preprocess;
+pub mod spot;
 
 pub use burn;
 

@@ -1,0 +1,501 @@
+//! TCGN-style histology model (Xiao et al. 2024): one H&E spot image `[B, 3, S, S]` (already
+//! normalized) → a convolutional stem → patch tokens + position embedding → a graph block (each
+//! token linked to its k most similar tokens by cosine similarity, fixed k) → pre-LN transformer
+//! encoder blocks → mean pool → LayerNorm → linear head to the genes. The ONNX export (opset 18,
+//! symbolic `batch`) is written out beside the forward.
+
+use crate::gene::export_linear;
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use onnx_format::pb::ModelProto;
+use serde::{Deserialize, Serialize};
+
+/// Epsilon of every LayerNorm (burn's default).
+pub const LN_EPS: f64 = 1e-5;
+/// Floor of the token norm in the cosine similarity.
+pub const NORM_EPS: f32 = 1e-6;
+/// Name of the exported input.
+pub const INPUT: &str = "image";
+/// Name of the exported output (`[batch, num_genes]`).
+pub const OUTPUT: &str = "expression";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SpotModelConfig {
+    /// Input side in pixels (square images).
+    pub image_size: usize,
+    /// Output channels of the stem's 3×3 stride-2 convolutions (each halves the side).
+    pub stem_channels: Vec<usize>,
+    /// Total downsampling from image to token grid (stem strides × patch conv stride).
+    pub patch: usize,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_ratio: usize,
+    /// Neighbours per token in the graph block (the token itself is usually among them).
+    pub knn_k: usize,
+    pub num_genes: usize,
+}
+
+impl SpotModelConfig {
+    /// CPU-trainable: 2 stem convs (16, 32), 14×14 tokens of width 64, 2 blocks of 4 heads.
+    pub fn small() -> Self {
+        Self { image_size: 224, stem_channels: vec![16, 32], patch: 16, dim: 64, depth: 2, heads: 4, mlp_ratio: 2, knn_k: 8, num_genes: 250 }
+    }
+
+    /// GPU configuration: 3 stem convs (32, 64, 128), width 256, 6 blocks of 8 heads.
+    pub fn large() -> Self {
+        Self { image_size: 224, stem_channels: vec![32, 64, 128], patch: 16, dim: 256, depth: 6, heads: 8, mlp_ratio: 4, knn_k: 8, num_genes: 785 }
+    }
+
+    pub fn with_genes(mut self, num_genes: usize) -> Self {
+        self.num_genes = num_genes;
+        self
+    }
+
+    /// Side of the token grid.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Kernel (= stride) of the patch convolution after the stem.
+    fn patch_kernel(&self) -> usize {
+        self.patch >> self.stem_channels.len()
+    }
+
+    pub fn validate(&self) -> crate::Result<()> {
+        let err = |m: String| Err(crate::Error::Input(m));
+        let stem_stride = 1usize << self.stem_channels.len();
+        if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
+            return err(format!("image size {} is not a multiple of patch {}", self.image_size, self.patch));
+        }
+        if !self.patch.is_multiple_of(stem_stride) || self.patch < stem_stride {
+            return err(format!("patch {} is not a multiple of the stem stride {stem_stride}", self.patch));
+        }
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
+            return err(format!("dim {} is not a multiple of heads {}", self.dim, self.heads));
+        }
+        if self.knn_k == 0 || self.knn_k > self.tokens() {
+            return err(format!("knn_k {} must be in 1..={} tokens", self.knn_k, self.tokens()));
+        }
+        if self.num_genes == 0 || self.mlp_ratio == 0 {
+            return err("num_genes and mlp_ratio must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// A randomly initialized model; panics on an invalid config (see [`Self::validate`]).
+    pub fn init(&self, device: &Device) -> SpotModel {
+        self.validate().expect("invalid SpotModelConfig");
+        let ln = |d: usize| LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device);
+        let mut stem = Vec::new();
+        let mut c_in = 3;
+        for &c in &self.stem_channels {
+            stem.push(StemConv {
+                conv: Conv2dConfig::new([c_in, c], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
+                norm: ln(c),
+            });
+            c_in = c;
+        }
+        let pk = self.patch_kernel();
+        let d = self.dim;
+        let hidden = d * self.mlp_ratio;
+        SpotModel {
+            stem,
+            patch: Conv2dConfig::new([c_in, d], [pk, pk]).with_stride([pk, pk]).init(device),
+            pos: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, self.tokens(), d], device),
+            graph: GraphBlock { norm: ln(d), linear: LinearConfig::new(d, d).init(device), k: self.knn_k },
+            blocks: (0..self.depth)
+                .map(|_| EncoderBlock {
+                    norm1: ln(d),
+                    q: LinearConfig::new(d, d).init(device),
+                    k: LinearConfig::new(d, d).init(device),
+                    v: LinearConfig::new(d, d).init(device),
+                    proj: LinearConfig::new(d, d).init(device),
+                    norm2: ln(d),
+                    fc1: LinearConfig::new(d, hidden).init(device),
+                    fc2: LinearConfig::new(hidden, d).init(device),
+                    heads: self.heads,
+                })
+                .collect(),
+            norm: ln(d),
+            head: LinearConfig::new(d, self.num_genes).init(device),
+            image_size: self.image_size,
+        }
+    }
+}
+
+/// 3×3 stride-2 conv → LayerNorm over channels → GELU.
+#[derive(Module, Debug)]
+pub struct StemConv {
+    pub conv: Conv2d,
+    pub norm: LayerNorm,
+}
+
+/// Mean of each token's k most similar tokens (cosine), through a Linear, added back.
+#[derive(Module, Debug)]
+pub struct GraphBlock {
+    pub norm: LayerNorm,
+    pub linear: Linear,
+    k: usize,
+}
+
+/// Pre-LN transformer block: multi-head self-attention, then a GELU MLP.
+#[derive(Module, Debug)]
+pub struct EncoderBlock {
+    pub norm1: LayerNorm,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub proj: Linear,
+    pub norm2: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct SpotModel {
+    pub stem: Vec<StemConv>,
+    pub patch: Conv2d,
+    /// `[1, T, D]`
+    pub pos: Param<Tensor<3>>,
+    pub graph: GraphBlock,
+    pub blocks: Vec<EncoderBlock>,
+    pub norm: LayerNorm,
+    pub head: Linear,
+    image_size: usize,
+}
+
+impl StemConv {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv.forward(x);
+        gelu(self.norm.forward(y.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]))
+    }
+}
+
+impl GraphBlock {
+    /// Indices `[B, T, k]` of each token's k most similar tokens.
+    pub fn neighbours(&self, h: Tensor<3>) -> Tensor<3, Int> {
+        let norm = h.clone().powf_scalar(2.0).sum_dim(2).sqrt().clamp_min(NORM_EPS);
+        let hn = h / norm;
+        let sim = hn.clone().matmul(hn.swap_dims(1, 2));
+        sim.topk_with_indices(self.k, 2).1
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.norm.forward(x.clone());
+        let idx = self.neighbours(h.clone().detach());
+        let idx = idx.reshape([b, t * self.k, 1]).expand([b, t * self.k, d]);
+        let nb = h.gather(1, idx).reshape([b, t, self.k, d]).mean_dim(2).reshape([b, t, d]);
+        x + self.linear.forward(nb)
+    }
+}
+
+impl EncoderBlock {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let (nh, dh) = (self.heads, d / self.heads);
+        let h = self.norm1.forward(x.clone());
+        let split = |y: Tensor<3>| y.reshape([b, t, nh, dh]).swap_dims(1, 2);
+        let q = split(self.q.forward(h.clone()));
+        let k = split(self.k.forward(h.clone())).swap_dims(2, 3);
+        let v = split(self.v.forward(h));
+        let att = softmax(q.matmul(k).mul_scalar(attn_scale(dh)), 3);
+        let o = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let x = x + self.proj.forward(o);
+        let m = self.fc2.forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
+        x + m
+    }
+}
+
+fn attn_scale(dh: usize) -> f32 {
+    1.0 / (dh as f32).sqrt()
+}
+
+impl SpotModel {
+    /// Normalized images `[B, 3, S, S]` → expression `[B, num_genes]`.
+    pub fn forward(&self, image: Tensor<4>) -> Tensor<2> {
+        let h = self.tokens(image);
+        let [b, _, d] = h.dims();
+        let pooled = h.mean_dim(1).reshape([b, d]);
+        self.head.forward(self.norm.forward(pooled))
+    }
+
+    /// Token features `[B, T, D]` after the last encoder block.
+    pub fn tokens(&self, image: Tensor<4>) -> Tensor<3> {
+        let mut x = image;
+        for s in &self.stem {
+            x = s.forward(x);
+        }
+        let x = self.patch.forward(x);
+        let [b, d, gh, gw] = x.dims();
+        let mut h = x.reshape([b, d, gh * gw]).swap_dims(1, 2) + self.pos.val();
+        h = self.graph.forward(h);
+        for blk in &self.blocks {
+            h = blk.forward(h);
+        }
+        h
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    pub fn num_genes(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    /// The ONNX graph of [`Self::forward`]: input `image [batch, 3, S, S]`, output
+    /// `expression [batch, num_genes]`, opset 18.
+    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
+        let s = self.image_size;
+        let mut b = GraphBuilder::new("spot_tcgn");
+        let mut x = b.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)]);
+        for (i, st) in self.stem.iter().enumerate() {
+            let y = export_conv(&mut b, &x, &format!("stem{i}"), &st.conv);
+            let y = b.transpose(&y, &[0, 2, 3, 1]);
+            let y = export_ln(&mut b, &y, &format!("stem{i}.norm"), &st.norm);
+            let y = b.transpose(&y, &[0, 3, 1, 2]);
+            x = export_gelu(&mut b, &y);
+        }
+        let x = export_conv(&mut b, &x, "patch", &self.patch);
+        let [_, t, d] = self.pos.dims();
+        let shape = b.init_i64("tokens_shape", &[3], vec![0, d as i64, -1]);
+        let x = b.op2("Reshape", &x, &shape);
+        let x = b.transpose(&x, &[0, 2, 1]);
+        let pos = b.init_f32("pos", &[1, t, d], crate::to_vec(self.pos.val()));
+        let mut h = b.op2("Add", &x, &pos);
+        h = self.graph.export(&mut b, &h, t, d);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            h = blk.export(&mut b, &h, d, &format!("block{i}"));
+        }
+        let ax1 = b.init_i64("axes1", &[1], vec![1]);
+        let pooled = b.node("ReduceMean", &[&h, &ax1], &[("keepdims", Attr::Int(0))]);
+        let pooled = export_ln(&mut b, &pooled, "norm", &self.norm);
+        let y = export_linear(&mut b, &pooled, "head", &self.head);
+        b.node_to("Identity", &[&y], &[OUTPUT], &[]);
+        b.output(OUTPUT, Elem::F32, &[Dim::from("batch"), Dim::from(self.num_genes())]);
+        b.finish("bioedge-train", metadata)
+    }
+}
+
+impl GraphBlock {
+    fn export(&self, b: &mut GraphBuilder, x: &str, t: usize, d: usize) -> String {
+        let k = self.k as i64;
+        let h = export_ln(b, x, "graph.norm", &self.norm);
+        let sq = b.op2("Mul", &h, &h);
+        let ax2 = b.init_i64("axes2", &[1], vec![2]);
+        let ss = b.node("ReduceSum", &[&sq, &ax2], &[("keepdims", Attr::Int(1))]);
+        let n = b.op1("Sqrt", &ss);
+        let eps = b.scalar("norm_eps", NORM_EPS);
+        let n = b.op2("Max", &n, &eps);
+        let hn = b.op2("Div", &h, &n);
+        let hnt = b.transpose(&hn, &[0, 2, 1]);
+        let sim = b.op2("MatMul", &hn, &hnt);
+        let kk = b.init_i64("knn_k", &[1], vec![k]);
+        let (vals, idx) = ("graph.topk_values".to_string(), "graph.topk_indices".to_string());
+        b.node_to("TopK", &[&sim, &kk], &[&vals, &idx], &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))]);
+        let flat = b.init_i64("knn_flat", &[3], vec![0, -1, 1]);
+        let idx = b.op2("Reshape", &idx, &flat);
+        let wide = b.init_i64("knn_expand", &[3], vec![1, 1, d as i64]);
+        let idx = b.op2("Expand", &idx, &wide);
+        let nb = b.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]);
+        let s4 = b.init_i64("knn_shape", &[4], vec![0, t as i64, k, d as i64]);
+        let nb = b.op2("Reshape", &nb, &s4);
+        let nb = b.node("ReduceMean", &[&nb, &ax2], &[("keepdims", Attr::Int(0))]);
+        let m = export_linear(b, &nb, "graph.linear", &self.linear);
+        b.op2("Add", x, &m)
+    }
+}
+
+impl EncoderBlock {
+    fn export(&self, b: &mut GraphBuilder, x: &str, d: usize, name: &str) -> String {
+        let (nh, dh) = (self.heads as i64, (d / self.heads) as i64);
+        let h = export_ln(b, x, &format!("{name}.norm1"), &self.norm1);
+        let heads_shape = b.init_i64("heads_shape", &[4], vec![0, 0, nh, dh]);
+        let split = |b: &mut GraphBuilder, l: &Linear, which: &str, perm: &[i64]| {
+            let y = export_linear(b, &h, &format!("{name}.{which}"), l);
+            let y = b.op2("Reshape", &y, &heads_shape);
+            b.transpose(&y, perm)
+        };
+        let q = split(b, &self.q, "q", &[0, 2, 1, 3]);
+        let k = split(b, &self.k, "k", &[0, 2, 3, 1]);
+        let v = split(b, &self.v, "v", &[0, 2, 1, 3]);
+        let s = b.op2("MatMul", &q, &k);
+        let scale = b.scalar("attn_scale", attn_scale(dh as usize));
+        let s = b.op2("Mul", &s, &scale);
+        let att = b.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+        let o = b.op2("MatMul", &att, &v);
+        let o = b.transpose(&o, &[0, 2, 1, 3]);
+        let merge = b.init_i64("merge_shape", &[3], vec![0, 0, d as i64]);
+        let o = b.op2("Reshape", &o, &merge);
+        let o = export_linear(b, &o, &format!("{name}.proj"), &self.proj);
+        let x = b.op2("Add", x, &o);
+        let m = export_ln(b, &x, &format!("{name}.norm2"), &self.norm2);
+        let m = export_linear(b, &m, &format!("{name}.fc1"), &self.fc1);
+        let m = export_gelu(b, &m);
+        let m = export_linear(b, &m, &format!("{name}.fc2"), &self.fc2);
+        b.op2("Add", &x, &m)
+    }
+}
+
+/// ONNX `Conv` for a burn `Conv2d` (weights `[out, in, kh, kw]` in both).
+fn export_conv(b: &mut GraphBuilder, x: &str, name: &str, c: &Conv2d) -> String {
+    let w = c.weight.val();
+    let shape = w.dims().to_vec();
+    let wn = b.init_f32(&format!("{name}.weight"), &shape, crate::to_vec(w));
+    let mut inputs = vec![x.to_string(), wn];
+    if let Some(bias) = &c.bias {
+        let v = crate::to_vec(bias.val());
+        inputs.push(b.init_f32(&format!("{name}.bias"), &[v.len()], v));
+    }
+    let pads = match c.padding {
+        PaddingConfig2d::Explicit(t, l, bo, r) => vec![t as i64, l as i64, bo as i64, r as i64],
+        PaddingConfig2d::Valid => vec![0; 4],
+        PaddingConfig2d::Same => panic!("export_conv: use explicit padding"),
+    };
+    let refs: Vec<&str> = inputs.iter().map(|s| s.as_str()).collect();
+    let i64s = |v: [usize; 2]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+    b.node(
+        "Conv",
+        &refs,
+        &[
+            ("kernel_shape", i64s(c.kernel_size)),
+            ("strides", i64s(c.stride)),
+            ("dilations", i64s(c.dilation)),
+            ("group", Attr::Int(c.groups as i64)),
+            ("pads", Attr::Ints(pads)),
+        ],
+    )
+}
+
+/// `LayerNormalization` over the last axis.
+fn export_ln(b: &mut GraphBuilder, x: &str, name: &str, ln: &LayerNorm) -> String {
+    let g = crate::to_vec(ln.gamma.val());
+    let d = g.len();
+    let beta = ln.beta.as_ref().map(|p| crate::to_vec(p.val())).unwrap_or_else(|| vec![0.0; d]);
+    let gn = b.init_f32(&format!("{name}.gamma"), &[d], g);
+    let bn = b.init_f32(&format!("{name}.beta"), &[d], beta);
+    b.node("LayerNormalization", &[x, &gn, &bn], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(LN_EPS as f32))])
+}
+
+/// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
+fn export_gelu(b: &mut GraphBuilder, x: &str) -> String {
+    let sqrt2 = b.scalar("sqrt2", std::f32::consts::SQRT_2);
+    let one = b.scalar("one", 1.0);
+    let half = b.scalar("half", 0.5);
+    let e = b.op2("Div", x, &sqrt2);
+    let e = b.op1("Erf", &e);
+    let e = b.op2("Add", &e, &one);
+    let y = b.op2("Mul", x, &e);
+    b.op2("Mul", &y, &half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::optim::{AdamConfig, GradientsParams};
+
+    fn tiny() -> SpotModelConfig {
+        SpotModelConfig { image_size: 32, stem_channels: vec![8], patch: 4, dim: 16, depth: 1, heads: 2, mlp_ratio: 2, knn_k: 4, num_genes: 5 }
+    }
+
+    fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn spot_shapes_and_dynamic_batch() {
+        let device = Device::flex();
+        device.seed(1);
+        let cfg = SpotModelConfig::small().with_genes(7);
+        let m = cfg.init(&device);
+        let x = random([3, 3, 224, 224], &device);
+        let y = m.forward(x.clone());
+        assert_eq!(y.dims(), [3, 7]);
+        // each row is independent of the others in the batch
+        let y1 = m.forward(x.clone().narrow(0, 1, 1));
+        let a = crate::to_vec(y.narrow(0, 1, 1));
+        let b = crate::to_vec(y1);
+        let diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-4, "batch row differs by {diff}");
+        assert_eq!(m.tokens(x).dims(), [3, 196, 64]);
+        assert!(SpotModelConfig::large().validate().is_ok());
+        assert!(SpotModelConfig { heads: 5, ..cfg.clone() }.validate().is_err());
+        assert!(SpotModelConfig { patch: 2, ..cfg }.validate().is_err());
+    }
+
+    #[test]
+    fn spot_export_uses_opset18_ops_only() {
+        let device = Device::flex();
+        device.seed(2);
+        let m = tiny().init(&device);
+        let p = m.export(vec![]);
+        let g = p.graph.as_ref().unwrap();
+        let ops: std::collections::BTreeSet<String> = g.node.iter().map(|n| n.op_type.clone().unwrap()).collect();
+        for op in &ops {
+            assert!(
+                [
+                    "Conv", "Transpose", "LayerNormalization", "Div", "Erf", "Add", "Mul", "Reshape", "ReduceSum", "Sqrt", "Max", "MatMul", "TopK",
+                    "Expand", "GatherElements", "ReduceMean", "Softmax", "Identity"
+                ]
+                .contains(&op.as_str()),
+                "unexpected op {op}"
+            );
+        }
+        assert!(ops.contains("TopK") && !ops.contains("NonZero"));
+        assert_eq!(g.output[0].name.as_deref(), Some(OUTPUT));
+    }
+
+    #[test]
+    fn spot_adam_steps_decrease_mse() {
+        let device = Device::flex();
+        device.seed(4);
+        let ad = device.clone().autodiff();
+        let cfg = tiny();
+        let mut model = cfg.init(&ad);
+        let mut optim = AdamConfig::new().init();
+        let x = random([4, 3, 32, 32], &ad);
+        let target: Tensor<2> = Tensor::random([4, cfg.num_genes], burn::tensor::Distribution::Normal(1.0, 0.5), &ad);
+        let mut losses = Vec::new();
+        for _ in 0..5 {
+            let y = model.forward(x.clone());
+            let loss = (y - target.clone()).powf_scalar(2.0).mean();
+            losses.push(crate::to_vec(loss.clone())[0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-2, model, grads);
+        }
+        assert!(losses[4] < losses[0], "loss did not decrease: {losses:?}");
+        let _ = model.valid();
+    }
+
+    /// Time of one Adam step of `small()` at batch 8 on CPU (prints only; `--ignored`).
+    #[test]
+    #[ignore]
+    fn spot_small_train_step_time() {
+        let device = Device::flex();
+        device.seed(5);
+        let ad = device.clone().autodiff();
+        let cfg = SpotModelConfig::small();
+        let mut model = cfg.init(&ad);
+        let mut optim = AdamConfig::new().init();
+        let x = random([8, 3, 224, 224], &ad);
+        let target: Tensor<2> = Tensor::zeros([8, cfg.num_genes], &ad);
+        for i in 0..3 {
+            let t = std::time::Instant::now();
+            let loss = (model.forward(x.clone()) - target.clone()).powf_scalar(2.0).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+            eprintln!("step {i}: {:.0} ms for 8 images", t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+}
