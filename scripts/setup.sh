@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
-# libhdf5-dev, a Python venv for cross-checks (onnx, onnxruntime, numpy), and ONNX Runtime's
+# libhdf5-dev, a Python venv for cross-checks and baselines (onnx, onnxruntime, numpy, pillow), and ONNX Runtime's
 # shared library taken from the PyPI onnxruntime wheel. Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -20,9 +20,9 @@ if [ ! -x "$BIOEDGE_PYTHON" ]; then
   echo "setup: creating $BIOEDGE_CACHE/venv"
   python3 -m venv "$BIOEDGE_CACHE/venv"
 fi
-if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
-  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy into the venv"
-  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy
+if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow into the venv"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow
 fi
 
 # ONNX Runtime for Rust (`ort` with load-dynamic): the library inside the PyPI wheel.

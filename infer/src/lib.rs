@@ -17,3 +17,4 @@ pub mod nodes;
 pub mod cells;
 
 pub use onnx_format::{read_card, ModelCard};
+pub mod slide;

@@ -80,6 +80,33 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Predicted expression over a whole histology image: at spot-file positions or on a grid over tissue.
+    Slide {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        /// HER2ST-style spot file (x y ... pixel_x pixel_y [selected]).
+        #[arg(long, conflicts_with = "grid", required_unless_present = "grid")]
+        spots: Option<PathBuf>,
+        /// Regular grid over tissue (step = patch side).
+        #[arg(long)]
+        grid: bool,
+        #[arg(long, default_value = "tract")]
+        backend: Backend,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Patch side in pixels (default: the model card's preprocessing.patch_side_px).
+        #[arg(long)]
+        patch_side: Option<f32>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Gene to draw a heatmap PNG for (repeatable).
+        #[arg(long)]
+        heatmap: Vec<String>,
+        #[arg(long)]
+        heatmap_dir: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -91,6 +118,11 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Slide { model, image, spots, grid: _, backend, batch, patch_side, out, heatmap, heatmap_dir } => {
+            let r = infer::slide::run(&infer::slide::SlideOptions { model, image, spots, backend, batch, patch_side, out, heatmaps: heatmap, heatmap_dir })?;
+            eprintln!("{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}", r.spots, r.genes, r.width, r.height, r.patch_side, r.predict_s, r.spots as f64 / r.predict_s.max(1e-9), r.provider, r.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
         Cmd::Inspect { model, json } => inspect(&model, json),
         Cmd::Cells { model, input, label_column, backend, out } => {
             let card = infer::read_card(&model)?;

@@ -5,6 +5,7 @@ mod compare;
 mod gene;
 mod node;
 mod node2vec;
+mod spot;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +45,8 @@ enum Cmd {
     Node2vec(node2vec::Node2VecArgs),
     /// Cell types on single-cell data (h5ad): PCA, kNN graph, GAT; baselines and clustering.
     Cells(cells::CellArgs),
+    /// TCGN-style histology spot model on HER2ST: train, evaluate on a held-out section, export ONNX.
+    Spot(spot::SpotArgs),
     /// GCN vs MLP over training sizes and seeds; table, CSV and SVG plot.
     GeneCompare {
         #[command(flatten)]
@@ -72,6 +75,7 @@ fn main() {
         Cmd::Cells(a) => cells::run(&a),
         Cmd::NodeGat(a) => node::run("node-gat", &a),
         Cmd::Node2vec(a) => node2vec::run(&a),
+        Cmd::Spot(a) => spot::run(&a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -1,0 +1,60 @@
+//! `train spot`: a tiny HER2ST run (B4 → C2, 24 spots, 1 epoch, 20 genes) exports a carded ONNX
+//! file and prints the held-out metrics; an unknown section fails cleanly with no output.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn her2st() -> std::path::PathBuf {
+    data("her2st")
+}
+
+#[test]
+fn spot_train_tiny_run_exports_card_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spot.onnx");
+    let ck = dir.path().join("ck");
+    let t = std::time::Instant::now();
+    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .arg("--data").arg(her2st()).arg("--out").arg(&out).arg("--checkpoint-dir").arg(&ck));
+    eprintln!("{log}\n({:.1} s)", t.elapsed().as_secs_f64());
+    assert!(out.is_file(), "no ONNX written");
+    assert!(ck.join("spot-small-epoch1.bpk").is_file(), "no checkpoint");
+    for want in ["held-out section C2", "model (TCGN-style)", "ridge baseline", "training-mean baseline", "median r", "top-20", "parity on 3 held-out patches"] {
+        assert!(log.contains(want), "missing `{want}` in output:\n{log}");
+    }
+    let card = onnx_format::read_card(&out).unwrap();
+    assert_eq!(card.family, "histology-spot");
+    assert_eq!(card.genes.len(), 20);
+    assert_eq!(card.outputs[0].name, "expression");
+    assert_eq!(card.outputs[0].shape, vec!["batch".to_string(), "20".to_string()]);
+    assert_eq!(card.preprocessing["image"]["resize"][0], 224);
+    assert!(card.metrics.contains_key("model_pearson_median"));
+    assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+    assert_eq!(card.training["train_sections"][0]["section"], "B4");
+
+    // resume from the checkpoint; the same export again
+    let out2 = dir.path().join("spot2.onnx");
+    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .arg("--data").arg(her2st()).arg("--out").arg(&out2).arg("--resume").arg(ck.join("spot-small-epoch1.bpk")));
+    assert!(log.contains("resumed weights") && out2.is_file(), "{log}");
+}
+
+#[test]
+fn spot_train_bad_inputs_fail_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spot.onnx");
+    let run = |extra: &[&str]| {
+        fails(Command::new(bin("train")).args(["spot", "--max-spots", "8", "--epochs", "1", "--genes", "5"]).arg("--data").arg(her2st()).arg("--out").arg(&out).args(extra))
+    };
+    let e = run(&["--train", "Z9", "--eval", "C2"]);
+    assert!(e.contains("Z9"), "{e}");
+    let e = run(&["--train", "B4", "--eval", "B4"]);
+    assert!(e.contains("also a training section"), "{e}");
+    let e = run(&["--train", "B4", "--eval", "C2", "--config", "huge"]);
+    assert!(e.contains("huge"), "{e}");
+    let e = run(&["--train", "B4", "--eval", "C2", "--resume", "/nonexistent/ck.bpk"]);
+    assert!(e.contains("no such file"), "{e}");
+    assert!(!out.exists(), "output written despite the error");
+}

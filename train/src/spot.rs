@@ -1,0 +1,597 @@
+//! `train spot`: TCGN-style spot model (H&E patch → expression) on HER2ST sections; evaluation on a
+//! held-out section by per-gene Pearson r against a training-mean and a ridge baseline; verified
+//! ONNX export with a model card.
+//!
+//! Targets are log1p-normalized expression, standardized per gene with the training mean/std for
+//! the loss; the standardization is folded back into the head (`W·sd`, `b·sd + mu`) before export,
+//! so the ONNX output `expression` is log1p-normalized expression (no extra ops).
+
+use crate::verify;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use infer::image_prep::{Preprocess, load_rgb};
+use infer::runtime::Value;
+use infer::spots::{SpotSection, load_her2st, select_genes};
+use models::burn::module::Param;
+use models::burn::optim::{AdamConfig, GradientsParams};
+use models::burn::prelude::*;
+use models::burn::store::{BurnpackStore, ModuleSnapshot};
+use models::spot::{INPUT, OUTPUT, SpotModel, SpotModelConfig};
+use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Legacy ST spot centre-to-centre distance assumed for the micron figure in the card.
+const ST_SPACING_UM: f32 = 200.0;
+/// Held-out patches used for the parity check.
+const PARITY_SPOTS: usize = 3;
+/// Genes in the "top expressed" summary.
+const TOP: usize = 50;
+
+#[derive(Args, Debug)]
+pub struct SpotArgs {
+    /// HER2ST directory (one sub-directory per section).
+    #[arg(long, default_value = "../shared/data/her2st")]
+    pub data: PathBuf,
+    /// Training sections, comma-separated.
+    #[arg(long, default_value = "B4", value_delimiter = ',')]
+    pub train: Vec<String>,
+    /// Held-out evaluation section.
+    #[arg(long, default_value = "C2")]
+    pub eval: String,
+    /// Target genes: top N by mean log-normalized expression on the training sections.
+    #[arg(long, default_value_t = 250)]
+    pub genes: usize,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// small (CPU) or large (GPU).
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "out/spot-small.onnx")]
+    pub out: PathBuf,
+    /// Save the weights (burnpack) here after every epoch.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Start from these weights (a checkpoint of the same config and gene count).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Use at most this many spots per section (evenly spaced; for quick runs and tests).
+    #[arg(long)]
+    pub max_spots: Option<usize>,
+    #[arg(long, default_value_t = 1e-4)]
+    pub tolerance: f64,
+}
+
+
+/// One section's patches (`size × size` RGB, HWC bytes) and targets (`spots × genes`).
+struct Data {
+    name: String,
+    spots_total: usize,
+    images: Vec<Vec<u8>>,
+    targets: Vec<f32>,
+    side_px: f32,
+}
+
+/// Normalizes one HWC RGB patch into CHW through [`Preprocess::normalize_into`].
+type Normalize<'a> = &'a dyn Fn(&[u8], &mut [f32]) -> Result<()>;
+
+/// Evenly spaced subset of `0..n` of at most `max` indices.
+fn pick(n: usize, max: Option<usize>) -> Vec<usize> {
+    match max {
+        Some(m) if m < n => (0..m).map(|i| i * n / m).collect(),
+        _ => (0..n).collect(),
+    }
+}
+
+/// Random flips, 90° rotations and ±10 % brightness/contrast of an `n × n` RGB patch (HWC bytes).
+fn augment(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
+    let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
+    let bright = rng.random_range(-0.1f32..0.1) * 255.0;
+    let contrast = 1.0 + rng.random_range(-0.1f32..0.1);
+    let mean = src.iter().map(|&v| v as f32).sum::<f32>() / src.len().max(1) as f32;
+    let mut out = vec![0u8; src.len()];
+    for y in 0..n {
+        for x in 0..n {
+            let (mut sx, mut sy) = match rot {
+                0 => (x, y),
+                1 => (y, n - 1 - x),
+                2 => (n - 1 - x, n - 1 - y),
+                _ => (n - 1 - y, x),
+            };
+            if fh {
+                sx = n - 1 - sx;
+            }
+            if fv {
+                sy = n - 1 - sy;
+            }
+            for c in 0..3 {
+                let v = src[(sy * n + sx) * 3 + c] as f32;
+                out[(y * n + x) * 3 + c] = ((v - mean) * contrast + mean + bright).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Model predictions (`rows × genes`) for unaugmented patches.
+fn predict(m: &SpotModel, images: &[Vec<u8>], normalize: Normalize, prep: &Preprocess, device: &Device, batch: usize) -> Result<Vec<f32>> {
+    let (len, s) = (prep.tensor_len(), prep.size as usize);
+    let mut out = Vec::new();
+    for chunk in images.chunks(batch.max(1)) {
+        let mut x = vec![0f32; chunk.len() * len];
+        for (i, raw) in chunk.iter().enumerate() {
+            normalize(raw, &mut x[i * len..(i + 1) * len])?;
+        }
+        let t = Tensor::<4>::from_data(TensorData::new(x, [chunk.len(), 3, s, s]), device);
+        out.extend(models::to_vec(m.forward(t)));
+    }
+    Ok(out)
+}
+
+/// Pearson r of column `j`; 0 when either side is constant (r undefined).
+fn pearson(p: &[f32], t: &[f32], g: usize, j: usize) -> f64 {
+    let n = t.len() / g;
+    if n < 2 {
+        return 0.0;
+    }
+    let (mut sp, mut st) = (0.0, 0.0);
+    for i in 0..n {
+        sp += p[i * g + j] as f64;
+        st += t[i * g + j] as f64;
+    }
+    let (mp, mt) = (sp / n as f64, st / n as f64);
+    let (mut c, mut vp, mut vt) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = (p[i * g + j] as f64 - mp, t[i * g + j] as f64 - mt);
+        c += a * b;
+        vp += a * a;
+        vt += b * b;
+    }
+    if vp <= 1e-12 || vt <= 1e-12 { 0.0 } else { c / (vp * vt).sqrt() }
+}
+
+fn per_gene_r(p: &[f32], t: &[f32], g: usize) -> Vec<f64> {
+    (0..g).map(|j| pearson(p, t, g, j)).collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let m = s.len();
+    if m % 2 == 1 { s[m / 2] } else { 0.5 * (s[m / 2 - 1] + s[m / 2]) }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// (median all, mean all, median top-50, mean top-50); genes come ranked by training mean.
+fn summarize(r: &[f64]) -> [f64; 4] {
+    let top = &r[..r.len().min(TOP)];
+    [median(r), mean(r), median(top), mean(top)]
+}
+
+/// Colour and texture statistics of an `n × n` RGB patch: per-channel mean and std, saturation
+/// mean and std, an 8-bin grey histogram, mean gradient magnitude, fraction of bright pixels.
+fn features(src: &[u8], n: usize) -> Vec<f64> {
+    let px = n * n;
+    let mut f = Vec::with_capacity(18);
+    for c in 0..3 {
+        let v: Vec<f64> = (0..px).map(|i| src[i * 3 + c] as f64 / 255.0).collect();
+        let m = v.iter().sum::<f64>() / px as f64;
+        let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / px as f64).sqrt();
+        f.extend([m, sd]);
+    }
+    let mut grey = vec![0f64; px];
+    let mut sat = vec![0f64; px];
+    for i in 0..px {
+        let (r, g, b) = (src[i * 3] as f64, src[i * 3 + 1] as f64, src[i * 3 + 2] as f64);
+        grey[i] = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
+        let (hi, lo) = (r.max(g).max(b), r.min(g).min(b));
+        sat[i] = if hi > 0.0 { (hi - lo) / hi } else { 0.0 };
+    }
+    let ms = sat.iter().sum::<f64>() / px as f64;
+    f.extend([ms, (sat.iter().map(|x| (x - ms) * (x - ms)).sum::<f64>() / px as f64).sqrt()]);
+    let mut hist = [0f64; 8];
+    for &v in &grey {
+        hist[((v * 8.0) as usize).min(7)] += 1.0 / px as f64;
+    }
+    f.extend(hist);
+    let mut grad = 0.0;
+    for y in 0..n - 1 {
+        for x in 0..n - 1 {
+            let i = y * n + x;
+            grad += (grey[i + 1] - grey[i]).abs() + (grey[i + n] - grey[i]).abs();
+        }
+    }
+    f.push(grad / ((n - 1) * (n - 1)) as f64);
+    f.push(grey.iter().filter(|&&v| v > 220.0 / 255.0).count() as f64 / px as f64);
+    f
+}
+
+/// Closed-form ridge on standardized features with an intercept (not penalized).
+struct Ridge {
+    mu: Vec<f64>,
+    sd: Vec<f64>,
+    ymean: Vec<f64>,
+    beta: Vec<f64>, // features × genes
+    g: usize,
+}
+
+impl Ridge {
+    fn fit(x: &[Vec<f64>], y: &[f32], g: usize, rows: &[usize], lambda: f64) -> Result<Ridge> {
+        let k = x[0].len();
+        let n = rows.len() as f64;
+        let mu: Vec<f64> = (0..k).map(|j| rows.iter().map(|&r| x[r][j]).sum::<f64>() / n).collect();
+        let sd: Vec<f64> = (0..k)
+            .map(|j| (rows.iter().map(|&r| (x[r][j] - mu[j]).powi(2)).sum::<f64>() / n).sqrt())
+            .map(|s| if s > 1e-12 { s } else { 1.0 })
+            .collect();
+        let ymean: Vec<f64> = (0..g).map(|j| rows.iter().map(|&r| y[r * g + j] as f64).sum::<f64>() / n).collect();
+        let z = |r: usize, j: usize| (x[r][j] - mu[j]) / sd[j];
+        // [XᵀX + λI | XᵀY]
+        let w = k + g;
+        let mut a = vec![0f64; k * w];
+        for &r in rows {
+            for i in 0..k {
+                let zi = z(r, i);
+                for j in 0..k {
+                    a[i * w + j] += zi * z(r, j);
+                }
+                for j in 0..g {
+                    a[i * w + k + j] += zi * (y[r * g + j] as f64 - ymean[j]);
+                }
+            }
+        }
+        for i in 0..k {
+            a[i * w + i] += lambda;
+        }
+        // Gauss-Jordan with partial pivoting
+        for c in 0..k {
+            let p = (c..k).max_by(|&i, &j| a[i * w + c].abs().total_cmp(&a[j * w + c].abs())).unwrap();
+            if a[p * w + c].abs() < 1e-12 {
+                bail!("ridge: singular system (λ = {lambda})");
+            }
+            for j in 0..w {
+                a.swap(c * w + j, p * w + j);
+            }
+            let d = a[c * w + c];
+            for j in 0..w {
+                a[c * w + j] /= d;
+            }
+            for i in 0..k {
+                if i != c {
+                    let f = a[i * w + c];
+                    if f != 0.0 {
+                        for j in 0..w {
+                            a[i * w + j] -= f * a[c * w + j];
+                        }
+                    }
+                }
+            }
+        }
+        let beta = (0..k).flat_map(|i| a[i * w + k..i * w + w].to_vec()).collect();
+        Ok(Ridge { mu, sd, ymean, beta, g })
+    }
+
+    fn predict(&self, x: &[Vec<f64>]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len() * self.g);
+        for row in x {
+            for j in 0..self.g {
+                let mut v = self.ymean[j];
+                for (i, x) in row.iter().enumerate() {
+                    v += (x - self.mu[i]) / self.sd[i] * self.beta[i * self.g + j];
+                }
+                out.push(v as f32);
+            }
+        }
+        out
+    }
+}
+
+/// λ by median r on a seeded 80/20 split of the training spots, then refit on all of them.
+fn ridge_baseline(x: &[Vec<f64>], y: &[f32], g: usize, seed: u64) -> Result<(Ridge, f64)> {
+    let n = x.len();
+    let mut rows: Vec<usize> = (0..n).collect();
+    let mut lambda = 1.0;
+    if n >= 10 {
+        rows.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5eed));
+        let cut = n * 4 / 5;
+        let (fit_rows, val_rows) = rows.split_at(cut);
+        let vy: Vec<f32> = val_rows.iter().flat_map(|&r| y[r * g..(r + 1) * g].to_vec()).collect();
+        let vx: Vec<Vec<f64>> = val_rows.iter().map(|&r| x[r].clone()).collect();
+        let mut best = f64::NEG_INFINITY;
+        for l in [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4] {
+            let m = Ridge::fit(x, y, g, fit_rows, l)?;
+            let r = median(&per_gene_r(&m.predict(&vx), &vy, g));
+            if r > best {
+                best = r;
+                lambda = l;
+            }
+        }
+    }
+    let all: Vec<usize> = (0..n).collect();
+    Ok((Ridge::fit(x, y, g, &all, lambda)?, lambda))
+}
+
+fn line(label: &str, s: [f64; 4], top: usize) -> String {
+    format!("{label:<24} median r {:.4}  mean r {:.4} | top-{top}: median r {:.4}  mean r {:.4}", s[0], s[1], s[2], s[3])
+}
+
+pub fn run(a: &SpotArgs) -> Result<()> {
+    let base = match a.config.as_str() {
+        "small" => SpotModelConfig::small(),
+        "large" => SpotModelConfig::large(),
+        c => bail!("unknown --config `{c}` (small or large)"),
+    };
+    if a.genes == 0 || a.batch_size == 0 {
+        bail!("--genes and --batch-size must be positive");
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr must be positive");
+    }
+    let train_names: Vec<String> = a.train.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if train_names.is_empty() {
+        bail!("--train needs at least one section");
+    }
+    if train_names.contains(&a.eval) {
+        bail!("evaluation section {} is also a training section; sections are the unit of splitting", a.eval);
+    }
+    if let Some(p) = &a.resume
+        && !p.is_file()
+    {
+        bail!("--resume {}: no such file", p.display());
+    }
+    let device = crate::gene::device(&a.device)?;
+    let load = |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
+    let train_secs: Vec<SpotSection> = train_names.iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let eval_sec = load(&a.eval)?;
+    let refs: Vec<&SpotSection> = train_secs.iter().collect();
+    let genes = select_genes(&refs, a.genes)?;
+    let g = genes.len();
+    let cfg = base.with_genes(g);
+    cfg.validate().map_err(|e| anyhow::anyhow!("model config: {e}"))?;
+
+    // Patches: crop + resize once (RGB kept for augmentation), normalized per batch.
+    let prep = Preprocess::default();
+    let size = prep.size as usize;
+    let mut template = None;
+    let mut prepare = |sec: &SpotSection| -> Result<Data> {
+        let img = load_rgb(&sec.image_path).with_context(|| format!("section {}", sec.name))?;
+        sec.check_inside(img.width(), img.height())?;
+        let side = sec.patch_side(1.0)?;
+        let t = sec.targets(&genes);
+        if !t.missing.is_empty() {
+            eprintln!("section {}: {} target gene(s) missing there, taken as 0 (first {})", sec.name, t.missing.len(), t.missing[0]);
+        }
+        let rows = pick(sec.n_spots(), a.max_spots);
+        let mut images = Vec::with_capacity(rows.len());
+        let mut targets = Vec::with_capacity(rows.len() * g);
+        for &r in &rows {
+            let s = &sec.spots[r];
+            let p = prep.crop_resize(&img, s.pixel_x, s.pixel_y, side).with_context(|| format!("section {} spot {}", sec.name, s.key))?;
+            if template.is_none() {
+                template = Some(p.clone());
+            }
+            images.push(p.into_raw());
+            targets.extend_from_slice(&t.values[r * g..(r + 1) * g]);
+        }
+        eprintln!("section {}: {} of {} spots, patch side {side:.1} px", sec.name, rows.len(), sec.n_spots());
+        Ok(Data { name: sec.name.clone(), spots_total: sec.n_spots(), images, targets, side_px: side })
+    };
+    let mut train_parts = Vec::new();
+    for s in &train_secs {
+        train_parts.push(prepare(s)?);
+    }
+    let eval = prepare(&eval_sec)?;
+    let template = template.context("no spots")?;
+    let normalize = |raw: &[u8], out: &mut [f32]| -> Result<()> {
+        let mut img = template.clone();
+        if raw.len() != img.len() {
+            bail!("patch has {} bytes, expected {}", raw.len(), img.len());
+        }
+        img.copy_from_slice(raw);
+        prep.normalize_into(&img, out)?;
+        Ok(())
+    };
+    let images: Vec<Vec<u8>> = train_parts.iter().flat_map(|d| d.images.clone()).collect();
+    let y: Vec<f32> = train_parts.iter().flat_map(|d| d.targets.clone()).collect();
+    let n = images.len();
+    if n == 0 || eval.images.is_empty() {
+        bail!("no training or evaluation spots");
+    }
+
+    // Per-gene standardization of the targets (training statistics).
+    let mu: Vec<f32> = (0..g).map(|j| (0..n).map(|i| y[i * g + j] as f64).sum::<f64>() as f32 / n as f32).collect();
+    let sd: Vec<f32> = (0..g)
+        .map(|j| ((0..n).map(|i| ((y[i * g + j] - mu[j]) as f64).powi(2)).sum::<f64>() / n as f64).sqrt() as f32)
+        .map(|s| if s > 1e-6 { s } else { 1.0 })
+        .collect();
+    let z: Vec<f32> = y.iter().enumerate().map(|(i, v)| (v - mu[i % g]) / sd[i % g]).collect();
+
+    device.seed(a.seed);
+    let ad = device.clone().autodiff();
+    let mut model = cfg.init(&ad);
+    if let Some(p) = &a.resume {
+        let r = model.load_from(&mut BurnpackStore::from_file(p)).map_err(|e| anyhow::anyhow!("resume from {}: {e}", p.display()))?;
+        if !r.errors.is_empty() || !r.missing.is_empty() {
+            bail!("resume from {}: {} tensor error(s), {} missing (different --config or --genes?)", p.display(), r.errors.len(), r.missing.len());
+        }
+        eprintln!("resumed weights from {}", p.display());
+    }
+    let mut optim = AdamConfig::new().init();
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let len = prep.tensor_len();
+    let mut epoch_losses = Vec::new();
+    let t0 = std::time::Instant::now();
+    for epoch in 1..=a.epochs {
+        order.shuffle(&mut rng);
+        let bar = ProgressBar::new(n as u64);
+        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})").unwrap().progress_chars("=> "));
+        bar.set_prefix(format!("spot epoch {epoch}/{}", a.epochs));
+        let (mut total, mut seen) = (0.0, 0usize);
+        for batch in order.chunks(a.batch_size) {
+            let b = batch.len();
+            let mut x = vec![0f32; b * len];
+            let mut t = Vec::with_capacity(b * g);
+            for (i, &r) in batch.iter().enumerate() {
+                normalize(&augment(&images[r], size, &mut rng), &mut x[i * len..(i + 1) * len])?;
+                t.extend_from_slice(&z[r * g..(r + 1) * g]);
+            }
+            let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
+            let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
+            let loss = (model.forward(xt) - yt).powf_scalar(2.0).mean();
+            let lv = loss.clone().into_scalar::<f32>() as f64;
+            if !lv.is_finite() {
+                bail!("training loss is {lv} at epoch {epoch}; try a lower --lr");
+            }
+            total += lv * b as f64;
+            seen += b;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(a.lr, model, grads);
+            bar.inc(b as u64);
+            bar.set_message(format!("loss {:.4}", total / seen as f64));
+        }
+        bar.finish_and_clear();
+        let l = total / n as f64;
+        epoch_losses.push(l);
+        eprintln!("epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s)", a.epochs, t0.elapsed().as_secs_f64());
+        if let Some(dir) = &a.checkpoint_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", a.config));
+            model.save_into(&mut BurnpackStore::from_file(&p).overwrite(true)).map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
+            eprintln!("checkpoint {}", p.display());
+        }
+    }
+    let train_secs_time = t0.elapsed().as_secs_f64();
+
+    // Fold the standardization into the head: y = (h·W + b)·sd + mu.
+    let mut m = model.valid();
+    let dev = m.head.weight.val().device();
+    let sd_t = Tensor::<1>::from_data(TensorData::new(sd.clone(), [g]), &dev);
+    let mu_t = Tensor::<1>::from_data(TensorData::new(mu.clone(), [g]), &dev);
+    let w = m.head.weight.val() * sd_t.clone().reshape([1, g]);
+    let b = m.head.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| Tensor::zeros([g], &dev)) * sd_t + mu_t;
+    m.head.weight = Param::from_tensor(w);
+    m.head.bias = Some(Param::from_tensor(b));
+
+    // Evaluation on the held-out section.
+    let ev_bar = ProgressBar::new_spinner();
+    ev_bar.set_message(format!("predicting {} held-out spots", eval.images.len()));
+    let pred = predict(&m, &eval.images, &normalize, &prep, &dev, a.batch_size)?;
+    ev_bar.finish_and_clear();
+    let model_r = per_gene_r(&pred, &eval.targets, g);
+    let fx: Vec<Vec<f64>> = images.iter().map(|i| features(i, size)).collect();
+    let ex: Vec<Vec<f64>> = eval.images.iter().map(|i| features(i, size)).collect();
+    let (ridge, lambda) = ridge_baseline(&fx, &y, g, a.seed)?;
+    let ridge_r = per_gene_r(&ridge.predict(&ex), &eval.targets, g);
+    let (sm, sr) = (summarize(&model_r), summarize(&ridge_r));
+    let top = g.min(TOP);
+    let train_label = train_names.join("+");
+    println!("held-out section {} ({} spots, {g} genes; trained on {train_label}, {n} spots, {} epochs, config {}, {}):", eval.name, eval.images.len(), a.epochs, a.config, a.device);
+    println!("  {}", line("model (TCGN-style)", sm, top));
+    println!("  {}", line(&format!("ridge baseline (λ={lambda})"), sr, top));
+    println!("  {}", line("training-mean baseline", [0.0; 4], top));
+    println!("  (training-mean baseline: constant prediction, Pearson r undefined, reported as 0)");
+
+    // Parity on a few held-out patches, then the export with its card.
+    let k = eval.images.len().min(PARITY_SPOTS);
+    let mut px = vec![0f32; k * len];
+    for i in 0..k {
+        normalize(&eval.images[i], &mut px[i * len..(i + 1) * len])?;
+    }
+    let expected = pred[..k * g].to_vec();
+    let draft = onnx_format::encode(&m.export(vec![]));
+    let parity = verify::check_values(&draft, &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance).context("parity of the export")?;
+
+    let mut metrics = BTreeMap::new();
+    for (name, s) in [("model", sm), ("ridge", sr), ("mean_baseline", [0.0; 4])] {
+        metrics.insert(format!("{name}_pearson_median"), s[0]);
+        metrics.insert(format!("{name}_pearson_mean"), s[1]);
+        metrics.insert(format!("{name}_pearson_median_top{TOP}"), s[2]);
+        metrics.insert(format!("{name}_pearson_mean_top{TOP}"), s[3]);
+    }
+    metrics.insert("ridge_lambda".into(), lambda);
+    metrics.insert("parity_tract_max_abs_diff".into(), parity.tract_max_abs_diff);
+    metrics.insert("parity_ort_max_abs_diff".into(), parity.ort_max_abs_diff);
+    if let Some(l) = epoch_losses.last() {
+        metrics.insert("final_train_loss".into(), *l);
+    }
+    let mut arch = serde_json::to_value(&cfg)?;
+    arch["parameters"] = serde_json::json!(m.num_params());
+    let sides: BTreeMap<String, f32> = train_parts.iter().chain([&eval]).map(|d| (d.name.clone(), d.side_px)).collect();
+    let card = ModelCard {
+        family: "histology-spot".into(),
+        version: CARD_VERSION.into(),
+        description: "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes".into(),
+        inputs: vec![TensorSpec {
+            name: INPUT.into(),
+            shape: vec!["batch".into(), "3".into(), size.to_string(), size.to_string()],
+            dtype: "float32".into(),
+            meaning: "H&E patch centred on the spot, preprocessed as in `preprocessing.image`".into(),
+        }],
+        outputs: vec![TensorSpec {
+            name: OUTPUT.into(),
+            shape: vec!["batch".into(), g.to_string()],
+            dtype: "float32".into(),
+            meaning: "predicted log1p(count / library size × 1e4) per gene, in `genes` order".into(),
+        }],
+        genes: genes.clone(),
+        preprocessing: serde_json::json!({
+            "image": prep.describe(),
+            "patch_side": "1.0 × the spot centre-to-centre spacing (median pixel distance between array neighbours)",
+            "patch_side_factor": 1.0,
+            "patch_side_px": sides,
+            "patch_side_um": ST_SPACING_UM,
+            "patch_side_um_assumption": "legacy ST array: 100 µm spots on a 200 µm grid, so the patch spans 200 µm",
+            "targets": "log1p(count / library size × 1e4)",
+        }),
+        architecture: arch,
+        training: serde_json::json!({
+            "data": "HER2ST",
+            "train_sections": train_parts.iter().map(|d| serde_json::json!({"section": d.name, "spots": d.images.len(), "spots_total": d.spots_total})).collect::<Vec<_>>(),
+            "eval_section": {"section": eval.name, "spots": eval.images.len(), "spots_total": eval.spots_total},
+            "gene_selection": format!("top {g} by mean log-normalized expression on the training sections"),
+            "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
+            "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
+            "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
+            "augmentations": "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 % on the RGB patch before normalization",
+            "train_loss_per_epoch": epoch_losses, "train_seconds": train_secs_time,
+            "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
+            "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
+            "parity": parity,
+        }),
+        metrics,
+        tools: crate::tool_versions(),
+        ..Default::default()
+    };
+    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "parity on {k} held-out patches: tract {:.1e}, ort {:.1e}; wrote {} ({} genes)",
+        parity.tract_max_abs_diff,
+        parity.ort_max_abs_diff,
+        a.out.display(),
+        g
+    );
+    Ok(())
+}
