@@ -72,7 +72,9 @@ pub fn card_params(card: &onnx_format::ModelCard, model: &Path) -> Result<(Prepr
     if card.genes.is_empty() {
         return Err(bad("model card lists no genes".into()));
     }
-    let p = &card.preprocessing;
+    let root = &card.preprocessing;
+    // image parameters sit under `preprocessing.image` (train spot) or at the top level
+    let p = root.get("image").filter(|v| v.is_object()).unwrap_or(root);
     let size = p.get("size").and_then(|v| v.as_u64()).or_else(|| p.get("resize").and_then(|v| v.get(0)).and_then(|v| v.as_u64()));
     let size = size.ok_or_else(|| bad("model card preprocessing has no `size` or `resize`".into()))?;
     let triple = |key: &str| -> Result<[f32; 3]> {
@@ -85,9 +87,20 @@ pub fn card_params(card: &onnx_format::ModelCard, model: &Path) -> Result<(Prepr
     };
     let prep = Preprocess { size: size as u32, mean: triple("mean")?, std: triple("std")? };
     prep.validate().map_err(|e| bad(e.to_string()))?;
-    let side = match p.get("patch_side_px") {
+    // a number, or one side per training section (their mean is used)
+    let side = match root.get("patch_side_px") {
         None => None,
-        Some(v) => Some(v.as_f64().filter(|s| s.is_finite() && *s >= 1.0).ok_or_else(|| bad(format!("preprocessing.patch_side_px {v} is not a side in pixels")))? as f32),
+        Some(v) => {
+            let vals: Vec<f64> = match v.as_object() {
+                Some(o) => o.values().filter_map(|x| x.as_f64()).collect(),
+                None => v.as_f64().into_iter().collect(),
+            };
+            let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+            if vals.is_empty() || !mean.is_finite() || mean < 1.0 {
+                return Err(bad(format!("preprocessing.patch_side_px {v} is not a side in pixels")));
+            }
+            Some(mean as f32)
+        }
     };
     Ok((prep, side))
 }

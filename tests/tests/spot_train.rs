@@ -39,6 +39,15 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
         .arg("--data").arg(her2st()).arg("--out").arg(&out2).arg("--resume").arg(ck.join("spot-small-epoch1.bpk")));
     assert!(log.contains("resumed weights") && out2.is_file(), "{log}");
+
+    // the trained model's card drives `infer slide` (preprocessing and patch side) on a real section
+    let c2 = her2st().join("C2");
+    let csv = dir.path().join("c2.csv");
+    ok(Command::new(bin("infer")).arg("slide").arg("--model").arg(&out).arg("--image").arg(c2.join("5714_HE_BT_C2.jpg"))
+        .arg("--spots").arg(c2.join("C2_selection.tsv")).arg("--out").arg(&csv));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 188, "one row per C2 spot plus the header");
+    assert_eq!(text.lines().next().unwrap().split(',').count(), 3 + 20);
 }
 
 #[test]
