@@ -25,6 +25,7 @@ out_path = sys.argv[7] if len(sys.argv) > 7 else None
 
 card = json.loads({p.key: p.value for p in onnx.load(model).metadata_props}["model_card"])
 prep = card["preprocessing"]
+prep = prep.get("image", prep)  # train spot nests the image parameters
 size = int(prep.get("size") or prep["resize"][0])
 mean = np.array(prep["mean"], np.float32).reshape(3, 1, 1)
 std = np.array(prep["std"], np.float32).reshape(3, 1, 1)
