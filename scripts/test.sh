@@ -15,7 +15,7 @@ cargo check --release -p train --features wgpu
 cargo check --release -p infer --features cuda
 log="$BIOEDGE_CACHE/test.log"
 set +e
-cargo test --release --workspace --lib --bins --tests 2>&1 | tee "$log"
+cargo test --release --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
