@@ -61,26 +61,41 @@ pub fn classify(session: &mut Session, card: &ModelCard, m: &ExpressionMatrix, i
 impl Classification {
     /// CSV: `sample,predicted,<one probability column per class>`.
     pub fn to_csv(&self) -> String {
+        probabilities_csv("sample", &self.samples, &self.classes, &self.probabilities)
+    }
+
+    /// `(correct, total)` of the most probable class against known labels.
+    pub fn correct(&self, labels: &[String]) -> (usize, usize) {
         let k = self.classes.len();
-        let mut s = String::from("sample,predicted");
-        for c in &self.classes {
-            s.push(',');
-            s.push_str(&csv_field(&format!("p_{c}")));
+        let correct = labels.iter().zip(self.probabilities.chunks(k)).filter(|(l, row)| self.classes[argmax(row)] == **l).count();
+        (correct, labels.len())
+    }
+}
+
+/// Index of the largest value (0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0)
+}
+
+/// CSV: `<id_header>,predicted,p_<class>...`, one row per id; `probabilities` is `[ids, classes]`.
+pub fn probabilities_csv(id_header: &str, ids: &[String], classes: &[String], probabilities: &[f32]) -> String {
+    let k = classes.len();
+    let mut s = format!("{id_header},predicted");
+    for c in classes {
+        s.push(',');
+        s.push_str(&csv_field(&format!("p_{c}")));
+    }
+    s.push('\n');
+    for (name, row) in ids.iter().zip(probabilities.chunks(k)) {
+        s.push_str(&csv_field(name));
+        s.push(',');
+        s.push_str(&csv_field(&classes[argmax(row)]));
+        for p in row {
+            s.push_str(&format!(",{p:.6}"));
         }
         s.push('\n');
-        for (i, name) in self.samples.iter().enumerate() {
-            let row = &self.probabilities[i * k..(i + 1) * k];
-            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
-            s.push_str(&csv_field(name));
-            s.push(',');
-            s.push_str(&csv_field(&self.classes[best]));
-            for p in row {
-                s.push_str(&format!(",{p:.6}"));
-            }
-            s.push('\n');
-        }
-        s
     }
+    s
 }
 
 /// Quote a CSV field when needed.

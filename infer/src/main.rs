@@ -132,17 +132,9 @@ fn run(cli: Cli) -> Result<()> {
             let m = read_expression(&input, &ReadOptions { label_column, cls: None })?;
             let mut session = Session::from_file(&model, backend, &Options::default())?;
             let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &model, &m, &input)?;
-            let k = card.classes.len();
             let c = infer::classify::Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities: probs, alignment };
             eprintln!("{}: {} cells; {}; provider {}", input.display(), c.samples.len(), c.alignment.summary(), session.provider);
-            if let Some(labels) = &m.labels {
-                let correct = labels.iter().enumerate().filter(|(i, l)| {
-                    let row = &c.probabilities[i * k..(i + 1) * k];
-                    let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
-                    &&c.classes[best] == l
-                }).count();
-                eprintln!("accuracy against the input's labels: {:.3} ({correct}/{})", correct as f64 / labels.len() as f64, labels.len());
-            }
+            report_accuracy(&c, m.labels.as_deref());
             onnx_format::write_atomic(&out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {}", out.display());
             Ok(())
@@ -156,20 +148,19 @@ fn run(cli: Cli) -> Result<()> {
             let mut session = Session::from_file(&model, backend, &Options { cuda, threads: 0 })?;
             let c = classify(&mut session, &card, &m, &input, batch)?;
             eprintln!("{}: {} samples; {}; provider {}", input.display(), c.samples.len(), c.alignment.summary(), session.provider);
-            if let Some(labels) = &m.labels {
-                let k = c.classes.len();
-                let mut correct = 0;
-                for (i, l) in labels.iter().enumerate() {
-                    let row = &c.probabilities[i * k..(i + 1) * k];
-                    let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
-                    correct += (&c.classes[best] == l) as usize;
-                }
-                eprintln!("accuracy against the input's labels: {:.3} ({correct}/{})", correct as f64 / labels.len() as f64, labels.len());
-            }
+            report_accuracy(&c, m.labels.as_deref());
             onnx_format::write_atomic(&out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {}", out.display());
             Ok(())
         }
+    }
+}
+
+/// Print the accuracy of the predictions against labels read with the input, if any.
+fn report_accuracy(c: &infer::classify::Classification, labels: Option<&[String]>) {
+    if let Some(labels) = labels {
+        let (correct, total) = c.correct(labels);
+        eprintln!("accuracy against the input's labels: {:.3} ({correct}/{total})", correct as f64 / total as f64);
     }
 }
 
@@ -188,19 +179,9 @@ fn nodes(model: PathBuf, features: PathBuf, edges: PathBuf, num_nodes: Option<us
     let mut session = Session::from_file(&model, backend, &Options::default())?;
     let probs = classify_nodes(&mut session, &card, &model, &x, n, width, &src, &dst).with_context(|| format!("{} + {}", features.display(), edges.display()))?;
     let k = probs.len() / n;
-    let mut csv = String::from("node,predicted");
-    for c in 0..k {
-        csv += &format!(",p_{}", card.classes.get(c).cloned().unwrap_or_else(|| c.to_string()));
-    }
-    csv.push('\n');
-    for (i, row) in probs.chunks(k).enumerate() {
-        let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(j, _)| j).unwrap_or(0);
-        csv += &format!("{i},{}", card.classes.get(best).cloned().unwrap_or_else(|| best.to_string()));
-        for p in row {
-            csv += &format!(",{p:.6}");
-        }
-        csv.push('\n');
-    }
+    let classes: Vec<String> = (0..k).map(|c| card.classes.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let csv = infer::classify::probabilities_csv("node", &ids, &classes, &probs);
     onnx_format::write_atomic(&out, csv.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("{n} nodes, {} directed edges; provider {}; wrote {}", src.len(), session.provider, out.display());
     Ok(())
