@@ -8,7 +8,8 @@ ORT_VERSION=1.31.1
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for p in libhdf5-dev pkg-config; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in libhdf5-dev pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo_ apt-get update -qq
@@ -32,4 +33,23 @@ if [ ! -f "$lib" ]; then
   mkdir -p "$(dirname "$lib")"
   cp "$src" "$lib.tmp" && mv "$lib.tmp" "$lib"
   echo "setup: ONNX Runtime $ORT_VERSION library at $lib"
+fi
+
+# Browser build and tests (wasm/, tests/js/, bench/browser.mjs): the wasm32 target, wasm-bindgen-cli
+# at the version in Cargo.lock, playwright-core and onnxruntime-web from npm (chromium and node: apt above).
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+wb=$(awk '$0 == "name = \"wasm-bindgen\"" {getline; gsub(/[^0-9.]/, ""); print; exit}' "$(dirname "$0")/../Cargo.lock")
+if ! "$BIOEDGE_CACHE/wasm-bindgen/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $wb"; then
+  echo "setup: installing wasm-bindgen-cli $wb (about 10 minutes)"
+  # no --locked: its lockfile pins a crate version the registry mirror lacks
+  cargo install -q wasm-bindgen-cli --version "=$wb" --root "$BIOEDGE_CACHE/wasm-bindgen"
+fi
+node_dir="$BIOEDGE_CACHE/node"
+want_npm="playwright-core@1.65.1 onnxruntime-web@1.30.0"
+have_npm=$(cd "$node_dir" 2>/dev/null && node -p "['playwright-core','onnxruntime-web'].map(p => p + '@' + require('./node_modules/' + p + '/package.json').version).join(' ')" 2>/dev/null || true)
+if [ "$have_npm" != "$want_npm" ]; then
+  echo "setup: installing $want_npm into $node_dir"
+  mkdir -p "$node_dir"
+  [ -f "$node_dir/package.json" ] || echo '{"name": "bioedge-node", "private": true}' > "$node_dir/package.json"
+  (cd "$node_dir" && npm install --no-audit --no-fund --save-exact $want_npm >/dev/null)
 fi

@@ -10,6 +10,8 @@ if cargo tree -p infer -e normal,build --prefix none | grep -E '^burn' ; then
   echo "FAIL: infer depends on burn"; exit 1
 fi
 cargo build --release -p infer --no-default-features --features tract
+# the browser page: infer (tract, no native-only features) + wasm crate for wasm32 into out/web/
+bash wasm/build.sh
 # the GPU backend must keep compiling even where there is no GPU
 cargo check --release -p train --features wgpu
 cargo check --release -p infer --features cuda

@@ -50,6 +50,16 @@ enum Cmd {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// Training speed: burn (CPU) vs plain PyTorch (CPU) on the same GCN and GAT, ms per epoch.
+    TrainNodes {
+        #[arg(long, default_value = "../shared/data/planetoid/derived/cora")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        /// Python with torch (default: $BIOEDGE_TORCH_PYTHON, then ~/.cache/bioedge/torchvenv; `bash bench/setup_torch.sh`).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// ScatterND vs dense message passing for the gene GCN.
     MessagePassing {
         #[arg(long, default_value = "128,512,2000,4000")]
@@ -209,8 +219,49 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
     Ok(())
 }
 
+fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Result<()> {
+    use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
+    let python = python
+        .or_else(|| std::env::var_os("BIOEDGE_TORCH_PYTHON").map(PathBuf::from))
+        .or_else(|| std::env::var_os("BIOEDGE_CACHE").map(|c| PathBuf::from(c).join("torchvenv/bin/python")))
+        .context("no Python with torch: pass --python, set BIOEDGE_TORCH_PYTHON, or run `bash bench/setup_torch.sh`")?;
+    if !python.exists() {
+        bail!("{} not found: run `bash bench/setup_torch.sh` (installs torch from PyPI into $BIOEDGE_CACHE/torchvenv)", python.display());
+    }
+    let d = infer::nodes::read_planetoid(data)?;
+    let (src, dst) = d.edge_index();
+    let nd = NodeData {
+        x: &d.features, num_nodes: d.num_nodes, num_features: d.num_features, src: &src, dst: &dst,
+        labels: &d.labels, num_classes: d.num_classes, train: &d.train, val: &d.val,
+    };
+    let device = Device::flex();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("train_torch.py");
+    println!("training ms per epoch on {} (one step + one validation forward; lower is better), {} epochs, CPU", d.name, epochs);
+    println!("| model | burn (flex) | PyTorch | PyTorch / burn |");
+    println!("|---|---|---|---|");
+    for (name, arch, lr, first_only) in [
+        ("gcn", NodeArchitecture::NodeGcn(Default::default()), 0.01, true),
+        ("gat", NodeArchitecture::NodeGat(models::node::NodeGatConfig { value_dropout: true, ..Default::default() }), 0.005, false),
+    ] {
+        let cfg = |e| NodeTrainConfig { lr, weight_decay: 5e-4, first_layer_decay_only: first_only, epochs: e, patience: usize::MAX, accuracy_and_loss: false, seed: 0 };
+        NodeClassifier::fit(&nd, arch.clone(), cfg(3), &device, &mut |_, _, _, _| {})?; // warm-up
+        let t0 = Instant::now();
+        let m = NodeClassifier::fit(&nd, arch, cfg(epochs), &device, &mut |_, _, _, _| {})?;
+        let burn_ms = t0.elapsed().as_secs_f64() * 1000.0 / m.epochs_run as f64;
+        let out = std::process::Command::new(&python).arg(&script).arg(data).arg(name).arg(epochs.to_string()).arg("0").output()?;
+        if !out.status.success() {
+            bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).context("train_torch.py output")?;
+        let torch_ms = v["ms_per_epoch"].as_f64().context("ms_per_epoch")?;
+        println!("| {name} | {burn_ms:.2} | {torch_ms:.2} (torch {}, {} threads) | {:.2}× |", v["torch"].as_str().unwrap_or("?"), v["threads"], torch_ms / burn_ms);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::TrainNodes { data, epochs, python } => train_nodes_bench(&data, epochs, python),
         Cmd::Nodes { models, data, large_nodes, seconds, python } => nodes_bench(&models, &data, large_nodes, seconds, python),
         Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),
         Cmd::MessagePassing { nodes, degree, batch, seconds } => message_passing_bench(&nodes, degree, batch, seconds),

@@ -15,6 +15,8 @@ pub mod align;
 pub mod classify;
 pub mod nodes;
 pub mod cells;
+pub mod chem;
+pub mod mol;
 
 pub use onnx_format::{read_card, ModelCard};
 pub mod slide;

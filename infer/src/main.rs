@@ -80,6 +80,26 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Task probabilities (e.g. Tox21) for molecules given as SMILES, with a `mol-graphconv` model.
+    Mol {
+        #[arg(long)]
+        model: PathBuf,
+        /// SMILES strings (repeatable).
+        #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+        smiles: Vec<String>,
+        /// CSV/TSV with a SMILES column.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// SMILES column of --input (default: `smiles`, else the first column).
+        #[arg(long)]
+        smiles_column: Option<String>,
+        #[arg(long, default_value = "tract")]
+        backend: Backend,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Predicted expression over a whole histology image: at spot-file positions or on a grid over tissue.
     Slide {
         #[arg(long)]
@@ -124,6 +144,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Inspect { model, json } => inspect(&model, json),
+        Cmd::Mol { model, smiles, input, smiles_column, backend, batch, out } => mol(model, smiles, input, smiles_column, backend, batch, out),
         Cmd::Cells { model, input, label_column, backend, out } => {
             let card = infer::read_card(&model)?;
             if card.family != "cell-gat" {
@@ -184,6 +205,41 @@ fn nodes(model: PathBuf, features: PathBuf, edges: PathBuf, num_nodes: Option<us
     let csv = infer::classify::probabilities_csv("node", &ids, &classes, &probs);
     onnx_format::write_atomic(&out, csv.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("{n} nodes, {} directed edges; provider {}; wrote {}", src.len(), session.provider, out.display());
+    Ok(())
+}
+
+fn mol(model: PathBuf, smiles: Vec<String>, input: Option<PathBuf>, smiles_column: Option<String>, backend: Backend, batch: usize, out: PathBuf) -> Result<()> {
+    let card = infer::read_card(&model)?;
+    infer::mol::check_family(&card, &model)?;
+    let smiles = match &input {
+        Some(p) => {
+            let t = infer::mol::Table::read(p)?;
+            let c = infer::mol::smiles_column(&t, smiles_column.as_deref(), p)?;
+            (0..t.rows.len()).map(|r| t.get(r, c).to_string()).collect()
+        }
+        None => smiles,
+    };
+    if smiles.is_empty() {
+        bail!("no molecules to score");
+    }
+    let mut session = Session::from_file(&model, backend, &Options::default())?;
+    let t0 = std::time::Instant::now();
+    let scored = infer::mol::score(&mut session, &card.classes, &smiles, batch)?;
+    let secs = t0.elapsed().as_secs_f64();
+    for e in scored.errors.iter().take(20) {
+        eprintln!("skipped {e}");
+    }
+    if scored.errors.len() > 20 {
+        eprintln!("... and {} more rejected SMILES (see the `error` column)", scored.errors.len() - 20);
+    }
+    if scored.num_scored() == 0 {
+        bail!("none of the {} SMILES could be read; nothing written", smiles.len());
+    }
+    onnx_format::write_atomic(&out, scored.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "{} molecules scored, {} rejected, {:.0} molecules/s (featurize + predict, {}); wrote {}",
+        scored.num_scored(), scored.errors.len(), smiles.len() as f64 / secs, session.provider, out.display()
+    );
     Ok(())
 }
 

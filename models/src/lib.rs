@@ -4,8 +4,10 @@
 pub mod cluster;
 pub mod fit;
 pub mod gene;
+pub mod gene2vec;
 pub mod graph;
 pub mod metrics;
+pub mod mol;
 pub mod node;
 pub mod node2vec;
 pub mod node_fit;

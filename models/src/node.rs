@@ -165,11 +165,15 @@ pub struct NodeGatConfig {
     pub dropout: f64,
     pub negative_slope: f64,
     pub row_normalize: bool,
+    /// Dropout also on the transformed features that the attention averages (the reference
+    /// TensorFlow code does this; PyG does not).
+    #[serde(default)]
+    pub value_dropout: bool,
 }
 
 impl Default for NodeGatConfig {
     fn default() -> Self {
-        Self { heads: 8, hidden: 8, out_heads: 1, dropout: 0.6, negative_slope: 0.2, row_normalize: true }
+        Self { heads: 8, hidden: 8, out_heads: 1, dropout: 0.6, negative_slope: 0.2, row_normalize: true, value_dropout: false }
     }
 }
 
@@ -185,10 +189,11 @@ pub struct GatLayer {
     out: usize,
     concat: bool,
     negative_slope: f64,
+    value_dropout: bool,
 }
 
 impl GatLayer {
-    fn new(d_in: usize, heads: usize, out: usize, concat: bool, negative_slope: f64, device: &Device) -> Self {
+    fn new(d_in: usize, heads: usize, out: usize, concat: bool, negative_slope: f64, value_dropout: bool, device: &Device) -> Self {
         let init = Initializer::XavierUniform { gain: 1.0 };
         let width = if concat { heads * out } else { out };
         Self {
@@ -200,6 +205,7 @@ impl GatLayer {
             out,
             concat,
             negative_slope,
+            value_dropout,
         }
     }
 
@@ -219,7 +225,8 @@ impl GatLayer {
         let p = (score - max.select(0, e.dst.clone())).exp();
         let denom = Tensor::<2>::zeros([n, h], &p.device()).select_assign(0, e.dst.clone(), p.clone(), IndexingUpdateOp::Add);
         let alpha = attn_dropout.forward(p / denom.select(0, e.dst.clone()));
-        let msg = hx.select(0, e.src.clone()) * alpha.unsqueeze_dim::<3>(2);
+        let hv = if self.value_dropout { attn_dropout.forward(hx) } else { hx };
+        let msg = hv.select(0, e.src.clone()) * alpha.unsqueeze_dim::<3>(2);
         let out = Tensor::<3>::zeros([n, h, f], &msg.device()).select_assign(0, e.dst.clone(), msg, IndexingUpdateOp::Add);
         let out = if self.concat { out.reshape([n, h * f]) } else { out.mean_dim(1).reshape([n, f]) };
         out + self.bias.val().unsqueeze_dim::<2>(0)
@@ -295,8 +302,8 @@ pub struct NodeGat {
 impl NodeGatConfig {
     pub fn init(&self, features: usize, classes: usize, device: &Device) -> NodeGat {
         NodeGat {
-            layer1: GatLayer::new(features, self.heads, self.hidden, true, self.negative_slope, device),
-            layer2: GatLayer::new(self.heads * self.hidden, self.out_heads, classes, false, self.negative_slope, device),
+            layer1: GatLayer::new(features, self.heads, self.hidden, true, self.negative_slope, self.value_dropout, device),
+            layer2: GatLayer::new(self.heads * self.hidden, self.out_heads, classes, false, self.negative_slope, self.value_dropout, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             row_norm: self.row_normalize,
         }

@@ -3,6 +3,8 @@
 mod cells;
 mod compare;
 mod gene;
+mod gene2vec;
+mod mol;
 mod node;
 mod node2vec;
 mod spot;
@@ -43,6 +45,10 @@ enum Cmd {
     NodeGat(node::NodeArgs),
     /// Node2Vec embeddings (Grover & Leskovec); k-means / logistic-regression evaluation; exports ONNX.
     Node2vec(node2vec::Node2VecArgs),
+    /// Gene2Vec embeddings from gene sets (GMT): held-out membership scores; exports ONNX + word2vec text.
+    Gene2vec(gene2vec::Gene2VecArgs),
+    /// DeepChem GraphConv on a SMILES table with binary tasks (Tox21): per-task ROC-AUC; exports ONNX.
+    Mol(mol::MolArgs),
     /// Cell types on single-cell data (h5ad): PCA, kNN graph, GAT; baselines and clustering.
     Cells(cells::CellArgs),
     /// TCGN-style histology spot model on HER2ST: train, evaluate on a held-out section, export ONNX.
@@ -75,7 +81,9 @@ fn main() {
         Cmd::Cells(a) => cells::run(&a),
         Cmd::NodeGat(a) => node::run("node-gat", &a),
         Cmd::Node2vec(a) => node2vec::run(&a),
+        Cmd::Gene2vec(a) => gene2vec::run(&a),
         Cmd::Spot(a) => spot::run(&a),
+        Cmd::Mol(a) => mol::run(&a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

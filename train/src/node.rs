@@ -39,6 +39,9 @@ pub struct NodeArgs {
     pub heads: usize,
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// GAT: dropout on the attended features too, as the reference TensorFlow code.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub value_dropout: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long)]
@@ -61,7 +64,7 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
     );
     let gat = family == "node-gat";
     let arch = if gat {
-        NodeArchitecture::NodeGat(NodeGatConfig { heads: a.heads, hidden: a.hidden.unwrap_or(8), dropout: a.dropout.unwrap_or(0.6), ..Default::default() })
+        NodeArchitecture::NodeGat(NodeGatConfig { heads: a.heads, hidden: a.hidden.unwrap_or(8), dropout: a.dropout.unwrap_or(0.6), value_dropout: a.value_dropout, ..Default::default() })
     } else {
         NodeArchitecture::NodeGcn(NodeGcnConfig { hidden: a.hidden.unwrap_or(16), dropout: a.dropout.unwrap_or(0.5), ..Default::default() })
     };

@@ -2,6 +2,7 @@
 //! Formats: GSEA `.txt`/`.gct` + `.cls`, CSV/TSV, HDF5 (documented layout), `.h5ad`.
 
 pub mod delim;
+pub mod gmt;
 pub mod gsea;
 #[cfg(feature = "hdf5")]
 pub mod h5;

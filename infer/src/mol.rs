@@ -1,0 +1,280 @@
+//! Molecules through an exported GraphConv model (`mol-graphconv`): a SMILES table reader,
+//! featurized molecules batched into one disjoint graph, task probabilities out.
+
+use crate::chem::{ATOM_FEATURES, MolGraph, SmilesError};
+use crate::runtime::{Session, Value};
+use crate::{Error, Result};
+use std::path::Path;
+
+pub const FAMILY: &str = "mol-graphconv";
+
+/// Many molecules as one graph: the model's four inputs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MolBatch {
+    /// `[atoms, 75]` row-major.
+    pub features: Vec<f32>,
+    /// Directed edges (each bond both ways).
+    pub src: Vec<i64>,
+    pub dst: Vec<i64>,
+    /// Molecule index of each atom.
+    pub membership: Vec<i64>,
+    /// Atoms per molecule.
+    pub sizes: Vec<i64>,
+}
+
+impl MolBatch {
+    /// Molecules with no atom are rejected: the model's per-molecule max needs one.
+    pub fn new(mols: &[&MolGraph]) -> Result<Self> {
+        let mut b = MolBatch::default();
+        let mut offset = 0i64;
+        for (m, g) in mols.iter().enumerate() {
+            if g.num_atoms == 0 {
+                return Err(Error::Input(format!("molecule {m} has no atoms")));
+            }
+            if g.features.len() != g.num_atoms * ATOM_FEATURES {
+                return Err(Error::Input(format!("molecule {m}: {} feature values for {} atoms", g.features.len(), g.num_atoms)));
+            }
+            b.features.extend_from_slice(&g.features);
+            for &(i, j) in &g.bonds {
+                let (i, j) = (i as i64 + offset, j as i64 + offset);
+                b.src.extend([i, j]);
+                b.dst.extend([j, i]);
+            }
+            b.membership.extend(std::iter::repeat_n(m as i64, g.num_atoms));
+            b.sizes.push(g.num_atoms as i64);
+            offset += g.num_atoms as i64;
+        }
+        Ok(b)
+    }
+
+    pub fn num_atoms(&self) -> usize {
+        self.membership.len()
+    }
+
+    pub fn num_molecules(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Inputs in the exported model's order: atom_features, edge_index, membership, molecule_sizes.
+    pub fn values(&self) -> Vec<Value> {
+        let e = self.src.len();
+        vec![
+            Value::f32(&[self.num_atoms(), ATOM_FEATURES], self.features.clone()),
+            Value::i64(&[2, e], [self.src.as_slice(), self.dst.as_slice()].concat()),
+            Value::i64(&[self.num_atoms()], self.membership.clone()),
+            Value::i64(&[self.num_molecules()], self.sizes.clone()),
+        ]
+    }
+}
+
+/// Task probabilities `[mols, tasks]` row-major, `batch` molecules per run.
+pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for chunk in mols.chunks(batch.max(1)) {
+        let b = MolBatch::new(chunk)?;
+        out.extend(session.run_output(&b.values(), "probabilities")?.into_f32()?);
+    }
+    Ok(out)
+}
+
+/// A delimited table (CSV, or TSV by extension) with a header; fields may be double-quoted.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let delim = crate::data::delim::delimiter_for(path);
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, head) = lines.next().ok_or_else(|| Error::format(path, "empty file (expected a header line)"))?;
+        let header = split_fields(head, delim);
+        let mut rows = Vec::new();
+        for (i, line) in lines {
+            let f = split_fields(line, delim);
+            if f.len() > header.len() {
+                return Err(Error::format(path, format!("line {}: {} fields, the header has {}", i + 1, f.len(), header.len())));
+            }
+            rows.push(f);
+        }
+        Ok(Self { header, rows })
+    }
+
+    pub fn column(&self, name: &str, path: &Path) -> Result<usize> {
+        self.header.iter().position(|h| h == name).ok_or_else(|| {
+            Error::format(path, format!("no column `{name}` (columns: {})", self.header.join(", ")))
+        })
+    }
+
+    /// The column's value on a row (`""` when the row is short).
+    pub fn get(&self, row: usize, col: usize) -> &str {
+        self.rows[row].get(col).map(|s| s.as_str()).unwrap_or("")
+    }
+}
+
+fn split_fields(line: &str, delim: char) -> Vec<String> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == delim && !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// The SMILES column: the named one, else `smiles`/`SMILES`/`canonical_smiles`, else the first.
+pub fn smiles_column(t: &Table, name: Option<&str>, path: &Path) -> Result<usize> {
+    match name {
+        Some(n) => t.column(n, path),
+        None => Ok(t.header.iter().position(|h| matches!(h.to_lowercase().as_str(), "smiles" | "canonical_smiles")).unwrap_or(0)),
+    }
+}
+
+/// A featurization failure with its row (1-based data row, as in a spreadsheet minus the header).
+#[derive(Debug, Clone)]
+pub struct RowError {
+    pub row: usize,
+    pub smiles: String,
+    pub error: SmilesError,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "row {}: `{}`: {}", self.row, self.smiles, self.error)
+    }
+}
+
+/// Featurize every SMILES; failures are collected, not fatal.
+pub fn featurize_rows(smiles: &[String]) -> (Vec<(usize, MolGraph)>, Vec<RowError>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for (i, s) in smiles.iter().enumerate() {
+        match crate::chem::featurize(s.trim()) {
+            Ok(g) if g.num_atoms > 0 => ok.push((i, g)),
+            Ok(_) => bad.push(RowError { row: i + 1, smiles: s.clone(), error: SmilesError::Empty }),
+            Err(error) => bad.push(RowError { row: i + 1, smiles: s.clone(), error }),
+        }
+    }
+    (ok, bad)
+}
+
+/// Check that a model is a molecular GraphConv export with task names.
+pub fn check_family(card: &onnx_format::ModelCard, model: &Path) -> Result<()> {
+    if card.family != FAMILY {
+        return Err(Error::Model { path: model.into(), msg: format!("model family is `{}`, `infer mol` needs `{FAMILY}` (train it with `train mol`)", card.family) });
+    }
+    if card.classes.is_empty() {
+        return Err(Error::Model { path: model.into(), msg: "the model card lists no task names".into() });
+    }
+    Ok(())
+}
+
+/// Predictions for a list of SMILES: per row the task probabilities, or why it was rejected.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub smiles: Vec<String>,
+    pub tasks: Vec<String>,
+    pub probabilities: Vec<Option<Vec<f32>>>,
+    pub errors: Vec<RowError>,
+}
+
+/// Featurize, batch and predict; invalid SMILES are reported and skipped, never fatal.
+pub fn score(session: &mut Session, tasks: &[String], smiles: &[String], batch: usize) -> Result<Scored> {
+    let (ok, errors) = featurize_rows(smiles);
+    let mols: Vec<&MolGraph> = ok.iter().map(|(_, g)| g).collect();
+    let probs = predict(session, &mols, batch)?;
+    let t = tasks.len();
+    if probs.len() != mols.len() * t {
+        return Err(Error::Input(format!("the model gave {} values for {} molecules × {t} tasks", probs.len(), mols.len())));
+    }
+    let mut probabilities = vec![None; smiles.len()];
+    for (k, (row, _)) in ok.iter().enumerate() {
+        probabilities[*row] = Some(probs[k * t..(k + 1) * t].to_vec());
+    }
+    Ok(Scored { smiles: smiles.to_vec(), tasks: tasks.to_vec(), probabilities, errors })
+}
+
+impl Scored {
+    /// `row,smiles,<task>...,error`: one line per input row; rejected rows have empty
+    /// probabilities and the reason.
+    pub fn to_csv(&self) -> String {
+        use crate::classify::csv_field;
+        let mut out = String::from("row,smiles");
+        for t in &self.tasks {
+            out.push(',');
+            out.push_str(&csv_field(t));
+        }
+        out.push_str(",error\n");
+        let mut errs = self.errors.iter().peekable();
+        for (i, (s, p)) in self.smiles.iter().zip(&self.probabilities).enumerate() {
+            out.push_str(&format!("{},{}", i + 1, csv_field(s)));
+            match p {
+                Some(p) => {
+                    for v in p {
+                        out.push_str(&format!(",{v:.6}"));
+                    }
+                    out.push_str(",\n");
+                }
+                None => {
+                    out.push_str(&",".repeat(self.tasks.len()));
+                    let why = match errs.peek() {
+                        Some(e) if e.row == i + 1 => errs.next().map(|e| e.error.to_string()).unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    out.push_str(&format!(",{}\n", csv_field(&why)));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn num_scored(&self) -> usize {
+        self.probabilities.iter().filter(|p| p.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_with_quotes() {
+        assert_eq!(split_fields("a,\"b,c\",\"d\"\"e\"\r", ','), vec!["a", "b,c", "d\"e"]);
+        assert_eq!(split_fields("x\t\ty", '\t'), vec!["x", "", "y"]);
+    }
+
+    #[test]
+    fn batch_offsets_edges_and_membership() {
+        let a = crate::chem::featurize("CCO").unwrap();
+        let b = crate::chem::featurize("C").unwrap();
+        let batch = MolBatch::new(&[&a, &b, &a]).unwrap();
+        assert_eq!(batch.num_atoms(), 7);
+        assert_eq!(batch.sizes, vec![3, 1, 3]);
+        assert_eq!(batch.membership, vec![0, 0, 0, 1, 2, 2, 2]);
+        assert_eq!(batch.src.len(), 8);
+        assert!(batch.src.iter().zip(&batch.dst).all(|(s, d)| batch.membership[*s as usize] == batch.membership[*d as usize]));
+        assert_eq!(batch.values()[1].shape(), &[2, 8]);
+    }
+
+    #[test]
+    fn rows_with_errors_are_reported_and_skipped() {
+        let s: Vec<String> = ["CCO", "C1CC", "", "Xx", "c1ccccc1"].iter().map(|s| s.to_string()).collect();
+        let (ok, bad) = featurize_rows(&s);
+        assert_eq!(ok.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 4]);
+        assert_eq!(bad.iter().map(|e| e.row).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert!(bad[0].to_string().contains("row 2") && bad[0].to_string().contains("ring"), "{}", bad[0]);
+    }
+}

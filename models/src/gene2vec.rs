@@ -1,0 +1,548 @@
+//! Gene2Vec from gene sets: an encoder from a gene (one-hot) to the sets it belongs to
+//! (multi-hot, sigmoid outputs, binary cross-entropy). The hidden layer is the gene's embedding.
+//!
+//! Network: `h = W1[gene]` (the one-hot × W1 product, done as a row lookup; no hidden bias,
+//! since with a one-hot input it is redundant with the rows), `p = σ(relu(h) W2 + b2)`.
+//! The embedding is the pre-activation `h`: post-ReLU vectors have many exact zeros, and a
+//! gene whose units are all off has no direction (its cosine is undefined). Post-ReLU
+//! similarities are still reported for reference.
+//!
+//! Export: `gene` int64 `[batch]` → `embedding` `[batch, dim]` (Gather) and `gene_sets`
+//! `[batch, num_sets]` (Relu, MatMul, Add, Sigmoid).
+
+use crate::metrics::roc_auc;
+use crate::{Error, Result};
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid};
+use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use onnx_format::pb::ModelProto;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gene2VecConfig {
+    pub dim: usize,
+    pub epochs: usize,
+    /// Genes per minibatch.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// L2 penalty (Adam's coupled weight decay) on all weights.
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl Default for Gene2VecConfig {
+    fn default() -> Self {
+        Self { dim: 100, epochs: 50, batch_size: 64, lr: 1e-3, weight_decay: 0.0, seed: 0 }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gene2VecNet {
+    /// `W1 [num_genes, dim]`: row g is gene g's embedding.
+    pub embedding: Embedding,
+    /// `W2 [dim, num_sets]`, `b2`.
+    pub output: Linear,
+}
+
+fn ids(v: &[u32], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), device)
+}
+
+/// Binary cross-entropy on logits per element, in the stable form `max(z,0) - z·y + log(1 + e^-|z|)`.
+pub fn bce_with_logits(z: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
+    let soft = z.clone().abs().neg().exp().log1p();
+    relu(z.clone()) - z * y + soft
+}
+
+impl Gene2VecNet {
+    /// Glorot-uniform init for both layers, as a Keras `Dense` stack would have it.
+    pub fn new(num_genes: usize, dim: usize, num_sets: usize, device: &Device) -> Self {
+        let a = (6.0 / (num_genes + dim) as f64).sqrt();
+        Self {
+            embedding: EmbeddingConfig::new(num_genes, dim).with_initializer(Initializer::Uniform { min: -a, max: a }).init(device),
+            output: LinearConfig::new(dim, num_sets).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device),
+        }
+    }
+
+    /// Pre-activation hidden vectors `[n, dim]` (the embeddings).
+    pub fn hidden(&self, genes: Tensor<1, Int>) -> Tensor<2> {
+        self.embedding.weight.val().select(0, genes)
+    }
+
+    /// Gene-set logits `[n, num_sets]`.
+    pub fn logits(&self, genes: Tensor<1, Int>) -> Tensor<2> {
+        self.output.forward(relu(self.hidden(genes)))
+    }
+}
+
+/// A trained Gene2Vec model.
+pub struct Gene2Vec {
+    pub config: Gene2VecConfig,
+    pub num_genes: usize,
+    pub num_sets: usize,
+    /// Mean training loss per epoch.
+    pub losses: Vec<f64>,
+    model: Gene2VecNet,
+    device: Device,
+}
+
+impl Gene2Vec {
+    /// Trains on memberships `pairs` (gene, set): every (gene, set) cell is a target, 1 for a
+    /// membership, 0 otherwise, except the cells in `masked` (held out: no loss at all).
+    /// `on_epoch(epoch, mean loss)` after each epoch.
+    pub fn fit(num_genes: usize, num_sets: usize, pairs: &[(u32, u32)], masked: &[(u32, u32)], cfg: Gene2VecConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64)) -> Result<Self> {
+        if num_genes == 0 || num_sets == 0 || pairs.is_empty() {
+            return Err(Error::Input("no gene-set memberships to train on".into()));
+        }
+        if cfg.dim == 0 || cfg.batch_size == 0 || !(cfg.lr > 0.0) {
+            return Err(Error::Input("dim and batch size must be ≥ 1 and the learning rate positive".into()));
+        }
+        if let Some(&(g, s)) = pairs.iter().chain(masked).find(|&&(g, s)| g as usize >= num_genes || s as usize >= num_sets) {
+            return Err(Error::Input(format!("membership ({g}, {s}) out of range {num_genes} genes × {num_sets} sets")));
+        }
+        let (mut sets_of, mut masked_of) = (vec![Vec::new(); num_genes], vec![Vec::new(); num_genes]);
+        for &(g, s) in pairs {
+            sets_of[g as usize].push(s);
+        }
+        for &(g, s) in masked {
+            masked_of[g as usize].push(s);
+        }
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        device.seed(cfg.seed);
+        let ad = device.clone().autodiff();
+        let mut model = Gene2VecNet::new(num_genes, cfg.dim, num_sets, &ad);
+        let mut adam = AdamConfig::new();
+        if cfg.weight_decay > 0.0 {
+            adam = adam.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(cfg.weight_decay as f32)));
+        }
+        let mut opt = adam.init();
+        let mut order: Vec<u32> = (0..num_genes as u32).collect();
+        let mut losses = Vec::new();
+        for epoch in 1..=cfg.epochs {
+            order.shuffle(&mut rng);
+            let (mut sum, mut batches) = (0.0, 0);
+            for chunk in order.chunks(cfg.batch_size) {
+                let mut y = vec![0f32; chunk.len() * num_sets];
+                let mut w = vec![1f32; chunk.len() * num_sets];
+                for (r, &g) in chunk.iter().enumerate() {
+                    for &s in &sets_of[g as usize] {
+                        y[r * num_sets + s as usize] = 1.0;
+                    }
+                    for &s in &masked_of[g as usize] {
+                        w[r * num_sets + s as usize] = 0.0;
+                    }
+                }
+                let cells: f32 = w.iter().sum();
+                let y = Tensor::<2>::from_data(TensorData::new(y, [chunk.len(), num_sets]), &ad);
+                let w = Tensor::<2>::from_data(TensorData::new(w, [chunk.len(), num_sets]), &ad);
+                let loss = (bce_with_logits(model.logits(ids(chunk, &ad)), y) * w).sum().div_scalar(cells.max(1.0));
+                sum += loss.clone().into_scalar::<f32>() as f64;
+                batches += 1;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = opt.step(cfg.lr, model, grads);
+            }
+            let mean = sum / batches as f64;
+            losses.push(mean);
+            on_epoch(epoch, mean);
+        }
+        Ok(Self { config: cfg, num_genes, num_sets, losses, model: model.valid(), device: ad })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    /// The embedding table `[num_genes, dim]`, row-major.
+    pub fn embeddings(&self) -> Vec<f32> {
+        crate::to_vec(self.model.embedding.weight.val())
+    }
+
+    fn check(&self, genes: &[u32]) {
+        assert!(genes.iter().all(|&g| (g as usize) < self.num_genes), "gene id out of range");
+    }
+
+    /// burn's embeddings of `genes` `[n, dim]` (what the export's `embedding` reproduces).
+    pub fn embed(&self, genes: &[u32]) -> Vec<f32> {
+        self.check(genes);
+        crate::to_vec(self.model.hidden(ids(genes, &self.device)))
+    }
+
+    /// burn's gene-set probabilities `[n, num_sets]` (the export's `gene_sets`).
+    pub fn predict(&self, genes: &[u32]) -> Vec<f32> {
+        self.check(genes);
+        crate::to_vec(sigmoid(self.model.logits(ids(genes, &self.device))))
+    }
+
+    /// ONNX: `gene` int64 `[batch]` → `embedding` `[batch, dim]`, `gene_sets` `[batch, num_sets]`.
+    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
+        let mut b = GraphBuilder::new("gene2vec");
+        let gene = b.input("gene", Elem::I64, &[Dim::from("batch")]);
+        let table = b.init_f32("embedding_table", &[self.num_genes, self.dim()], self.embeddings());
+        b.node_to("Gather", &[&table, &gene], &["embedding"], &[("axis", Attr::Int(0))]);
+        let a = b.op1("Relu", "embedding");
+        let z = crate::gene::export_linear(&mut b, &a, "output", &self.model.output);
+        b.node_to("Sigmoid", &[&z], &["gene_sets"], &[]);
+        b.output("embedding", Elem::F32, &[Dim::from("batch"), Dim::from(self.dim())]);
+        b.output("gene_sets", Elem::F32, &[Dim::from("batch"), Dim::from(self.num_sets)]);
+        b.finish("bioedge-train", metadata)
+    }
+}
+
+/// word2vec text format: `N D`, then `name v1 … vD` per row (whitespace in a name becomes `_`).
+pub fn word2vec_text(table: &[f32], dim: usize, names: &[String]) -> String {
+    let mut s = format!("{} {}\n", names.len(), dim);
+    for (i, name) in names.iter().enumerate() {
+        s.push_str(&name.split_whitespace().collect::<Vec<_>>().join("_"));
+        for v in &table[i * dim..(i + 1) * dim] {
+            s.push(' ');
+            s.push_str(&v.to_string());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A split of the memberships for evaluation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Split {
+    pub train: Vec<(u32, u32)>,
+    /// Held-out memberships: masked in training, the positives of the evaluation.
+    pub held: Vec<(u32, u32)>,
+    /// Non-memberships of held-out genes, masked in training too: the negatives of the
+    /// membership-recovery evaluation (trained zeros would be an unfair comparison).
+    pub held_negatives: Vec<(u32, u32)>,
+}
+
+impl Split {
+    /// Cells without a loss: held-out memberships and negatives.
+    pub fn masked(&self) -> Vec<(u32, u32)> {
+        self.held.iter().chain(&self.held_negatives).copied().collect()
+    }
+}
+
+/// Holds out about `fraction` of the memberships, drawn at random (seeded), while the gene
+/// keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out: they
+/// would have no training signal). Each held-out gene also gets `negatives` masked
+/// non-member sets per held-out membership (fewer when it has fewer). Lists sorted.
+pub fn holdout(pairs: &[(u32, u32)], num_sets: usize, fraction: f64, negatives: usize, seed: u64) -> Split {
+    let ng = pairs.iter().map(|p| p.0 as usize + 1).max().unwrap_or(0);
+    let (mut per_gene, mut per_set) = (vec![0usize; ng], vec![0usize; num_sets]);
+    for &(g, s) in pairs {
+        per_gene[g as usize] += 1;
+        per_set[s as usize] += 1;
+    }
+    let target = (fraction.clamp(0.0, 1.0) * pairs.len() as f64).round() as usize;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.shuffle(&mut rng);
+    let mut held_mask = vec![false; pairs.len()];
+    let mut held = 0;
+    for i in order {
+        if held == target {
+            break;
+        }
+        let (g, s) = (pairs[i].0 as usize, pairs[i].1 as usize);
+        if per_gene[g] >= 2 && per_set[s] >= 3 {
+            per_gene[g] -= 1;
+            per_set[s] -= 1;
+            held_mask[i] = true;
+            held += 1;
+        }
+    }
+    let pick = |want: bool| -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = pairs.iter().zip(&held_mask).filter(|(_, h)| **h == want).map(|(p, _)| *p).collect();
+        v.sort_unstable();
+        v
+    };
+    let (train, held) = (pick(false), pick(true));
+    let mut sets_of: BTreeMap<u32, (Vec<u32>, usize)> = BTreeMap::new();
+    for &(g, _) in &held {
+        sets_of.entry(g).or_default().1 += 1;
+    }
+    for &(g, s) in pairs {
+        if let Some(e) = sets_of.get_mut(&g) {
+            e.0.push(s);
+        }
+    }
+    let mut held_negatives = Vec::new();
+    for (g, (member, h)) in sets_of {
+        let mut other: Vec<u32> = (0..num_sets as u32).filter(|s| !member.contains(s)).collect();
+        other.shuffle(&mut rng);
+        other.truncate(negatives * h);
+        other.sort_unstable();
+        held_negatives.extend(other.into_iter().map(|s| (g, s)));
+    }
+    Split { train, held, held_negatives }
+}
+
+/// Rows scaled to unit length (a zero row stays zero: cosine 0 with everything).
+pub fn normalize_rows(x: &[f32], dim: usize) -> Vec<f32> {
+    let mut y = x.to_vec();
+    for r in y.chunks_mut(dim) {
+        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if n > 0.0 {
+            r.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+    y
+}
+
+fn dot(u: &[f32], a: usize, b: usize, d: usize) -> f64 {
+    u[a * d..(a + 1) * d].iter().zip(&u[b * d..(b + 1) * d]).map(|(x, y)| (*x as f64) * (*y as f64)).sum()
+}
+
+/// Members of each set.
+fn members(pairs: &[(u32, u32)], num_sets: usize) -> Vec<Vec<u32>> {
+    let mut m = vec![Vec::new(); num_sets];
+    for &(g, s) in pairs {
+        m[s as usize].push(g);
+    }
+    m
+}
+
+/// Cosine similarity of gene pairs sharing a set vs random gene pairs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PairStats {
+    pub member_pairs: usize,
+    pub member_mean_cosine: f64,
+    pub random_pairs: usize,
+    pub random_mean_cosine: f64,
+    /// member mean ÷ random mean (Gene2Vec's figure; unstable when the random mean is near 0).
+    pub ratio: f64,
+    /// ROC-AUC of cosine: member pairs vs random pairs.
+    pub auc: f64,
+}
+
+fn pair_stats(member: &[f64], random: &[f64]) -> PairStats {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (m, r) = (mean(member), mean(random));
+    let scores: Vec<f64> = member.iter().chain(random).copied().collect();
+    let pos: Vec<bool> = (0..scores.len()).map(|i| i < member.len()).collect();
+    PairStats { member_pairs: member.len(), member_mean_cosine: m, random_pairs: random.len(), random_mean_cosine: r, ratio: m / r, auc: roc_auc(&scores, &pos) }
+}
+
+/// Held-out membership recovery from predicted set probabilities, on masked cells only.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    /// Genes with a held-out membership, those memberships, and their masked non-memberships.
+    pub genes: usize,
+    pub memberships: usize,
+    pub negatives: usize,
+    /// ROC-AUC of the probabilities: held-out memberships vs masked non-memberships.
+    pub auc: f64,
+    /// Fraction of held-out memberships ranked in the top k of their gene's masked cells.
+    pub recall_at: BTreeMap<usize, f64>,
+    /// What a random ranking would score.
+    pub chance_recall_at: BTreeMap<usize, f64>,
+    /// The AUC when sets are ranked by training size alone (a baseline).
+    pub set_size_auc: f64,
+}
+
+/// All the quality numbers of one embedding.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evaluation {
+    /// Held-out memberships `(g, S)`: `g` paired with every training member of `S`.
+    pub held_out: PairStats,
+    /// Training memberships: every pair of training members of a set (sampled above a cap).
+    pub training: PairStats,
+    /// The same two on post-ReLU hidden vectors, for reference.
+    pub held_out_relu: PairStats,
+    pub training_relu: PairStats,
+    pub recovery: Recovery,
+}
+
+const RANDOM_PAIRS: usize = 100_000;
+const MAX_TRAIN_PAIRS: usize = 1_000_000;
+
+/// Scores embeddings `table [num_genes, dim]` and set probabilities `probs [num_genes, num_sets]`
+/// against the split memberships; random pairs and pair subsamples are drawn with `seed`.
+pub fn evaluate(table: &[f32], dim: usize, probs: &[f32], num_sets: usize, split: &Split, seed: u64) -> Evaluation {
+    let (train, held) = (&split.train, &split.held);
+    let n = table.len() / dim;
+    let tm = members(train, num_sets);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e2e_7ec0);
+    let random: Vec<(usize, usize)> = if n < 2 {
+        Vec::new()
+    } else {
+        (0..RANDOM_PAIRS)
+            .map(|_| {
+                let a = rng.random_range(0..n);
+                let mut b = rng.random_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                (a, b)
+            })
+            .collect()
+    };
+    let held_pairs: Vec<(usize, usize)> = held.iter().flat_map(|&(g, s)| tm[s as usize].iter().filter(move |&&h| h != g).map(move |&h| (g as usize, h as usize))).collect();
+    let total: usize = tm.iter().map(|m| m.len() * m.len().saturating_sub(1) / 2).sum();
+    let train_pairs: Vec<(usize, usize)> = if total <= MAX_TRAIN_PAIRS {
+        tm.iter().flat_map(|m| (0..m.len()).flat_map(move |i| (i + 1..m.len()).map(move |j| (m[i] as usize, m[j] as usize)))).collect()
+    } else {
+        // uniform over all within-set pairs: a set by its pair count, then two distinct members
+        let w: Vec<f64> = tm.iter().map(|m| (m.len() * m.len().saturating_sub(1) / 2) as f64).collect();
+        let table = crate::node2vec::AliasTable::new(&w);
+        (0..MAX_TRAIN_PAIRS)
+            .map(|_| {
+                let m = &tm[table.sample(&mut rng)];
+                let a = rng.random_range(0..m.len());
+                let mut b = rng.random_range(0..m.len() - 1);
+                if b >= a {
+                    b += 1;
+                }
+                (m[a] as usize, m[b] as usize)
+            })
+            .collect()
+    };
+    let stats = |x: &[f32]| {
+        let u = normalize_rows(x, dim);
+        let cos = |p: &[(usize, usize)]| -> Vec<f64> { p.iter().map(|&(a, b)| dot(&u, a, b, dim)).collect() };
+        let r = cos(&random);
+        (pair_stats(&cos(&held_pairs), &r), pair_stats(&cos(&train_pairs), &r))
+    };
+    let (held_out, training) = stats(table);
+    let relu_table: Vec<f32> = table.iter().map(|v| v.max(0.0)).collect();
+    let (held_out_relu, training_relu) = stats(&relu_table);
+    Evaluation { held_out, training, held_out_relu, training_relu, recovery: recovery(probs, num_sets, train, split) }
+}
+
+fn recovery(probs: &[f32], k: usize, train: &[(u32, u32)], split: &Split) -> Recovery {
+    let mut size = vec![0f64; k];
+    for &(_, s) in train {
+        size[s as usize] += 1.0;
+    }
+    // per held-out gene: its masked cells (held-out memberships and negatives)
+    let mut by_gene: BTreeMap<u32, Vec<(u32, bool)>> = BTreeMap::new();
+    for (list, pos) in [(&split.held, true), (&split.held_negatives, false)] {
+        for &(g, s) in list {
+            by_gene.entry(g).or_default().push((s, pos));
+        }
+    }
+    let ks = [1usize, 3, 5];
+    let (mut hits, mut chance) = ([0f64; 3], [0f64; 3]);
+    let (mut scores, mut base, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+    for (&g, cells) in &by_gene {
+        let row = &probs[g as usize * k..(g as usize + 1) * k];
+        let mut cand = cells.clone();
+        cand.sort_by(|a, b| row[b.0 as usize].total_cmp(&row[a.0 as usize]));
+        let c = cand.len() as f64;
+        for (r, &(s, p)) in cand.iter().enumerate() {
+            scores.push(row[s as usize] as f64);
+            base.push(size[s as usize]);
+            pos.push(p);
+            for (i, &kk) in ks.iter().enumerate() {
+                if p {
+                    hits[i] += (r < kk) as usize as f64;
+                    chance[i] += (kk as f64).min(c) / c;
+                }
+            }
+        }
+    }
+    let m = split.held.len().max(1) as f64;
+    Recovery {
+        genes: by_gene.len(),
+        memberships: split.held.len(),
+        negatives: split.held_negatives.len(),
+        auc: roc_auc(&scores, &pos),
+        recall_at: ks.iter().zip(hits).map(|(&kk, h)| (kk, h / m)).collect(),
+        chance_recall_at: ks.iter().zip(chance).map(|(&kk, h)| (kk, h / m)).collect(),
+        set_size_auc: roc_auc(&base, &pos),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_bce_matches_the_formula() {
+        let d = Device::flex();
+        let z = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 2.0, -3.0, 80.0, -80.0, 0.5], [2, 3]), &d);
+        let y = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 1.0, 0.0, 0.0], [2, 3]), &d);
+        let got = bce_with_logits(z, y).mean().into_scalar::<f32>() as f64;
+        let naive = |z: f64, y: f64| -(y * (1.0 / (1.0 + (-z).exp())).ln() + (1.0 - y) * (1.0 - 1.0 / (1.0 + (-z).exp())).ln());
+        // ±80 overflow the naive form in f32 but not the stable one; their terms are ~0
+        let want = (naive(0.0, 1.0) + naive(2.0, 0.0) + naive(-3.0, 1.0) + 0.0 + 0.0 + naive(0.5, 0.0)) / 6.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn holdout_keeps_a_training_membership_per_gene() {
+        // gene g in sets 0..=(g % 4); 40 genes, 6 sets
+        let pairs: Vec<(u32, u32)> = (0..40u32).flat_map(|g| (0..=(g % 4)).map(move |s| (g, s))).collect();
+        let sp = holdout(&pairs, 6, 0.3, 1, 1);
+        assert_eq!(sp.train.len() + sp.held.len(), pairs.len());
+        assert_eq!(sp.held.len(), (0.3 * pairs.len() as f64).round() as usize);
+        for &(g, _) in &sp.held {
+            assert!(sp.train.iter().any(|p| p.0 == g), "gene {g} lost all training memberships");
+        }
+        // one masked negative per held-out membership, fewer when the gene has fewer non-member sets
+        assert!(sp.held_negatives.len() <= sp.held.len() && sp.held_negatives.len() >= sp.held.len() * 3 / 4);
+        assert!(sp.held_negatives.iter().all(|c| !pairs.contains(c) && sp.held.iter().any(|h| h.0 == c.0)));
+        assert_eq!(sp.masked().len(), sp.held.len() + sp.held_negatives.len());
+        assert_eq!(holdout(&pairs, 6, 0.3, 1, 1), sp);
+        assert_ne!(holdout(&pairs, 6, 0.3, 1, 2).held, sp.held);
+        // asking for too much: stops where every gene has one training membership left
+        let sp = holdout(&pairs, 6, 0.9, 100, 1);
+        assert_eq!(sp.train.len(), 40);
+        assert_eq!(sp.held.len(), pairs.len() - 40);
+        assert_eq!(sp.held.len() + sp.held_negatives.len(), 30 * 5);
+        assert_eq!(holdout(&pairs, 6, 0.0, 1, 1).held.len(), 0);
+    }
+
+    /// Two blocks of genes with disjoint sets: one set per block is held out for some genes.
+    #[test]
+    fn learns_sets_and_scores_held_out_pairs() {
+        // genes 0..30 in sets 0,1,2 (each gene in two of them), genes 30..60 in sets 3,4,5
+        let mut pairs = Vec::new();
+        for g in 0..60u32 {
+            let base = if g < 30 { 0 } else { 3 };
+            pairs.push((g, base + g % 3));
+            pairs.push((g, base + (g + 1) % 3));
+        }
+        pairs.sort();
+        let sp = holdout(&pairs, 6, 0.2, 2, 0);
+        let (train, held) = (sp.train.clone(), sp.held.clone());
+        assert!(!held.is_empty());
+        let cfg = Gene2VecConfig { dim: 32, epochs: 150, batch_size: 16, lr: 0.01, ..Default::default() };
+        let m = Gene2Vec::fit(60, 6, &train, &sp.masked(), cfg, &Device::flex(), &mut |_, _| {}).unwrap();
+        assert!(m.losses.last().unwrap() < &(m.losses[0] * 0.5), "{:?}", m.losses);
+        let all: Vec<u32> = (0..60).collect();
+        let (x, p) = (m.embeddings(), m.predict(&all));
+        assert_eq!(m.embed(&[5, 0]), [&x[160..192], &x[0..32]].concat());
+        assert_eq!(p.len(), 60 * 6);
+        // training memberships are predicted
+        let fit = train.iter().filter(|&&(g, s)| p[g as usize * 6 + s as usize] > 0.5).count();
+        assert_eq!(fit, train.len());
+        let e = evaluate(&x, 32, &p, 6, &sp, 0);
+        assert!(e.training.auc > 0.65 && e.training.ratio > 1.5, "{e:?}");
+        assert!(e.held_out.member_mean_cosine > e.held_out.random_mean_cosine);
+        assert_eq!(e.recovery.memberships, held.len());
+        // a held-out set is one of the block's other two sets
+        assert!(e.recovery.auc > 0.6 && e.recovery.recall_at[&1] > e.recovery.chance_recall_at[&1], "{:?}", e.recovery);
+        let graph = m.export(vec![]).graph.unwrap();
+        let ops: Vec<&str> = graph.node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+        assert_eq!(ops, ["Gather", "Relu", "MatMul", "Add", "Sigmoid"]);
+        let txt = word2vec_text(&x, 32, &(0..60).map(|i| format!("g {i}")).collect::<Vec<_>>());
+        let lines: Vec<&str> = txt.lines().collect();
+        assert_eq!((lines[0], lines.len()), ("60 32", 61));
+        assert!(lines[1].starts_with("g_0 ") && lines[1].split(" ").count() == 33);
+    }
+
+    #[test]
+    fn rejects_bad_inputs() {
+        let d = Device::flex();
+        assert!(Gene2Vec::fit(3, 2, &[], &[], Gene2VecConfig::default(), &d, &mut |_, _| {}).is_err());
+        assert!(Gene2Vec::fit(3, 2, &[(3, 0)], &[], Gene2VecConfig::default(), &d, &mut |_, _| {}).is_err());
+        let cfg = Gene2VecConfig { dim: 0, ..Default::default() };
+        assert!(Gene2Vec::fit(3, 2, &[(0, 0)], &[], cfg, &d, &mut |_, _| {}).is_err());
+    }
+}

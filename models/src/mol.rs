@@ -1,0 +1,328 @@
+//! DeepChem's GraphConv model for molecules: GraphConv (per-degree weights) → batch norm →
+//! GraphPool (max over self and neighbours), twice; dense → batch norm → GraphGather (per-molecule
+//! sum and max, tanh) → one logit per task. A batch is many molecules in one disjoint graph with a
+//! `membership` vector. The ONNX export sits beside the forward.
+
+use burn::module::Param;
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::{relu, sigmoid, tanh};
+use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use onnx_format::pb::ModelProto;
+use serde::{Deserialize, Serialize};
+
+/// Atoms of degree 0..=MAX_DEGREE have their own weights (higher degrees use the last set).
+pub const MAX_DEGREE: usize = 10;
+const DEGREES: usize = MAX_DEGREE + 1;
+
+pub const INPUT_FEATURES: &str = "atom_features";
+pub const INPUT_EDGES: &str = "edge_index";
+pub const INPUT_MEMBERSHIP: &str = "membership";
+pub const INPUT_SIZES: &str = "molecule_sizes";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MolGcnConfig {
+    /// Graph convolution widths (DeepChem: [64, 64]).
+    pub conv: Vec<usize>,
+    /// Dense layer before the gather (DeepChem: 128).
+    pub dense: usize,
+    pub dropout: f64,
+}
+
+impl Default for MolGcnConfig {
+    fn default() -> Self {
+        Self { conv: vec![64, 64], dense: 128, dropout: 0.1 }
+    }
+}
+
+/// One batch of molecules as a disjoint graph (edges in both directions).
+#[derive(Debug, Clone)]
+pub struct MolTensors {
+    pub x: Tensor<2>,
+    pub src: Tensor<1, Int>,
+    pub dst: Tensor<1, Int>,
+    pub membership: Tensor<1, Int>,
+    pub num_molecules: usize,
+}
+
+impl MolTensors {
+    /// From host arrays: `x [atoms, F]` row-major, directed edges, atom → molecule.
+    pub fn new(x: &[f32], features: usize, src: &[i64], dst: &[i64], membership: &[i64], num_molecules: usize, device: &Device) -> Self {
+        let n = membership.len();
+        let i = |v: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        Self {
+            x: Tensor::from_data(TensorData::new(x.to_vec(), [n, features]), device),
+            src: i(src),
+            dst: i(dst),
+            membership: i(membership),
+            num_molecules,
+        }
+    }
+
+    /// One-hot of each atom's degree (edges counted at their target), clipped to MAX_DEGREE: `[N, 11]`.
+    fn degree_onehot(&self) -> Tensor<2> {
+        let n = self.x.dims()[0];
+        let device = self.x.device();
+        let e = self.dst.dims()[0];
+        let deg = Tensor::<1>::zeros([n], &device).select_assign(0, self.dst.clone(), Tensor::ones([e], &device), IndexingUpdateOp::Add);
+        let deg = deg.clamp_max(MAX_DEGREE as f32).unsqueeze_dim::<2>(1).expand([n, DEGREES]);
+        let range = Tensor::<1, Int>::arange(0..DEGREES as i64, &device).float().unsqueeze_dim::<2>(0).expand([n, DEGREES]);
+        deg.equal(range).float()
+    }
+}
+
+/// `out[dst] += h[src]`.
+fn neighbour_sum(h: Tensor<2>, src: &Tensor<1, Int>, dst: &Tensor<1, Int>) -> Tensor<2> {
+    let [n, c] = h.dims();
+    let m = h.select(0, src.clone());
+    Tensor::zeros([n, c], &m.device()).select_assign(0, dst.clone(), m, IndexingUpdateOp::Add)
+}
+
+/// Segment max of `vals [E, C]` into `rows` rows at `idx`, starting from `init [rows, C]`, with
+/// gradients through the arg-max elements (ties share). burn's scatter-max backward is wrong with
+/// duplicate indices, so the max is detached and the gradient goes through a mask + scatter-add.
+fn segment_max(init: Tensor<2>, init_grad: Option<Tensor<2>>, vals: Tensor<2>, idx: &Tensor<1, Int>) -> Tensor<2> {
+    let m = init.clone().detach().select_assign(0, idx.clone(), vals.clone().detach(), IndexingUpdateOp::Max);
+    let mask = vals.clone().detach().equal(m.clone().select(0, idx.clone())).float();
+    let zeros = Tensor::<2>::zeros(m.dims(), &m.device());
+    let mut num = zeros.clone().select_assign(0, idx.clone(), vals * mask.clone(), IndexingUpdateOp::Add);
+    let mut cnt = zeros.select_assign(0, idx.clone(), mask, IndexingUpdateOp::Add);
+    if let Some(h) = init_grad {
+        let self_mask = h.clone().detach().equal(m).float();
+        num = num + h * self_mask.clone();
+        cnt = cnt + self_mask;
+    }
+    num / cnt.clamp_min(1.0)
+}
+
+/// DeepChem GraphConv: `relu(x W_self[d] + (Σ_neighbours x) W_rel[d] + b[d])` for an atom of degree d.
+#[derive(Module, Debug)]
+pub struct GraphConv {
+    /// `[in, 11·out]`: the per-degree weights side by side.
+    pub w_self: Param<Tensor<2>>,
+    pub w_rel: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+    out: usize,
+}
+
+impl GraphConv {
+    fn new(d_in: usize, out: usize, device: &Device) -> Self {
+        let init = Initializer::XavierUniform { gain: 1.0 };
+        Self {
+            w_self: init.init_with([d_in, DEGREES * out], Some(d_in), Some(out), device),
+            w_rel: init.init_with([d_in, DEGREES * out], Some(d_in), Some(out), device),
+            bias: Param::from_tensor(Tensor::zeros([DEGREES * out], device)),
+            out,
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>, g: &MolTensors, onehot: &Tensor<2>) -> Tensor<2> {
+        let n = x.dims()[0];
+        let nb = neighbour_sum(x.clone(), &g.src, &g.dst);
+        let s = x.matmul(self.w_self.val()) + nb.matmul(self.w_rel.val()) + self.bias.val().unsqueeze_dim::<2>(0);
+        let s = s.reshape([n, DEGREES, self.out]) * onehot.clone().unsqueeze_dim::<3>(2);
+        relu(s.sum_dim(1).reshape([n, self.out]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MolGcn {
+    pub convs: Vec<GraphConv>,
+    pub norms: Vec<BatchNorm>,
+    pub dense: Linear,
+    pub dense_norm: BatchNorm,
+    pub out: Linear,
+    dropout: Dropout,
+}
+
+impl MolGcnConfig {
+    pub fn init(&self, features: usize, tasks: usize, device: &Device) -> MolGcn {
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        let mut d = features;
+        for &w in &self.conv {
+            convs.push(GraphConv::new(d, w, device));
+            norms.push(BatchNormConfig::new(w).with_epsilon(1e-3).init(device));
+            d = w;
+        }
+        MolGcn {
+            convs,
+            norms,
+            dense: LinearConfig::new(d, self.dense).init(device),
+            dense_norm: BatchNormConfig::new(self.dense).with_epsilon(1e-3).init(device),
+            out: LinearConfig::new(2 * self.dense, tasks).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+impl MolGcn {
+    /// Per-molecule task logits `[M, tasks]`.
+    pub fn forward(&self, g: &MolTensors) -> Tensor<2> {
+        let onehot = g.degree_onehot();
+        let mut h = g.x.clone();
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            h = self.dropout.forward(norm.forward(conv.forward(h, g, &onehot)));
+            // GraphPool: max over the atom and its neighbours
+            h = segment_max(h.clone(), Some(h.clone()), h.clone().select(0, g.src.clone()), &g.dst);
+        }
+        let h = self.dropout.forward(self.dense_norm.forward(relu(self.dense.forward(h))));
+        let c = h.dims()[1];
+        let device = h.device();
+        let sum = Tensor::<2>::zeros([g.num_molecules, c], &device).select_assign(0, g.membership.clone(), h.clone(), IndexingUpdateOp::Add);
+        let max = segment_max(Tensor::full([g.num_molecules, c], -1e30, &device), None, h, &g.membership);
+        self.out.forward(tanh(Tensor::cat(vec![sum, max], 1)))
+    }
+
+    pub fn predict_proba(&self, g: &MolTensors) -> Tensor<2> {
+        sigmoid(self.forward(g))
+    }
+
+    /// The same network as ONNX: inputs `atom_features [num_atoms, F]`, `edge_index [2, num_edges]`
+    /// (both directions), `membership [num_atoms]`, `molecule_sizes [num_molecules]` (its length sets
+    /// the number of molecules); outputs `logits` and `probabilities` `[num_molecules, tasks]`.
+    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
+        let f = self.convs[0].w_self.dims()[0];
+        let tasks = self.out.weight.dims()[1];
+        let mut b = GraphBuilder::new("mol_graphconv");
+        let x = b.input(INPUT_FEATURES, Elem::F32, &[Dim::from("num_atoms"), Dim::from(f)]);
+        let ei = b.input(INPUT_EDGES, Elem::I64, &[Dim::from(2usize), Dim::from("num_edges")]);
+        let mem = b.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
+        let sizes = b.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
+        let i0 = b.init_i64("row0", &[], vec![0]);
+        let i1 = b.init_i64("row1", &[], vec![1]);
+        let src = b.node("Gather", &[&ei, &i0], &[("axis", Attr::Int(0))]);
+        let dst = b.node("Gather", &[&ei, &i1], &[("axis", Attr::Int(0))]);
+        let ax1 = b.init_i64("axes1", &[1], vec![1]);
+        let dst_col = b.op2("Unsqueeze", &dst, &ax1);
+        let mem_col = b.op2("Unsqueeze", &mem, &ax1);
+        // degree one-hot [N, 11]
+        let xs = b.op1("Shape", &x);
+        let (s0, s1) = (b_const(&mut b, "s0", 0), b_const(&mut b, "s1", 1));
+        let n_shape = b.node("Slice", &[&xs, &s0, &s1], &[]);
+        let zeros_n = b.node("ConstantOfShape", &[&n_shape], &[("value", Attr::ScalarTensor(0.0))]);
+        let dshape = b.op1("Shape", &dst);
+        let ones_e = b.node("ConstantOfShape", &[&dshape], &[("value", Attr::ScalarTensor(1.0))]);
+        let deg = b.node("ScatterND", &[&zeros_n, &dst_col, &ones_e], &[("reduction", Attr::Str("add".into()))]);
+        let maxd = b.scalar("max_degree", MAX_DEGREE as f32);
+        let deg = b.op2("Min", &deg, &maxd);
+        let deg = b.op2("Unsqueeze", &deg, &ax1);
+        let range = b.init_f32("degrees", &[1, DEGREES], (0..DEGREES).map(|d| d as f32).collect());
+        let eq = b.op2("Equal", &deg, &range);
+        let onehot = b.node("Cast", &[&eq], &[("to", Attr::Int(1))]);
+        let ax2 = b.init_i64("axes2", &[1], vec![2]);
+        let onehot3 = b.op2("Unsqueeze", &onehot, &ax2);
+        let mut h = x;
+        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            let out = conv.out as i64;
+            let ws = b.init_f32(&format!("conv{i}.w_self"), &conv.w_self.dims(), crate::to_vec(conv.w_self.val()));
+            let wr = b.init_f32(&format!("conv{i}.w_rel"), &conv.w_rel.dims(), crate::to_vec(conv.w_rel.val()));
+            let bias = b.init_f32(&format!("conv{i}.bias"), &conv.bias.dims(), crate::to_vec(conv.bias.val()));
+            let gathered = b.node("Gather", &[&h, &src], &[("axis", Attr::Int(0))]);
+            let hs = b.op1("Shape", &h);
+            let z = b.node("ConstantOfShape", &[&hs], &[("value", Attr::ScalarTensor(0.0))]);
+            let nb = b.node("ScatterND", &[&z, &dst_col, &gathered], &[("reduction", Attr::Str("add".into()))]);
+            let s = b.op2("MatMul", &h, &ws);
+            let r = b.op2("MatMul", &nb, &wr);
+            let s = b.op2("Add", &s, &r);
+            let s = b.op2("Add", &s, &bias);
+            let shape3 = b.init_i64("shape_n_deg_out", &[3], vec![-1, DEGREES as i64, out]);
+            let s = b.op2("Reshape", &s, &shape3);
+            let s = b.op2("Mul", &s, &onehot3);
+            let s = b.node("ReduceSum", &[&s, &ax1], &[("keepdims", Attr::Int(0))]);
+            let s = b.op1("Relu", &s);
+            h = export_norm(&mut b, &s, &format!("norm{i}"), norm);
+            // GraphPool
+            let nbv = b.node("Gather", &[&h, &src], &[("axis", Attr::Int(0))]);
+            let sh = b.op1("Shape", &nbv);
+            let idx = b.op2("Expand", &dst_col, &sh);
+            h = b.node("ScatterElements", &[&h, &idx, &nbv], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))]);
+        }
+        let h = crate::gene::export_linear(&mut b, &h, "dense", &self.dense);
+        let h = b.op1("Relu", &h);
+        let h = export_norm(&mut b, &h, "dense_norm", &self.dense_norm);
+        // GraphGather: per-molecule sum and max
+        let c = self.dense.weight.dims()[1] as i64;
+        let m_shape = b.op1("Shape", &sizes);
+        let cdim = b.init_i64("dense_width", &[1], vec![c]);
+        let mc = b.node("Concat", &[&m_shape, &cdim], &[("axis", Attr::Int(0))]);
+        let zeros = b.node("ConstantOfShape", &[&mc], &[("value", Attr::ScalarTensor(0.0))]);
+        let sum = b.node("ScatterND", &[&zeros, &mem_col, &h], &[("reduction", Attr::Str("add".into()))]);
+        let neg = b.node("ConstantOfShape", &[&mc], &[("value", Attr::ScalarTensor(-1e30))]);
+        let hshape = b.op1("Shape", &h);
+        let midx = b.op2("Expand", &mem_col, &hshape);
+        let max = b.node("ScatterElements", &[&neg, &midx, &h], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))]);
+        let cat = b.node("Concat", &[&sum, &max], &[("axis", Attr::Int(1))]);
+        let t = b.op1("Tanh", &cat);
+        let logits = crate::gene::export_linear(&mut b, &t, "out", &self.out);
+        b.node_to("Identity", &[&logits], &["logits"], &[]);
+        b.node_to("Sigmoid", &[&logits], &["probabilities"], &[]);
+        b.output("logits", Elem::F32, &[Dim::from("num_molecules"), Dim::from(tasks)]);
+        b.output("probabilities", Elem::F32, &[Dim::from("num_molecules"), Dim::from(tasks)]);
+        b.finish("bioedge-train", metadata)
+    }
+}
+
+fn b_const(b: &mut GraphBuilder, name: &str, v: i64) -> String {
+    b.init_i64(name, &[1], vec![v])
+}
+
+/// Inference batch norm as `x · scale + shift`.
+fn export_norm(b: &mut GraphBuilder, x: &str, name: &str, n: &BatchNorm) -> String {
+    let gamma = crate::to_vec(n.gamma.val());
+    let beta = crate::to_vec(n.beta.val());
+    let mean = crate::to_vec(n.running_mean.value());
+    let var = crate::to_vec(n.running_var.value());
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + n.epsilon as f32).sqrt()).collect();
+    let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let s = b.init_f32(&format!("{name}.scale"), &[scale.len()], scale);
+    let t = b.init_f32(&format!("{name}.shift"), &[shift.len()], shift);
+    let y = b.op2("Mul", x, &s);
+    b.op2("Add", &y, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two molecules: a triangle with a tail (4 atoms) and a single atom.
+    fn batch(device: &Device) -> MolTensors {
+        let f = 6;
+        let x: Vec<f32> = (0..5 * f).map(|i| ((i * 37 % 11) as f32) / 11.0 - 0.3).collect();
+        let und = [(0, 1), (1, 2), (2, 0), (2, 3)];
+        let src: Vec<i64> = und.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let dst: Vec<i64> = und.iter().flat_map(|&(a, b)| [b, a]).collect();
+        MolTensors::new(&x, f, &src, &dst, &[0, 0, 0, 0, 1], 2, device)
+    }
+
+    #[test]
+    fn segment_max_matches_and_has_gradients() {
+        let device = Device::flex().autodiff();
+        let vals = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 5.0, 3.0, 5.0, 2.0, -1.0], [3, 2]), &device).require_grad();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 0, 1], [3]), &device);
+        let m = segment_max(Tensor::full([2, 2], -1e30, &device), None, vals.clone(), &idx);
+        assert_eq!(crate::to_vec(m.clone()), vec![3.0, 5.0, 2.0, -1.0]);
+        let g = m.sum().backward();
+        let gv = crate::to_vec(vals.grad(&g).unwrap());
+        // ties (5, 5) share the gradient
+        assert_eq!(gv, vec![0.0, 0.5, 1.0, 0.5, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn forward_shapes_and_molecule_independence() {
+        let device = Device::flex();
+        let m = MolGcnConfig::default().init(6, 3, &device);
+        let g = batch(&device);
+        let out = m.forward(&g);
+        assert_eq!(out.dims(), [2, 3]);
+        // the single atom alone gives the same output as inside the batch
+        let x1: Vec<f32> = crate::to_vec(g.x.clone().slice([4..5, 0..6]));
+        let alone = MolTensors::new(&x1, 6, &[], &[], &[0], 1, &device);
+        let a = crate::to_vec(m.forward(&alone));
+        let both = crate::to_vec(out);
+        for k in 0..3 {
+            assert!((a[k] - both[3 + k]).abs() < 1e-5, "{a:?} vs {both:?}");
+        }
+    }
+}

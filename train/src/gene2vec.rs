@@ -1,0 +1,202 @@
+//! `train gene2vec`: gene embeddings from gene sets (GMT). A seeded fraction of the (gene, set)
+//! memberships is held out, the encoder is trained on the rest, and the embeddings are scored on
+//! the held-out memberships (pair similarity and membership recovery). Exports a verified ONNX
+//! model (`gene` → `embedding`, `gene_sets`) and the table in word2vec text format.
+
+use crate::verify::{self, Parity};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use infer::data::gmt::{DuplicateSets, Memberships, read_gmts};
+use infer::runtime::Value;
+use models::gene2vec::{Evaluation, Gene2Vec, Gene2VecConfig, PairStats, Split, evaluate, holdout, word2vec_text};
+use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct Gene2VecArgs {
+    /// GMT files (MSigDB format); several are merged.
+    #[arg(long, num_args = 1.., required = true)]
+    pub gmt: Vec<PathBuf>,
+    /// A set name defined again with other genes in a later file: error, first (keep the first),
+    /// rename (`NAME@file`). Identical repeats are always merged.
+    #[arg(long, default_value = "error")]
+    pub duplicate_sets: DuplicateSets,
+    #[arg(long, default_value_t = 100)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Fraction of memberships held out for evaluation (0: train on all, no held-out scores).
+    #[arg(long, default_value_t = 0.1)]
+    pub holdout: f64,
+    /// Non-member sets of each held-out gene masked with it, per held-out membership: the
+    /// negatives of the membership-recovery score.
+    #[arg(long, default_value_t = 10)]
+    pub holdout_negatives: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The ONNX file; the word2vec text goes beside it with extension `.tsv`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1e-5)]
+    pub tolerance: f64,
+}
+
+fn put_pairs(m: &mut BTreeMap<String, f64>, key: &str, p: &PairStats) {
+    for (k, v) in [("mean_cosine", p.member_mean_cosine), ("random_mean_cosine", p.random_mean_cosine), ("cosine_ratio", p.ratio), ("auc", p.auc)] {
+        if v.is_finite() {
+            m.insert(format!("{key}_{k}"), v);
+        }
+    }
+}
+
+fn pairs_line(p: &PairStats) -> String {
+    format!("ratio {:.3} (mean cosine {:.4} vs random {:.4}), AUC {:.4}, {} pairs", p.ratio, p.member_mean_cosine, p.random_mean_cosine, p.auc, p.member_pairs)
+}
+
+pub fn run(a: &Gene2VecArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&a.holdout) {
+        bail!("--holdout {} must be in [0, 1)", a.holdout);
+    }
+    let (sets, report) = read_gmts(&a.gmt, a.duplicate_sets)?;
+    let data = Memberships::new(&sets);
+    let (n, k) = (data.num_genes(), data.num_sets());
+    let source = a.gmt.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let split: Split = holdout(&data.pairs, k, a.holdout, a.holdout_negatives, a.seed);
+    let (train, held) = (&split.train, &split.held);
+    let held_genes = {
+        let mut g: Vec<u32> = held.iter().map(|p| p.0).collect();
+        g.dedup();
+        g.len()
+    };
+    eprintln!(
+        "{source}: {k} gene sets, {n} genes, {} memberships ({} duplicate genes in a set, {} blank fields, {} repeated sets dropped, {} renamed); held out {} memberships of {held_genes} genes (seed {})",
+        data.pairs.len(), report.duplicate_genes, report.blank_fields, report.dropped_sets, report.renamed_sets, held.len(), a.seed
+    );
+    if a.holdout > 0.0 && held.len() < (a.holdout * data.pairs.len() as f64 * 0.99).floor() as usize {
+        eprintln!("note: only {} memberships could be held out (each gene keeps one training membership, each set two)", held.len());
+    }
+
+    let cfg = Gene2VecConfig { dim: a.dim, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed };
+    let device = crate::gene::device(&a.device)?;
+    let bar = ProgressBar::new(a.epochs as u64);
+    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
+    bar.set_prefix("gene2vec");
+    let t0 = std::time::Instant::now();
+    let m = Gene2Vec::fit(n, k, train, &split.masked(), cfg, &device, &mut |e, loss| {
+        bar.set_position(e as u64);
+        bar.set_message(format!("loss {loss:.4}"));
+    })?;
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let all: Vec<u32> = (0..n as u32).collect();
+    let table = m.embeddings();
+    let probs = m.predict(&all);
+    let e: Evaluation = evaluate(&table, a.dim, &probs, k, &split, a.seed);
+
+    // the export against burn: every gene in order, a shuffled draw with repeats, one gene
+    let draft = onnx_format::encode(&m.export(vec![]));
+    let mut parities: Vec<(String, &str, Parity)> = Vec::new();
+    let mut mixed: Vec<u32> = all.iter().chain(all.iter().take(n.min(7))).copied().collect();
+    mixed.shuffle(&mut StdRng::seed_from_u64(0));
+    for (label, ids) in [("all genes", all.clone()), ("shuffled with repeats", mixed), ("one gene", vec![(n - 1) as u32])] {
+        let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
+        for (output, expected) in [("embedding", m.embed(&ids)), ("gene_sets", m.predict(&ids))] {
+            let p = verify::check_values(&draft, &a.out, std::slice::from_ref(&input), ids.len(), output, &expected, a.tolerance)
+                .with_context(|| format!("parity of `{output}` on {label}"))?;
+            parities.push((label.to_string(), output, p));
+        }
+    }
+    let worst = |f: fn(&Parity) -> f64| parities.iter().map(|(_, _, p)| f(p)).fold(0.0, f64::max);
+    let (tract_diff, ort_diff) = (worst(|p| p.tract_max_abs_diff), worst(|p| p.ort_max_abs_diff));
+
+    let mut metrics = BTreeMap::new();
+    if !held.is_empty() {
+        put_pairs(&mut metrics, "heldout_pairs", &e.held_out);
+        put_pairs(&mut metrics, "relu_heldout_pairs", &e.held_out_relu);
+        let r = &e.recovery;
+        metrics.insert("heldout_membership_auc".into(), r.auc);
+        metrics.insert("heldout_membership_set_size_auc".into(), r.set_size_auc);
+        for (kk, v) in &r.recall_at {
+            metrics.insert(format!("heldout_membership_recall_at_{kk}"), *v);
+            metrics.insert(format!("heldout_membership_chance_recall_at_{kk}"), r.chance_recall_at[kk]);
+        }
+    }
+    put_pairs(&mut metrics, "train_pairs", &e.training);
+    put_pairs(&mut metrics, "relu_train_pairs", &e.training_relu);
+    if let Some(l) = m.losses.last() {
+        metrics.insert("final_train_loss".into(), *l);
+    }
+    metrics.insert("parity_tract_max_abs_diff".into(), tract_diff);
+    metrics.insert("parity_ort_max_abs_diff".into(), ort_diff);
+
+    let tsv = a.out.with_extension("tsv");
+    let card = ModelCard {
+        family: "gene2vec".into(),
+        version: CARD_VERSION.into(),
+        description: "Gene2Vec from gene sets: one-hot gene → hidden layer (the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy".into(),
+        inputs: vec![TensorSpec { name: "gene".into(), shape: vec!["batch".into()], dtype: "int64".into(), meaning: format!("gene ids in 0..{n}: positions in `genes`") }],
+        outputs: vec![
+            TensorSpec { name: "embedding".into(), shape: vec!["batch".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the gene's embedding: the hidden layer before ReLU (compare with cosine similarity)".into() },
+            TensorSpec { name: "gene_sets".into(), shape: vec!["batch".into(), k.to_string()], dtype: "float32".into(), meaning: "probability that the gene belongs to each set in `classes` (independent sigmoids)".into() },
+        ],
+        genes: data.genes.clone(),
+        classes: data.sets.clone(),
+        preprocessing: serde_json::json!({"description": "none: a gene id is its position in `genes` (symbols as in the GMT files, case kept)"}),
+        architecture: serde_json::json!({
+            "layers": "embedding table [genes, dim] (one-hot × W1 as a row lookup, no bias) → ReLU → linear [dim, sets] + bias → sigmoid",
+            "embedding": "pre-activation hidden vector (post-ReLU has exact zeros; its scores are kept as relu_* metrics)",
+            "num_genes": n, "num_sets": k, "dim": a.dim, "parameters": n * a.dim + a.dim * k + k, "config": m.config,
+        }),
+        training: serde_json::json!({
+            "gmt": source, "sets": k, "genes": n, "memberships": data.pairs.len(),
+            "set_sizes": sets.iter().map(|s| s.genes.len()).collect::<Vec<_>>(),
+            "reader": {"duplicate_genes_in_a_set": report.duplicate_genes, "blank_fields": report.blank_fields, "repeated_sets_dropped": report.dropped_sets, "renamed_sets": report.renamed_sets, "duplicate_set_policy": format!("{:?}", a.duplicate_sets)},
+            "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
+                "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
+            "loss": "mean binary cross-entropy on logits over genes × sets, minibatches of genes, Adam",
+            "loss_per_epoch": m.losses,
+            "evaluation": e,
+            "metric_definitions": {
+                "heldout_pairs": "for each held-out membership (g, S): g paired with every training member of S; cosine of embeddings; ratio = mean ÷ mean over 100000 random distinct gene pairs; auc = ROC-AUC of these pairs vs the random pairs",
+                "train_pairs": "every pair of training members of a set (sampled above 1e6 pairs), against the same random pairs",
+                "heldout_membership": "predicted set probabilities on the masked cells of held-out genes; auc = held-out memberships vs masked non-memberships; recall_at_k = held-out memberships in the top k of their gene's masked cells (chance_recall_at_k: a random ranking); set_size_auc ranks sets by training size alone",
+            },
+            "word2vec_text": tsv.file_name().map(|s| s.to_string_lossy().into_owned()),
+            "parity_cases": parities.iter().map(|(l, o, p)| serde_json::json!({"case": l, "output": o, "genes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
+            "device": a.device, "seconds": secs,
+        }),
+        metrics,
+        tools: crate::tool_versions(),
+    };
+    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
+    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    onnx_format::write_atomic(&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes()).with_context(|| format!("writing {}", tsv.display()))?;
+
+    println!("gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}", a.dim, a.epochs, m.losses.last().copied().unwrap_or(f64::NAN));
+    if !held.is_empty() {
+        println!("held-out member pairs: {}", pairs_line(&e.held_out));
+    }
+    println!("training member pairs: {}", pairs_line(&e.training));
+    if !held.is_empty() {
+        println!("post-ReLU (reference): held-out {}; training {}", pairs_line(&e.held_out_relu), pairs_line(&e.training_relu));
+        let r = &e.recovery;
+        println!(
+            "held-out membership recovery ({} memberships vs {} masked non-memberships of {} genes): AUC {:.4}, recall@1 {:.4}, recall@3 {:.4}, recall@5 {:.4} (chance {:.3}, {:.3}, {:.3}; set-size baseline AUC {:.4})",
+            r.memberships, r.negatives, r.genes, r.auc, r.recall_at[&1], r.recall_at[&3], r.recall_at[&5], r.chance_recall_at[&1], r.chance_recall_at[&3], r.chance_recall_at[&5], r.set_size_auc
+        );
+    }
+    println!("parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}", a.out.display(), tsv.display());
+    Ok(())
+}
