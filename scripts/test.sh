@@ -15,6 +15,9 @@ bash wasm/build.sh
 # the GPU backend must keep compiling even where there is no GPU
 cargo check --release -p train --features wgpu
 cargo check --release -p infer --features cuda
+# RDKit reference features for the featurizer agreement test (infer chem::tests::rdkit_agreement)
+export BIOEDGE_RDKIT_REF="$BIOEDGE_CACHE/tox21_rdkit_features.jsonl"
+"$BIOEDGE_PYTHON" tests/py/rdkit_features.py "$BIOEDGE_DATA/tox21/tox21.csv" "$BIOEDGE_RDKIT_REF"
 log="$BIOEDGE_CACHE/test.log"
 set +e
 cargo test --release --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$log"

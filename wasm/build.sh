@@ -9,7 +9,9 @@ source scripts/env.sh
 WEB=${BIOEDGE_WEB:-out/web}
 export PATH="$BIOEDGE_CACHE/wasm-bindgen/bin:$PATH"
 command -v wasm-bindgen >/dev/null || { echo "wasm-bindgen not found: run scripts/setup.sh" >&2; exit 1; }
-# own target dir: the wasm32 build does not compete with native builds for the lock
+# own target dir: the wasm32 build does not compete with native builds for the lock;
+# simd128 (all current browsers) switches on tract's wasm SIMD kernels
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:--C target-feature=+simd128}"
 WASM_TARGET="$BIOEDGE_CACHE/target-wasm"
 CARGO_TARGET_DIR="$WASM_TARGET" cargo build --release --target wasm32-unknown-unknown -p bioedge-wasm
 mkdir -p "$WEB/pkg"
@@ -25,14 +27,14 @@ fi
 # default model for the page
 model=${BIOEDGE_WEB_MODEL:-out/spot-small.onnx}
 if [ -f "$model" ]; then cp "$model" "$WEB/model.onnx"; else echo "build: no $model; the page will ask for a model file"; rm -f "$WEB/model.onnx"; fi
-# example image: a 2031×2031 px (7×7 spots of 290 px) full-resolution crop of HER2ST C2's tissue
-if [ ! -f "$WEB/example.jpg" ]; then
+# example image: a 3482×3192 px full-resolution crop of HER2ST C2 (tissue edge; 12×11 spots of 290 px)
+if [ ! -f "$WEB/example.jpg" ] || [ wasm/build.sh -nt "$WEB/example.jpg" ]; then
   "$BIOEDGE_PYTHON" - "$BIOEDGE_DATA/her2st/C2/5714_HE_BT_C2.jpg" "$WEB/example.jpg" <<'PY'
 import sys
 from PIL import Image
 Image.MAX_IMAGE_PIXELS = None
 src, dst = sys.argv[1:]
-Image.open(src).convert("RGB").crop((4450, 4900, 4450 + 2031, 4900 + 2031)).save(dst + ".tmp.jpg", quality=90)
+Image.open(src).convert("RGB").crop((4650, 3250, 4650 + 3482, 3250 + 3192)).save(dst + ".tmp.jpg", quality=85)
 import os; os.replace(dst + ".tmp.jpg", dst)
 PY
 fi

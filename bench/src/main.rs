@@ -60,6 +60,14 @@ enum Cmd {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// `infer mol` throughput (featurize + predict) on a SMILES table: tract vs ONNX Runtime.
+    Mol {
+        model: PathBuf,
+        #[arg(long, default_value = "../shared/data/tox21/tox21.csv")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
     /// ScatterND vs dense message passing for the gene GCN.
     MessagePassing {
         #[arg(long, default_value = "128,512,2000,4000")]
@@ -259,8 +267,37 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
     Ok(())
 }
 
+fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
+    let t = infer::mol::Table::read(data)?;
+    let c = infer::mol::smiles_column(&t, None, data)?;
+    let smiles: Vec<String> = (0..t.rows.len()).map(|r| t.get(r, c).to_string()).collect();
+    let card = infer::read_card(model)?;
+    let t0 = Instant::now();
+    let (ok, bad) = infer::mol::featurize_rows(&smiles);
+    let feat_s = t0.elapsed().as_secs_f64();
+    println!("{}: {} SMILES ({} rejected); batch {batch}; molecules/s over all rows, featurize + predict (higher is better)", data.display(), smiles.len(), bad.len());
+    println!("featurize only: {:.0} molecules/s ({} atoms)", smiles.len() as f64 / feat_s, ok.iter().map(|(_, g)| g.num_atoms).sum::<usize>());
+    println!("| runtime | molecules/s | vs tract |");
+    println!("|---|---|---|");
+    let mut tract_rate = 0.0;
+    for backend in [Backend::Tract, Backend::Ort] {
+        let mut s = Session::from_file(model, backend, &Options::default())?;
+        infer::mol::score(&mut s, &card.classes, &smiles[..batch.min(smiles.len())], batch)?; // warm-up
+        let t0 = Instant::now();
+        let scored = infer::mol::score(&mut s, &card.classes, &smiles, batch)?;
+        let rate = smiles.len() as f64 / t0.elapsed().as_secs_f64();
+        if backend == Backend::Tract {
+            tract_rate = rate;
+        }
+        println!("| {} | {rate:.0} | {:.2}× |", s.provider, rate / tract_rate);
+        assert_eq!(scored.num_scored(), ok.len());
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Mol { model, data, batch } => mol_bench(&model, &data, batch),
         Cmd::TrainNodes { data, epochs, python } => train_nodes_bench(&data, epochs, python),
         Cmd::Nodes { models, data, large_nodes, seconds, python } => nodes_bench(&models, &data, large_nodes, seconds, python),
         Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),

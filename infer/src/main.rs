@@ -100,6 +100,22 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Gene embeddings (gene2vec): the genes most similar to a gene, or its predicted gene sets.
+    Genes {
+        #[arg(long)]
+        model: PathBuf,
+        /// Gene whose nearest genes (cosine similarity of embeddings) to list.
+        #[arg(long, required_unless_present = "sets")]
+        similar: Option<String>,
+        /// Gene whose predicted gene sets (probabilities) to list.
+        #[arg(long)]
+        sets: Option<String>,
+        /// How many to list (default 20 genes, 10 sets).
+        #[arg(long)]
+        top: Option<usize>,
+        #[arg(long, default_value = "tract")]
+        backend: Backend,
+    },
     /// Predicted expression over a whole histology image: at spot-file positions or on a grid over tissue.
     Slide {
         #[arg(long)]
@@ -161,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Nodes { model, features, edges, num_nodes, directed, backend, out } => nodes(model, features, edges, num_nodes, directed, backend, out),
+        Cmd::Genes { model, similar, sets, top, backend } => genes(&model, similar.as_deref(), sets.as_deref(), top, backend),
         Cmd::Predict { model, input, cls, label_column, backend, cuda, batch, out } => {
             let card = infer::read_card(&model)?;
             check_family(&card, &model)?;
@@ -240,6 +257,66 @@ fn mol(model: PathBuf, smiles: Vec<String>, input: Option<PathBuf>, smiles_colum
         "{} molecules scored, {} rejected, {:.0} molecules/s (featurize + predict, {}); wrote {}",
         scored.num_scored(), scored.errors.len(), smiles.len() as f64 / secs, session.provider, out.display()
     );
+    Ok(())
+}
+
+/// Nearest genes and predicted gene sets from an exported gene2vec model (no training files needed).
+fn genes(model: &std::path::Path, similar: Option<&str>, sets: Option<&str>, top: Option<usize>, backend: Backend) -> Result<()> {
+    use infer::data::gmt::find_gene;
+    use infer::runtime::Value;
+    let card = infer::read_card(model)?;
+    if card.family != "gene2vec" {
+        bail!("{}: model family `{}` is not a gene embedding (gene2vec)", model.display(), card.family);
+    }
+    let n = card.genes.len();
+    if n == 0 {
+        bail!("{}: the model card lists no genes", model.display());
+    }
+    let mut session = Session::from_file(model, backend, &Options::default())?;
+    let lookup = |name: &str| find_gene(name, &card.genes).with_context(|| model.display().to_string());
+    if let Some(name) = similar {
+        let i = lookup(name)?;
+        // every gene's embedding, in chunks
+        let mut x = Vec::new();
+        for lo in (0..n).step_by(1024) {
+            let ids: Vec<i64> = (lo as i64..(lo + 1024).min(n) as i64).collect();
+            x.extend(session.run_output(&[Value::i64(&[ids.len()], ids)], "embedding")?.into_f32()?);
+        }
+        if x.is_empty() || x.len() % n != 0 {
+            bail!("{}: `embedding` gave {} values for {n} genes", model.display(), x.len());
+        }
+        let d = x.len() / n;
+        let norm = |r: usize| x[r * d..(r + 1) * d].iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        let ni = norm(i);
+        let mut sims: Vec<(f64, usize)> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| {
+                let dot: f64 = x[i * d..(i + 1) * d].iter().zip(&x[j * d..(j + 1) * d]).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let den = ni * norm(j);
+                (if den > 0.0 { dot / den } else { 0.0 }, j)
+            })
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        println!("# genes nearest to {} by cosine similarity ({n} genes, dim {d}, {})", card.genes[i], session.provider);
+        println!("rank	gene	cosine");
+        for (r, (c, j)) in sims.iter().take(top.unwrap_or(20)).enumerate() {
+            println!("{}	{}	{c:.4}", r + 1, card.genes[*j]);
+        }
+    }
+    if let Some(name) = sets {
+        let i = lookup(name)?;
+        let p = session.run_output(&[Value::i64(&[1], vec![i as i64])], "gene_sets")?.into_f32()?;
+        if p.len() != card.classes.len() {
+            bail!("{}: `gene_sets` gave {} values, the card names {} sets", model.display(), p.len(), card.classes.len());
+        }
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        println!("# gene sets predicted for {} ({} sets, {})", card.genes[i], p.len(), session.provider);
+        println!("rank	gene_set	probability");
+        for (r, &s) in order.iter().take(top.unwrap_or(10)).enumerate() {
+            println!("{}	{}	{:.4}", r + 1, card.classes[s], p[s]);
+        }
+    }
     Ok(())
 }
 

@@ -1,18 +1,18 @@
 //! Gene2Vec from gene sets: an encoder from a gene (one-hot) to the sets it belongs to
 //! (multi-hot, sigmoid outputs, binary cross-entropy). The hidden layer is the gene's embedding.
 //!
-//! Network: `h = W1[gene]` (the one-hot × W1 product, done as a row lookup; no hidden bias,
-//! since with a one-hot input it is redundant with the rows), `p = σ(relu(h) W2 + b2)`.
-//! The embedding is the pre-activation `h`: post-ReLU vectors have many exact zeros, and a
-//! gene whose units are all off has no direction (its cosine is undefined). Post-ReLU
-//! similarities are still reported for reference.
+//! Network: `p = σ(relu(W1[gene] + b1) W2 + b2)`; `W1[gene]` is the one-hot × W1 product done
+//! as a row lookup. The embedding is the gene's row `W1[gene]`: the hidden pre-activation less
+//! the bias `b1` that every gene shares (word2vec likewise takes the input weight row). The
+//! shared part would otherwise dominate cosine similarity; post-ReLU vectors have exact zeros
+//! (a gene with every unit off has no direction). Both alternatives are scored for reference.
 //!
 //! Export: `gene` int64 `[batch]` → `embedding` `[batch, dim]` (Gather) and `gene_sets`
-//! `[batch, num_sets]` (Relu, MatMul, Add, Sigmoid).
+//! `[batch, num_sets]` (Add, Relu, MatMul, Add, Sigmoid).
 
 use crate::metrics::roc_auc;
 use crate::{Error, Result};
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -47,6 +47,8 @@ impl Default for Gene2VecConfig {
 pub struct Gene2VecNet {
     /// `W1 [num_genes, dim]`: row g is gene g's embedding.
     pub embedding: Embedding,
+    /// `b1 [dim]`: the hidden layer's bias, shared by all genes.
+    pub hidden_bias: Param<Tensor<1>>,
     /// `W2 [dim, num_sets]`, `b2`.
     pub output: Linear,
 }
@@ -67,18 +69,19 @@ impl Gene2VecNet {
         let a = (6.0 / (num_genes + dim) as f64).sqrt();
         Self {
             embedding: EmbeddingConfig::new(num_genes, dim).with_initializer(Initializer::Uniform { min: -a, max: a }).init(device),
+            hidden_bias: Param::from_tensor(Tensor::zeros([dim], device)),
             output: LinearConfig::new(dim, num_sets).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device),
         }
     }
 
-    /// Pre-activation hidden vectors `[n, dim]` (the embeddings).
+    /// The embeddings `W1[genes]` `[n, dim]`.
     pub fn hidden(&self, genes: Tensor<1, Int>) -> Tensor<2> {
         self.embedding.weight.val().select(0, genes)
     }
 
     /// Gene-set logits `[n, num_sets]`.
     pub fn logits(&self, genes: Tensor<1, Int>) -> Tensor<2> {
-        self.output.forward(relu(self.hidden(genes)))
+        self.output.forward(relu(self.hidden(genes) + self.hidden_bias.val().unsqueeze_dim(0)))
     }
 }
 
@@ -164,6 +167,11 @@ impl Gene2Vec {
         crate::to_vec(self.model.embedding.weight.val())
     }
 
+    /// The hidden layer's bias `b1 [dim]`.
+    pub fn hidden_bias(&self) -> Vec<f32> {
+        crate::to_vec(self.model.hidden_bias.val())
+    }
+
     fn check(&self, genes: &[u32]) {
         assert!(genes.iter().all(|&g| (g as usize) < self.num_genes), "gene id out of range");
     }
@@ -186,7 +194,9 @@ impl Gene2Vec {
         let gene = b.input("gene", Elem::I64, &[Dim::from("batch")]);
         let table = b.init_f32("embedding_table", &[self.num_genes, self.dim()], self.embeddings());
         b.node_to("Gather", &[&table, &gene], &["embedding"], &[("axis", Attr::Int(0))]);
-        let a = b.op1("Relu", "embedding");
+        let b1 = b.init_f32("hidden.bias", &[self.dim()], self.hidden_bias());
+        let h = b.op2("Add", "embedding", &b1);
+        let a = b.op1("Relu", &h);
         let z = crate::gene::export_linear(&mut b, &a, "output", &self.model.output);
         b.node_to("Sigmoid", &[&z], &["gene_sets"], &[]);
         b.output("embedding", Elem::F32, &[Dim::from("batch"), Dim::from(self.dim())]);
@@ -348,11 +358,18 @@ pub struct Recovery {
 /// All the quality numbers of one embedding.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Evaluation {
-    /// Held-out memberships `(g, S)`: `g` paired with every training member of `S`.
+    /// Held-out memberships `(g, S)`: `g` paired with every training member of `S`, against
+    /// random gene pairs.
     pub held_out: PairStats,
+    /// The same pairs against a control matched on the held-out gene: `g` with a random gene
+    /// (held-out genes are in several sets, which changes their similarity to everything).
+    pub held_out_matched: PairStats,
     /// Training memberships: every pair of training members of a set (sampled above a cap).
     pub training: PairStats,
-    /// The same two on post-ReLU hidden vectors, for reference.
+    /// Held-out and training pairs on other vectors, for reference: the full pre-activation
+    /// `W1[g] + b1`, and the post-ReLU hidden layer.
+    pub held_out_preactivation: PairStats,
+    pub training_preactivation: PairStats,
     pub held_out_relu: PairStats,
     pub training_relu: PairStats,
     pub recovery: Recovery,
@@ -361,9 +378,10 @@ pub struct Evaluation {
 const RANDOM_PAIRS: usize = 100_000;
 const MAX_TRAIN_PAIRS: usize = 1_000_000;
 
-/// Scores embeddings `table [num_genes, dim]` and set probabilities `probs [num_genes, num_sets]`
-/// against the split memberships; random pairs and pair subsamples are drawn with `seed`.
-pub fn evaluate(table: &[f32], dim: usize, probs: &[f32], num_sets: usize, split: &Split, seed: u64) -> Evaluation {
+/// Scores embeddings `table [num_genes, dim]` (hidden bias `bias [dim]`) and set probabilities
+/// `probs [num_genes, num_sets]` against the split; random pairs are drawn with `seed`.
+pub fn evaluate(table: &[f32], bias: &[f32], probs: &[f32], num_sets: usize, split: &Split, seed: u64) -> Evaluation {
+    let dim = bias.len();
     let (train, held) = (&split.train, &split.held);
     let n = table.len() / dim;
     let tm = members(train, num_sets);
@@ -402,16 +420,31 @@ pub fn evaluate(table: &[f32], dim: usize, probs: &[f32], num_sets: usize, split
             })
             .collect()
     };
+    let matched: Vec<(usize, usize)> = held_pairs
+        .iter()
+        .map(|&(g, _)| {
+            let mut r = rng.random_range(0..n - 1);
+            if r >= g {
+                r += 1;
+            }
+            (g, r)
+        })
+        .collect();
     let stats = |x: &[f32]| {
         let u = normalize_rows(x, dim);
         let cos = |p: &[(usize, usize)]| -> Vec<f64> { p.iter().map(|&(a, b)| dot(&u, a, b, dim)).collect() };
-        let r = cos(&random);
-        (pair_stats(&cos(&held_pairs), &r), pair_stats(&cos(&train_pairs), &r))
+        let (r, h) = (cos(&random), cos(&held_pairs));
+        (pair_stats(&h, &r), pair_stats(&cos(&train_pairs), &r), pair_stats(&h, &cos(&matched)))
     };
-    let (held_out, training) = stats(table);
-    let relu_table: Vec<f32> = table.iter().map(|v| v.max(0.0)).collect();
-    let (held_out_relu, training_relu) = stats(&relu_table);
-    Evaluation { held_out, training, held_out_relu, training_relu, recovery: recovery(probs, num_sets, train, split) }
+    let (held_out, training, held_out_matched) = stats(table);
+    let pre: Vec<f32> = table.iter().enumerate().map(|(i, v)| v + bias[i % dim]).collect();
+    let (held_out_preactivation, training_preactivation, _) = stats(&pre);
+    let post: Vec<f32> = pre.iter().map(|v| v.max(0.0)).collect();
+    let (held_out_relu, training_relu, _) = stats(&post);
+    Evaluation {
+        held_out, held_out_matched, training, held_out_preactivation, training_preactivation, held_out_relu, training_relu,
+        recovery: recovery(probs, num_sets, train, split),
+    }
 }
 
 fn recovery(probs: &[f32], k: usize, train: &[(u32, u32)], split: &Split) -> Recovery {
@@ -522,7 +555,7 @@ mod tests {
         // training memberships are predicted
         let fit = train.iter().filter(|&&(g, s)| p[g as usize * 6 + s as usize] > 0.5).count();
         assert_eq!(fit, train.len());
-        let e = evaluate(&x, 32, &p, 6, &sp, 0);
+        let e = evaluate(&x, &m.hidden_bias(), &p, 6, &sp, 0);
         assert!(e.training.auc > 0.65 && e.training.ratio > 1.5, "{e:?}");
         assert!(e.held_out.member_mean_cosine > e.held_out.random_mean_cosine);
         assert_eq!(e.recovery.memberships, held.len());
@@ -530,7 +563,7 @@ mod tests {
         assert!(e.recovery.auc > 0.6 && e.recovery.recall_at[&1] > e.recovery.chance_recall_at[&1], "{:?}", e.recovery);
         let graph = m.export(vec![]).graph.unwrap();
         let ops: Vec<&str> = graph.node.iter().filter_map(|n| n.op_type.as_deref()).collect();
-        assert_eq!(ops, ["Gather", "Relu", "MatMul", "Add", "Sigmoid"]);
+        assert_eq!(ops, ["Gather", "Add", "Relu", "MatMul", "Add", "Sigmoid"]);
         let txt = word2vec_text(&x, 32, &(0..60).map(|i| format!("g {i}")).collect::<Vec<_>>());
         let lines: Vec<&str> = txt.lines().collect();
         assert_eq!((lines[0], lines.len()), ("60 32", 61));

@@ -27,11 +27,11 @@ pub struct Gene2VecArgs {
     pub duplicate_sets: DuplicateSets,
     #[arg(long, default_value_t = 100)]
     pub dim: usize,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
@@ -103,7 +103,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let all: Vec<u32> = (0..n as u32).collect();
     let table = m.embeddings();
     let probs = m.predict(&all);
-    let e: Evaluation = evaluate(&table, a.dim, &probs, k, &split, a.seed);
+    let e: Evaluation = evaluate(&table, &m.hidden_bias(), &probs, k, &split, a.seed);
 
     // the export against burn: every gene in order, a shuffled draw with repeats, one gene
     let draft = onnx_format::encode(&m.export(vec![]));
@@ -124,6 +124,8 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let mut metrics = BTreeMap::new();
     if !held.is_empty() {
         put_pairs(&mut metrics, "heldout_pairs", &e.held_out);
+        put_pairs(&mut metrics, "heldout_pairs_matched", &e.held_out_matched);
+        put_pairs(&mut metrics, "preactivation_heldout_pairs", &e.held_out_preactivation);
         put_pairs(&mut metrics, "relu_heldout_pairs", &e.held_out_relu);
         let r = &e.recovery;
         metrics.insert("heldout_membership_auc".into(), r.auc);
@@ -134,6 +136,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         }
     }
     put_pairs(&mut metrics, "train_pairs", &e.training);
+    put_pairs(&mut metrics, "preactivation_train_pairs", &e.training_preactivation);
     put_pairs(&mut metrics, "relu_train_pairs", &e.training_relu);
     if let Some(l) = m.losses.last() {
         metrics.insert("final_train_loss".into(), *l);
@@ -148,15 +151,15 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         description: "Gene2Vec from gene sets: one-hot gene → hidden layer (the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy".into(),
         inputs: vec![TensorSpec { name: "gene".into(), shape: vec!["batch".into()], dtype: "int64".into(), meaning: format!("gene ids in 0..{n}: positions in `genes`") }],
         outputs: vec![
-            TensorSpec { name: "embedding".into(), shape: vec!["batch".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the gene's embedding: the hidden layer before ReLU (compare with cosine similarity)".into() },
+            TensorSpec { name: "embedding".into(), shape: vec!["batch".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the gene's embedding: its row of the hidden layer's weights (hidden pre-activation less the shared bias); compare with cosine similarity".into() },
             TensorSpec { name: "gene_sets".into(), shape: vec!["batch".into(), k.to_string()], dtype: "float32".into(), meaning: "probability that the gene belongs to each set in `classes` (independent sigmoids)".into() },
         ],
         genes: data.genes.clone(),
         classes: data.sets.clone(),
         preprocessing: serde_json::json!({"description": "none: a gene id is its position in `genes` (symbols as in the GMT files, case kept)"}),
         architecture: serde_json::json!({
-            "layers": "embedding table [genes, dim] (one-hot × W1 as a row lookup, no bias) → ReLU → linear [dim, sets] + bias → sigmoid",
-            "embedding": "pre-activation hidden vector (post-ReLU has exact zeros; its scores are kept as relu_* metrics)",
+            "layers": "one-hot gene × W1 [genes, dim] (a row lookup) + b1 → ReLU → W2 [dim, sets] + b2 → sigmoid",
+            "embedding": "W1[gene]: the hidden pre-activation less the bias b1 shared by all genes (scores of the full pre-activation and of the post-ReLU vector are kept as preactivation_* and relu_* metrics)",
             "num_genes": n, "num_sets": k, "dim": a.dim, "parameters": n * a.dim + a.dim * k + k, "config": m.config,
         }),
         training: serde_json::json!({
@@ -170,6 +173,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
             "evaluation": e,
             "metric_definitions": {
                 "heldout_pairs": "for each held-out membership (g, S): g paired with every training member of S; cosine of embeddings; ratio = mean ÷ mean over 100000 random distinct gene pairs; auc = ROC-AUC of these pairs vs the random pairs",
+                "heldout_pairs_matched": "the same held-out pairs against one control pair per pair: g with a uniformly random other gene",
                 "train_pairs": "every pair of training members of a set (sampled above 1e6 pairs), against the same random pairs",
                 "heldout_membership": "predicted set probabilities on the masked cells of held-out genes; auc = held-out memberships vs masked non-memberships; recall_at_k = held-out memberships in the top k of their gene's masked cells (chance_recall_at_k: a random ranking); set_size_auc ranks sets by training size alone",
             },
@@ -187,9 +191,11 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     println!("gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}", a.dim, a.epochs, m.losses.last().copied().unwrap_or(f64::NAN));
     if !held.is_empty() {
         println!("held-out member pairs: {}", pairs_line(&e.held_out));
+        println!("held-out member pairs vs the same genes paired at random: {}", pairs_line(&e.held_out_matched));
     }
     println!("training member pairs: {}", pairs_line(&e.training));
     if !held.is_empty() {
+        println!("full pre-activation W1[g] + b1 (reference): held-out {}; training {}", pairs_line(&e.held_out_preactivation), pairs_line(&e.training_preactivation));
         println!("post-ReLU (reference): held-out {}; training {}", pairs_line(&e.held_out_relu), pairs_line(&e.training_relu));
         let r = &e.recovery;
         println!(

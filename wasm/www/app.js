@@ -68,6 +68,7 @@ async function loadModel(bytes, name) {
     `patch side ${r.side ? r.side.toFixed(1) + ' px' : 'not in card'}${c.description ? ' — ' + c.description : ''}`;
   status('Model loaded.' + (state.image ? ' Click the image or predict the whole grid.' : ' Now open an image.'));
   state.loaded++;
+  refreshButtons();
   draw();
 }
 
@@ -81,6 +82,7 @@ async function loadImage(bytes, name) {
   delete state.image.rgba;
   status(`Image ${name}: ${r.width}×${r.height} px.` + (state.model ? ' Click the image or predict the whole grid.' : ' Now open a spot model.'));
   state.loaded++;
+  refreshButtons();
   draw();
 }
 

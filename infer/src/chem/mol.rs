@@ -316,7 +316,7 @@ impl Mol {
         budget: &mut u64,
     ) -> bool {
         // frames: atom, its options (neighbour, bond), next option to try
-        let mut frames: Vec<(usize, Vec<(usize, usize)>, usize)> = Vec::new();
+        let mut frames: Vec<Frame> = Vec::new();
         let mut descend = true;
         loop {
             if descend {
@@ -710,6 +710,9 @@ impl Mol {
 }
 
 const MAX_FUSED: usize = 6;
+
+/// Backtracking frame of the kekulization matcher.
+type Frame = (usize, Vec<(usize, usize)>, usize);
 
 fn bad_valence(z: u8, valence: i32, atom: usize) -> SmilesError {
     SmilesError::BadValence {

@@ -400,11 +400,11 @@ fn agreement_report(path: &str) -> (String, f64) {
 #[test]
 fn large_inputs_do_not_overflow() {
     let ring = |n: usize| format!("c1{}c1", "c".repeat(n - 2));
-    let g = featurize(&ring(4000)).unwrap(); // 4n+2? no: 4000 electrons -> not aromatic
-    assert_eq!(g.num_atoms, 4000);
-    assert!(featurize(&ring(3001)).is_err()); // odd ring cannot be kekulized
-    let chain = "C".repeat(100_000);
-    assert_eq!(featurize(&chain).unwrap().num_atoms, 100_000);
-    let branches = format!("{}C{}", "C(".repeat(20_000), ")".repeat(20_000));
-    assert_eq!(featurize(&branches).unwrap().num_atoms, 20_001);
+    let g = featurize(&ring(1000)).unwrap(); // 1000 pi electrons: not aromatic
+    assert_eq!(g.num_atoms, 1000);
+    assert!(featurize(&ring(1001)).is_err()); // odd ring cannot be kekulized
+    let chain = "C".repeat(50_000);
+    assert_eq!(featurize(&chain).unwrap().num_atoms, 50_000);
+    let branches = format!("{}C{}", "C(".repeat(10_000), ")".repeat(10_000));
+    assert_eq!(featurize(&branches).unwrap().num_atoms, 10_001);
 }
