@@ -1,5 +1,5 @@
 // End-to-end test of the browser page in headless Chromium: bad inputs show errors; a spot model
-// (file picker) and the bundled example image give grid and clicked-spot predictions equal to
+// (dropped on the page) and the bundled example image give grid and clicked-spot predictions equal to
 // native `infer slide` (tract) within 1e-4; no request leaves 127.0.0.1; a screenshot is saved.
 //
 // node tests/js/browser.mjs --model M.onnx --infer PATH/TO/infer [--bad-model WRONG_FAMILY.onnx]
@@ -66,13 +66,21 @@ try {
   }
   e = await errorAfter('#image-file', text);
   check(/not-an-image\.jpg/.test(e) && /not a recognised image|decode/.test(e), `unreadable image: "${e}"`);
+  await page.setInputFiles('#image-file', []);
 
-  // model by file picker, bundled example image by its button
-  await page.setInputFiles('#model-file', a.model);
+  // model by drag and drop (the pickers were used above), bundled example image by its button
+  const drop = await page.evaluateHandle(([b64, name]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name));
+    return dt;
+  }, [fs.readFileSync(a.model).toString('base64'), path.basename(a.model)]);
+  await page.dispatchEvent('#view', 'drop', { dataTransfer: drop });
   await page.waitForFunction(() => window.bioedge.model && !window.bioedge.busy, null, { timeout: 120_000 });
   await page.click('#example');
   await page.waitForFunction(() => window.bioedge.image && !window.bioedge.busy, null, { timeout: 60_000 });
   check(!(await page.evaluate(() => window.bioedge.error)), 'model and example image loaded without error');
+  const names = await page.evaluate(() => [window.bioedge.model.name, window.bioedge.image.name]);
+  check(names[0] === path.basename(a.model) && names[1] === 'example.jpg', `dropped model and example image: ${names.join(', ')}`);
 
   // whole grid vs `infer slide --grid`
   await page.click('#predict-grid');

@@ -27,7 +27,7 @@ fn number_after(text: &str, key: &str) -> f64 {
 
 fn train(out: &Path, epochs: usize) -> String {
     ok(Command::new(bin("train"))
-        .args(["gene2vec", "--dim", "100", "--epochs", &epochs.to_string(), "--holdout", "0.1", "--seed", "0"])
+        .args(["gene2vec", "--dim", "100", "--epochs", &epochs.to_string(), "--lr", "0.01", "--holdout", "0.1", "--seed", "0"])
         .arg("--gmt").arg(hallmark())
         .arg("--out").arg(out))
 }
@@ -91,6 +91,12 @@ fn hallmark_embeddings_export_and_queries() {
         probs.push(p);
     }
     assert!(probs[0].iter().zip(&probs[1]).all(|(a, b)| (a - b).abs() <= 1e-5));
+    // onnx.checker (full) and Python onnxruntime agree
+    let case = dir.path().join("case.json");
+    let json = serde_json::json!({"inputs": {"gene": {"shape": [ids.len()], "data": ids, "dtype": "int64"}}, "output": "gene_sets", "expected": probs[0], "tolerance": 1e-5});
+    std::fs::write(&case, json.to_string()).unwrap();
+    let py = ok(Command::new(python()).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py")).arg(&out).arg(&case));
+    assert!(py.contains("\"checker\": \"ok\"") && py.contains("max_abs_diff"), "{py}");
 
     // infer genes --similar: neighbours with cosines, the same on both runtimes, any case
     let listing = |args: &[&str]| -> Vec<(String, f64)> {
@@ -118,7 +124,7 @@ fn hallmark_embeddings_export_and_queries() {
 
     // unknown gene: close spellings; not a gene2vec model: clear error
     let e = fails(&mut infer_genes(&out, &["--similar", "TP35"]));
-    assert!(e.contains("`TP35`") && e.contains("did you mean") && e.contains("TP53"), "{e}");
+    assert!(e.contains("`TP35`") && e.contains("did you mean TP53"), "{e}");
     let e = fails(&mut infer_genes(&out, &["--sets", "NOTAGENE123"]));
     assert!(e.contains("not in the model's vocabulary"), "{e}");
     let e = fails(&mut infer_genes(&out, &[]));

@@ -148,7 +148,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let card = ModelCard {
         family: "gene2vec".into(),
         version: CARD_VERSION.into(),
-        description: "Gene2Vec from gene sets: one-hot gene → hidden layer (the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy".into(),
+        description: "Gene2Vec from gene sets: one-hot gene → hidden layer (its weight row is the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy".into(),
         inputs: vec![TensorSpec { name: "gene".into(), shape: vec!["batch".into()], dtype: "int64".into(), meaning: format!("gene ids in 0..{n}: positions in `genes`") }],
         outputs: vec![
             TensorSpec { name: "embedding".into(), shape: vec!["batch".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the gene's embedding: its row of the hidden layer's weights (hidden pre-activation less the shared bias); compare with cosine similarity".into() },

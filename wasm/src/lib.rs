@@ -13,6 +13,14 @@ fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+fn check_side(side: f32) -> Result<(), JsError> {
+    if side.is_finite() && side >= 1.0 {
+        Ok(())
+    } else {
+        Err(JsError::new(&format!("patch side {side} px must be a number >= 1")))
+    }
+}
+
 /// A spot model (family `histology-spot`) loaded from ONNX bytes, run by tract.
 #[wasm_bindgen]
 pub struct SpotModel {
@@ -77,6 +85,7 @@ impl SpotModel {
         if n == 0 || xy.len() % 2 != 0 {
             return Err(JsError::new("predict: expected x, y pairs"));
         }
+        check_side(side)?;
         let len = self.prep.tensor_len();
         let mut data = vec![0f32; n * len];
         for (p, dst) in xy.chunks(2).zip(data.chunks_mut(len)) {
@@ -131,14 +140,16 @@ impl Slide {
     }
 
     /// Grid spots over tissue (Otsu mask), step = `side`: `[x0, y0, x1, y1, ...]`.
-    pub fn grid(&self, side: f32) -> Vec<f32> {
-        grid_spots(&self.img, side).iter().flat_map(|s| [s.x, s.y]).collect()
+    pub fn grid(&self, side: f32) -> Result<Vec<f32>, JsError> {
+        check_side(side)?;
+        Ok(grid_spots(&self.img, side).iter().flat_map(|s| [s.x, s.y]).collect())
     }
 
     /// Ids (`r<row>c<col>`, as in `infer slide --grid`) of [`Slide::grid`]'s spots.
     #[wasm_bindgen(js_name = gridIds)]
-    pub fn grid_ids(&self, side: f32) -> Vec<String> {
-        grid_spots(&self.img, side).into_iter().map(|s| s.id).collect()
+    pub fn grid_ids(&self, side: f32) -> Result<Vec<String>, JsError> {
+        check_side(side)?;
+        Ok(grid_spots(&self.img, side).into_iter().map(|s| s.id).collect())
     }
 
     /// A box-downscaled copy for display (long side at most `max_side`).

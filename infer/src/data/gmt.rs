@@ -208,32 +208,42 @@ impl Memberships {
     }
 }
 
-/// Levenshtein distance, case-insensitive.
+/// Edit distance, case-insensitive: insertions, deletions, substitutions and swaps of two
+/// neighbouring letters (`TP35` → `TP53` is 1) each cost 1.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + (ca != cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let mut v = (d[i - 1][j - 1] + (a[i - 1] != b[j - 1]) as usize).min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Up to `n` names closest to `wanted` in spelling (edit distance ≤ max(2, len/3); a name that
-/// starts with `wanted` also counts), closest first.
+/// starts with `wanted` also counts), closest first, then the longest shared start.
 pub fn close_spellings<'a>(wanted: &str, names: &'a [String], n: usize) -> Vec<&'a str> {
     let lw = wanted.to_lowercase();
-    let mut near: Vec<(usize, &String)> = names
+    let prefix = |g: &str| g.to_lowercase().chars().zip(lw.chars()).take_while(|(a, b)| a == b).count();
+    let mut near: Vec<(usize, std::cmp::Reverse<usize>, &String)> = names
         .iter()
-        .map(|g| (edit_distance(wanted, g), g))
-        .filter(|(d, g)| *d <= 2.max(wanted.chars().count() / 3) || (lw.len() >= 3 && g.to_lowercase().starts_with(&lw)))
+        .map(|g| (edit_distance(wanted, g), std::cmp::Reverse(prefix(g)), g))
+        .filter(|(d, _, g)| *d <= 2.max(wanted.chars().count() / 3) || (lw.len() >= 3 && g.to_lowercase().starts_with(&lw)))
         .collect();
     near.sort();
-    near.into_iter().take(n).map(|(_, g)| g.as_str()).collect()
+    near.into_iter().take(n).map(|(_, _, g)| g.as_str()).collect()
 }
 
 /// Index of `wanted` in `genes`: exact, else the one case-insensitive match; an unknown or
@@ -367,9 +377,11 @@ mod tests {
         assert_eq!(find_gene("tp63", &genes).unwrap(), 2);
         assert_eq!(find_gene("tp53i3", &genes).unwrap(), 4);
         let e = find_gene("TP35", &genes).unwrap_err().to_string();
-        assert!(e.contains("`TP35`") && e.contains("did you mean") && e.contains("TP53"), "{e}");
+        assert!(e.contains("`TP35`") && e.contains("did you mean TP53, TP63, TP73"), "{e}");
         assert!(find_gene("Egfr", &genes).unwrap_err().to_string().contains("give the exact spelling"));
         assert!(find_gene("XYZWVUTS", &genes).unwrap_err().to_string().contains("no close spellings"));
         assert_eq!(edit_distance("kitten", "SITTING"), 3);
+        assert_eq!(edit_distance("TP35", "tp53"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }
