@@ -33,6 +33,11 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     assert!(card.metrics.contains_key("model_pearson_median"));
     assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
     assert_eq!(card.training["train_sections"][0]["section"], "B4");
+    // held-out evaluation after every epoch (--eval-every 1 by default)
+    let per_epoch = card.training["eval_per_epoch"].as_array().unwrap();
+    assert_eq!(per_epoch.len(), 1);
+    assert!(per_epoch[0]["median_r"].as_f64().unwrap().abs() <= 1.0);
+    assert!(log.contains("held-out C2 median r"), "{log}");
 
     // resume from the checkpoint; the same export again
     let out2 = dir.path().join("spot2.onnx");

@@ -67,6 +67,10 @@ pub struct SpotArgs {
     /// Start from these weights (a checkpoint of the same config and gene count).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Evaluate on the held-out section every N epochs (median per-gene Pearson r; 0 = only at
+    /// the end). Reported only: the weights of the last epoch are exported.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
     /// Use at most this many spots per section (evenly spaced; for quick runs and tests).
     #[arg(long)]
     pub max_spots: Option<usize>,
@@ -439,6 +443,7 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     let mut order: Vec<usize> = (0..n).collect();
     let len = prep.tensor_len();
     let mut epoch_losses = Vec::new();
+    let mut eval_per_epoch = Vec::new();
     let t0 = std::time::Instant::now();
     for epoch in 1..=a.epochs {
         order.shuffle(&mut rng);
@@ -471,7 +476,16 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         bar.finish_and_clear();
         let l = total / n as f64;
         epoch_losses.push(l);
-        eprintln!("epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s)", a.epochs, t0.elapsed().as_secs_f64());
+        let mut held_out = String::new();
+        if a.eval_every > 0 && epoch % a.eval_every == 0 {
+            // Pearson r is invariant to the per-gene standardization, so the raw head will do
+            let m = model.valid();
+            let dev = m.head.weight.val().device();
+            let r = median(&per_gene_r(&predict(&m, &eval.images, &normalize, &prep, &dev, a.batch_size)?, &eval.targets, g));
+            eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": r}));
+            held_out = format!("; held-out {} median r {r:.4}", eval.name);
+        }
+        eprintln!("epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){held_out}", a.epochs, t0.elapsed().as_secs_f64());
         if let Some(dir) = &a.checkpoint_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", a.config));
@@ -572,7 +586,7 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
             "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
             "augmentations": "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 % on the RGB patch before normalization",
-            "train_loss_per_epoch": epoch_losses, "train_seconds": train_secs_time,
+            "train_loss_per_epoch": epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": train_secs_time,
             "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
             "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
             "parity": parity,
