@@ -21,6 +21,7 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     eprintln!("{log}\n({:.1} s)", t.elapsed().as_secs_f64());
     assert!(out.is_file(), "no ONNX written");
     assert!(ck.join("spot-small-epoch1.bpk").is_file(), "no checkpoint");
+    assert!(ck.join("spot-small-epoch1.optim.bpk").is_file(), "no optimizer state beside the checkpoint");
     for want in ["held-out section C2", "model (TCGN-style)", "ridge baseline", "training-mean baseline", "median r", "top-20", "parity on 3 held-out patches"] {
         assert!(log.contains(want), "missing `{want}` in output:\n{log}");
     }
@@ -39,11 +40,11 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     assert!(per_epoch[0]["median_r"].as_f64().unwrap().abs() <= 1.0);
     assert!(log.contains("held-out C2 median r"), "{log}");
 
-    // resume from the checkpoint; the same export again
+    // resume from the checkpoint (weights + Adam state), writing checkpoints over the old ones
     let out2 = dir.path().join("spot2.onnx");
     let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
-        .arg("--data").arg(her2st()).arg("--out").arg(&out2).arg("--resume").arg(ck.join("spot-small-epoch1.bpk")));
-    assert!(log.contains("resumed weights") && out2.is_file(), "{log}");
+        .arg("--data").arg(her2st()).arg("--out").arg(&out2).arg("--resume").arg(ck.join("spot-small-epoch1.bpk")).arg("--checkpoint-dir").arg(&ck));
+    assert!(log.contains("resumed weights") && log.contains("resumed Adam state") && out2.is_file(), "{log}");
 
     // the trained model's card drives `infer slide` (preprocessing and patch side) on a real section
     let c2 = her2st().join("C2");

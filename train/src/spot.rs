@@ -64,7 +64,8 @@ pub struct SpotArgs {
     /// Save the weights (burnpack) here after every epoch.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Start from these weights (a checkpoint of the same config and gene count).
+    /// Start from these weights (a checkpoint of the same config and gene count); the Adam state
+    /// saved beside it (`*.optim.bpk`) is restored too when present.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Evaluate on the held-out section every N epochs (median per-gene Pearson r; 0 = only at
@@ -439,6 +440,15 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         eprintln!("resumed weights from {}", p.display());
     }
     let mut optim = AdamConfig::new().init();
+    if let Some(p) = &a.resume {
+        let op = p.with_extension("optim.bpk");
+        if op.exists() {
+            optim = optim.load(&op).map_err(|e| anyhow::anyhow!("resume optimizer state from {}: {e}", op.display()))?;
+            eprintln!("resumed Adam state from {}", op.display());
+        } else {
+            eprintln!("no optimizer state at {}: Adam starts fresh", op.display());
+        }
+    }
     let mut rng = StdRng::seed_from_u64(a.seed);
     let mut order: Vec<usize> = (0..n).collect();
     let len = prep.tensor_len();
@@ -490,6 +500,9 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", a.config));
             model.save_into(&mut BurnpackStore::from_file(&p).overwrite(true)).map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
+            let op = p.with_extension("optim.bpk");
+            let _ = std::fs::remove_file(&op); // burnpack does not overwrite
+            optim.save(&op).map_err(|e| anyhow::anyhow!("saving optimizer state {}: {e}", op.display()))?;
             eprintln!("checkpoint {}", p.display());
         }
     }
