@@ -23,7 +23,7 @@ if [ ! -x "$BIOEDGE_PYTHON" ]; then
 fi
 if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
   echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit into the venv"
-  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile
 fi
 
 # ONNX Runtime for Rust (`ort` with load-dynamic): the library inside the PyPI wheel.

@@ -20,3 +20,4 @@ pub mod mol;
 
 pub use onnx_format::{read_card, ModelCard};
 pub mod slide;
+pub mod tiled;

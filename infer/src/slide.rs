@@ -8,9 +8,14 @@
 //!
 //! Patches are cropped and preprocessed on a producer thread that hands whole batches to the
 //! model thread through a bounded channel, so at most a few batches exist at once.
+//!
+//! Tiled or pyramidal TIFFs ([`crate::tiled`]) are never decoded whole: the mask and heatmap
+//! background come from the smallest level at least [`MASK_SIDE`] / [`HEATMAP_SIDE`] px long
+//! (streamed tile by tile), patches are read from level 0 on demand.
 
 use crate::error::{Error, Result};
-use crate::image_prep::{Preprocess, crop_square, image_dimensions, load_rgb};
+use crate::image_prep::{MAX_PATCH_SIDE, Preprocess, crop_square, image_dimensions, load_rgb};
+use crate::tiled::TiledTiff;
 use crate::runtime::{Backend, Options, Session, Value};
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
@@ -209,6 +214,36 @@ pub fn tissue_mask(img: &RgbImage) -> (Vec<bool>, u32, u32, u32) {
 pub fn grid_spots(img: &RgbImage, side: f32) -> Vec<SlideSpot> {
     let (mask, mw, mh, f) = tissue_mask(img);
     let (w, h) = img.dimensions();
+    grid_from_mask(&mask, mw, mh, (f as f32, f as f32), w, h, side)
+}
+
+/// Smallest level whose long side is at least `side` px (level 0 if none).
+fn level_for(t: &TiledTiff, side: u32) -> usize {
+    t.levels().iter().rposition(|l| l.width.max(l.height) >= side).unwrap_or(0)
+}
+
+/// Box-downscaled copy of a TIFF level (long side <= `max_side`) and its factors in level-0 px.
+fn tiff_overview(t: &mut TiledTiff, max_side: u32) -> Result<(RgbImage, (f32, f32))> {
+    let level = level_for(t, max_side);
+    let (img, f) = t.downscale_level(level, max_side)?;
+    let (l, (w0, h0)) = (&t.levels()[level], t.dimensions());
+    let fx = (f as f64 * w0 as f64 / l.width as f64) as f32;
+    let fy = (f as f64 * h0 as f64 / l.height as f64) as f32;
+    Ok((img, (fx, fy)))
+}
+
+/// [`grid_spots`] for a TIFF read level by level: the mask comes from a low-resolution level.
+pub fn grid_spots_tiff(t: &mut TiledTiff, side: f32) -> Result<Vec<SlideSpot>> {
+    let (small, f) = tiff_overview(t, MASK_SIDE)?;
+    let g = grey(&small);
+    let th = otsu(&g);
+    let mask: Vec<bool> = g.iter().map(|&v| v < th).collect();
+    let (w, h) = t.dimensions();
+    Ok(grid_from_mask(&mask, small.width(), small.height(), f, w, h, side))
+}
+
+/// Grid spots over a `w × h` image from a `mw × mh` mask; `f`: mask pixel size in image pixels.
+fn grid_from_mask(mask: &[bool], mw: u32, mh: u32, f: (f32, f32), w: u32, h: u32, side: f32) -> Vec<SlideSpot> {
     let mut out = Vec::new();
     let (nx, ny) = ((w as f32 / side).floor().max(1.0) as u32, (h as f32 / side).floor().max(1.0) as u32);
     for r in 0..ny {
@@ -218,9 +253,9 @@ pub fn grid_spots(img: &RgbImage, side: f32) -> Vec<SlideSpot> {
                 continue;
             }
             // Patch bounds in mask pixels.
-            let lo = |v: f32| ((v - side / 2.0).max(0.0) / f as f32).floor() as u32;
-            let hi = |v: f32, m: u32| (((v + side / 2.0) / f as f32).ceil() as u32).min(m);
-            let (x0, x1, y0, y1) = (lo(x).min(mw - 1), hi(x, mw), lo(y).min(mh - 1), hi(y, mh));
+            let lo = |v: f32, f: f32| ((v - side / 2.0).max(0.0) / f).floor() as u32;
+            let hi = |v: f32, f: f32, m: u32| (((v + side / 2.0) / f).ceil() as u32).min(m);
+            let (x0, x1, y0, y1) = (lo(x, f.0).min(mw - 1), hi(x, f.0, mw), lo(y, f.1).min(mh - 1), hi(y, f.1, mh));
             let (mut n, mut t) = (0usize, 0usize);
             for my in y0..y1.max(y0 + 1) {
                 for mx in x0..x1.max(x0 + 1) {
@@ -249,9 +284,56 @@ pub fn file_spots(path: &Path, w: u32, h: u32) -> Result<Vec<SlideSpot>> {
     Ok(spots.into_iter().map(|s| SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }).collect())
 }
 
+/// Where patches come from: a decoded image, or level 0 of a TIFF read tile by tile.
+pub enum Patches<'a> {
+    Image(&'a RgbImage),
+    Tiff(Box<TiledTiff>),
+}
+
+impl Patches<'_> {
+    /// The patch of [`crop_square`] (same rounding, same edge padding).
+    pub fn crop(&mut self, x: f32, y: f32, side: f32) -> Result<RgbImage> {
+        let t = match self {
+            Patches::Image(img) => return crop_square(img, x, y, side),
+            Patches::Tiff(t) => t,
+        };
+        let (w, h) = t.dimensions();
+        if !x.is_finite() || !y.is_finite() {
+            return Err(Error::Input(format!("patch centre ({x}, {y}) is not finite")));
+        }
+        if !side.is_finite() || !(0.5..=MAX_PATCH_SIDE).contains(&side) {
+            return Err(Error::Input(format!("patch side {side} px is not in 1..={MAX_PATCH_SIDE}")));
+        }
+        if x < 0.0 || y < 0.0 || x >= w as f32 || y >= h as f32 {
+            return Err(Error::Input(format!("patch centre ({x:.1}, {y:.1}) is outside the {w}×{h} image")));
+        }
+        let s = (side.round() as i64).max(1);
+        let left = (x as f64 - s as f64 / 2.0).round() as i64;
+        let top = (y as f64 - s as f64 / 2.0).round() as i64;
+        // The part on the image, then edge pixels repeated outside it.
+        let (x0, y0) = (left.max(0), top.max(0));
+        let (x1, y1) = ((left + s).min(w as i64), (top + s).min(h as i64));
+        let inner = t.read_region(0, x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32)?;
+        if x1 - x0 == s && y1 - y0 == s {
+            return Ok(inner);
+        }
+        let s = s as u32;
+        Ok(RgbImage::from_fn(s, s, |px, py| {
+            let sx = (left + px as i64).clamp(0, w as i64 - 1) - x0;
+            let sy = (top + py as i64).clamp(0, h as i64 - 1) - y0;
+            *inner.get_pixel(sx as u32, sy as u32)
+        }))
+    }
+}
+
 /// Predicts every spot: `[spots × genes]` row-major. Crops/preprocessing run on a producer
 /// thread, batches go through a bounded channel. Progress goes to stderr.
 pub fn predict(session: &mut Session, img: &RgbImage, spots: &[SlideSpot], side: f32, prep: &Preprocess, batch: usize, genes: usize) -> Result<Vec<f32>> {
+    predict_from(session, Patches::Image(img), spots, side, prep, batch, genes)
+}
+
+/// [`predict`] from any patch source.
+pub fn predict_from(session: &mut Session, mut source: Patches<'_>, spots: &[SlideSpot], side: f32, prep: &Preprocess, batch: usize, genes: usize) -> Result<Vec<f32>> {
     let batch = batch.max(1);
     let len = prep.tensor_len();
     let s = prep.size as usize;
@@ -267,7 +349,7 @@ pub fn predict(session: &mut Session, img: &RgbImage, spots: &[SlideSpot], side:
                 let t = Instant::now();
                 let mut data = vec![0f32; chunk.len() * len];
                 let r = chunk.iter().zip(data.chunks_mut(len)).try_for_each(|(sp, dst)| {
-                    let patch = prep.resize(&crop_square(img, sp.x, sp.y, side)?)?;
+                    let patch = prep.resize(&source.crop(sp.x, sp.y, side)?)?;
                     prep.normalize_into(&patch, dst).map_err(|e| Error::Input(format!("spot {}: {e}", sp.id)))
                 });
                 busy += t.elapsed().as_secs_f64();
@@ -334,15 +416,15 @@ pub fn viridis(t: f32) -> [u8; 3] {
 
 /// PNG bytes: filled squares (side = patch side) coloured by `values` (min→max) over `background`,
 /// a copy of the image downscaled by `factor`.
-pub fn heatmap_png(background: &RgbImage, factor: u32, spots: &[SlideSpot], values: &[f32], side: f32) -> Result<Vec<u8>> {
+pub fn heatmap_png(background: &RgbImage, factor: f32, spots: &[SlideSpot], values: &[f32], side: f32) -> Result<Vec<u8>> {
     let mut img = background.clone();
     let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let half = (side / 2.0 / factor as f32).max(1.0);
+    let half = (side / 2.0 / factor).max(1.0);
     let (w, h) = img.dimensions();
     for (sp, &v) in spots.iter().zip(values) {
         let col = viridis((v - lo) / span);
-        let (cx, cy) = (sp.x / factor as f32, sp.y / factor as f32);
+        let (cx, cy) = (sp.x / factor, sp.y / factor);
         let x0 = (cx - half).max(0.0) as u32;
         let y0 = (cy - half).max(0.0) as u32;
         let x1 = ((cx + half).ceil() as u32).min(w);
@@ -380,33 +462,72 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("--patch-side {side} must be >= 1 px")));
     }
-    let (w, h) = image_dimensions(&o.image)?;
+    // Tiled or multi-level TIFF: read by regions; anything else (or a TIFF our reader does not
+    // take) is decoded whole.
+    let mut tiff = None;
+    if crate::tiled::is_tiff(&o.image) {
+        match TiledTiff::open(&o.image) {
+            Ok(t) if t.is_pyramid_or_tiled() => tiff = Some(t),
+            Ok(_) => {}
+            Err(Error::Unsupported(m)) => eprintln!("slide: {m}; decoding the whole image instead"),
+            Err(e) => return Err(e),
+        }
+    }
+    let (w, h) = match &tiff {
+        Some(t) => t.dimensions(),
+        None => image_dimensions(&o.image)?,
+    };
     let file = match &o.spots {
         Some(p) => Some(file_spots(p, w, h)?),
         None => None,
     };
     let t0 = Instant::now();
-    let img = load_rgb(&o.image)?;
-    eprintln!("slide: decoded {} ({}×{}) in {:.1}s", o.image.display(), img.width(), img.height(), t0.elapsed().as_secs_f64());
-    let spots = match file {
-        Some(s) => s,
-        None => grid_spots(&img, side),
+    let img = match &tiff {
+        Some(t) => {
+            let sizes: Vec<String> = t.levels().iter().map(|l| format!("{}×{}", l.width, l.height)).collect();
+            eprintln!("slide: {} is a tiled/pyramidal TIFF, levels {}; reading regions", o.image.display(), sizes.join(", "));
+            None
+        }
+        None => {
+            let img = load_rgb(&o.image)?;
+            eprintln!("slide: decoded {} ({}×{}) in {:.1}s", o.image.display(), img.width(), img.height(), t0.elapsed().as_secs_f64());
+            Some(img)
+        }
+    };
+    let spots = match (file, &img, &mut tiff) {
+        (Some(s), _, _) => s,
+        (None, Some(img), _) => grid_spots(img, side),
+        (None, None, Some(t)) => grid_spots_tiff(t, side)?,
+        (None, None, None) => unreachable!("either an image or a TIFF"),
     };
     if spots.is_empty() {
         return Err(Error::Input(format!("{}: no tissue spots found on the grid (patch side {side} px)", o.image.display())));
     }
+    // Heatmap background now: a TIFF moves to the producer thread below.
+    let want_heat = o.heatmap_dir.is_some() && !heat.is_empty();
+    let background = match (&img, &mut tiff) {
+        _ if !want_heat => None,
+        (Some(img), _) => Some(downscale(img, HEATMAP_SIDE)).map(|(bg, f)| (bg, f as f32)),
+        (None, Some(t)) => Some(tiff_overview(t, HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)),
+        (None, None) => None,
+    };
+    let source = match (&img, tiff) {
+        (Some(img), _) => Patches::Image(img),
+        (None, Some(t)) => Patches::Tiff(Box::new(t)),
+        (None, None) => unreachable!("either an image or a TIFF"),
+    };
     let mut session = Session::from_file(&o.model, o.backend, &Options::default())?;
     let t1 = Instant::now();
-    let values = predict(&mut session, &img, &spots, side, &prep, o.batch, card.genes.len())?;
+    let values = predict_from(&mut session, source, &spots, side, &prep, o.batch, card.genes.len())?;
     let predict_s = t1.elapsed().as_secs_f64();
     // Render everything before writing anything.
     let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(o.out.clone(), to_csv(&spots, &card.genes, &values).into_bytes())];
-    if let Some(dir) = o.heatmap_dir.as_ref().filter(|_| !heat.is_empty()) {
-        let (bg, f) = downscale(&img, HEATMAP_SIDE);
+    if let (Some(dir), Some((bg, f))) = (o.heatmap_dir.as_ref(), background.as_ref()) {
+        let (bg, f) = (bg, *f);
         let k = card.genes.len();
         for &g in &heat {
             let col: Vec<f32> = values.iter().skip(g).step_by(k).copied().collect();
-            files.push((dir.join(format!("{}.png", safe_name(&card.genes[g]))), heatmap_png(&bg, f, &spots, &col, side)?));
+            files.push((dir.join(format!("{}.png", safe_name(&card.genes[g]))), heatmap_png(bg, f, &spots, &col, side)?));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -416,8 +537,8 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     Ok(SlideSummary {
         spots: spots.len(),
         genes: card.genes.len(),
-        width: img.width(),
-        height: img.height(),
+        width: w,
+        height: h,
         patch_side: side,
         provider: session.provider.clone(),
         predict_s,
