@@ -7,37 +7,18 @@
 mod common;
 
 use common::*;
-use infer::image_prep::Preprocess;
-use models::burn::prelude::*;
-use models::spot::SpotModelConfig;
-use onnx_format::card::{ModelCard, TensorSpec, CARD_VERSION};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GENES: [&str; 8] = ["ERBB2", "ESR1", "KRT19", "GAPDH", "CD74", "MGP", "COL1A1", "IGKC"];
 
-fn spot_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let device = Device::flex();
-    device.seed(7);
-    let m = SpotModelConfig::small().with_genes(GENES.len()).init(&device);
-    let mut prep = Preprocess::default().describe();
-    prep["patch_side_px"] = serde_json::json!(290.0);
-    let mut card = ModelCard {
-        family: "histology-spot".into(),
-        version: CARD_VERSION.into(),
-        description: "random-init small spot model for the browser test".into(),
-        inputs: vec![TensorSpec { name: "image".into(), shape: vec!["batch".into(), "3".into(), "224".into(), "224".into()], dtype: "f32".into(), meaning: "normalized patch".into() }],
-        outputs: vec![TensorSpec { name: "expression".into(), shape: vec!["batch".into(), GENES.len().to_string()], dtype: "f32".into(), meaning: "log1p expression".into() }],
-        genes: GENES.iter().map(|s| s.to_string()).collect(),
-        preprocessing: prep,
-        ..Default::default()
-    };
-    let export = |card: &ModelCard| onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(card).unwrap())]));
+fn spot_models(dir: &Path) -> (PathBuf, PathBuf) {
+    let (m, mut card) = spot_model(&GENES, 7);
     let good = dir.join("spot.onnx");
-    std::fs::write(&good, export(&card)).unwrap();
+    write_spot_model(&good, &m, &card);
     card.family = "gene-mlp".into();
     let bad = dir.join("gene-family.onnx");
-    std::fs::write(&bad, export(&card)).unwrap();
+    write_spot_model(&bad, &m, &card);
     (good, bad)
 }
 
@@ -51,7 +32,7 @@ fn browser_page_matches_native_infer() {
     let log = ok(Command::new("bash").arg(root.join("wasm/build.sh")));
     eprintln!("{log}");
     let dir = tempfile::tempdir().unwrap();
-    let (model, bad) = spot_model(dir.path());
+    let (model, bad) = spot_models(dir.path());
     let shot = root.join("out/browser.png");
     let log = ok(Command::new("node").arg(root.join("tests/js/browser.mjs"))
         .arg("--model").arg(&model).arg("--bad-model").arg(&bad).arg("--infer").arg(bin("infer"))

@@ -4,10 +4,6 @@
 mod common;
 
 use common::*;
-use infer::image_prep::Preprocess;
-use models::burn::prelude::*;
-use models::spot::SpotModelConfig;
-use onnx_format::card::{ModelCard, TensorSpec, CARD_VERSION};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,24 +13,9 @@ const CROP: [&str; 4] = ["4650", "3250", "3482", "3192"];
 
 /// The random-init small spot model of tests/tests/slide.rs.
 fn write_model(dir: &Path) -> PathBuf {
-    let device = Device::flex();
-    device.seed(3);
-    let m = SpotModelConfig::small().with_genes(GENES.len()).init(&device);
-    let mut prep = Preprocess::default().describe();
-    prep["patch_side_px"] = serde_json::json!(290.0);
-    let card = ModelCard {
-        family: "histology-spot".into(),
-        version: CARD_VERSION.into(),
-        description: "random-init small spot model for tests".into(),
-        inputs: vec![TensorSpec { name: "image".into(), shape: vec!["batch".into(), "3".into(), "224".into(), "224".into()], dtype: "f32".into(), meaning: "normalized patch".into() }],
-        outputs: vec![TensorSpec { name: "expression".into(), shape: vec!["batch".into(), "5".into()], dtype: "f32".into(), meaning: "log1p expression".into() }],
-        genes: GENES.iter().map(|s| s.to_string()).collect(),
-        preprocessing: prep,
-        ..Default::default()
-    };
+    let (m, card) = spot_model(&GENES, 3);
     let path = dir.join("spot.onnx");
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card).unwrap())]));
-    std::fs::write(&path, bytes).unwrap();
+    write_spot_model(&path, &m, &card);
     path
 }
 

@@ -77,3 +77,32 @@ pub fn models() -> &'static Models {
         Models { dir, gcn: paths[0].clone(), gcn_scatter: paths[1].clone(), mlp: paths[2].clone() }
     })
 }
+
+/// A random-init small histology spot model (patch side 290 px) and its card, for `infer slide`
+/// and browser tests.
+pub fn spot_model(genes: &[&str], seed: u64) -> (models::spot::SpotModel, onnx_format::card::ModelCard) {
+    use models::burn::prelude::Device;
+    use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+    let device = Device::flex();
+    device.seed(seed);
+    let m = models::spot::SpotModelConfig::small().with_genes(genes.len()).init(&device);
+    let mut prep = infer::image_prep::Preprocess::default().describe();
+    prep["patch_side_px"] = serde_json::json!(290.0);
+    let card = ModelCard {
+        family: "histology-spot".into(),
+        version: CARD_VERSION.into(),
+        description: "random-init small spot model for tests".into(),
+        inputs: vec![TensorSpec { name: "image".into(), shape: vec!["batch".into(), "3".into(), "224".into(), "224".into()], dtype: "f32".into(), meaning: "normalized patch".into() }],
+        outputs: vec![TensorSpec { name: "expression".into(), shape: vec!["batch".into(), genes.len().to_string()], dtype: "f32".into(), meaning: "log1p expression".into() }],
+        genes: genes.iter().map(|s| s.to_string()).collect(),
+        preprocessing: prep,
+        ..Default::default()
+    };
+    (m, card)
+}
+
+/// Export `m` with `card` to `path`.
+pub fn write_spot_model(path: &Path, m: &models::spot::SpotModel, card: &onnx_format::card::ModelCard) {
+    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(card).unwrap())]));
+    std::fs::write(path, bytes).unwrap();
+}
