@@ -2,6 +2,7 @@
 //! featurized molecules batched into one disjoint graph, task probabilities out.
 
 use crate::chem::{ATOM_FEATURES, MolGraph, SmilesError};
+use crate::data::text::{Lines, split_fields};
 use crate::runtime::{Session, Value};
 use crate::{Error, Result};
 use std::path::Path;
@@ -85,20 +86,26 @@ pub struct Table {
 }
 
 impl Table {
+    /// Reads the whole table (plain or gzipped); blank lines are skipped.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let delim = crate::data::delim::delimiter_for(path);
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, head) = lines.next().ok_or_else(|| Error::format(path, "empty file (expected a header line)"))?;
-        let header = split_fields(head, delim);
+        let mut lines = Lines::open(path)?;
+        let mut header: Option<Vec<String>> = None;
         let mut rows = Vec::new();
-        for (i, line) in lines {
-            let f = split_fields(line, delim);
-            if f.len() > header.len() {
-                return Err(Error::format(path, format!("line {}: {} fields, the header has {}", i + 1, f.len(), header.len())));
+        while let Some((no, line)) = lines.next_line()? {
+            if line.trim().is_empty() {
+                continue;
             }
-            rows.push(f);
+            let f = split_fields(line, delim).map_err(|e| Error::format(path, format!("line {no}: {e}")))?;
+            match &header {
+                None => header = Some(f),
+                Some(h) if f.len() > h.len() => {
+                    return Err(Error::format(path, format!("line {no}: {} fields, the header has {}", f.len(), h.len())));
+                }
+                Some(_) => rows.push(f),
+            }
         }
+        let header = header.ok_or_else(|| Error::format(path, "empty file (expected a header line)"))?;
         Ok(Self { header, rows })
     }
 
@@ -112,27 +119,6 @@ impl Table {
     pub fn get(&self, row: usize, col: usize) -> &str {
         self.rows[row].get(col).map(|s| s.as_str()).unwrap_or("")
     }
-}
-
-fn split_fields(line: &str, delim: char) -> Vec<String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            c if c == delim && !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
 }
 
 /// The SMILES column: the named one, else `smiles`/`SMILES`/`canonical_smiles`, else the first.
@@ -251,9 +237,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_with_quotes() {
-        assert_eq!(split_fields("a,\"b,c\",\"d\"\"e\"\r", ','), vec!["a", "b,c", "d\"e"]);
-        assert_eq!(split_fields("x\t\ty", '\t'), vec!["x", "", "y"]);
+    fn tables_with_quotes_crlf_and_tabs() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = crate::data::write_test_file(dir.path(), "t.csv", "h1,h2,h3\r\na,\"b,c\",\"d\"\"e\"\r\n");
+        assert_eq!(Table::read(&csv).unwrap().rows[0], vec!["a", "b,c", "d\"e"]);
+        let tsv = crate::data::write_test_file(dir.path(), "t.tsv", "h1\th2\th3\nx\t\ty\n");
+        assert_eq!(Table::read(&tsv).unwrap().rows[0], vec!["x", "", "y"]);
+        let bad = crate::data::write_test_file(dir.path(), "bad.csv", "smiles\n\"CCO\n");
+        assert!(Table::read(&bad).unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]

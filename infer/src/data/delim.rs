@@ -141,12 +141,7 @@ pub fn read_delimited_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::data::write_test_file as write;
 
     #[test]
     fn csv_with_labels_and_quotes() {

@@ -272,12 +272,7 @@ pub fn find_gene(wanted: &str, genes: &[String]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::data::write_test_file as write;
 
     #[test]
     fn hallmark_file() {

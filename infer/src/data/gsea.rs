@@ -306,11 +306,7 @@ mod tests {
         assert_eq!(labels[47], "AML");
     }
 
-    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::data::write_test_file as write;
 
     #[test]
     fn gct_and_duplicates() {

@@ -240,6 +240,14 @@ impl ExpressionMatrix {
     }
 }
 
+/// Writes `text` to `dir/name` for a test and returns the path.
+#[cfg(test)]
+pub(crate) fn write_test_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// Path of a file in the shared test data (`../shared/data` beside the workspace).
 #[cfg(test)]
 pub(crate) fn test_data(rel: &str) -> PathBuf {
@@ -251,12 +259,7 @@ pub(crate) fn test_data(rel: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::data::write_test_file as write;
 
     #[test]
     fn dispatch_gsea_with_cls() {
