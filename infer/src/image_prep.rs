@@ -167,6 +167,22 @@ impl Preprocess {
 /// repeat the nearest edge pixel.
 pub fn crop_square(img: &RgbImage, x: f32, y: f32, side: f32) -> Result<RgbImage> {
     let (w, h) = img.dimensions();
+    crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| {
+        Ok(image::imageops::crop_imm(img, x0, y0, cw, ch).to_image())
+    })
+}
+
+/// [`crop_square`] on any `w × h` source: `read(x, y, width, height)` returns the part of the
+/// patch that lies on the image (never empty), and pixels off the image repeat its edge. Lets a
+/// tiled reader cut the same patches without decoding the whole image.
+pub fn crop_square_from(
+    w: u32,
+    h: u32,
+    x: f32,
+    y: f32,
+    side: f32,
+    read: impl FnOnce(u32, u32, u32, u32) -> Result<RgbImage>,
+) -> Result<RgbImage> {
     if w == 0 || h == 0 {
         return Err(Error::Input("empty image".into()));
     }
@@ -188,20 +204,19 @@ pub fn crop_square(img: &RgbImage, x: f32, y: f32, side: f32) -> Result<RgbImage
     let s = (side.round() as i64).max(1);
     let left = (x as f64 - s as f64 / 2.0).round() as i64;
     let top = (y as f64 - s as f64 / 2.0).round() as i64;
-    let inside = left >= 0 && top >= 0 && left + s <= w as i64 && top + s <= h as i64;
-    if inside {
-        return Ok(
-            image::imageops::crop_imm(img, left as u32, top as u32, s as u32, s as u32).to_image(),
-        );
+    // the part on the image, then edge pixels repeated outside it
+    let (x0, y0) = (left.max(0), top.max(0));
+    let (x1, y1) = ((left + s).min(w as i64), (top + s).min(h as i64));
+    let inner = read(x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32)?;
+    if x1 - x0 == s && y1 - y0 == s {
+        return Ok(inner);
     }
     let s = s as u32;
-    let mut out = RgbImage::new(s, s);
-    for (px, py, p) in out.enumerate_pixels_mut() {
-        let sx = (left + px as i64).clamp(0, w as i64 - 1) as u32;
-        let sy = (top + py as i64).clamp(0, h as i64 - 1) as u32;
-        *p = *img.get_pixel(sx, sy);
-    }
-    Ok(out)
+    Ok(RgbImage::from_fn(s, s, |px, py| {
+        let sx = (left + px as i64).clamp(0, w as i64 - 1) - x0;
+        let sy = (top + py as i64).clamp(0, h as i64 - 1) - y0;
+        *inner.get_pixel(sx as u32, sy as u32)
+    }))
 }
 
 fn limits() -> Limits {

@@ -14,7 +14,7 @@
 //! (streamed tile by tile), patches are read from level 0 on demand.
 
 use crate::error::{Error, Result};
-use crate::image_prep::{MAX_PATCH_SIDE, Preprocess, crop_square, image_dimensions, load_rgb};
+use crate::image_prep::{Preprocess, crop_square, crop_square_from, image_dimensions, load_rgb};
 use crate::tiled::TiledTiff;
 use crate::runtime::{Backend, Options, Session, Value};
 use image::{Rgb, RgbImage};
@@ -293,36 +293,13 @@ pub enum Patches<'a> {
 impl Patches<'_> {
     /// The patch of [`crop_square`] (same rounding, same edge padding).
     pub fn crop(&mut self, x: f32, y: f32, side: f32) -> Result<RgbImage> {
-        let t = match self {
-            Patches::Image(img) => return crop_square(img, x, y, side),
-            Patches::Tiff(t) => t,
-        };
-        let (w, h) = t.dimensions();
-        if !x.is_finite() || !y.is_finite() {
-            return Err(Error::Input(format!("patch centre ({x}, {y}) is not finite")));
+        match self {
+            Patches::Image(img) => crop_square(img, x, y, side),
+            Patches::Tiff(t) => {
+                let (w, h) = t.dimensions();
+                crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| t.read_region(0, x0, y0, cw, ch))
+            }
         }
-        if !side.is_finite() || !(0.5..=MAX_PATCH_SIDE).contains(&side) {
-            return Err(Error::Input(format!("patch side {side} px is not in 1..={MAX_PATCH_SIDE}")));
-        }
-        if x < 0.0 || y < 0.0 || x >= w as f32 || y >= h as f32 {
-            return Err(Error::Input(format!("patch centre ({x:.1}, {y:.1}) is outside the {w}×{h} image")));
-        }
-        let s = (side.round() as i64).max(1);
-        let left = (x as f64 - s as f64 / 2.0).round() as i64;
-        let top = (y as f64 - s as f64 / 2.0).round() as i64;
-        // The part on the image, then edge pixels repeated outside it.
-        let (x0, y0) = (left.max(0), top.max(0));
-        let (x1, y1) = ((left + s).min(w as i64), (top + s).min(h as i64));
-        let inner = t.read_region(0, x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32)?;
-        if x1 - x0 == s && y1 - y0 == s {
-            return Ok(inner);
-        }
-        let s = s as u32;
-        Ok(RgbImage::from_fn(s, s, |px, py| {
-            let sx = (left + px as i64).clamp(0, w as i64 - 1) - x0;
-            let sy = (top + py as i64).clamp(0, h as i64 - 1) - y0;
-            *inner.get_pixel(sx as u32, sy as u32)
-        }))
     }
 }
 
