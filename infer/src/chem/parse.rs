@@ -297,6 +297,12 @@ fn capitalize(s: &str) -> String {
     }
 }
 
+/// The element symbol at `p.i` (one letter, or two when `next` is lowercase) is not known.
+fn unknown_element(p: &P, next: Option<u8>) -> SmilesError {
+    let end = if next.is_some_and(|x| x.is_ascii_lowercase()) { p.i + 2 } else { p.i + 1 };
+    SmilesError::UnknownElement { symbol: p.src[p.i..end].to_string(), pos: p.cpos(p.i) }
+}
+
 fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
     let open = p.i;
     p.i += 1;
@@ -322,15 +328,7 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
                 p.i += 1;
                 (z, false)
             } else {
-                let end = if n.is_some_and(|x| x.is_ascii_lowercase()) {
-                    p.i + 2
-                } else {
-                    p.i + 1
-                };
-                return Err(SmilesError::UnknownElement {
-                    symbol: p.src[p.i..end].to_string(),
-                    pos: p.cpos(p.i),
-                });
+                return Err(unknown_element(p, n));
             }
         } else if c.is_ascii_lowercase() {
             let two: Option<&str> = n.and_then(|x| match (c, x) {
@@ -349,15 +347,7 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
                     true,
                 )
             } else {
-                let end = if n.is_some_and(|x| x.is_ascii_lowercase()) {
-                    p.i + 2
-                } else {
-                    p.i + 1
-                };
-                return Err(SmilesError::UnknownElement {
-                    symbol: p.src[p.i..end].to_string(),
-                    pos: p.cpos(p.i),
-                });
+                return Err(unknown_element(p, n));
             }
         } else {
             return Err(p.unexpected(p.i));
