@@ -297,7 +297,7 @@ fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
             tract_rate = rate;
         }
         println!("| {} | {rate:.0} | {:.2}× |", s.provider, rate / tract_rate);
-        assert_eq!(scored.num_scored(), ok.len());
+        anyhow::ensure!(scored.num_scored() == ok.len(), "{}: scored {} molecules, featurized {}", s.provider, scored.num_scored(), ok.len());
     }
     Ok(())
 }
