@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
-# libhdf5-dev, a Python venv for cross-checks and baselines (onnx, onnxruntime, numpy, pillow), and ONNX Runtime's
-# shared library taken from the PyPI onnxruntime wheel. Safe to re-run.
+# libhdf5-dev, a Python venv for cross-checks and baselines (onnx, onnxruntime, numpy, pillow, rdkit,
+# tifffile), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
+# toolchain (below). Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ORT_VERSION=1.31.1
@@ -21,8 +22,8 @@ if [ ! -x "$BIOEDGE_PYTHON" ]; then
   echo "setup: creating $BIOEDGE_CACHE/venv"
   python3 -m venv "$BIOEDGE_CACHE/venv"
 fi
-if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
-  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit into the venv"
+if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit, tifffile into the venv"
   "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile
 fi
 
