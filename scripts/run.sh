@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-cargo build --release --workspace
+cargo build --release --workspace --features "$BIOEDGE_FEATURES"
 T="$CARGO_TARGET_DIR/release"
 D="$BIOEDGE_DATA"
 mkdir -p out

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
-# libhdf5-dev, a Python venv for cross-checks and baselines (onnx, onnxruntime, numpy, pillow, rdkit,
-# tifffile), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
+# libhdf5-dev, libopenslide-dev (for `infer --features openslide`), a Python venv for cross-checks
+# and baselines (onnx, onnxruntime, numpy, pillow, rdkit, tifffile + imagecodecs), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
 # toolchain (below). Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -9,7 +9,7 @@ ORT_VERSION=1.31.1
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for p in libhdf5-dev pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in libhdf5-dev libopenslide-dev pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -22,9 +22,9 @@ if [ ! -x "$BIOEDGE_PYTHON" ]; then
   echo "setup: creating $BIOEDGE_CACHE/venv"
   python3 -m venv "$BIOEDGE_CACHE/venv"
 fi
-if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
-  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit, tifffile into the venv"
-  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile
+if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, imagecodecs, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit, tifffile, imagecodecs into the venv"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile "imagecodecs==2026.3.6"
 fi
 
 # ONNX Runtime for Rust (`ort` with load-dynamic): the library inside the PyPI wheel.

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-cargo build --release --workspace --all-targets
+cargo build --release --workspace --all-targets --features "$BIOEDGE_FEATURES"
 # `infer` must not depend on burn, and must build without its native-only features.
 if cargo tree -p infer -e normal,build --prefix none | grep -E '^burn' ; then
   echo "FAIL: infer depends on burn"; exit 1
@@ -20,7 +20,7 @@ export BIOEDGE_RDKIT_REF="$BIOEDGE_CACHE/tox21_rdkit_features.jsonl"
 "$BIOEDGE_PYTHON" tests/py/rdkit_features.py "$BIOEDGE_DATA/tox21/tox21.csv" "$BIOEDGE_RDKIT_REF"
 log="$BIOEDGE_CACHE/test.log"
 set +e
-cargo test --release --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$log"
+cargo test --release --workspace --features "$BIOEDGE_FEATURES" --lib --bins --tests --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -21,3 +21,6 @@ pub mod mol;
 pub use onnx_format::{read_card, ModelCard};
 pub mod slide;
 pub mod tiled;
+pub mod wsi;
+#[cfg(feature = "openslide")]
+pub mod openslide;

@@ -142,6 +142,10 @@ enum Cmd {
         heatmap: Vec<String>,
         #[arg(long)]
         heatmap_dir: Option<PathBuf>,
+        /// How to read the image: auto (OpenSlide for vendor formats when built with it, the
+        /// tiled-TIFF reader for tiled/pyramidal TIFFs, else decode whole), tiff, openslide, image.
+        #[arg(long, default_value = "auto")]
+        reader: infer::wsi::Reader,
     },
 }
 
@@ -154,8 +158,8 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Slide { model, image, spots, grid: _, backend, batch, patch_side, out, heatmap, heatmap_dir } => {
-            let r = infer::slide::run(&infer::slide::SlideOptions { model, image, spots, backend, batch, patch_side, out, heatmaps: heatmap, heatmap_dir })?;
+        Cmd::Slide { model, image, spots, grid: _, backend, batch, patch_side, out, heatmap, heatmap_dir, reader } => {
+            let r = infer::slide::run(&infer::slide::SlideOptions { model, image, spots, backend, batch, patch_side, out, heatmaps: heatmap, heatmap_dir, reader })?;
             eprintln!("{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}", r.spots, r.genes, r.width, r.height, r.patch_side, r.predict_s, r.spots as f64 / r.predict_s.max(1e-9), r.provider, r.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
             Ok(())
         }

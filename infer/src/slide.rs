@@ -9,15 +9,16 @@
 //! Patches are cropped and preprocessed on a producer thread that hands whole batches to the
 //! model thread through a bounded channel, so at most a few batches exist at once.
 //!
-//! Tiled or pyramidal TIFFs ([`crate::tiled`]) are never decoded whole: the mask and heatmap
-//! background come from the smallest level at least [`MASK_SIDE`] / [`HEATMAP_SIDE`] px long
-//! (streamed tile by tile), patches are read from level 0 on demand.
+//! Whole-slide images ([`crate::wsi`]: tiled or pyramidal TIFFs, and vendor formats through
+//! OpenSlide) are never decoded whole: the mask and heatmap background come from the smallest
+//! level at least [`MASK_SIDE`] / [`HEATMAP_SIDE`] px long (streamed), patches are read from
+//! level 0 on demand.
 
 use crate::error::{Error, Result};
 use crate::image_prep::{Preprocess, crop_square, crop_square_from, image_dimensions, load_rgb};
-use crate::tiled::TiledTiff;
+use crate::wsi::{Reader, SlideReader};
 use crate::runtime::{Backend, Options, Session, Value};
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,6 +45,8 @@ pub struct SlideOptions {
     pub out: PathBuf,
     pub heatmaps: Vec<String>,
     pub heatmap_dir: Option<PathBuf>,
+    /// How the image is read.
+    pub reader: Reader,
 }
 
 /// A position to predict at.
@@ -145,30 +148,12 @@ pub fn gene_indices(wanted: &[String], genes: &[String]) -> Result<Vec<usize>> {
 /// Box-averaged copy whose long side is at most `max_side`; returns it and the integer factor.
 pub fn downscale(img: &RgbImage, max_side: u32) -> (RgbImage, u32) {
     let (w, h) = img.dimensions();
-    let f = w.max(h).div_ceil(max_side.max(1)).max(1);
-    if f == 1 {
+    let mut sum = crate::wsi::BoxSum::new(w, h, max_side);
+    if sum.factor() == 1 {
         return (img.clone(), 1);
     }
-    let (sw, sh) = (w.div_ceil(f), h.div_ceil(f));
-    let mut out = RgbImage::new(sw, sh);
-    for sy in 0..sh {
-        let (y0, y1) = (sy * f, ((sy + 1) * f).min(h));
-        for sx in 0..sw {
-            let (x0, x1) = (sx * f, ((sx + 1) * f).min(w));
-            let mut acc = [0u64; 3];
-            for y in y0..y1 {
-                for x in x0..x1 {
-                    let p = img.get_pixel(x, y).0;
-                    for c in 0..3 {
-                        acc[c] += p[c] as u64;
-                    }
-                }
-            }
-            let n = ((y1 - y0) * (x1 - x0)) as u64;
-            out.put_pixel(sx, sy, Rgb(acc.map(|a| ((a + n / 2) / n) as u8)));
-        }
-    }
-    (out, f)
+    sum.add(0, 0, w, h, img.as_raw());
+    sum.finish()
 }
 
 /// Grey levels (Rec. 601 luma).
@@ -218,23 +203,23 @@ pub fn grid_spots(img: &RgbImage, side: f32) -> Vec<SlideSpot> {
 }
 
 /// Smallest level whose long side is at least `side` px (level 0 if none).
-fn level_for(t: &TiledTiff, side: u32) -> usize {
-    t.levels().iter().rposition(|l| l.width.max(l.height) >= side).unwrap_or(0)
+fn level_for(t: &dyn SlideReader, side: u32) -> usize {
+    t.level_sizes().iter().rposition(|&(w, h)| w.max(h) >= side).unwrap_or(0)
 }
 
-/// Box-downscaled copy of a TIFF level (long side <= `max_side`) and its factors in level-0 px.
-fn tiff_overview(t: &mut TiledTiff, max_side: u32) -> Result<(RgbImage, (f32, f32))> {
+/// Box-downscaled copy of a slide level (long side <= `max_side`) and its factors in level-0 px.
+fn slide_overview(t: &mut dyn SlideReader, max_side: u32) -> Result<(RgbImage, (f32, f32))> {
     let level = level_for(t, max_side);
     let (img, f) = t.downscale_level(level, max_side)?;
-    let (l, (w0, h0)) = (&t.levels()[level], t.dimensions());
-    let fx = (f as f64 * w0 as f64 / l.width as f64) as f32;
-    let fy = (f as f64 * h0 as f64 / l.height as f64) as f32;
+    let ((lw, lh), (w0, h0)) = (t.level_sizes()[level], t.dimensions());
+    let fx = (f as f64 * w0 as f64 / lw as f64) as f32;
+    let fy = (f as f64 * h0 as f64 / lh as f64) as f32;
     Ok((img, (fx, fy)))
 }
 
-/// [`grid_spots`] for a TIFF read level by level: the mask comes from a low-resolution level.
-pub fn grid_spots_tiff(t: &mut TiledTiff, side: f32) -> Result<Vec<SlideSpot>> {
-    let (small, f) = tiff_overview(t, MASK_SIDE)?;
+/// [`grid_spots`] for a slide read by regions: the mask comes from a low-resolution level.
+pub fn grid_spots_slide(t: &mut dyn SlideReader, side: f32) -> Result<Vec<SlideSpot>> {
+    let (small, f) = slide_overview(t, MASK_SIDE)?;
     let g = grey(&small);
     let th = otsu(&g);
     let mask: Vec<bool> = g.iter().map(|&v| v < th).collect();
@@ -284,10 +269,10 @@ pub fn file_spots(path: &Path, w: u32, h: u32) -> Result<Vec<SlideSpot>> {
     Ok(spots.into_iter().map(|s| SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }).collect())
 }
 
-/// Where patches come from: a decoded image, or level 0 of a TIFF read tile by tile.
+/// Where patches come from: a decoded image, or level 0 of a slide read by regions.
 pub enum Patches<'a> {
     Image(&'a RgbImage),
-    Tiff(Box<TiledTiff>),
+    Slide(Box<dyn SlideReader>),
 }
 
 impl Patches<'_> {
@@ -295,7 +280,7 @@ impl Patches<'_> {
     pub fn crop(&mut self, x: f32, y: f32, side: f32) -> Result<RgbImage> {
         match self {
             Patches::Image(img) => crop_square(img, x, y, side),
-            Patches::Tiff(t) => {
+            Patches::Slide(t) => {
                 let (w, h) = t.dimensions();
                 crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| t.read_region(0, x0, y0, cw, ch))
             }
@@ -439,17 +424,8 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("--patch-side {side} must be >= 1 px")));
     }
-    // Tiled or multi-level TIFF: read by regions; anything else (or a TIFF our reader does not
-    // take) is decoded whole.
-    let mut tiff = None;
-    if crate::tiled::is_tiff(&o.image) {
-        match TiledTiff::open(&o.image) {
-            Ok(t) if t.is_pyramid_or_tiled() => tiff = Some(t),
-            Ok(_) => {}
-            Err(Error::Unsupported(m)) => eprintln!("slide: {m}; decoding the whole image instead"),
-            Err(e) => return Err(e),
-        }
-    }
+    // Whole-slide image: read by regions; anything else is decoded whole.
+    let mut tiff = crate::wsi::open(&o.image, o.reader)?;
     let (w, h) = match &tiff {
         Some(t) => t.dimensions(),
         None => image_dimensions(&o.image)?,
@@ -461,8 +437,8 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let t0 = Instant::now();
     let img = match &tiff {
         Some(t) => {
-            let sizes: Vec<String> = t.levels().iter().map(|l| format!("{}×{}", l.width, l.height)).collect();
-            eprintln!("slide: {} is a tiled/pyramidal TIFF, levels {}; reading regions", o.image.display(), sizes.join(", "));
+            let sizes: Vec<String> = t.level_sizes().iter().map(|(w, h)| format!("{w}×{h}")).collect();
+            eprintln!("slide: {} read by {}, levels {}; reading regions", o.image.display(), t.kind(), sizes.join(", "));
             None
         }
         None => {
@@ -474,7 +450,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let spots = match (file, &img, &mut tiff) {
         (Some(s), _, _) => s,
         (None, Some(img), _) => grid_spots(img, side),
-        (None, None, Some(t)) => grid_spots_tiff(t, side)?,
+        (None, None, Some(t)) => grid_spots_slide(t.as_mut(), side)?,
         (None, None, None) => unreachable!("either an image or a TIFF"),
     };
     if spots.is_empty() {
@@ -485,12 +461,12 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let background = match (&img, &mut tiff) {
         _ if !want_heat => None,
         (Some(img), _) => Some(downscale(img, HEATMAP_SIDE)).map(|(bg, f)| (bg, f as f32)),
-        (None, Some(t)) => Some(tiff_overview(t, HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)),
+        (None, Some(t)) => Some(slide_overview(t.as_mut(), HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)),
         (None, None) => None,
     };
     let source = match (&img, tiff) {
         (Some(img), _) => Patches::Image(img),
-        (None, Some(t)) => Patches::Tiff(Box::new(t)),
+        (None, Some(t)) => Patches::Slide(t),
         (None, None) => unreachable!("either an image or a TIFF"),
     };
     let mut session = Session::from_file(&o.model, o.backend, &Options::default())?;
@@ -526,6 +502,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     #[test]
     fn slide_otsu_bimodal() {

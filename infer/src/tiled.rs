@@ -1,15 +1,18 @@
 //! Tiled / pyramidal TIFF (and BigTIFF) reader for whole-slide images.
 //!
-//! Resolution levels are the images of the main IFD chain that are 8-bit RGB (or RGBA, or
-//! YCbCr as JPEG tiles decode), chunky, with the aspect ratio of the first one; largest first.
-//! SubIFD pyramids are not read (the `tiff` crate decodes main-chain images only): such files
-//! have one level. A region decodes only the tiles or strips it overlaps; a few decoded chunks
-//! are cached.
+//! Resolution levels are the images of the main IFD chain and of their SubIFD tags (OME-TIFF
+//! style pyramids) that are 8-bit RGB (or RGBA, or YCbCr as JPEG tiles decode), chunky, with
+//! the aspect ratio of the first one; largest first. A region decodes only the tiles or strips
+//! it overlaps; a few decoded chunks are cached.
+//!
+//! The `tiff` crate decodes images of the main chain only, so each level gets its own decoder
+//! over a view of the file whose header points at that level's IFD ([`At`]).
 
 use crate::error::{Error, Result};
+use crate::wsi::{BoxSum, SlideReader};
 use image::RgbImage;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
@@ -35,8 +38,10 @@ pub enum Samples {
 pub struct Level {
     pub width: u32,
     pub height: u32,
-    /// Index in the main IFD chain.
-    pub ifd: usize,
+    /// File offset of its IFD.
+    pub ifd: u64,
+    /// Listed in a SubIFD tag rather than the main chain.
+    pub sub_ifd: bool,
     pub tiled: bool,
     /// Tile size, or (image width, rows per strip).
     pub chunk_w: u32,
@@ -66,13 +71,42 @@ struct Chunk {
     rgb: Vec<u8>,
 }
 
-/// An open TIFF: its levels and a small cache of decoded chunks.
+/// The file as a `tiff` decoder should see it: the header's first-IFD offset replaced, so the
+/// decoder's first image is the IFD we want.
+struct At {
+    file: BufReader<File>,
+    pos: u64,
+    head: Vec<u8>,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            if let Some(&h) = self.head.get((self.pos as usize).saturating_add(i)) {
+                *b = h;
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for At {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+type Dec = Decoder<At>;
+
+/// An open TIFF: its levels, a decoder per level and a small cache of decoded chunks.
 pub struct TiledTiff {
     path: PathBuf,
-    dec: Decoder<BufReader<File>>,
     levels: Vec<Level>,
-    /// IFD the decoder is on.
-    current: usize,
+    /// One per level.
+    decs: Vec<Dec>,
     /// Most recently used last.
     cache: Vec<Chunk>,
 }
@@ -91,8 +125,35 @@ fn terr(path: &Path, e: TiffError) -> Error {
     }
 }
 
+/// A decoder whose first image is the IFD at `ifd` (`None`: the file's own first IFD).
+fn decoder(path: &Path, ifd: Option<u64>) -> Result<Dec> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = vec![0u8; 16];
+    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+    head.truncate(n);
+    if let Some(off) = ifd {
+        let little = head.starts_with(b"II");
+        match head.get(2..4) {
+            Some([42, 0] | [0, 42]) if n >= 8 => {
+                let off = u32::try_from(off).map_err(|_| Error::format(path, "TIFF: IFD offset beyond 4 GiB in a classic TIFF"))?;
+                head[4..8].copy_from_slice(&if little { off.to_le_bytes() } else { off.to_be_bytes() });
+                head.truncate(8);
+            }
+            Some([43, 0] | [0, 43]) if n >= 16 => head[8..16].copy_from_slice(&if little { off.to_le_bytes() } else { off.to_be_bytes() }),
+            _ => return Err(Error::format(path, "TIFF: not a TIFF or BigTIFF header")),
+        }
+    } else {
+        head.clear();
+    }
+    let mut limits = Limits::default();
+    limits.ifd_value_size = 256 << 20; // tile offset arrays of large slides
+    let at = At { file: BufReader::new(f), pos: 0, head };
+    Ok(Decoder::new(at).map_err(|e| terr(path, e))?.with_limits(limits))
+}
+
 /// Why the decoder's current image cannot be a level, or its sample layout.
-fn describe(dec: &mut Decoder<BufReader<File>>) -> std::result::Result<Samples, String> {
+fn describe(dec: &mut Dec) -> std::result::Result<Samples, String> {
     let planar = dec.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(|e| e.to_string())?;
     if planar == Some(2) {
         return Err("planar configuration 2 (separate colour planes) is not supported; only chunky RGB".into());
@@ -115,40 +176,49 @@ impl TiledTiff {
     /// Lists the levels. A first image this reader cannot take is [`Error::Unsupported`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut limits = Limits::default();
-        limits.ifd_value_size = 256 << 20; // tile offset arrays of large slides
-        let mut dec = Decoder::new(BufReader::new(f)).map_err(|e| terr(&path, e))?.with_limits(limits);
-        let (mut found, mut current) = (Vec::new(), 0);
-        for ifd in 0..MAX_IFDS {
-            if ifd > 0 {
+        // IFD offsets: the main chain, each image followed by its SubIFDs.
+        let mut dec = decoder(&path, None)?;
+        let mut ifds: Vec<(u64, bool)> = Vec::new();
+        for i in 0..MAX_IFDS {
+            if i > 0 {
                 if !dec.more_images() {
                     break;
                 }
                 dec.next_image().map_err(|e| terr(&path, e))?;
-                current = ifd;
             }
+            let here = dec.ifd_pointer().ok_or_else(|| Error::format(&path, "TIFF: no IFD"))?;
+            ifds.push((here.0, false));
+            if let Some(v) = dec.find_tag(Tag::SubIfd).map_err(|e| terr(&path, e))? {
+                let subs = v.into_ifd_vec().map_err(|e| terr(&path, e))?;
+                ifds.extend(subs.into_iter().map(|p| (p.0, true)));
+            }
+        }
+        ifds.truncate(MAX_IFDS);
+        let mut found: Vec<(Level, Dec)> = Vec::new();
+        for (k, &(ifd, sub_ifd)) in ifds.iter().enumerate() {
+            let mut dec = if k == 0 { decoder(&path, None)? } else { decoder(&path, Some(ifd))? };
             let (width, height) = dec.dimensions().map_err(|e| terr(&path, e))?;
             match describe(&mut dec) {
                 Ok(samples) => {
                     let tiled = dec.get_chunk_type() == ChunkType::Tile;
                     let (chunk_w, chunk_h) = dec.chunk_dimensions();
                     if width == 0 || height == 0 || chunk_w == 0 || chunk_h == 0 {
-                        return Err(Error::format(&path, format!("TIFF image {ifd} has an empty size or chunk size")));
+                        return Err(Error::format(&path, format!("TIFF image at offset {ifd} has an empty size or chunk size")));
                     }
                     let (chunk_w, chunk_h) = if tiled { (chunk_w, chunk_h) } else { (width, chunk_h.min(height)) };
-                    found.push(Level { width, height, ifd, tiled, chunk_w, chunk_h, samples });
+                    found.push((Level { width, height, ifd, sub_ifd, tiled, chunk_w, chunk_h, samples }, dec));
                 }
-                Err(msg) if ifd == 0 => return Err(Error::Unsupported(format!("{}: TIFF ({width}×{height}): {msg}", path.display()))),
+                Err(msg) if k == 0 => return Err(Error::Unsupported(format!("{}: TIFF ({width}×{height}): {msg}", path.display()))),
                 Err(_) => {} // label, macro, masks...
             }
         }
         // Pyramid levels: same aspect ratio as level 0, strictly narrower, largest first.
-        let (w0, h0) = (found[0].width as f64, found[0].height as f64);
-        let mut levels: Vec<Level> = found.into_iter().filter(|l| ((l.width as f64 / l.height as f64) / (w0 / h0) - 1.0).abs() < 0.02).collect();
-        levels.sort_by(|a, b| b.width.cmp(&a.width).then(a.ifd.cmp(&b.ifd)));
-        levels.dedup_by(|b, a| b.width == a.width);
-        Ok(TiledTiff { path, dec, levels, current, cache: Vec::new() })
+        let (w0, h0) = (found[0].0.width as f64, found[0].0.height as f64);
+        found.retain(|(l, _)| ((l.width as f64 / l.height as f64) / (w0 / h0) - 1.0).abs() < 0.02);
+        found.sort_by(|(a, _), (b, _)| b.width.cmp(&a.width));
+        found.dedup_by(|b, a| b.0.width == a.0.width);
+        let (levels, decs) = found.into_iter().unzip();
+        Ok(TiledTiff { path, levels, decs, cache: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -173,19 +243,16 @@ impl TiledTiff {
     /// Decodes chunk `idx` of `level` as RGB8: `(width, height, bytes)`.
     fn load(&mut self, level: usize, idx: u32) -> Result<(u32, u32, Vec<u8>)> {
         let l = self.levels[level].clone();
-        if self.current != l.ifd {
-            self.dec.seek_to_image(l.ifd).map_err(|e| terr(&self.path, e))?;
-            self.current = l.ifd;
-        }
-        let (w, h) = self.dec.chunk_data_dimensions(idx);
-        let data = match self.dec.read_chunk(idx).map_err(|e| terr(&self.path, e))? {
+        let dec = &mut self.decs[level];
+        let (w, h) = dec.chunk_data_dimensions(idx);
+        let data = match dec.read_chunk(idx).map_err(|e| terr(&self.path, e))? {
             DecodingResult::U8(v) => v,
             _ => return Err(Error::format(&self.path, "TIFF: chunk did not decode to 8-bit samples")),
         };
         let n = w as usize * h as usize;
         let per = if l.samples == Samples::Rgba { 4 } else { 3 };
         if data.len() < n * per {
-            return Err(Error::format(&self.path, format!("TIFF: chunk {idx} of image {} decoded to {} bytes, expected {}", l.ifd, data.len(), n * per)));
+            return Err(Error::format(&self.path, format!("TIFF: chunk {idx} of the IFD at offset {} decoded to {} bytes, expected {}", l.ifd, data.len(), n * per)));
         }
         let rgb = match l.samples {
             Samples::Rgb => {
@@ -251,40 +318,35 @@ impl TiledTiff {
         Ok(out)
     }
 
-    /// Box-averaged copy of `level` whose long side is at most `max_side`, and the integer
-    /// factor; the same pixels as `slide::downscale` of the decoded level. Each chunk is decoded
-    /// once (no cache).
+    /// [`SlideReader::downscale_level`], chunk by chunk (each decoded once, no cache).
     pub fn downscale_level(&mut self, level: usize, max_side: u32) -> Result<(RgbImage, u32)> {
         let l = self.levels[level].clone();
-        let f = l.width.max(l.height).div_ceil(max_side.max(1)).max(1);
-        if f > 4096 {
-            return Err(Error::Input(format!("{}: level {level} is too large to downscale to {max_side} px", self.path.display())));
-        }
-        let (sw, sh) = (l.width.div_ceil(f) as usize, l.height.div_ceil(f) as usize);
-        let mut acc = vec![0u32; sw * sh * 3]; // f <= 4096: no overflow
+        let mut sum = BoxSum::new(l.width, l.height, max_side);
         for idx in 0..l.chunks() {
             let (w, h, rgb) = self.load(level, idx)?;
             let (ox, oy) = l.origin(idx);
-            for y in 0..h {
-                let row = ((oy + y) / f) as usize * sw;
-                for x in 0..w {
-                    let a = (row + ((ox + x) / f) as usize) * 3;
-                    let s = ((y * w + x) * 3) as usize;
-                    for c in 0..3 {
-                        acc[a + c] += rgb[s + c] as u32;
-                    }
-                }
-            }
+            sum.add(ox, oy, w, h, &rgb);
         }
-        let mut out = RgbImage::new(sw as u32, sh as u32);
-        for (sx, sy, p) in out.enumerate_pixels_mut() {
-            let nx = ((sx + 1) * f).min(l.width) - sx * f;
-            let ny = ((sy + 1) * f).min(l.height) - sy * f;
-            let n = nx * ny;
-            let a = (sy as usize * sw + sx as usize) * 3;
-            p.0 = [0, 1, 2].map(|c| ((acc[a + c] + n / 2) / n) as u8);
-        }
-        Ok((out, f))
+        Ok(sum.finish())
+    }
+}
+
+impl SlideReader for TiledTiff {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn kind(&self) -> String {
+        let sub = self.levels.iter().filter(|l| l.sub_ifd).count();
+        if sub > 0 { format!("tiled TIFF ({sub} SubIFD levels)") } else { "tiled TIFF".into() }
+    }
+    fn level_sizes(&self) -> Vec<(u32, u32)> {
+        self.levels.iter().map(|l| (l.width, l.height)).collect()
+    }
+    fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage> {
+        TiledTiff::read_region(self, level, x, y, w, h)
+    }
+    fn downscale_level(&mut self, level: usize, max_side: u32) -> Result<(RgbImage, u32)> {
+        TiledTiff::downscale_level(self, level, max_side)
     }
 }
 
@@ -374,7 +436,7 @@ mod tests {
     fn tiled_grid_from_low_level_matches_full_image() {
         // Dark blob [400, 1600) × [200, 1000) on white; level 1 is half size, so the mask is
         // built from it (long side 1200 >= MASK_SIDE) instead of level 0.
-        use crate::slide::{MASK_SIDE, grid_spots, grid_spots_tiff};
+        use crate::slide::{MASK_SIDE, grid_spots, grid_spots_slide};
         let big = RgbImage::from_fn(2400, 1200, |x, y| {
             if (400..1600).contains(&x) && (200..1000).contains(&y) { Rgb([120, 60, 140]) } else { Rgb([240, 238, 242]) }
         });
@@ -385,7 +447,7 @@ mod tests {
         write_tiled(&path, &[&big, &half], 256);
         let mut t = TiledTiff::open(&path).unwrap();
         assert!(t.levels()[1].width >= MASK_SIDE);
-        let a = grid_spots_tiff(&mut t, 200.0).unwrap();
+        let a = grid_spots_slide(&mut t, 200.0).unwrap();
         assert_eq!(a.len(), 24, "{a:?}");
         assert_eq!(a, grid_spots(&big, 200.0));
     }

@@ -1,8 +1,13 @@
-"""Test fixture: a tiled, pyramidal TIFF (levels 1, 1/4, 1/16 as pages of the main IFD chain)
-from a crop of an image, plus the same crop as a lossless PNG.
+"""Test fixture: a tiled, pyramidal TIFF (levels 1, 1/4, 1/16) from a crop of an image, plus
+the same crop as a lossless PNG.
 
 usage: make_pyramid.py SRC OUT_TIF [--png OUT_PNG] [--crop X Y W H] [--tile 256]
-                       [--compression zlib|lzw|none] [--bigtiff]
+                       [--compression zlib|lzw|jpeg|none] [--bigtiff] [--subifds]
+                       [--aperio] [--decoded-png OUT_PNG]
+
+--subifds     levels 1/4 and 1/16 as SubIFDs of level 0 (OME-TIFF style), not main-chain pages
+--aperio      an Aperio ImageDescription, so OpenSlide reads the file as an SVS slide
+--decoded-png level 0 as tifffile decodes it back (libjpeg-turbo for JPEG tiles)
 """
 import argparse
 
@@ -20,6 +25,9 @@ ap.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"))
 ap.add_argument("--tile", type=int, default=256)
 ap.add_argument("--compression", default="zlib")
 ap.add_argument("--bigtiff", action="store_true")
+ap.add_argument("--subifds", action="store_true")
+ap.add_argument("--aperio", action="store_true")
+ap.add_argument("--decoded-png")
 a = ap.parse_args()
 
 img = Image.open(a.src).convert("RGB")
@@ -28,11 +36,17 @@ if a.crop:
     img = img.crop((x, y, x + w, y + h))
 if a.png:
     img.save(a.png)
+levels = [img, img.reduce(4), img.reduce(16)]  # box average
 comp = None if a.compression == "none" else a.compression
+w, h = img.size
 with tifffile.TiffWriter(a.out, bigtiff=a.bigtiff) as tw:
-    level = img
-    for i in range(3):
-        if i > 0:
-            level = level.reduce(4)  # box average
-        tw.write(np.asarray(level), photometric="rgb", tile=(a.tile, a.tile), compression=comp,
-                 subfiletype=0 if i == 0 else 1, metadata=None)
+    for i, level in enumerate(levels):
+        kw = dict(photometric="rgb", tile=(a.tile, a.tile), compression=comp, metadata=None)
+        if a.aperio:
+            kw["description"] = (f"Aperio Image Library v12.0.15\n{w}x{h} [0,0 {w}x{h}] ({a.tile}x{a.tile}) "
+                                 f"{a.compression.upper()}/RGB|AppMag = 20|MPP = 0.5" if i == 0 else "Aperio Image Library v12.0.15\n")
+        if a.subifds and i == 0:
+            kw["subifds"] = len(levels) - 1
+        tw.write(np.asarray(level), subfiletype=0 if i == 0 else 1, **kw)
+if a.decoded_png:
+    Image.fromarray(tifffile.imread(a.out, key=0)).save(a.decoded_png)

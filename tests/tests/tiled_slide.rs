@@ -1,5 +1,6 @@
 //! `infer slide` on a tiled pyramidal TIFF (written by tests/py/make_pyramid.py from a crop of
-//! HER2ST C2) gives the same spots and predictions as on the same crop as a PNG.
+//! HER2ST C2) gives the same spots and predictions as on the same crop as a PNG; the same with
+//! the pyramid in SubIFDs; JPEG tiles decode as libjpeg-turbo decodes them (within rounding).
 
 mod common;
 
@@ -69,7 +70,7 @@ fn tiled_tiff_matches_png() {
     let heat = dir.path().join("heat");
     let log = ok(slide(&model, &tif, &b).args(["--grid", "--heatmap", "G2"]).arg("--heatmap-dir").arg(&heat));
     eprintln!("{log}");
-    assert!(log.contains("tiled/pyramidal TIFF, levels 3482×3192, 871×798, 218×200"), "{log}");
+    assert!(log.contains("read by tiled TIFF, levels 3482×3192, 871×798, 218×200"), "{log}");
     ok(slide(&model, &big, &c).arg("--grid"));
     let (ra, rb, rc) = (read_csv(&a), read_csv(&b), read_csv(&c));
     assert!(ra.len() > 20, "{} grid spots", ra.len());
@@ -101,4 +102,100 @@ fn tiled_tiff_truncated_fails_without_output() {
     let err = fails(slide(&model, &cut, &out).arg("--grid"));
     assert!(err.contains("cut.tif") && err.contains("truncated"), "{err}");
     assert!(!out.exists());
+}
+
+#[test]
+fn subifd_pyramid_matches_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path());
+    let (tif, png) = pyramid(dir.path(), "sub", true, &["--subifds"]);
+    let t = infer::tiled::TiledTiff::open(&tif).unwrap();
+    let sizes: Vec<_> = t.levels().iter().map(|l| (l.width, l.height, l.sub_ifd)).collect();
+    assert_eq!(sizes, [(3482, 3192, false), (871, 798, true), (218, 200, true)]);
+    let (a, b) = (dir.path().join("png.csv"), dir.path().join("sub.csv"));
+    ok(slide(&model, &png, &a).arg("--grid"));
+    let log = ok(slide(&model, &tif, &b).arg("--grid"));
+    assert!(log.contains("read by tiled TIFF (2 SubIFD levels), levels 3482×3192, 871×798, 218×200"), "{log}");
+    let (ra, rb) = (read_csv(&a), read_csv(&b));
+    assert!(ra.len() > 20, "{} grid spots", ra.len());
+    assert_same(&ra, &rb);
+}
+
+#[test]
+fn jpeg_tiles_match_libjpeg_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let decoded = dir.path().join("decoded.png");
+    let (tif, _) = pyramid(dir.path(), "jpeg", false, &["--compression", "jpeg", "--decoded-png", decoded.to_str().unwrap()]);
+    let mut t = infer::tiled::TiledTiff::open(&tif).unwrap();
+    assert_eq!(t.levels()[0].samples, infer::tiled::Samples::YCbCr);
+    assert_eq!(t.levels().len(), 3);
+    // zune-jpeg (tiff crate) vs libjpeg-turbo (tifffile): IDCT and chroma upsampling round a little differently.
+    let reference = infer::image_prep::load_rgb(&decoded).unwrap();
+    let (w, h) = reference.dimensions();
+    let ours = t.read_region(0, 0, 0, w, h).unwrap();
+    let (mut over2, mut worst, mut signed) = (0usize, 0i32, [0i64; 3]);
+    for (p, q) in ours.pixels().zip(reference.pixels()) {
+        for c in 0..3 {
+            let d = p.0[c] as i32 - q.0[c] as i32;
+            over2 += (d.abs() > 2) as usize;
+            worst = worst.max(d.abs());
+            signed[c] += d as i64;
+        }
+    }
+    let n = (w * h) as f64;
+    eprintln!("JPEG tiles: max |diff| {worst}, {over2} samples > 2, mean signed {:?}", signed.map(|s| s as f64 / n));
+    assert!(worst <= 8, "max |diff| {worst}");
+    assert!((over2 as f64) < 1e-3 * n * 3.0, "{over2} samples differ by more than 2");
+    assert!(signed.iter().all(|&s| (s as f64 / n).abs() < 0.5), "bias {signed:?}");
+    // And the lower levels decode too (mask and heatmap come from them).
+    let (small, f) = t.downscale_level(2, 1024).unwrap();
+    assert_eq!((small.dimensions(), f), ((218, 200), 1));
+}
+
+/// `infer slide` through OpenSlide (`--features openslide`; scripts/test.sh turns it on).
+#[cfg(feature = "openslide")]
+mod openslide {
+    use super::*;
+
+    #[test]
+    fn openslide_svs_and_generic_tiff() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = write_model(dir.path());
+        // An Aperio SVS (JPEG tiles): auto picks OpenSlide, which decodes with libjpeg as tifffile does.
+        let decoded = dir.path().join("decoded.png");
+        let (svs, _) = pyramid(dir.path(), "slide", false, &["--compression", "jpeg", "--aperio", "--decoded-png", decoded.to_str().unwrap()]);
+        let svs_path = dir.path().join("slide.svs");
+        std::fs::rename(&svs, &svs_path).unwrap();
+        let s = infer::openslide::OpenSlide::open(&svs_path).unwrap();
+        assert_eq!(s.vendor(), "aperio");
+        assert_eq!(s.mpp(), Some((0.5, 0.5)));
+        let (a, b) = (dir.path().join("decoded.csv"), dir.path().join("svs.csv"));
+        ok(slide(&model, &decoded, &a).arg("--grid"));
+        let heat = dir.path().join("heat");
+        let log = ok(slide(&model, &svs_path, &b).args(["--grid", "--heatmap", "G4"]).arg("--heatmap-dir").arg(&heat));
+        assert!(log.contains("read by OpenSlide (aperio), levels 3482×3192, 871×798, 218×200"), "{log}");
+        let (ra, rb) = (read_csv(&a), read_csv(&b));
+        assert!(ra.len() > 20, "{} grid spots", ra.len());
+        assert_same(&ra, &rb);
+        assert_eq!(infer::image_prep::load_rgb(heat.join("G4.png")).unwrap().dimensions(), (1161, 1064));
+
+        // A lossless generic tiled TIFF forced through OpenSlide: same as the PNG of the crop.
+        let (tif, png) = pyramid(dir.path(), "crop", true, &[]);
+        let (a, b) = (dir.path().join("png.csv"), dir.path().join("os.csv"));
+        ok(slide(&model, &png, &a).arg("--grid"));
+        let log = ok(slide(&model, &tif, &b).args(["--grid", "--reader", "openslide"]));
+        assert!(log.contains("read by OpenSlide (generic-tiff)"), "{log}");
+        assert_same(&read_csv(&a), &read_csv(&b));
+
+        // A truncated SVS: a clear error and no output.
+        let bytes = std::fs::read(&svs_path).unwrap();
+        let cut = dir.path().join("cut.svs");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let out = dir.path().join("cut.csv");
+        for reader in ["auto", "openslide"] {
+            let err = fails(slide(&model, &cut, &out).args(["--grid", "--reader", reader]));
+            assert!(err.contains("cut.svs") && (err.contains("truncated") || err.contains("OpenSlide")), "{reader}: {err}");
+            assert!(!out.exists());
+        }
+    }
 }
