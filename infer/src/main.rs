@@ -132,7 +132,8 @@ enum Cmd {
         backend: Backend,
         #[arg(long, default_value_t = 16)]
         batch: usize,
-        /// Patch side in pixels (default: the model card's preprocessing.patch_side_px).
+        /// Patch side in pixels (default: the card's preprocessing.patch_side_um at the slide's recorded
+        /// microns per pixel when both exist, else the card's preprocessing.patch_side_px).
         #[arg(long)]
         patch_side: Option<f32>,
         #[arg(long)]

@@ -160,6 +160,9 @@ impl SlideReader for OpenSlide {
     fn level_sizes(&self) -> Vec<(u32, u32)> {
         self.levels.clone()
     }
+    fn mpp(&self) -> Option<(f64, f64)> {
+        OpenSlide::mpp(self).and_then(|(x, y)| crate::wsi::plausible_mpp(x, y))
+    }
     fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage> {
         let &(lw, lh) = self.levels.get(level).ok_or_else(|| Error::Input(format!("{}: no level {level} ({} levels)", self.path.display(), self.levels.len())))?;
         if w == 0 || h == 0 || x as u64 + w as u64 > lw as u64 || y as u64 + h as u64 > lh as u64 {

@@ -113,6 +113,11 @@ pub fn card_params(card: &onnx_format::ModelCard, model: &Path) -> Result<(Prepr
     Ok((prep, side))
 }
 
+/// The patch side in microns from a spot model card (`preprocessing.patch_side_um`), if any.
+pub fn card_patch_um(card: &onnx_format::ModelCard) -> Option<f32> {
+    card.preprocessing.get("patch_side_um").and_then(|v| v.as_f64()).filter(|v| v.is_finite() && *v > 0.0).map(|v| v as f32)
+}
+
 /// Levenshtein distance (case-insensitive).
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
@@ -420,12 +425,25 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if !heat.is_empty() && o.heatmap_dir.is_none() {
         return Err(Error::Input("--heatmap needs --heatmap-dir".into()));
     }
-    let side = o.patch_side.or(card_side).ok_or_else(|| Error::Model { path: o.model.clone(), msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into() })?;
-    if !(side.is_finite() && side >= 1.0) {
-        return Err(Error::Input(format!("--patch-side {side} must be >= 1 px")));
+    if let Some(s) = o.patch_side.filter(|s| !(s.is_finite() && *s >= 1.0)) {
+        return Err(Error::Input(format!("--patch-side {s} must be >= 1 px")));
     }
     // Whole-slide image: read by regions; anything else is decoded whole.
     let mut tiff = crate::wsi::open(&o.image, o.reader)?;
+    // Patch side: given; else the card's physical size at the slide's resolution; else the card's pixels.
+    let side = match (o.patch_side, card_patch_um(&card), tiff.as_ref().and_then(|t| t.mpp())) {
+        (Some(s), _, _) => s,
+        (None, Some(um), Some((mx, my))) => {
+            let mpp = (mx + my) / 2.0;
+            let s = (um as f64 / mpp) as f32;
+            eprintln!("slide: patch side {s:.1} px = {um} µm at {mpp:.4} µm/px (the slide's resolution)");
+            s
+        }
+        (None, _, _) => card_side.ok_or_else(|| Error::Model { path: o.model.clone(), msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into() })?,
+    };
+    if !(side.is_finite() && side >= 1.0) {
+        return Err(Error::Input(format!("{}: patch side {side} px is below 1 px", o.image.display())));
+    }
     let (w, h) = match &tiff {
         Some(t) => t.dimensions(),
         None => image_dimensions(&o.image)?,

@@ -107,6 +107,7 @@ pub struct TiledTiff {
     levels: Vec<Level>,
     /// One per level.
     decs: Vec<Dec>,
+    mpp: Option<(f64, f64)>,
     /// Most recently used last.
     cache: Vec<Chunk>,
 }
@@ -152,6 +153,31 @@ fn decoder(path: &Path, ifd: Option<u64>) -> Result<Dec> {
     Ok(Decoder::new(at).map_err(|e| terr(path, e))?.with_limits(limits))
 }
 
+/// Microns per pixel of the decoder's first image: Aperio's `MPP = ` in the ImageDescription,
+/// else XResolution / YResolution in pixels per inch or cm; `None` if absent or implausible.
+fn resolution(dec: &mut Dec) -> Option<(f64, f64)> {
+    use tiff::decoder::ifd::Value;
+    if let Ok(Some(d)) = dec.find_tag(Tag::ImageDescription).map(|v| v.and_then(|v| v.into_string().ok())) {
+        if let Some(v) = d.split('|').find_map(|f| f.trim().strip_prefix("MPP = ")).and_then(|v| v.trim().parse::<f64>().ok()) {
+            return crate::wsi::plausible_mpp(v, v);
+        }
+    }
+    let per_unit = |v: Value| match v {
+        Value::Rational(n, d) if d > 0 => Some(n as f64 / d as f64),
+        Value::Float(f) => Some(f as f64),
+        Value::Double(f) => Some(f),
+        _ => None,
+    };
+    let x = per_unit(dec.find_tag(Tag::XResolution).ok()??)?;
+    let y = per_unit(dec.find_tag(Tag::YResolution).ok()??)?;
+    let um = match dec.find_tag_unsigned::<u16>(Tag::ResolutionUnit).ok()?.unwrap_or(2) {
+        2 => 25_400.0,
+        3 => 10_000.0,
+        _ => return None,
+    };
+    crate::wsi::plausible_mpp(um / x, um / y)
+}
+
 /// Why the decoder's current image cannot be a level, or its sample layout.
 fn describe(dec: &mut Dec) -> std::result::Result<Samples, String> {
     let planar = dec.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(|e| e.to_string())?;
@@ -194,6 +220,7 @@ impl TiledTiff {
             }
         }
         ifds.truncate(MAX_IFDS);
+        let mpp = resolution(&mut decoder(&path, None)?);
         let mut found: Vec<(Level, Dec)> = Vec::new();
         for (k, &(ifd, sub_ifd)) in ifds.iter().enumerate() {
             let mut dec = if k == 0 { decoder(&path, None)? } else { decoder(&path, Some(ifd))? };
@@ -218,7 +245,7 @@ impl TiledTiff {
         found.sort_by(|(a, _), (b, _)| b.width.cmp(&a.width));
         found.dedup_by(|b, a| b.0.width == a.0.width);
         let (levels, decs) = found.into_iter().unzip();
-        Ok(TiledTiff { path, levels, decs, cache: Vec::new() })
+        Ok(TiledTiff { path, levels, decs, mpp, cache: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -341,6 +368,9 @@ impl SlideReader for TiledTiff {
     }
     fn level_sizes(&self) -> Vec<(u32, u32)> {
         self.levels.iter().map(|l| (l.width, l.height)).collect()
+    }
+    fn mpp(&self) -> Option<(f64, f64)> {
+        self.mpp
     }
     fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage> {
         TiledTiff::read_region(self, level, x, y, w, h)

@@ -19,6 +19,10 @@ pub trait SlideReader: Send {
     fn dimensions(&self) -> (u32, u32) {
         self.level_sizes()[0]
     }
+    /// Microns per pixel (x, y) at level 0, when the file records a plausible one.
+    fn mpp(&self) -> Option<(f64, f64)> {
+        None
+    }
     /// The `w × h` region at `(x, y)` of `level`, in that level's pixels (it must lie inside).
     fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage>;
     /// Box-averaged copy of `level` whose long side is at most `max_side`, and the integer
@@ -90,6 +94,13 @@ impl BoxSum {
         }
         (out, f)
     }
+}
+
+/// `(x, y)` microns per pixel if both are within what microscopes produce (0.05–20 µm/px);
+/// rejects the 72 or 96 dpi that image tools write by default.
+pub fn plausible_mpp(x: f64, y: f64) -> Option<(f64, f64)> {
+    let ok = |v: f64| v.is_finite() && (0.05..=20.0).contains(&v);
+    (ok(x) && ok(y)).then_some((x, y))
 }
 
 /// Which reader `infer slide` uses for its image.
@@ -181,6 +192,8 @@ mod tests {
         assert_eq!("openslide".parse::<Reader>().unwrap(), Reader::OpenSlide);
         assert!("svs".parse::<Reader>().unwrap_err().contains("auto, tiff, openslide, image"));
         assert!(vendor_extension(Path::new("a/B.SVS")) && !vendor_extension(Path::new("b.tif")));
+        assert_eq!(plausible_mpp(0.25, 0.25), Some((0.25, 0.25)));
+        assert_eq!(plausible_mpp(25400.0 / 72.0, 25400.0 / 72.0), None);
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("a.png");
         image::RgbImage::new(8, 8).save(&png).unwrap();

@@ -20,6 +20,15 @@ fn write_model(dir: &Path) -> PathBuf {
     path
 }
 
+/// The same model whose card also gives the patch side in microns (200 µm, as `train spot`).
+fn write_model_um(dir: &Path) -> PathBuf {
+    let (m, mut card) = spot_model(&GENES, 3);
+    card.preprocessing["patch_side_um"] = serde_json::json!(200.0);
+    let path = dir.join("spot-um.onnx");
+    write_spot_model(&path, &m, &card);
+    path
+}
+
 /// Crop of C2 as `<name>.tif` (tiled pyramid) and, with `png`, `<name>.png`.
 fn pyramid(dir: &Path, name: &str, png: bool, extra: &[&str]) -> (PathBuf, PathBuf) {
     let (tif, png_path) = (dir.join(format!("{name}.tif")), dir.join(format!("{name}.png")));
@@ -122,6 +131,26 @@ fn subifd_pyramid_matches_png() {
 }
 
 #[test]
+fn slide_resolution_sets_patch_side() {
+    // 0.4 µm/px recorded in the TIFF and 200 µm in the card: 500 px patches.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, model_um) = (write_model(dir.path()), write_model_um(dir.path()));
+    let (tif, png) = pyramid(dir.path(), "res", true, &["--mpp", "0.4"]);
+    let (a, b, c) = (dir.path().join("png.csv"), dir.path().join("tif.csv"), dir.path().join("px.csv"));
+    ok(slide(&model, &png, &a).args(["--grid", "--patch-side", "500"]));
+    let log = ok(slide(&model_um, &tif, &b).arg("--grid"));
+    assert!(log.contains("patch side 500.0 px = 200 µm at 0.4000 µm/px"), "{log}");
+    let (ra, rb) = (read_csv(&a), read_csv(&b));
+    assert!(ra.len() > 10, "{} grid spots", ra.len());
+    assert_same(&ra, &rb);
+    // Without µm in the card, the card's pixels (290) are used; a PNG has no resolution.
+    let log = ok(slide(&model, &tif, &c).arg("--grid"));
+    assert!(log.contains("patch 290 px"), "{log}");
+    let log = ok(slide(&model_um, &png, &c).arg("--grid"));
+    assert!(log.contains("patch 290 px") && !log.contains("µm/px"), "{log}");
+}
+
+#[test]
 fn jpeg_tiles_match_libjpeg_decode() {
     let dir = tempfile::tempdir().unwrap();
     let decoded = dir.path().join("decoded.png");
@@ -163,7 +192,7 @@ mod openslide {
         let model = write_model(dir.path());
         // An Aperio SVS (JPEG tiles): auto picks OpenSlide, which decodes with libjpeg as tifffile does.
         let decoded = dir.path().join("decoded.png");
-        let (svs, _) = pyramid(dir.path(), "slide", false, &["--compression", "jpeg", "--aperio", "--decoded-png", decoded.to_str().unwrap()]);
+        let (svs, _) = pyramid(dir.path(), "slide", false, &["--compression", "jpeg", "--aperio", "--mpp", "0.5", "--decoded-png", decoded.to_str().unwrap()]);
         let svs_path = dir.path().join("slide.svs");
         std::fs::rename(&svs, &svs_path).unwrap();
         let s = infer::openslide::OpenSlide::open(&svs_path).unwrap();
@@ -178,6 +207,12 @@ mod openslide {
         assert!(ra.len() > 20, "{} grid spots", ra.len());
         assert_same(&ra, &rb);
         assert_eq!(infer::image_prep::load_rgb(heat.join("G4.png")).unwrap().dimensions(), (1161, 1064));
+        // Aperio's MPP = 0.5 and 200 µm in the card: 400 px patches, as the PNG with --patch-side 400.
+        let (a, b) = (dir.path().join("decoded-400.csv"), dir.path().join("svs-400.csv"));
+        ok(slide(&model, &decoded, &a).args(["--grid", "--patch-side", "400"]));
+        let log = ok(slide(&write_model_um(dir.path()), &svs_path, &b).arg("--grid"));
+        assert!(log.contains("patch side 400.0 px = 200 µm at 0.5000 µm/px"), "{log}");
+        assert_same(&read_csv(&a), &read_csv(&b));
 
         // A lossless generic tiled TIFF forced through OpenSlide: same as the PNG of the crop.
         let (tif, png) = pyramid(dir.path(), "crop", true, &[]);
