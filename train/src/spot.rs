@@ -27,8 +27,9 @@ use std::path::PathBuf;
 
 /// Legacy ST spot centre-to-centre distance assumed for the micron figure in the card.
 const ST_SPACING_UM: f32 = 200.0;
-/// Held-out patches used for the parity check.
-const PARITY_SPOTS: usize = 3;
+/// Most held-out patches used for the parity check (more patches, more chances for a near-tie
+/// in the token graph's TopK to pick different neighbours on another runtime).
+const PARITY_SPOTS: usize = 64;
 /// Genes in the "top expressed" summary.
 const TOP: usize = 50;
 
@@ -77,6 +78,10 @@ pub struct SpotArgs {
     pub max_spots: Option<usize>,
     #[arg(long, default_value_t = 1e-4)]
     pub tolerance: f64,
+    /// Stain jitter σ: each haematoxylin / eosin / DAB optical density is scaled by U(1-σ, 1+σ)
+    /// and shifted by U(-σ, σ) (Tellez et al. 2018); 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    pub hed_jitter: f32,
 }
 
 
@@ -100,8 +105,48 @@ fn pick(n: usize, max: Option<usize>) -> Vec<usize> {
     }
 }
 
-/// Random flips, 90° rotations and ±10 % brightness/contrast of an `n × n` RGB patch (HWC bytes).
-fn augment(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
+/// Ruifrok & Johnston's H&E-DAB stain vectors (rows: optical density of each stain in R, G, B),
+/// as scikit-image's `rgb_from_hed`.
+const RGB_FROM_HED: [[f32; 3]; 3] = [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]];
+
+fn inverse3(m: [[f32; 3]; 3]) -> [[f32; 3]; 3] {
+    let c = |r: usize, k: usize| m[(r + 1) % 3][(k + 1) % 3] * m[(r + 2) % 3][(k + 2) % 3] - m[(r + 1) % 3][(k + 2) % 3] * m[(r + 2) % 3][(k + 1) % 3];
+    let det: f32 = (0..3).map(|k| m[0][k] * c(0, k)).sum();
+    let mut inv = [[0f32; 3]; 3];
+    for (r, row) in inv.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = c(k, r) / det;
+        }
+    }
+    inv
+}
+
+/// HED stain jitter of an RGB patch (HWC bytes) in place: per stain, OD × α + β.
+fn hed_jitter(px: &mut [u8], sigma: f32, rng: &mut StdRng) {
+    let a: [f32; 3] = std::array::from_fn(|_| 1.0 + rng.random_range(-sigma..sigma));
+    let b: [f32; 3] = std::array::from_fn(|_| rng.random_range(-sigma..sigma));
+    let hed_from_rgb = inverse3(RGB_FROM_HED);
+    for p in px.chunks_exact_mut(3) {
+        let od: [f32; 3] = std::array::from_fn(|c| -((p[c] as f32).max(1.0) / 255.0).ln());
+        let hed: [f32; 3] = std::array::from_fn(|k| (0..3).map(|c| od[c] * hed_from_rgb[c][k]).sum::<f32>() * a[k] + b[k]);
+        for c in 0..3 {
+            let od2: f32 = (0..3).map(|k| hed[k] * RGB_FROM_HED[k][c]).sum();
+            p[c] = (255.0 * (-od2).exp()).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Random flips, 90° rotations and ±10 % brightness/contrast of an `n × n` RGB patch (HWC bytes),
+/// then stain jitter when `hed` > 0.
+fn augment(src: &[u8], n: usize, hed: f32, rng: &mut StdRng) -> Vec<u8> {
+    let mut out = augment_geometry_light(src, n, rng);
+    if hed > 0.0 {
+        hed_jitter(&mut out, hed, rng);
+    }
+    out
+}
+
+fn augment_geometry_light(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
     let bright = rng.random_range(-0.1f32..0.1) * 255.0;
     let contrast = 1.0 + rng.random_range(-0.1f32..0.1);
@@ -466,7 +511,7 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             let mut x = vec![0f32; b * len];
             let mut t = Vec::with_capacity(b * g);
             for (i, &r) in batch.iter().enumerate() {
-                normalize(&augment(&images[r], size, &mut rng), &mut x[i * len..(i + 1) * len])?;
+                normalize(&augment(&images[r], size, a.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
                 t.extend_from_slice(&z[r * g..(r + 1) * g]);
             }
             let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
@@ -487,7 +532,8 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         let l = total / n as f64;
         epoch_losses.push(l);
         let mut held_out = String::new();
-        if a.eval_every > 0 && epoch % a.eval_every == 0 {
+        // The last epoch is evaluated once, below, with the folded head.
+        if a.eval_every > 0 && epoch % a.eval_every == 0 && epoch < a.epochs {
             // Pearson r is invariant to the per-gene standardization, so the raw head will do
             let m = model.valid();
             let dev = m.head.weight.val().device();
@@ -529,6 +575,9 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     let (ridge, lambda) = ridge_baseline(&fx, &y, g, a.seed)?;
     let ridge_r = per_gene_r(&ridge.predict(&ex), &eval.targets, g);
     let (sm, sr) = (summarize(&model_r), summarize(&ridge_r));
+    if a.eval_every > 0 && a.epochs > 0 && a.epochs % a.eval_every == 0 {
+        eval_per_epoch.push(serde_json::json!({"epoch": a.epochs, "median_r": sm[0]}));
+    }
     let top = g.min(TOP);
     let train_label = train_names.join("+");
     println!("held-out section {} ({} spots, {g} genes; trained on {train_label}, {n} spots, {} epochs, config {}, {}):", eval.name, eval.images.len(), a.epochs, a.config, a.device);
@@ -598,7 +647,11 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
             "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
             "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
-            "augmentations": "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 % on the RGB patch before normalization",
+            "augmentations": if a.hed_jitter > 0.0 {
+                format!("random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %, HED stain jitter σ = {} on the RGB patch before normalization", a.hed_jitter)
+            } else {
+                "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 % on the RGB patch before normalization".to_string()
+            },
             "train_loss_per_epoch": epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": train_secs_time,
             "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
             "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
@@ -621,4 +674,29 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         g
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spot_hed_jitter() {
+        let inv = inverse3(RGB_FROM_HED);
+        for r in 0..3 {
+            for c in 0..3 {
+                let v: f32 = (0..3).map(|k| RGB_FROM_HED[r][k] * inv[k][c]).sum();
+                assert!((v - (r == c) as u8 as f32).abs() < 1e-5);
+            }
+        }
+        let px: Vec<u8> = (1..=255u8).flat_map(|v| [v, v / 2 + 1, 255 - v / 3]).collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut same = px.clone();
+        hed_jitter(&mut same, 1e-9, &mut rng);
+        assert!(same.iter().zip(&px).all(|(a, b)| a.abs_diff(*b) <= 1));
+        let mut moved = px.clone();
+        hed_jitter(&mut moved, 0.1, &mut rng);
+        let diff = moved.iter().zip(&px).filter(|(a, b)| a != b).count();
+        assert!(diff > px.len() / 2, "{diff} of {} changed", px.len());
+    }
 }

@@ -138,23 +138,20 @@ fn fmt_f64(v: f64) -> String {
 }
 
 /// Reads a 1-D dataset as strings: string datasets of any kind, and numbers/booleans as text.
+/// Variable-length strings (`t`: `VarLenUnicode` or `VarLenAscii`) of a dataset or attribute.
+fn varlen_strings(c: &hdf5::Container, t: &TD) -> hdf5::Result<Vec<String>> {
+    Ok(match t {
+        TD::VarLenUnicode => c.read_raw::<VarLenUnicode>()?.iter().map(|s| s.to_string()).collect(),
+        _ => c.read_raw::<VarLenAscii>()?.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
 pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     let n = len_1d(path, ds)?;
     let name = ds.name();
     let err = || h5err(path, format!("reading '{name}' as strings"));
     match descriptor(path, ds)? {
-        TD::VarLenUnicode => Ok(ds
-            .read_raw::<VarLenUnicode>()
-            .map_err(err())?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
-        TD::VarLenAscii => Ok(ds
-            .read_raw::<VarLenAscii>()
-            .map_err(err())?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(ds, &t).map_err(err()),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             Ok(fixed_strings(&read_bytes(path, ds, &mem, n * w)?, w, n))
@@ -299,18 +296,7 @@ fn attr_read_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
     let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(err())?;
     let n = a.get_shape().map_err(err())?.iter().product::<usize>();
     match desc {
-        TD::VarLenUnicode => Ok(a
-            .read_raw::<VarLenUnicode>()
-            .map_err(err())?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
-        TD::VarLenAscii => Ok(a
-            .read_raw::<VarLenAscii>()
-            .map_err(err())?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(a, &t).map_err(err()),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             let mut buf = vec![0u8; n * w];
