@@ -170,13 +170,15 @@ pub fn open(path: &Path, reader: Reader) -> Result<Option<Box<dyn SlideReader>>>
                 }
                 return Ok(None);
             }
+            let hint = |m: String| if vendor_extension(path) && !HAS_OPENSLIDE { format!("{m} (vendor slide formats need `infer` built with `--features openslide`)") } else { m };
             match crate::tiled::TiledTiff::open(path) {
                 Ok(t) if t.is_pyramid_or_tiled() => Ok(Some(Box::new(t))),
                 Ok(_) => Ok(None),
                 Err(Error::Unsupported(m)) => {
-                    eprintln!("slide: {m}; decoding the whole image instead");
+                    eprintln!("slide: {}; decoding the whole image instead", hint(m));
                     Ok(None)
                 }
+                Err(Error::Format { path, msg }) => Err(Error::Format { msg: hint(msg), path }),
                 Err(e) => Err(e),
             }
         }

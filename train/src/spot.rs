@@ -80,7 +80,7 @@ pub struct SpotArgs {
     pub tolerance: f64,
     /// Stain jitter σ: each haematoxylin / eosin / DAB optical density is scaled by U(1-σ, 1+σ)
     /// and shifted by U(-σ, σ) (Tellez et al. 2018); 0 turns it off.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.1)]
     pub hed_jitter: f32,
 }
 
