@@ -4,6 +4,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$BIOEDGE_CACHE/target}"
 export BIOEDGE_PYTHON="$BIOEDGE_CACHE/venv/bin/python"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$BIOEDGE_CACHE/onnxruntime/libonnxruntime.so}"
 export BIOEDGE_DATA="${BIOEDGE_DATA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/data}"
-# Cargo features of the scripts' builds: OpenSlide is a system library (off by default in the
-# crates); setup.sh installs it, so run.sh and test.sh build and test its reader.
-export BIOEDGE_FEATURES="infer/openslide,e2e/openslide"
+# Cargo features of the scripts' builds (all off by default in the crates): OpenSlide, a system
+# library setup.sh installs, and burn's wgpu (GPU) backend, which the tests run on Mesa's lavapipe
+# (Vulkan on the CPU, also installed by setup.sh) when there is no GPU.
+export BIOEDGE_FEATURES="infer/openslide,e2e/openslide,train/wgpu,e2e/wgpu"

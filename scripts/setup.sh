@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
-# libhdf5-dev, libopenslide-dev (for `infer --features openslide`), a Python venv for cross-checks
+# libhdf5-dev, libopenslide-dev (for `infer --features openslide`), mesa-vulkan-drivers (lavapipe:
+# a CPU Vulkan device, so the wgpu training path is tested without a GPU), a Python venv for cross-checks
 # and baselines (onnx, onnxruntime, numpy, pillow, rdkit, tifffile + imagecodecs), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
 # toolchain (below). Safe to re-run.
 set -euo pipefail
@@ -9,7 +10,7 @@ ORT_VERSION=1.31.1
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for p in libhdf5-dev libopenslide-dev pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in libhdf5-dev libopenslide-dev mesa-vulkan-drivers pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"

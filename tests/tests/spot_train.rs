@@ -73,3 +73,21 @@ fn spot_train_bad_inputs_fail_without_output() {
     assert!(e.contains("no such file"), "{e}");
     assert!(!out.exists(), "output written despite the error");
 }
+
+/// The GPU path: burn's wgpu backend trains the large config and the export matches it. Runs on
+/// any Vulkan device; scripts/test.sh builds with `--features train/wgpu,e2e/wgpu` and setup.sh
+/// installs Mesa's lavapipe (Vulkan on the CPU), so it runs without a GPU too.
+#[cfg(feature = "wgpu")]
+#[test]
+fn spot_train_large_on_wgpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("large.onnx");
+    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "8", "--epochs", "1", "--genes", "10", "--batch-size", "4", "--config", "large", "--device", "gpu"])
+        .arg("--data").arg(her2st()).arg("--out").arg(&out).env("XDG_RUNTIME_DIR", dir.path()));
+    eprintln!("{log}");
+    assert!(log.contains("config large, gpu") && log.contains("parity on 8 held-out patches"), "{log}");
+    let card = onnx_format::read_card(&out).unwrap();
+    assert_eq!(card.training["device"], "gpu");
+    assert_eq!(card.training["config"], "large");
+    assert!(card.metrics["parity_tract_max_abs_diff"] <= 1e-4 && card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+}
