@@ -71,14 +71,14 @@ impl OpenSlide {
             let e = std::fs::metadata(&path).err().unwrap_or_else(|| std::io::Error::other("not a file"));
             return Err(Error::io(&path, e));
         }
-        let vendor = vendor(&path).ok_or_else(|| Error::format(&path, "OpenSlide does not recognize this file as a slide"))?;
         let c = c_path(&path)?;
         // SAFETY: valid C string; a null result means "not recognized".
         let osr = unsafe { ffi::openslide_open(c.as_ptr()) };
         if osr.is_null() {
             return Err(Error::format(&path, "OpenSlide does not recognize this file as a slide"));
         }
-        let mut s = OpenSlide { path, osr, vendor, levels: Vec::new(), downsample: Vec::new() };
+        let mut s = OpenSlide { path, osr, vendor: String::new(), levels: Vec::new(), downsample: Vec::new() };
+        s.vendor = s.property("openslide.vendor").unwrap_or_else(|| "unknown vendor".into());
         s.check()?;
         // SAFETY: `osr` is a live handle not in an error state.
         let n = unsafe { ffi::openslide_get_level_count(s.osr) };

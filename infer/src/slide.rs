@@ -429,9 +429,9 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         return Err(Error::Input(format!("--patch-side {s} must be >= 1 px")));
     }
     // Whole-slide image: read by regions; anything else is decoded whole.
-    let mut tiff = crate::wsi::open(&o.image, o.reader)?;
+    let mut slide = crate::wsi::open(&o.image, o.reader)?;
     // Patch side: given; else the card's physical size at the slide's resolution; else the card's pixels.
-    let side = match (o.patch_side, card_patch_um(&card), tiff.as_ref().and_then(|t| t.mpp())) {
+    let side = match (o.patch_side, card_patch_um(&card), slide.as_ref().and_then(|t| t.mpp())) {
         (Some(s), _, _) => s,
         (None, Some(um), Some((mx, my))) => {
             let mpp = (mx + my) / 2.0;
@@ -444,7 +444,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("{}: patch side {side} px is below 1 px", o.image.display())));
     }
-    let (w, h) = match &tiff {
+    let (w, h) = match &slide {
         Some(t) => t.dimensions(),
         None => image_dimensions(&o.image)?,
     };
@@ -453,7 +453,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         None => None,
     };
     let t0 = Instant::now();
-    let img = match &tiff {
+    let img = match &slide {
         Some(t) => {
             let sizes: Vec<String> = t.level_sizes().iter().map(|(w, h)| format!("{w}×{h}")).collect();
             eprintln!("slide: {} read by {}, levels {}; reading regions", o.image.display(), t.kind(), sizes.join(", "));
@@ -465,27 +465,27 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             Some(img)
         }
     };
-    let spots = match (file, &img, &mut tiff) {
+    let spots = match (file, &img, &mut slide) {
         (Some(s), _, _) => s,
         (None, Some(img), _) => grid_spots(img, side),
         (None, None, Some(t)) => grid_spots_slide(t.as_mut(), side)?,
-        (None, None, None) => unreachable!("either an image or a TIFF"),
+        (None, None, None) => unreachable!("either an image or a slide reader"),
     };
     if spots.is_empty() {
         return Err(Error::Input(format!("{}: no tissue spots found on the grid (patch side {side} px)", o.image.display())));
     }
-    // Heatmap background now: a TIFF moves to the producer thread below.
+    // Heatmap background now: the slide reader moves to the producer thread below.
     let want_heat = o.heatmap_dir.is_some() && !heat.is_empty();
-    let background = match (&img, &mut tiff) {
+    let background = match (&img, &mut slide) {
         _ if !want_heat => None,
         (Some(img), _) => Some(downscale(img, HEATMAP_SIDE)).map(|(bg, f)| (bg, f as f32)),
         (None, Some(t)) => Some(slide_overview(t.as_mut(), HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)),
         (None, None) => None,
     };
-    let source = match (&img, tiff) {
+    let source = match (&img, slide) {
         (Some(img), _) => Patches::Image(img),
         (None, Some(t)) => Patches::Slide(t),
-        (None, None) => unreachable!("either an image or a TIFF"),
+        (None, None) => unreachable!("either an image or a slide reader"),
     };
     let mut session = Session::from_file(&o.model, o.backend, &Options::default())?;
     let t1 = Instant::now();

@@ -204,6 +204,7 @@ impl TiledTiff {
         let path = path.as_ref().to_path_buf();
         // IFD offsets: the main chain, each image followed by its SubIFDs.
         let mut dec = decoder(&path, None)?;
+        let mpp = resolution(&mut dec);
         let mut ifds: Vec<(u64, bool)> = Vec::new();
         for i in 0..MAX_IFDS {
             if i > 0 {
@@ -220,10 +221,15 @@ impl TiledTiff {
             }
         }
         ifds.truncate(MAX_IFDS);
-        let mpp = resolution(&mut decoder(&path, None)?);
+        // The walking decoder goes back to image 0 and serves as its level; the others get their own.
+        dec.seek_to_image(0).map_err(|e| terr(&path, e))?;
+        let mut first = Some(dec);
         let mut found: Vec<(Level, Dec)> = Vec::new();
         for (k, &(ifd, sub_ifd)) in ifds.iter().enumerate() {
-            let mut dec = if k == 0 { decoder(&path, None)? } else { decoder(&path, Some(ifd))? };
+            let mut dec = match first.take() {
+                Some(d) => d,
+                None => decoder(&path, Some(ifd))?,
+            };
             let (width, height) = dec.dimensions().map_err(|e| terr(&path, e))?;
             match describe(&mut dec) {
                 Ok(samples) => {

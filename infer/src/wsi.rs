@@ -164,13 +164,14 @@ pub fn open(path: &Path, reader: Reader) -> Result<Option<Box<dyn SlideReader>>>
             if crate::openslide::vendor(path).is_some_and(|v| v != "generic-tiff") {
                 return open_openslide(path).map(Some);
             }
+            let needs_openslide = vendor_extension(path) && !HAS_OPENSLIDE;
             if !crate::tiled::is_tiff(path) {
-                if vendor_extension(path) && !HAS_OPENSLIDE {
+                if needs_openslide {
                     return open_openslide(path).map(Some); // the error says how to get OpenSlide
                 }
                 return Ok(None);
             }
-            let hint = |m: String| if vendor_extension(path) && !HAS_OPENSLIDE { format!("{m} (vendor slide formats need `infer` built with `--features openslide`)") } else { m };
+            let hint = |m: String| if needs_openslide { format!("{m} (vendor slide formats need `infer` built with `--features openslide`)") } else { m };
             match crate::tiled::TiledTiff::open(path) {
                 Ok(t) if t.is_pyramid_or_tiled() => Ok(Some(Box::new(t))),
                 Ok(_) => Ok(None),

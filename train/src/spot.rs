@@ -139,14 +139,15 @@ fn hed_jitter(px: &mut [u8], sigma: f32, rng: &mut StdRng) {
 /// Random flips, 90° rotations and ±10 % brightness/contrast of an `n × n` RGB patch (HWC bytes),
 /// then stain jitter when `hed` > 0.
 fn augment(src: &[u8], n: usize, hed: f32, rng: &mut StdRng) -> Vec<u8> {
-    let mut out = augment_geometry_light(src, n, rng);
+    let mut out = flip_rotate_brightness(src, n, rng);
     if hed > 0.0 {
         hed_jitter(&mut out, hed, rng);
     }
     out
 }
 
-fn augment_geometry_light(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
+/// Random flips, 90° rotations and ±10 % brightness/contrast.
+fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
     let bright = rng.random_range(-0.1f32..0.1) * 255.0;
     let contrast = 1.0 + rng.random_range(-0.1f32..0.1);
@@ -647,11 +648,10 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
             "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
             "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
-            "augmentations": if a.hed_jitter > 0.0 {
-                format!("random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %, HED stain jitter σ = {} on the RGB patch before normalization", a.hed_jitter)
-            } else {
-                "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 % on the RGB patch before normalization".to_string()
-            },
+            "augmentations": format!(
+                "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %{} on the RGB patch before normalization",
+                if a.hed_jitter > 0.0 { format!(", HED stain jitter σ = {}", a.hed_jitter) } else { String::new() }
+            ),
             "train_loss_per_epoch": epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": train_secs_time,
             "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
             "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
