@@ -24,9 +24,8 @@ threads = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 out_path = sys.argv[7] if len(sys.argv) > 7 else None
 
 card = json.loads({p.key: p.value for p in onnx.load(model).metadata_props}["model_card"])
-prep = card["preprocessing"]
-prep = prep.get("image", prep)  # train spot nests the image parameters
-size = int(prep.get("size") or prep["resize"][0])
+prep = card["preprocessing"]["image"]  # typed card (docs/model-card.schema.json): kind spot-image
+size = int(prep["size"])
 mean = np.array(prep["mean"], np.float32).reshape(3, 1, 1)
 std = np.array(prep["std"], np.float32).reshape(3, 1, 1)
 

@@ -2,20 +2,8 @@
 //! the model card, applied here at inference) and a symmetric kNN cell graph on PCA coordinates.
 
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 
-/// A PCA projection: `(x - mean) @ components^T`, components `[n_pcs, genes]` row-major.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Pca {
-    pub mean: Vec<f32>,
-    pub components: Vec<f32>,
-    pub n_pcs: usize,
-    /// Variance along each component (training data).
-    pub variance: Vec<f32>,
-    /// Coordinates are divided by this (the standard deviation along the first component), so
-    /// models see values of order 1 while the relative scale of components is kept.
-    pub scale: f32,
-}
+pub use onnx_format::card::Pca;
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -63,77 +51,62 @@ fn jacobi(mut a: Vec<f64>, m: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..m).map(|i| a[i * m + i]).collect(), v)
 }
 
-impl Pca {
-    /// Fit on `x [n, g]` (row-major): block power iteration on the covariance, then Rayleigh–Ritz.
-    /// Deterministic; components are sign-fixed (largest |loading| positive).
-    pub fn fit(x: &[f32], n: usize, g: usize, n_pcs: usize) -> Result<Self> {
-        if n < 2 || g == 0 || x.len() != n * g {
-            return Err(Error::Input(format!("PCA needs at least 2 cells and 1 gene, got {n} × {g} ({} values)", x.len())));
-        }
-        let k = n_pcs.min(g).min(n - 1);
-        let mean: Vec<f64> = (0..g).map(|j| (0..n).map(|i| x[i * g + j] as f64).sum::<f64>() / n as f64).collect();
-        let xc: Vec<f64> = (0..n * g).map(|t| x[t] as f64 - mean[t % g]).collect();
-        // covariance [g, g]
-        let mut cov = vec![0.0; g * g];
-        for i in 0..n {
-            let row = &xc[i * g..(i + 1) * g];
-            for a in 0..g {
-                let ra = row[a];
-                if ra == 0.0 {
-                    continue;
-                }
-                let c = &mut cov[a * g..(a + 1) * g];
-                for b in 0..g {
-                    c[b] += ra * row[b];
-                }
-            }
-        }
-        cov.iter_mut().for_each(|c| *c /= (n - 1) as f64);
-        // block power iteration with a few extra vectors
-        let m = (k + 10).min(g);
-        let mut q: Vec<Vec<f64>> = (0..m).map(|c| (0..g).map(|j| (((j * 7919 + c * 104729) % 1000) as f64 / 1000.0) - 0.5).collect()).collect();
-        for _ in 0..60 {
-            let z: Vec<Vec<f64>> = q.iter().map(|v| (0..g).map(|a| dot(&cov[a * g..(a + 1) * g], v)).collect()).collect();
-            q = gram_schmidt(z);
-        }
-        // Rayleigh–Ritz on span(q)
-        let cq: Vec<Vec<f64>> = q.iter().map(|v| (0..g).map(|a| dot(&cov[a * g..(a + 1) * g], v)).collect()).collect();
-        let mut t = vec![0.0; m * m];
-        for i in 0..m {
-            for j in 0..m {
-                t[i * m + j] = dot(&q[i], &cq[j]);
-            }
-        }
-        let (vals, vecs) = jacobi(t, m);
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
-        let mut components = Vec::with_capacity(k * g);
-        let mut variance = Vec::with_capacity(k);
-        for &o in order.iter().take(k) {
-            let mut comp: Vec<f64> = (0..g).map(|j| (0..m).map(|i| vecs[i * m + o] * q[i][j]).sum()).collect();
-            let norm = dot(&comp, &comp).sqrt().max(1e-300);
-            let big = comp.iter().copied().fold(0.0f64, |acc, v| if v.abs() > acc.abs() { v } else { acc });
-            let sign = if big < 0.0 { -1.0 } else { 1.0 };
-            comp.iter_mut().for_each(|c| *c *= sign / norm);
-            components.extend(comp.iter().map(|&c| c as f32));
-            variance.push(vals[o] as f32);
-        }
-        let scale = variance.first().map(|v| v.sqrt()).filter(|s| *s > 0.0).unwrap_or(1.0);
-        Ok(Pca { mean: mean.iter().map(|&m| m as f32).collect(), components, n_pcs: k, variance, scale })
+/// Fit on `x [n, g]` (row-major): block power iteration on the covariance, then Rayleigh–Ritz.
+/// Deterministic; components are sign-fixed (largest |loading| positive).
+pub fn fit_pca(x: &[f32], n: usize, g: usize, n_pcs: usize) -> Result<Pca> {
+    if n < 2 || g == 0 || x.len() != n * g {
+        return Err(Error::Input(format!("PCA needs at least 2 cells and 1 gene, got {n} × {g} ({} values)", x.len())));
     }
-
-    /// Project `x [n, g]`; NaN (a gene missing from the input) counts as the training mean.
-    pub fn transform(&self, x: &[f32]) -> Vec<f32> {
-        let g = self.mean.len();
-        let mut out = Vec::with_capacity(x.len() / g * self.n_pcs);
-        for row in x.chunks(g) {
-            let c: Vec<f32> = row.iter().zip(&self.mean).map(|(v, m)| if v.is_nan() { 0.0 } else { v - m }).collect();
-            for comp in self.components.chunks(g) {
-                out.push(c.iter().zip(comp).map(|(a, b)| a * b).sum::<f32>() / self.scale);
+    let k = n_pcs.min(g).min(n - 1);
+    let mean: Vec<f64> = (0..g).map(|j| (0..n).map(|i| x[i * g + j] as f64).sum::<f64>() / n as f64).collect();
+    let xc: Vec<f64> = (0..n * g).map(|t| x[t] as f64 - mean[t % g]).collect();
+    // covariance [g, g]
+    let mut cov = vec![0.0; g * g];
+    for i in 0..n {
+        let row = &xc[i * g..(i + 1) * g];
+        for a in 0..g {
+            let ra = row[a];
+            if ra == 0.0 {
+                continue;
+            }
+            let c = &mut cov[a * g..(a + 1) * g];
+            for b in 0..g {
+                c[b] += ra * row[b];
             }
         }
-        out
     }
+    cov.iter_mut().for_each(|c| *c /= (n - 1) as f64);
+    // block power iteration with a few extra vectors
+    let m = (k + 10).min(g);
+    let mut q: Vec<Vec<f64>> = (0..m).map(|c| (0..g).map(|j| (((j * 7919 + c * 104729) % 1000) as f64 / 1000.0) - 0.5).collect()).collect();
+    for _ in 0..60 {
+        let z: Vec<Vec<f64>> = q.iter().map(|v| (0..g).map(|a| dot(&cov[a * g..(a + 1) * g], v)).collect()).collect();
+        q = gram_schmidt(z);
+    }
+    // Rayleigh–Ritz on span(q)
+    let cq: Vec<Vec<f64>> = q.iter().map(|v| (0..g).map(|a| dot(&cov[a * g..(a + 1) * g], v)).collect()).collect();
+    let mut t = vec![0.0; m * m];
+    for i in 0..m {
+        for j in 0..m {
+            t[i * m + j] = dot(&q[i], &cq[j]);
+        }
+    }
+    let (vals, vecs) = jacobi(t, m);
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
+    let mut components = Vec::with_capacity(k * g);
+    let mut variance = Vec::with_capacity(k);
+    for &o in order.iter().take(k) {
+        let mut comp: Vec<f64> = (0..g).map(|j| (0..m).map(|i| vecs[i * m + o] * q[i][j]).sum()).collect();
+        let norm = dot(&comp, &comp).sqrt().max(1e-300);
+        let big = comp.iter().copied().fold(0.0f64, |acc, v| if v.abs() > acc.abs() { v } else { acc });
+        let sign = if big < 0.0 { -1.0 } else { 1.0 };
+        comp.iter_mut().for_each(|c| *c *= sign / norm);
+        components.extend(comp.iter().map(|&c| c as f32));
+        variance.push(vals[o] as f32);
+    }
+    let scale = variance.first().map(|v| v.sqrt()).filter(|s| *s > 0.0).unwrap_or(1.0);
+    Ok(Pca { mean: mean.iter().map(|&m| m as f32).collect(), components, n_pcs: k, variance, scale })
 }
 
 fn gram_schmidt(mut vs: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
@@ -188,15 +161,8 @@ pub fn classify_cells(
     m: &crate::data::ExpressionMatrix,
     input: &std::path::Path,
 ) -> Result<(Vec<f32>, crate::align::Alignment)> {
-    if card.family != "cell-gat" {
-        return Err(Error::Model { path: model.into(), msg: format!("model family `{}` is not a cell-type classifier (cell-gat)", card.family) });
-    }
-    let bad = |msg: &str| Error::Model { path: model.into(), msg: msg.into() };
-    let pca: Pca = serde_json::from_value(card.preprocessing["pca"].clone()).map_err(|e| bad(&format!("model card has no usable PCA: {e}")))?;
-    let k = card.preprocessing["knn"]["k"].as_u64().ok_or_else(|| bad("model card has no kNN k"))? as usize;
-    if pca.mean.len() != card.genes.len() || pca.components.len() != pca.n_pcs * pca.mean.len() {
-        return Err(bad("PCA in the model card does not match its gene list"));
-    }
+    let cells: &onnx_format::card::Cells = card.require().map_err(|e| Error::card(model, e))?;
+    let (pca, k) = (&cells.pca, cells.knn.k);
     let n = m.samples.len();
     if n == 0 {
         return Err(Error::Input(format!("{}: no cells", input.display())));
@@ -221,7 +187,7 @@ mod tests {
             let t = i as f32 - 25.0;
             [t, t, ((i * 37) % 7) as f32 * 0.01]
         }).collect();
-        let p = Pca::fit(&x, n, 3, 2).unwrap();
+        let p = fit_pca(&x, n, 3, 2).unwrap();
         let c0 = &p.components[..3];
         assert!((c0[0] - 0.7071).abs() < 1e-3 && (c0[1] - 0.7071).abs() < 1e-3 && c0[2].abs() < 1e-3, "{c0:?}");
         assert!(p.variance[0] > 100.0 * p.variance[1]);

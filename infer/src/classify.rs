@@ -5,10 +5,8 @@ use crate::data::ExpressionMatrix;
 use crate::runtime::{Session, Value};
 use crate::{Error, Result};
 use onnx_format::ModelCard;
+use onnx_format::card::Expression;
 use std::path::Path;
-
-/// Families whose input is an expression matrix and whose output is class probabilities.
-pub const EXPRESSION_CLASSIFIERS: &[&str] = &["gene-gcn", "gene-mlp"];
 
 pub struct Classification {
     pub samples: Vec<String>,
@@ -20,19 +18,7 @@ pub struct Classification {
 
 /// Check that a model card describes an expression classifier.
 pub fn check_family(card: &ModelCard, model: &Path) -> Result<()> {
-    if !EXPRESSION_CLASSIFIERS.contains(&card.family.as_str()) {
-        return Err(Error::Model {
-            path: model.into(),
-            msg: format!(
-                "model family `{}` is not an expression classifier (expected one of: {})",
-                card.family,
-                EXPRESSION_CLASSIFIERS.join(", ")
-            ),
-        });
-    }
-    if card.genes.is_empty() || card.classes.is_empty() {
-        return Err(Error::Model { path: model.into(), msg: "model card lists no genes or no classes".into() });
-    }
+    card.require::<Expression>().map_err(|e| Error::card(model, e))?;
     Ok(())
 }
 

@@ -19,6 +19,13 @@ pub enum Error {
     Input(String),
     #[error("{path}: {msg}")]
     Model { path: PathBuf, msg: String },
+    /// The model card does not fit the task (wrong family, inconsistent fields).
+    #[error("{path}: {source}")]
+    Card {
+        path: PathBuf,
+        #[source]
+        source: onnx_format::CardError,
+    },
     #[error("runtime {backend}: {msg}")]
     Runtime { backend: &'static str, msg: String },
     #[error("{0}")]
@@ -30,6 +37,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+    pub fn card(path: impl Into<PathBuf>, source: onnx_format::CardError) -> Self {
+        Error::Card { path: path.into(), source }
     }
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Format { path: path.into(), msg: msg.into() }

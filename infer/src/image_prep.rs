@@ -77,20 +77,25 @@ impl Preprocess {
         Ok(())
     }
 
-    /// The contract as JSON, for model cards and logs.
-    pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!({
-            "crop": "square patch centred on the spot, side in pixels from the spot spacing; \
-                     edge pixels repeated where it leaves the image; centre outside the image is an error",
-            "resize": [self.size, self.size],
-            "interpolation": "bilinear (image::imageops::FilterType::Triangle, antialiased when shrinking)",
-            "scale": "1/255",
-            "mean": self.mean,
-            "std": self.std,
-            "layout": "CHW",
-            "channels": "RGB",
-            "dtype": "f32",
-        })
+    /// The contract as a model card records it.
+    pub fn to_card(&self) -> onnx_format::card::ImageNorm {
+        onnx_format::card::ImageNorm {
+            size: self.size,
+            mean: self.mean,
+            std: self.std,
+            crop: "square patch centred on the spot, side in pixels from the spot spacing; \
+                   edge pixels repeated where it leaves the image; centre outside the image is an error"
+                .into(),
+            interpolation: "bilinear (image::imageops::FilterType::Triangle, antialiased when shrinking)".into(),
+            scale: "1/255".into(),
+            layout: "CHW, f32".into(),
+            channels: "RGB".into(),
+        }
+    }
+
+    /// The parameters a model card records.
+    pub fn from_card(c: &onnx_format::card::ImageNorm) -> Self {
+        Preprocess { size: c.size, mean: c.mean, std: c.std }
     }
 
     /// Resizes `patch` to `size × size` (bilinear); a patch already that size is copied as is.
@@ -112,7 +117,6 @@ impl Preprocess {
 
     /// Scales and normalizes a `size × size` RGB image into `out` (CHW, `tensor_len()` values).
     pub fn normalize_into(&self, img: &RgbImage, out: &mut [f32]) -> Result<()> {
-        self.validate()?;
         let n = self.size as usize;
         if img.width() as usize != n || img.height() as usize != n {
             return Err(Error::Input(format!(
@@ -120,6 +124,16 @@ impl Preprocess {
                 img.width(),
                 img.height()
             )));
+        }
+        self.normalize_raw(img.as_raw(), out)
+    }
+
+    /// [`Self::normalize_into`] on raw `size × size` RGB bytes (HWC, row-major).
+    pub fn normalize_raw(&self, hwc: &[u8], out: &mut [f32]) -> Result<()> {
+        self.validate()?;
+        let n = self.size as usize;
+        if hwc.len() != 3 * n * n {
+            return Err(Error::Input(format!("normalize: patch has {} bytes, expected {} ({n}×{n} RGB)", hwc.len(), 3 * n * n)));
         }
         if out.len() != self.tensor_len() {
             return Err(Error::Input(format!(
@@ -131,9 +145,9 @@ impl Preprocess {
         let plane = n * n;
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
-        for (i, px) in img.pixels().enumerate() {
+        for (i, px) in hwc.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                out[c * plane + i] = px.0[c] as f32 * scale[c] - shift[c];
+                out[c * plane + i] = px[c] as f32 * scale[c] - shift[c];
             }
         }
         Ok(())
@@ -347,14 +361,11 @@ mod tests {
     }
 
     #[test]
-    fn spot_prep_serde_describe() {
+    fn spot_prep_card_round_trip() {
         let p = Preprocess::default();
-        let s = serde_json::to_string(&p).unwrap();
-        let q: Preprocess = serde_json::from_str(&s).unwrap();
-        assert_eq!(p, q);
-        let d = p.describe();
-        assert_eq!(d["resize"][0], 224);
-        assert_eq!(d["layout"], "CHW");
+        let c = p.to_card();
+        assert_eq!(c.size, 224);
+        assert_eq!(Preprocess::from_card(&c), p);
         let bad = Preprocess {
             std: [0.0, 1.0, 1.0],
             ..p

@@ -15,6 +15,7 @@ pub mod align;
 pub mod classify;
 pub mod nodes;
 pub mod cells;
+pub mod genes;
 pub mod chem;
 pub mod mol;
 

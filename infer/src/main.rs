@@ -18,10 +18,14 @@ struct Cli {
 enum Cmd {
     /// Print the model card and graph summary of an exported model.
     Inspect {
-        model: PathBuf,
-        /// Print the raw card JSON.
+        #[arg(required_unless_present = "schema")]
+        model: Option<PathBuf>,
+        /// Print the card as JSON (checked against the card schema and the graph).
         #[arg(long)]
         json: bool,
+        /// Print the JSON Schema of model cards (docs/model-card.schema.json) and exit.
+        #[arg(long, conflicts_with = "json")]
+        schema: bool,
     },
     /// Class probabilities per sample for an expression file (GSEA txt/gct + cls, CSV/TSV, HDF5, h5ad).
     Predict {
@@ -164,13 +168,15 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}", r.spots, r.genes, r.width, r.height, r.patch_side, r.predict_s, r.spots as f64 / r.predict_s.max(1e-9), r.provider, r.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
             Ok(())
         }
-        Cmd::Inspect { model, json } => inspect(&model, json),
+        Cmd::Inspect { schema: true, .. } => {
+            println!("{}", serde_json::to_string_pretty(&onnx_format::ModelCard::json_schema())?);
+            Ok(())
+        }
+        Cmd::Inspect { model, json, .. } => inspect(&model.expect("clap requires a model"), json),
         Cmd::Mol { model, smiles, input, smiles_column, backend, batch, out } => mol(model, smiles, input, smiles_column, backend, batch, out),
         Cmd::Cells { model, input, label_column, backend, out } => {
             let card = infer::read_card(&model)?;
-            if card.family != "cell-gat" {
-                bail!("{}: model family `{}` is not a cell-type classifier (cell-gat)", model.display(), card.family);
-            }
+            card.require::<onnx_format::card::Cells>().map_err(|e| infer::Error::card(&model, e))?;
             let m = read_expression(&input, &ReadOptions { label_column, cls: None })?;
             let mut session = Session::from_file(&model, backend, &Options::default())?;
             let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &model, &m, &input)?;
@@ -213,12 +219,7 @@ fn nodes(model: PathBuf, features: PathBuf, edges: PathBuf, num_nodes: Option<us
     check_node_family(&card, &model)?;
     let (x, width, n) = read_coo_features_opt(&features, num_nodes)?;
     let e = read_edges(&edges, n)?;
-    let (mut src, mut dst): (Vec<i64>, Vec<i64>) = e.iter().map(|&(a, b)| (a as i64, b as i64)).unzip();
-    if !directed {
-        let (s2, d2) = (dst.clone(), src.clone());
-        src.extend(s2);
-        dst.extend(d2);
-    }
+    let (src, dst) = if directed { e.iter().map(|&(a, b)| (a as i64, b as i64)).unzip() } else { infer::nodes::both_directions(&e) };
     let mut session = Session::from_file(&model, backend, &Options::default())?;
     let probs = classify_nodes(&mut session, &card, &model, &x, n, width, &src, &dst).with_context(|| format!("{} + {}", features.display(), edges.display()))?;
     let k = probs.len() / n;
@@ -270,38 +271,13 @@ fn genes(model: &std::path::Path, similar: Option<&str>, sets: Option<&str>, top
     use infer::data::gmt::find_gene;
     use infer::runtime::Value;
     let card = infer::read_card(model)?;
-    if card.family != "gene2vec" {
-        bail!("{}: model family `{}` is not a gene embedding (gene2vec)", model.display(), card.family);
-    }
+    card.require_family("a gene embedding", &[onnx_format::Family::Gene2vec]).map_err(|e| infer::Error::card(model, e))?;
     let n = card.genes.len();
-    if n == 0 {
-        bail!("{}: the model card lists no genes", model.display());
-    }
     let mut session = Session::from_file(model, backend, &Options::default())?;
     let lookup = |name: &str| find_gene(name, &card.genes).with_context(|| model.display().to_string());
     if let Some(name) = similar {
         let i = lookup(name)?;
-        // every gene's embedding, in chunks
-        let mut x = Vec::new();
-        for lo in (0..n).step_by(1024) {
-            let ids: Vec<i64> = (lo as i64..(lo + 1024).min(n) as i64).collect();
-            x.extend(session.run_output(&[Value::i64(&[ids.len()], ids)], "embedding")?.into_f32()?);
-        }
-        if x.is_empty() || x.len() % n != 0 {
-            bail!("{}: `embedding` gave {} values for {n} genes", model.display(), x.len());
-        }
-        let d = x.len() / n;
-        let norm = |r: usize| x[r * d..(r + 1) * d].iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-        let ni = norm(i);
-        let mut sims: Vec<(f64, usize)> = (0..n)
-            .filter(|&j| j != i)
-            .map(|j| {
-                let dot: f64 = x[i * d..(i + 1) * d].iter().zip(&x[j * d..(j + 1) * d]).map(|(a, b)| *a as f64 * *b as f64).sum();
-                let den = ni * norm(j);
-                (if den > 0.0 { dot / den } else { 0.0 }, j)
-            })
-            .collect();
-        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let (d, sims) = infer::genes::nearest(&mut session, n, i).with_context(|| model.display().to_string())?;
         println!("# genes nearest to {} by cosine similarity ({n} genes, dim {d}, {})", card.genes[i], session.provider);
         println!("rank	gene	cosine");
         for (r, (c, j)) in sims.iter().take(top.unwrap_or(20)).enumerate() {
@@ -337,7 +313,7 @@ fn inspect(path: &PathBuf, json: bool) -> Result<()> {
     let Some(graph) = model.graph.as_ref() else { bail!("{p}: model has no graph") };
     let opset = model.opset_import.iter().map(|o| o.version.unwrap_or(0)).max().unwrap_or(0);
     println!("model:        {p} ({:.1} MB, IR {}, opset {opset}, {} nodes, {} initializers)", bytes.len() as f64 / 1e6, model.ir_version.unwrap_or(0), graph.node.len(), graph.initializer.len());
-    println!("family:       {} (card v{})", card.family, card.version);
+    println!("family:       {} (card schema {})", card.family, card.schema_version);
     println!("description:  {}", card.description);
     for (kind, specs) in [("input", &card.inputs), ("output", &card.outputs)] {
         for s in specs {
@@ -351,7 +327,7 @@ fn inspect(path: &PathBuf, json: bool) -> Result<()> {
     if !card.classes.is_empty() {
         println!("classes:      {}", card.classes.join(", "));
     }
-    println!("preprocess:   {}", card.preprocessing);
+    println!("preprocess:   {}", serde_json::to_string(&card.preprocessing)?);
     println!("architecture: {}", card.architecture);
     println!("training:     {}", card.training);
     for (k, v) in &card.metrics {

@@ -7,7 +7,18 @@ use crate::runtime::{Session, Value};
 use crate::{Error, Result};
 use std::path::Path;
 
-pub const FAMILY: &str = "mol-graphconv";
+/// Version of the atom features of [`crate::chem`]; bump it whenever they change.
+pub const FEATURIZER_VERSION: u32 = 1;
+
+/// The featurizer contract as a model card records it.
+pub fn card_preprocessing() -> onnx_format::card::Molecule {
+    onnx_format::card::Molecule {
+        featurizer: "infer::chem (pure Rust SMILES parser; DeepChem ConvMolFeaturizer 75 atom features: element 44, degree 11, total H 5, implicit valence 7, formal charge, radical electrons, hybridization 5, aromatic)".into(),
+        featurizer_version: FEATURIZER_VERSION,
+        atom_features: crate::chem::ATOM_FEATURES,
+        batching: "molecules as one disjoint graph (infer::mol::MolBatch)".into(),
+    }
+}
 
 /// Many molecules as one graph: the model's four inputs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -159,11 +170,17 @@ pub fn featurize_rows(smiles: &[String]) -> (Vec<(usize, MolGraph)>, Vec<RowErro
 
 /// Check that a model is a molecular GraphConv export with task names.
 pub fn check_family(card: &onnx_format::ModelCard, model: &Path) -> Result<()> {
-    if card.family != FAMILY {
-        return Err(Error::Model { path: model.into(), msg: format!("model family is `{}`, `infer mol` needs `{FAMILY}` (train it with `train mol`)", card.family) });
-    }
-    if card.classes.is_empty() {
-        return Err(Error::Model { path: model.into(), msg: "the model card lists no task names".into() });
+    let m: &onnx_format::card::Molecule = card.require().map_err(|e| Error::card(model, e))?;
+    if m.featurizer_version != FEATURIZER_VERSION || m.atom_features != crate::chem::ATOM_FEATURES {
+        return Err(Error::Model {
+            path: model.into(),
+            msg: format!(
+                "trained with featurizer version {} ({} atom features); this build's is version {FEATURIZER_VERSION} ({}): re-train with `train mol`",
+                m.featurizer_version,
+                m.atom_features,
+                crate::chem::ATOM_FEATURES
+            ),
+        });
     }
     Ok(())
 }

@@ -177,6 +177,16 @@ impl NodeDataset {
 }
 
 /// Both directions of undirected edges.
+/// Undirected pairs as directed edges: all pairs as given, then all reversed (the order `infer
+/// nodes` has always used).
+pub fn both_directions(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
+    let (mut src, mut dst): (Vec<i64>, Vec<i64>) = edges.iter().map(|&(a, b)| (a as i64, b as i64)).unzip();
+    let (s2, d2) = (dst.clone(), src.clone());
+    src.extend(s2);
+    dst.extend(d2);
+    (src, dst)
+}
+
 pub fn directed(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
     let mut src = Vec::with_capacity(2 * edges.len());
     let mut dst = Vec::with_capacity(2 * edges.len());
@@ -208,16 +218,10 @@ pub fn check_edges(num_nodes: usize, src: &[i64], dst: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Families whose inputs are node features and an edge list.
-pub const NODE_CLASSIFIERS: &[&str] = &["node-gcn", "node-gat"];
-
 /// Check that a model card describes a node classifier.
 pub fn check_node_family(card: &onnx_format::ModelCard, model: &Path) -> Result<()> {
-    if NODE_CLASSIFIERS.contains(&card.family.as_str()) {
-        Ok(())
-    } else {
-        Err(Error::Model { path: model.into(), msg: format!("model family `{}` is not a node classifier ({})", card.family, NODE_CLASSIFIERS.join(", ")) })
-    }
+    card.require::<onnx_format::card::NodeFeatures>().map_err(|e| Error::card(model, e))?;
+    Ok(())
 }
 
 /// Class probabilities `[n, K]` of a node classifier, after checking the inputs against the card.

@@ -14,6 +14,7 @@
 //! level at least [`MASK_SIDE`] / [`HEATMAP_SIDE`] px long (streamed), patches are read from
 //! level 0 on demand.
 
+use onnx_format::card::SpotImage;
 use crate::error::{Error, Result};
 use crate::image_prep::{Preprocess, crop_square, crop_square_from, image_dimensions, load_rgb};
 use crate::wsi::{Reader, SlideReader};
@@ -71,51 +72,17 @@ pub struct SlideSummary {
     pub written: Vec<PathBuf>,
 }
 
-/// Preprocessing and patch side from a spot model card.
+/// Preprocessing and patch side (pixels; the mean over the training sections) from a spot model card.
 pub fn card_params(card: &onnx_format::ModelCard, model: &Path) -> Result<(Preprocess, Option<f32>)> {
-    let bad = |m: String| Error::Model { path: model.to_path_buf(), msg: m };
-    if card.family != "histology-spot" {
-        return Err(bad(format!("model family `{}` is not a spot model (histology-spot)", card.family)));
-    }
-    if card.genes.is_empty() {
-        return Err(bad("model card lists no genes".into()));
-    }
-    let root = &card.preprocessing;
-    // image parameters sit under `preprocessing.image` (train spot) or at the top level
-    let p = root.get("image").filter(|v| v.is_object()).unwrap_or(root);
-    let size = p.get("size").and_then(|v| v.as_u64()).or_else(|| p.get("resize").and_then(|v| v.get(0)).and_then(|v| v.as_u64()));
-    let size = size.ok_or_else(|| bad("model card preprocessing has no `size` or `resize`".into()))?;
-    let triple = |key: &str| -> Result<[f32; 3]> {
-        let a = p.get(key).and_then(|v| v.as_array()).ok_or_else(|| bad(format!("model card preprocessing has no `{key}` array")))?;
-        let v: Vec<f32> = a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
-        if a.len() != 3 || v.len() != 3 {
-            return Err(bad(format!("model card preprocessing `{key}` must hold 3 numbers")));
-        }
-        Ok([v[0], v[1], v[2]])
-    };
-    let prep = Preprocess { size: size as u32, mean: triple("mean")?, std: triple("std")? };
-    prep.validate().map_err(|e| bad(e.to_string()))?;
-    // a number, or one side per training section (their mean is used)
-    let side = match root.get("patch_side_px") {
-        None => None,
-        Some(v) => {
-            let vals: Vec<f64> = match v.as_object() {
-                Some(o) => o.values().filter_map(|x| x.as_f64()).collect(),
-                None => v.as_f64().into_iter().collect(),
-            };
-            let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-            if vals.is_empty() || !mean.is_finite() || mean < 1.0 {
-                return Err(bad(format!("preprocessing.patch_side_px {v} is not a side in pixels")));
-            }
-            Some(mean as f32)
-        }
-    };
-    Ok((prep, side))
+    let spot: &SpotImage = card.require().map_err(|e| Error::card(model, e))?;
+    let prep = Preprocess::from_card(&spot.image);
+    prep.validate().map_err(|e| Error::Model { path: model.to_path_buf(), msg: e.to_string() })?;
+    Ok((prep, spot.mean_side_px()))
 }
 
-/// The patch side in microns from a spot model card (`preprocessing.patch_side_um`), if any.
+/// The patch side in microns from a spot model card, if any.
 pub fn card_patch_um(card: &onnx_format::ModelCard) -> Option<f32> {
-    card.preprocessing.get("patch_side_um").and_then(|v| v.as_f64()).filter(|v| v.is_finite() && *v > 0.0).map(|v| v as f32)
+    card.require::<SpotImage>().ok().and_then(|s| s.patch_side_um)
 }
 
 /// Levenshtein distance (case-insensitive).

@@ -1,6 +1,7 @@
 //! `fit` / `predict` for gene-expression classifiers (gene-graph GCN or MLP baseline), in the
 //! spirit of the seed's scikit-learn-like API.
 
+use crate::export::Exportable;
 use crate::gene::{GeneGcn, GeneGcnConfig, GeneMlp, GeneMlpConfig, MessagePassing};
 use crate::graph::{GraphTensors, NormalizedGraph};
 use crate::metrics;
@@ -24,10 +25,10 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    pub fn family(&self) -> &'static str {
+    pub fn family(&self) -> onnx_format::Family {
         match self {
-            Architecture::GeneGcn(_) => "gene-gcn",
-            Architecture::GeneMlp(_) => "gene-mlp",
+            Architecture::GeneGcn(_) => onnx_format::Family::GeneGcn,
+            Architecture::GeneMlp(_) => onnx_format::Family::GeneMlp,
         }
     }
 }
@@ -70,11 +71,6 @@ pub struct EpochLog {
     pub best: bool,
 }
 
-enum Net {
-    Gcn(GeneGcn),
-    Mlp(GeneMlp),
-}
-
 /// A fitted classifier: preprocessing, network, graph, gene and class names.
 pub struct GeneClassifier {
     pub architecture: Architecture,
@@ -86,12 +82,32 @@ pub struct GeneClassifier {
     pub graph: Option<NormalizedGraph>,
     pub epochs_run: usize,
     pub best_epoch: usize,
-    net: Net,
+    net: Box<dyn GeneNet>,
     device: Device,
 }
 
-trait Classifier: Module + Clone {
+trait Classifier {
     fn logits(&self, x: Tensor<2>, g: Option<&GraphTensors>) -> Tensor<2>;
+}
+
+/// What a gene export needs beside the weights.
+type ExportArgs<'a> = (&'a Standardizer, Option<&'a NormalizedGraph>, Option<MessagePassing>);
+
+/// A fitted network: forward and export.
+trait GeneNet: Classifier + for<'a> Exportable<ExportArgs<'a>> + Send {}
+impl<T: Classifier + for<'a> Exportable<ExportArgs<'a>> + Send> GeneNet for T {}
+
+impl Exportable<ExportArgs<'_>> for GeneGcn {
+    fn to_onnx(&self, (pre, graph, mp): ExportArgs, metadata: Vec<(String, String)>) -> ModelProto {
+        let g = graph.expect("gcn graph");
+        self.export(pre, g, mp.unwrap_or(MessagePassing::auto(g.num_nodes)), metadata)
+    }
+}
+
+impl Exportable<ExportArgs<'_>> for GeneMlp {
+    fn to_onnx(&self, (pre, _, _): ExportArgs, metadata: Vec<(String, String)>) -> ModelProto {
+        self.export(pre, metadata)
+    }
 }
 impl Classifier for GeneGcn {
     fn logits(&self, x: Tensor<2>, g: Option<&GraphTensors>) -> Tensor<2> {
@@ -123,7 +139,7 @@ fn nll(logits: Tensor<2>, labels: &[usize], k: usize, device: &Device) -> Tensor
 }
 
 #[allow(clippy::too_many_arguments)]
-fn train_loop<M: Classifier>(
+fn train_loop<M: Classifier + Module + Clone>(
     mut model: M,
     z: &[f32],
     genes: usize,
@@ -222,12 +238,12 @@ impl GeneClassifier {
                 let gt = graph.tensors(&ad);
                 let model = c.init(genes, k, &ad);
                 let (m, e, b) = train_loop(model, &z, genes, data.labels, k, train_rows, valid_rows, Some(&gt), &cfg, &ad, on_epoch);
-                (Net::Gcn(m), Some(graph), e, b)
+                (Box::new(m) as Box<dyn GeneNet>, Some(graph), e, b)
             }
             Architecture::GeneMlp(c) => {
                 let model = c.init(genes, k, &ad);
                 let (m, e, b) = train_loop(model, &z, genes, data.labels, k, train_rows, valid_rows, None, &cfg, &ad, on_epoch);
-                (Net::Mlp(m), None, e, b)
+                (Box::new(m) as Box<dyn GeneNet>, None, e, b)
             }
         };
         Ok(Self {
@@ -254,10 +270,8 @@ impl GeneClassifier {
         let rows = values.len() / genes;
         let z = self.standardizer.apply(values);
         let x = Tensor::<2>::from_data(TensorData::new(z, [rows, genes]), &self.device);
-        let logits = match &self.net {
-            Net::Gcn(m) => m.forward(x, &self.graph.as_ref().expect("gcn graph").tensors(&self.device)),
-            Net::Mlp(m) => m.forward(x),
-        };
+        let g = self.graph.as_ref().map(|g| g.tensors(&self.device));
+        let logits = self.net.logits(x, g.as_ref());
         Ok(crate::to_vec(softmax(logits, 1)))
     }
 
@@ -268,31 +282,16 @@ impl GeneClassifier {
 
     /// The ONNX model (preprocessing + network + softmax) with the given metadata.
     pub fn export(&self, mp: Option<MessagePassing>, metadata: Vec<(String, String)>) -> ModelProto {
-        match &self.net {
-            Net::Gcn(m) => {
-                let g = self.graph.as_ref().expect("gcn graph");
-                m.export(&self.standardizer, g, mp.unwrap_or(MessagePassing::auto(g.num_nodes)), metadata)
-            }
-            Net::Mlp(m) => m.export(&self.standardizer, metadata),
-        }
+        self.net.to_onnx((&self.standardizer, self.graph.as_ref(), mp), metadata)
     }
 
     /// Save the network weights (burnpack) for checkpoints.
     pub fn save_weights(&self, path: &std::path::Path) -> Result<()> {
-        use burn::store::{BurnpackStore, ModuleSnapshot};
-        let mut store = BurnpackStore::from_file(path).overwrite(true);
-        let r = match &self.net {
-            Net::Gcn(m) => m.save_into(&mut store),
-            Net::Mlp(m) => m.save_into(&mut store),
-        };
-        r.map_err(|e| Error::Store(format!("{}: {e}", path.display())))
+        self.net.save_weights(path)
     }
 
     pub fn num_params(&self) -> usize {
-        match &self.net {
-            Net::Gcn(m) => m.num_params(),
-            Net::Mlp(m) => m.num_params(),
-        }
+        self.net.param_count()
     }
 }
 

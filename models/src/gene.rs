@@ -3,13 +3,14 @@
 //! gene identity (one value per gene) before a small dense classifier. The MLP baseline sees the
 //! same genes. Each model has its ONNX export right beside its forward.
 
+use crate::export::{dims, Head, Lower};
 use crate::graph::{propagate, GraphTensors, NormalizedGraph};
 use crate::preprocess::Standardizer;
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use onnx_format::builder::Elem;
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,12 @@ impl GraphConv {
         let c = out.dims()[2];
         out + self.bias.val().reshape([1, 1, c])
     }
+
+    fn export(&self, cx: &mut Lower, h: &str, edges: &Edges, name: &str) -> String {
+        let hw = cx.linear(h, name, &self.weight);
+        let out = edges.propagate(cx, &hw);
+        cx.bias(&out, &format!("{name}.bias"), &self.bias)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -115,92 +122,67 @@ impl GeneGcn {
 
     /// The ONNX graph of [`Standardizer`] + this forward + softmax.
     pub fn export(&self, pre: &Standardizer, graph: &NormalizedGraph, mp: MessagePassing, metadata: Vec<(String, String)>) -> ModelProto {
-        let n = graph.num_nodes;
-        let mut b = GraphBuilder::new("gene_gcn");
-        let x = b.input("expression", Elem::F32, &[Dim::from("batch"), Dim::from(n)]);
-        let z = pre.export(&mut b, &x);
+        let mut cx = Lower::new("gene_gcn");
+        let z = standardized_input(&mut cx, pre);
         // [B, N] -> [N, B, 1]
-        let t = b.transpose(&z, &[1, 0]);
-        let ax2 = b.init_i64("axes2", &[1], vec![2]);
-        let mut h = b.op2("Unsqueeze", &t, &ax2);
-        let edges = match mp {
-            MessagePassing::ScatterNd => {
-                let e = graph.num_edges();
-                let src = b.init_i64("edge_src", &[e], graph.src.clone());
-                let dst = b.init_i64("edge_dst", &[e, 1], graph.dst.clone());
-                let w = b.init_f32("edge_weight", &[e, 1, 1], graph.weight.clone());
-                Edges::Sparse { src, dst, w }
-            }
-            MessagePassing::Dense => Edges::Dense(b.init_f32("adjacency", &[n, n], graph.dense())),
-        };
+        let t = cx.transpose(&z, &[1, 0]);
+        let ax2 = cx.axes(&[2]);
+        let mut h = cx.op2("Unsqueeze", &t, &ax2);
+        let edges = Edges::new(&mut cx, graph, mp);
         for (i, conv) in self.convs.iter().enumerate() {
-            let (shape, w) = linear_weight(&conv.weight);
-            let wn = b.init_f32(&format!("conv{i}.weight"), &shape, w);
-            let hw = b.op2("MatMul", &h, &wn);
-            let agg = edges.propagate(&mut b, &hw, n);
-            let bias = crate::to_vec(conv.bias.val());
-            let bn = b.init_f32(&format!("conv{i}.bias"), &[bias.len()], bias);
-            let s = b.op2("Add", &agg, &bn);
-            h = b.op1("Relu", &s);
+            let y = conv.export(&mut cx, &h, &edges, &format!("conv{i}"));
+            h = cx.op1("Relu", &y);
         }
-        let r = export_linear(&mut b, &h, "node_out", &self.node_out); // [N, B, 1]
-        let r = b.op2("Squeeze", &r, &ax2);
-        let r = b.transpose(&r, &[1, 0]);
-        let e = export_linear(&mut b, &r, "dense", &self.dense);
-        let e = b.op1("Relu", &e);
-        let logits = export_linear(&mut b, &e, "head", &self.head);
-        finish_classifier(b, &logits, self.head.weight.dims()[1], metadata)
+        let r = cx.linear(&h, "node_out", &self.node_out); // [N, B, 1]
+        let r = cx.op2("Squeeze", &r, &ax2);
+        let r = cx.transpose(&r, &[1, 0]);
+        let e = cx.linear(&r, "dense", &self.dense);
+        let e = cx.op1("Relu", &e);
+        let logits = cx.linear(&e, "head", &self.head);
+        cx.finish_classifier(&logits, "batch", self.head.weight.dims()[1], Head::Softmax, metadata)
     }
 }
 
+/// Input `expression [batch, genes]`, standardized.
+fn standardized_input(cx: &mut Lower, pre: &Standardizer) -> String {
+    let x = cx.input("expression", Elem::F32, &dims("batch", pre.mean.len()));
+    pre.export(cx, &x)
+}
+
+/// The fixed gene graph in the exported model.
 enum Edges {
+    /// Gather by source, ScatterND-add by target (`dst` is `[E, 1]`).
     Sparse { src: String, dst: String, w: String },
-    Dense(String),
+    /// The dense adjacency `[N, N]` and N.
+    Dense(String, i64),
 }
 
 impl Edges {
-    /// Message passing on `h [N, B, C]` in ONNX.
-    fn propagate(&self, b: &mut GraphBuilder, h: &str, n: usize) -> String {
+    fn new(cx: &mut Lower, g: &NormalizedGraph, mp: MessagePassing) -> Self {
+        let (n, e) = (g.num_nodes, g.num_edges());
+        match mp {
+            MessagePassing::ScatterNd => Edges::Sparse {
+                src: cx.init_i64("edge_src", &[e], g.src.clone()),
+                dst: cx.init_i64("edge_dst", &[e, 1], g.dst.clone()),
+                w: cx.init_f32("edge_weight", &[e, 1, 1], g.weight.clone()),
+            },
+            MessagePassing::Dense => Edges::Dense(cx.init_f32("adjacency", &[n, n], g.dense()), n as i64),
+        }
+    }
+
+    /// Message passing on `h [N, B, C]`.
+    fn propagate(&self, cx: &mut Lower, h: &str) -> String {
         match self {
-            Edges::Sparse { src, dst, w } => {
-                let g = b.node("Gather", &[h, src], &[("axis", Attr::Int(0))]);
-                let m = b.op2("Mul", &g, w);
-                let shape = b.op1("Shape", h);
-                // explicit f32 value: tract defaults ConstantOfShape to f64
-                let zeros = b.node("ConstantOfShape", &[&shape], &[("value", Attr::ScalarTensor(0.0))]);
-                b.node("ScatterND", &[&zeros, dst, &m], &[("reduction", Attr::Str("add".into()))])
-            }
-            Edges::Dense(a) => {
-                let shape = b.op1("Shape", h);
-                let flat_shape = b.init_i64("flat", &[2], vec![n as i64, -1]);
-                let flat = b.op2("Reshape", h, &flat_shape);
-                let y = b.op2("MatMul", a, &flat);
-                b.op2("Reshape", &y, &shape)
+            Edges::Sparse { src, dst, w } => cx.propagate(h, src, dst, Some(w)),
+            Edges::Dense(a, n) => {
+                let shape = cx.op1("Shape", h);
+                let flat_shape = cx.ints("flat", &[*n, -1]);
+                let flat = cx.op2("Reshape", h, &flat_shape);
+                let y = cx.op2("MatMul", a, &flat);
+                cx.op2("Reshape", &y, &shape)
             }
         }
     }
-}
-
-/// Weight `[in, out]` of a burn `Linear` (burn stores it in this layout).
-pub fn linear_weight(l: &Linear) -> (Vec<usize>, Vec<f32>) {
-    let w = l.weight.val();
-    (w.dims().to_vec(), crate::to_vec(w))
-}
-
-/// `x @ W + b` for a burn `Linear`.
-pub fn export_linear(b: &mut GraphBuilder, x: &str, name: &str, l: &Linear) -> String {
-    let (shape, w) = linear_weight(l);
-    let bias = l.bias.as_ref().map(|p| crate::to_vec(p.val()));
-    b.linear(x, name, (&shape, w), bias)
-}
-
-/// Outputs `logits` and `probabilities` (softmax over classes).
-fn finish_classifier(mut b: GraphBuilder, logits: &str, k: usize, metadata: Vec<(String, String)>) -> ModelProto {
-    b.node_to("Identity", &[logits], &["logits"], &[]);
-    b.node_to("Softmax", &[logits], &["probabilities"], &[("axis", Attr::Int(-1))]);
-    b.output("logits", Elem::F32, &[Dim::from("batch"), Dim::from(k)]);
-    b.output("probabilities", Elem::F32, &[Dim::from("batch"), Dim::from(k)]);
-    b.finish("bioedge-train", metadata)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -246,15 +228,13 @@ impl GeneMlp {
     }
 
     pub fn export(&self, pre: &Standardizer, metadata: Vec<(String, String)>) -> ModelProto {
-        let n = pre.mean.len();
-        let mut b = GraphBuilder::new("gene_mlp");
-        let x = b.input("expression", Elem::F32, &[Dim::from("batch"), Dim::from(n)]);
-        let mut h = pre.export(&mut b, &x);
+        let mut cx = Lower::new("gene_mlp");
+        let mut h = standardized_input(&mut cx, pre);
         for (i, l) in self.layers.iter().enumerate() {
-            let y = export_linear(&mut b, &h, &format!("layer{i}"), l);
-            h = b.op1("Relu", &y);
+            let y = cx.linear(&h, &format!("layer{i}"), l);
+            h = cx.op1("Relu", &y);
         }
-        let logits = export_linear(&mut b, &h, "head", &self.head);
-        finish_classifier(b, &logits, self.head.weight.dims()[1], metadata)
+        let logits = cx.linear(&h, "head", &self.head);
+        cx.finish_classifier(&logits, "batch", self.head.weight.dims()[1], Head::Softmax, metadata)
     }
 }

@@ -17,7 +17,8 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use crate::export::{dims, Lower};
+use onnx_format::builder::{Dim, Elem};
 use onnx_format::pb::ModelProto;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -190,18 +191,16 @@ impl Gene2Vec {
 
     /// ONNX: `gene` int64 `[batch]` → `embedding` `[batch, dim]`, `gene_sets` `[batch, num_sets]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut b = GraphBuilder::new("gene2vec");
-        let gene = b.input("gene", Elem::I64, &[Dim::from("batch")]);
-        let table = b.init_f32("embedding_table", &[self.num_genes, self.dim()], self.embeddings());
-        b.node_to("Gather", &[&table, &gene], &["embedding"], &[("axis", Attr::Int(0))]);
-        let b1 = b.init_f32("hidden.bias", &[self.dim()], self.hidden_bias());
-        let h = b.op2("Add", "embedding", &b1);
-        let a = b.op1("Relu", &h);
-        let z = crate::gene::export_linear(&mut b, &a, "output", &self.model.output);
-        b.node_to("Sigmoid", &[&z], &["gene_sets"], &[]);
-        b.output("embedding", Elem::F32, &[Dim::from("batch"), Dim::from(self.dim())]);
-        b.output("gene_sets", Elem::F32, &[Dim::from("batch"), Dim::from(self.num_sets)]);
-        b.finish("bioedge-train", metadata)
+        let mut cx = Lower::new("gene2vec");
+        let gene = cx.input("gene", Elem::I64, &[Dim::from("batch")]);
+        let e = cx.embedding(&gene, "embedding_table", &self.model.embedding, "embedding");
+        let h = cx.bias(&e, "hidden.bias", &self.model.hidden_bias);
+        let a = cx.op1("Relu", &h);
+        let z = cx.linear(&a, "output", &self.model.output);
+        cx.node_to("Sigmoid", &[&z], &["gene_sets"], &[]);
+        cx.output("embedding", Elem::F32, &dims("batch", self.dim()));
+        cx.output("gene_sets", Elem::F32, &dims("batch", self.num_sets));
+        cx.finish(metadata)
     }
 }
 

@@ -2,6 +2,8 @@
 //! Parity tests (burn vs tract vs ONNX Runtime) keep the two equal.
 
 pub mod cluster;
+pub mod early_stop;
+pub mod export;
 pub mod fit;
 pub mod gene;
 pub mod gene2vec;

@@ -85,3 +85,86 @@ mod tests {
         assert_eq!(accuracy(&[1, 0], &[1, 1]), 0.5);
     }
 }
+
+/// ROC-AUC per task of `probs [n, tasks]` against `labels [n, tasks]` (NaN = unlabelled); NaN for
+/// a task with one class only.
+pub fn roc_auc_per_task(probs: &[f32], labels: &[f32], tasks: usize) -> Vec<f64> {
+    (0..tasks)
+        .map(|k| {
+            let (mut s, mut y) = (Vec::new(), Vec::new());
+            for (p, l) in probs.chunks(tasks).zip(labels.chunks(tasks)) {
+                if !l[k].is_nan() {
+                    s.push(p[k] as f64);
+                    y.push(l[k] > 0.5);
+                }
+            }
+            if y.iter().all(|&v| v) || !y.iter().any(|&v| v) { f64::NAN } else { roc_auc(&s, &y) }
+        })
+        .collect()
+}
+
+/// Mean of the finite values.
+pub fn nanmean(v: &[f64]) -> f64 {
+    let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    ok.iter().sum::<f64>() / ok.len().max(1) as f64
+}
+
+/// Pearson r of column `j` of `p` and `t` (`[n, g]`); 0 when either side is constant (r undefined).
+pub fn pearson(p: &[f32], t: &[f32], g: usize, j: usize) -> f64 {
+    let n = t.len() / g;
+    if n < 2 {
+        return 0.0;
+    }
+    let (mut sp, mut st) = (0.0, 0.0);
+    for i in 0..n {
+        sp += p[i * g + j] as f64;
+        st += t[i * g + j] as f64;
+    }
+    let (mp, mt) = (sp / n as f64, st / n as f64);
+    let (mut c, mut vp, mut vt) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = (p[i * g + j] as f64 - mp, t[i * g + j] as f64 - mt);
+        c += a * b;
+        vp += a * a;
+        vt += b * b;
+    }
+    if vp <= 1e-12 || vt <= 1e-12 { 0.0 } else { c / (vp * vt).sqrt() }
+}
+
+/// Pearson r of every column (per-gene r).
+pub fn per_gene_r(p: &[f32], t: &[f32], g: usize) -> Vec<f64> {
+    (0..g).map(|j| pearson(p, t, g, j)).collect()
+}
+
+/// Median (0 for no values).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let m = s.len();
+    if m % 2 == 1 { s[m / 2] } else { 0.5 * (s[m / 2 - 1] + s[m / 2]) }
+}
+
+/// Mean (0 for no values).
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn per_task_auc_skips_unlabelled_and_one_class_tasks() {
+        let probs = [0.9, 0.1, 0.2, 0.5, 0.8, 0.7];
+        let labels = [1.0, f32::NAN, 0.0, 1.0, 1.0, 1.0];
+        let a = roc_auc_per_task(&probs, &labels, 2);
+        assert_eq!(a[0], 1.0);
+        assert!(a[1].is_nan());
+        assert_eq!(nanmean(&a), 1.0);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.1], 1, 0) - 1.0).abs() < 1e-3);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+}

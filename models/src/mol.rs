@@ -8,7 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, 
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{relu, sigmoid, tanh};
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use crate::export::{dims, Head, Lower};
+use onnx_format::builder::{Attr, Dim, Elem};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +125,23 @@ impl GraphConv {
         let s = s.reshape([n, DEGREES, self.out]) * onehot.clone().unsqueeze_dim::<3>(2);
         relu(s.sum_dim(1).reshape([n, self.out]))
     }
+
+    /// `dst` is `[E, 1]`; `onehot` is `[N, 11, 1]`.
+    fn export(&self, cx: &mut Lower, x: &str, src: &str, dst: &str, onehot: &str, name: &str) -> String {
+        let nb = cx.propagate(x, src, dst, None);
+        let ws = cx.param(&format!("{name}.w_self"), &self.w_self);
+        let wr = cx.param(&format!("{name}.w_rel"), &self.w_rel);
+        let s = cx.op2("MatMul", x, &ws);
+        let r = cx.op2("MatMul", &nb, &wr);
+        let s = cx.op2("Add", &s, &r);
+        let s = cx.bias(&s, &format!("{name}.bias"), &self.bias);
+        let shape3 = cx.ints("shape_n_deg_out", &[-1, DEGREES as i64, self.out as i64]);
+        let s = cx.op2("Reshape", &s, &shape3);
+        let s = cx.op2("Mul", &s, onehot);
+        let ax1 = cx.axes(&[1]);
+        let s = cx.node("ReduceSum", &[&s, &ax1], &[("keepdims", Attr::Int(0))]);
+        cx.op1("Relu", &s)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -183,103 +201,54 @@ impl MolGcn {
     /// (both directions), `membership [num_atoms]`, `molecule_sizes [num_molecules]` (its length sets
     /// the number of molecules); outputs `logits` and `probabilities` `[num_molecules, tasks]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let f = self.convs[0].w_self.dims()[0];
-        let tasks = self.out.weight.dims()[1];
-        let mut b = GraphBuilder::new("mol_graphconv");
-        let x = b.input(INPUT_FEATURES, Elem::F32, &[Dim::from("num_atoms"), Dim::from(f)]);
-        let ei = b.input(INPUT_EDGES, Elem::I64, &[Dim::from(2usize), Dim::from("num_edges")]);
-        let mem = b.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
-        let sizes = b.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
-        let i0 = b.init_i64("row0", &[], vec![0]);
-        let i1 = b.init_i64("row1", &[], vec![1]);
-        let src = b.node("Gather", &[&ei, &i0], &[("axis", Attr::Int(0))]);
-        let dst = b.node("Gather", &[&ei, &i1], &[("axis", Attr::Int(0))]);
-        let ax1 = b.init_i64("axes1", &[1], vec![1]);
-        let dst_col = b.op2("Unsqueeze", &dst, &ax1);
-        let mem_col = b.op2("Unsqueeze", &mem, &ax1);
-        // degree one-hot [N, 11]
-        let xs = b.op1("Shape", &x);
-        let (s0, s1) = (b_const(&mut b, "s0", 0), b_const(&mut b, "s1", 1));
-        let n_shape = b.node("Slice", &[&xs, &s0, &s1], &[]);
-        let zeros_n = b.node("ConstantOfShape", &[&n_shape], &[("value", Attr::ScalarTensor(0.0))]);
-        let dshape = b.op1("Shape", &dst);
-        let ones_e = b.node("ConstantOfShape", &[&dshape], &[("value", Attr::ScalarTensor(1.0))]);
-        let deg = b.node("ScatterND", &[&zeros_n, &dst_col, &ones_e], &[("reduction", Attr::Str("add".into()))]);
-        let maxd = b.scalar("max_degree", MAX_DEGREE as f32);
-        let deg = b.op2("Min", &deg, &maxd);
-        let deg = b.op2("Unsqueeze", &deg, &ax1);
-        let range = b.init_f32("degrees", &[1, DEGREES], (0..DEGREES).map(|d| d as f32).collect());
-        let eq = b.op2("Equal", &deg, &range);
-        let onehot = b.node("Cast", &[&eq], &[("to", Attr::Int(1))]);
-        let ax2 = b.init_i64("axes2", &[1], vec![2]);
-        let onehot3 = b.op2("Unsqueeze", &onehot, &ax2);
+        let mut cx = Lower::new("mol_graphconv");
+        let x = cx.input(INPUT_FEATURES, Elem::F32, &dims("num_atoms", self.convs[0].w_self.dims()[0]));
+        let (src, dst) = cx.edge_index_inputs(INPUT_EDGES);
+        let mem = cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
+        let sizes = cx.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
+        let dst_col = cx.column(&dst);
+        let onehot = export_degree_onehot(&mut cx, &x, &dst, &dst_col);
         let mut h = x;
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let out = conv.out as i64;
-            let ws = b.init_f32(&format!("conv{i}.w_self"), &conv.w_self.dims(), crate::to_vec(conv.w_self.val()));
-            let wr = b.init_f32(&format!("conv{i}.w_rel"), &conv.w_rel.dims(), crate::to_vec(conv.w_rel.val()));
-            let bias = b.init_f32(&format!("conv{i}.bias"), &conv.bias.dims(), crate::to_vec(conv.bias.val()));
-            let gathered = b.node("Gather", &[&h, &src], &[("axis", Attr::Int(0))]);
-            let hs = b.op1("Shape", &h);
-            let z = b.node("ConstantOfShape", &[&hs], &[("value", Attr::ScalarTensor(0.0))]);
-            let nb = b.node("ScatterND", &[&z, &dst_col, &gathered], &[("reduction", Attr::Str("add".into()))]);
-            let s = b.op2("MatMul", &h, &ws);
-            let r = b.op2("MatMul", &nb, &wr);
-            let s = b.op2("Add", &s, &r);
-            let s = b.op2("Add", &s, &bias);
-            let shape3 = b.init_i64("shape_n_deg_out", &[3], vec![-1, DEGREES as i64, out]);
-            let s = b.op2("Reshape", &s, &shape3);
-            let s = b.op2("Mul", &s, &onehot3);
-            let s = b.node("ReduceSum", &[&s, &ax1], &[("keepdims", Attr::Int(0))]);
-            let s = b.op1("Relu", &s);
-            h = export_norm(&mut b, &s, &format!("norm{i}"), norm);
-            // GraphPool
-            let nbv = b.node("Gather", &[&h, &src], &[("axis", Attr::Int(0))]);
-            let sh = b.op1("Shape", &nbv);
-            let idx = b.op2("Expand", &dst_col, &sh);
-            h = b.node("ScatterElements", &[&h, &idx, &nbv], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))]);
+            let s = conv.export(&mut cx, &h, &src, &dst_col, &onehot, &format!("conv{i}"));
+            h = cx.batch_norm(&s, &format!("norm{i}"), norm);
+            // GraphPool: max over the atom and its neighbours
+            let nb = cx.rows(&h, &src);
+            h = cx.segment_max(&h, &dst_col, &nb);
         }
-        let h = crate::gene::export_linear(&mut b, &h, "dense", &self.dense);
-        let h = b.op1("Relu", &h);
-        let h = export_norm(&mut b, &h, "dense_norm", &self.dense_norm);
+        let h = cx.linear(&h, "dense", &self.dense);
+        let h = cx.op1("Relu", &h);
+        let h = cx.batch_norm(&h, "dense_norm", &self.dense_norm);
         // GraphGather: per-molecule sum and max
-        let c = self.dense.weight.dims()[1] as i64;
-        let m_shape = b.op1("Shape", &sizes);
-        let cdim = b.init_i64("dense_width", &[1], vec![c]);
-        let mc = b.node("Concat", &[&m_shape, &cdim], &[("axis", Attr::Int(0))]);
-        let zeros = b.node("ConstantOfShape", &[&mc], &[("value", Attr::ScalarTensor(0.0))]);
-        let sum = b.node("ScatterND", &[&zeros, &mem_col, &h], &[("reduction", Attr::Str("add".into()))]);
-        let neg = b.node("ConstantOfShape", &[&mc], &[("value", Attr::ScalarTensor(-1e30))]);
-        let hshape = b.op1("Shape", &h);
-        let midx = b.op2("Expand", &mem_col, &hshape);
-        let max = b.node("ScatterElements", &[&neg, &midx, &h], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))]);
-        let cat = b.node("Concat", &[&sum, &max], &[("axis", Attr::Int(1))]);
-        let t = b.op1("Tanh", &cat);
-        let logits = crate::gene::export_linear(&mut b, &t, "out", &self.out);
-        b.node_to("Identity", &[&logits], &["logits"], &[]);
-        b.node_to("Sigmoid", &[&logits], &["probabilities"], &[]);
-        b.output("logits", Elem::F32, &[Dim::from("num_molecules"), Dim::from(tasks)]);
-        b.output("probabilities", Elem::F32, &[Dim::from("num_molecules"), Dim::from(tasks)]);
-        b.finish("bioedge-train", metadata)
+        let m_shape = cx.op1("Shape", &sizes);
+        let width = cx.ints("dense_width", &[self.dense.weight.dims()[1] as i64]);
+        let mc = cx.concat(&[&m_shape, &width], 0);
+        let mem = cx.column(&mem);
+        let sum = cx.scatter_add(&mc, &mem, &h);
+        let neg = cx.fill(&mc, -1e30);
+        let max = cx.segment_max(&neg, &mem, &h);
+        let cat = cx.concat(&[&sum, &max], 1);
+        let t = cx.op1("Tanh", &cat);
+        let logits = cx.linear(&t, "out", &self.out);
+        cx.finish_classifier(&logits, "num_molecules", self.out.weight.dims()[1], Head::Sigmoid, metadata)
     }
 }
 
-fn b_const(b: &mut GraphBuilder, name: &str, v: i64) -> String {
-    b.init_i64(name, &[1], vec![v])
-}
-
-/// Inference batch norm as `x · scale + shift`.
-fn export_norm(b: &mut GraphBuilder, x: &str, name: &str, n: &BatchNorm) -> String {
-    let gamma = crate::to_vec(n.gamma.val());
-    let beta = crate::to_vec(n.beta.val());
-    let mean = crate::to_vec(n.running_mean.value());
-    let var = crate::to_vec(n.running_var.value());
-    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + n.epsilon as f32).sqrt()).collect();
-    let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-    let s = b.init_f32(&format!("{name}.scale"), &[scale.len()], scale);
-    let t = b.init_f32(&format!("{name}.shift"), &[shift.len()], shift);
-    let y = b.op2("Mul", x, &s);
-    b.op2("Add", &y, &t)
+/// [`MolTensors::degree_onehot`] in ONNX, as `[N, 11, 1]`.
+fn export_degree_onehot(cx: &mut Lower, x: &str, dst: &str, dst_col: &str) -> String {
+    let (_, n_shape) = cx.num_rows(x);
+    let e_shape = cx.op1("Shape", dst);
+    let ones = cx.fill(&e_shape, 1.0);
+    let deg = cx.scatter_add(&n_shape, dst_col, &ones);
+    let maxd = cx.scalar("max_degree", MAX_DEGREE as f32);
+    let deg = cx.op2("Min", &deg, &maxd);
+    let deg = cx.column(&deg);
+    let range: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
+    let range = cx.floats("degrees", &[1, DEGREES], &range);
+    let eq = cx.op2("Equal", &deg, &range);
+    let onehot = cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]);
+    let ax2 = cx.axes(&[2]);
+    cx.op2("Unsqueeze", &onehot, &ax2)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{elu, leaky_relu, relu};
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use crate::export::{dims, Head, Lower};
+use onnx_format::builder::{Attr, Elem};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
 
@@ -137,23 +138,17 @@ impl NodeGcn {
     }
 
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let [f, _] = self.conv1.weight.dims();
-        let k = self.bias2.dims()[0];
-        let mut b = GraphBuilder::new("node_gcn");
-        let (x, g) = graph_inputs(&mut b, f, self.row_norm);
-        let w = g.gcn_weights(&mut b);
-        let w1 = lin_w(&mut b, "conv1", &self.conv1);
-        let h = b.op2("MatMul", &x, &w1);
-        let h = g.scatter(&mut b, &h, Some(&w));
-        let b1 = vec_init(&mut b, "bias1", &self.bias1);
-        let h = b.op2("Add", &h, &b1);
-        let h = b.op1("Relu", &h);
-        let w2 = lin_w(&mut b, "conv2", &self.conv2);
-        let h = b.op2("MatMul", &h, &w2);
-        let h = g.scatter(&mut b, &h, Some(&w));
-        let b2 = vec_init(&mut b, "bias2", &self.bias2);
-        let logits = b.op2("Add", &h, &b2);
-        finish_nodes(b, &logits, k, metadata)
+        let mut cx = Lower::new("node_gcn");
+        let (x, e) = graph_inputs(&mut cx, self.conv1.weight.dims()[0], self.row_norm);
+        let w = e.gcn_weights(&mut cx);
+        let h = cx.linear(&x, "conv1", &self.conv1);
+        let h = cx.propagate(&h, &e.src, &e.dst_col, Some(&w));
+        let h = cx.bias(&h, "bias1", &self.bias1);
+        let h = cx.op1("Relu", &h);
+        let h = cx.linear(&h, "conv2", &self.conv2);
+        let h = cx.propagate(&h, &e.src, &e.dst_col, Some(&w));
+        let logits = cx.bias(&h, "bias2", &self.bias2);
+        cx.finish_classifier(&logits, "num_nodes", self.bias2.dims()[0], Head::Softmax, metadata)
     }
 }
 
@@ -232,62 +227,45 @@ impl GatLayer {
         out + self.bias.val().unsqueeze_dim::<2>(0)
     }
 
-    fn export(&self, b: &mut GraphBuilder, x: &str, g: &OnnxEdges, name: &str) -> String {
+    fn export(&self, cx: &mut Lower, x: &str, e: &OnnxEdges, name: &str) -> String {
         let (h, f) = (self.heads as i64, self.out as i64);
-        let lw = lin_w(b, &format!("{name}.linear"), &self.linear);
-        let hx = b.op2("MatMul", x, &lw);
-        let shape3 = b.init_i64("shape_nhf", &[3], vec![-1, h, f]);
-        let hx = b.op2("Reshape", &hx, &shape3);
-        let ax2 = b.init_i64("axes2", &[1], vec![2]);
+        let hx = cx.linear(x, &format!("{name}.linear"), &self.linear);
+        let shape3 = cx.ints("shape_nhf", &[-1, h, f]);
+        let hx = cx.op2("Reshape", &hx, &shape3);
+        let ax2 = cx.axes(&[2]);
         let mut att = |which: &str, p: &Param<Tensor<2>>| {
-            let v = crate::to_vec(p.val());
-            let a = b.init_f32(&format!("{name}.{which}"), &[1, h as usize, f as usize], v);
-            let m = b.op2("Mul", &hx, &a);
-            b.node("ReduceSum", &[&m, &ax2], &[("keepdims", Attr::Int(0))])
+            let a = cx.tensor(&format!("{name}.{which}"), p.val().unsqueeze_dim::<3>(0));
+            let m = cx.op2("Mul", &hx, &a);
+            cx.node("ReduceSum", &[&m, &ax2], &[("keepdims", Attr::Int(0))])
         };
         let a_s = att("att_src", &self.att_src);
         let a_d = att("att_dst", &self.att_dst);
-        let gs = b.node("Gather", &[&a_s, &g.src], &[("axis", Attr::Int(0))]);
-        let gd = b.node("Gather", &[&a_d, &g.dst], &[("axis", Attr::Int(0))]);
-        let s = b.op2("Add", &gs, &gd);
-        let score = b.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
-        let keep = b.op2("Unsqueeze", &g.keep, &g.axis1);
-        let kept = b.op2("Mul", &score, &keep);
-        let one = b.scalar("one", 1.0);
-        let big = b.scalar("big", 1e9);
-        let km1 = b.op2("Sub", &keep, &one);
-        let pen = b.op2("Mul", &km1, &big);
-        let score = b.op2("Add", &kept, &pen);
-        // segment max / sum over targets, [N, H]
-        let nh_shape = {
-            let hs = b.init_i64("h", &[1], vec![h]);
-            b.node("Concat", &[&g.n_shape, &hs], &[("axis", Attr::Int(0))])
-        };
-        let neg = b.node("ConstantOfShape", &[&nh_shape], &[("value", Attr::ScalarTensor(-1e30))]);
-        let idx = g.expand_dst(b, &score);
-        let max = b.node("ScatterElements", &[&neg, &idx, &score], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))]);
-        let gmax = b.node("Gather", &[&max, &g.dst], &[("axis", Attr::Int(0))]);
-        let d = b.op2("Sub", &score, &gmax);
-        let p = b.op1("Exp", &d);
-        let zeros = b.node("ConstantOfShape", &[&nh_shape], &[("value", Attr::ScalarTensor(0.0))]);
-        let denom = b.node("ScatterND", &[&zeros, &g.dst_col, &p], &[("reduction", Attr::Str("add".into()))]);
-        let gden = b.node("Gather", &[&denom, &g.dst], &[("axis", Attr::Int(0))]);
-        let alpha = b.op2("Div", &p, &gden);
-        let alpha = b.op2("Unsqueeze", &alpha, &ax2);
-        let hs = b.node("Gather", &[&hx, &g.src], &[("axis", Attr::Int(0))]);
-        let msg = b.op2("Mul", &hs, &alpha);
-        let hx_shape = b.op1("Shape", &hx);
-        let z3 = b.node("ConstantOfShape", &[&hx_shape], &[("value", Attr::ScalarTensor(0.0))]);
-        let out = b.node("ScatterND", &[&z3, &g.dst_col, &msg], &[("reduction", Attr::Str("add".into()))]);
+        let gs = cx.rows(&a_s, &e.src);
+        let gd = cx.rows(&a_d, &e.dst);
+        let s = cx.op2("Add", &gs, &gd);
+        let score = cx.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
+        // dropped input self-loops get a score of -1e9 (weight 0 after the softmax)
+        let keep = cx.column(&e.keep);
+        let kept = cx.op2("Mul", &score, &keep);
+        let one = cx.scalar("one", 1.0);
+        let big = cx.scalar("big", 1e9);
+        let km1 = cx.op2("Sub", &keep, &one);
+        let pen = cx.op2("Mul", &km1, &big);
+        let score = cx.op2("Add", &kept, &pen);
+        // softmax over each target's incoming edges, per head: [N, H] segments
+        let hs = cx.ints("heads", &[h]);
+        let nh_shape = cx.concat(&[&e.n_shape, &hs], 0);
+        let alpha = cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape);
+        let alpha = cx.op2("Unsqueeze", &alpha, &ax2);
+        let out = cx.propagate(&hx, &e.src, &e.dst_col, Some(&alpha));
         let out = if self.concat {
-            let s2 = b.init_i64("shape_nd", &[2], vec![-1, h * f]);
-            b.op2("Reshape", &out, &s2)
+            let s2 = cx.ints("shape_nd", &[-1, h * f]);
+            cx.op2("Reshape", &out, &s2)
         } else {
-            let ax1 = b.init_i64("axes1", &[1], vec![1]);
-            b.node("ReduceMean", &[&out, &ax1], &[("keepdims", Attr::Int(0))])
+            let ax1 = cx.axes(&[1]);
+            cx.node("ReduceMean", &[&out, &ax1], &[("keepdims", Attr::Int(0))])
         };
-        let bias = vec_init(b, &format!("{name}.bias"), &self.bias);
-        b.op2("Add", &out, &bias)
+        cx.bias(&out, &format!("{name}.bias"), &self.bias)
     }
 }
 
@@ -325,18 +303,16 @@ impl NodeGat {
     }
 
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let [f, _] = self.layer1.linear.weight.dims();
-        let k = self.layer2.bias.dims()[0];
-        let mut b = GraphBuilder::new("node_gat");
-        let (x, g) = graph_inputs(&mut b, f, self.row_norm);
-        let h = self.layer1.export(&mut b, &x, &g, "layer1");
-        let h = b.node("Elu", &[&h], &[("alpha", Attr::Float(1.0))]);
-        let logits = self.layer2.export(&mut b, &h, &g, "layer2");
-        finish_nodes(b, &logits, k, metadata)
+        let mut cx = Lower::new("node_gat");
+        let (x, e) = graph_inputs(&mut cx, self.layer1.linear.weight.dims()[0], self.row_norm);
+        let h = self.layer1.export(&mut cx, &x, &e, "layer1");
+        let h = cx.node("Elu", &[&h], &[("alpha", Attr::Float(1.0))]);
+        let logits = self.layer2.export(&mut cx, &h, &e, "layer2");
+        cx.finish_classifier(&logits, "num_nodes", self.layer2.bias.dims()[0], Head::Softmax, metadata)
     }
 }
 
-/// ONNX names for the looped edge list.
+/// [`LoopedEdges`] in the exported graph.
 struct OnnxEdges {
     src: String,
     dst: String,
@@ -345,91 +321,48 @@ struct OnnxEdges {
     keep: String,
     /// `[1]` = num_nodes
     n_shape: String,
-    axis1: String,
 }
 
 impl OnnxEdges {
-    fn gcn_weights(&self, b: &mut GraphBuilder) -> String {
-        let zeros = b.node("ConstantOfShape", &[&self.n_shape], &[("value", Attr::ScalarTensor(0.0))]);
-        let deg = b.node("ScatterND", &[&zeros, &self.dst_col, &self.keep], &[("reduction", Attr::Str("add".into()))]);
-        let mhalf = b.scalar("minus_half", -0.5);
-        let dinv = b.op2("Pow", &deg, &mhalf);
-        let ds = b.node("Gather", &[&dinv, &self.src], &[("axis", Attr::Int(0))]);
-        let dd = b.node("Gather", &[&dinv, &self.dst], &[("axis", Attr::Int(0))]);
-        let w = b.op2("Mul", &ds, &self.keep);
-        let w = b.op2("Mul", &w, &dd);
-        b.op2("Unsqueeze", &w, &self.axis1)
-    }
-
-    /// `out[dst] += w * h[src]` on `h [N, C]`; `w` is `[E', 1]`.
-    fn scatter(&self, b: &mut GraphBuilder, h: &str, w: Option<&str>) -> String {
-        let mut m = b.node("Gather", &[h, &self.src], &[("axis", Attr::Int(0))]);
-        if let Some(w) = w {
-            m = b.op2("Mul", &m, w);
-        }
-        let shape = b.op1("Shape", h);
-        let zeros = b.node("ConstantOfShape", &[&shape], &[("value", Attr::ScalarTensor(0.0))]);
-        b.node("ScatterND", &[&zeros, &self.dst_col, &m], &[("reduction", Attr::Str("add".into()))])
-    }
-
-    /// `dst` broadcast to the shape of `like [E', H]` (ScatterElements indices).
-    fn expand_dst(&self, b: &mut GraphBuilder, like: &str) -> String {
-        let shape = b.op1("Shape", like);
-        b.op2("Expand", &self.dst_col, &shape)
+    /// [`LoopedEdges::gcn_weights`] as a column `[E', 1]`.
+    fn gcn_weights(&self, cx: &mut Lower) -> String {
+        let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
+        let mhalf = cx.scalar("minus_half", -0.5);
+        let dinv = cx.op2("Pow", &deg, &mhalf);
+        let ds = cx.rows(&dinv, &self.src);
+        let dd = cx.rows(&dinv, &self.dst);
+        let w = cx.op2("Mul", &ds, &self.keep);
+        let w = cx.op2("Mul", &w, &dd);
+        cx.column(&w)
     }
 }
 
 /// Inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; optional row normalization; loops.
-fn graph_inputs(b: &mut GraphBuilder, f: usize, row_norm: bool) -> (String, OnnxEdges) {
-    let x = b.input("x", Elem::F32, &[Dim::from("num_nodes"), Dim::from(f)]);
-    let ei = b.input("edge_index", Elem::I64, &[Dim::from(2usize), Dim::from("num_edges")]);
-    let x = if row_norm {
-        let ax1 = b.init_i64("axes1", &[1], vec![1]);
-        let s = b.node("ReduceSum", &[&x, &ax1], &[("keepdims", Attr::Int(1))]);
-        let zero = b.scalar("zero", 0.0);
-        let one = b.scalar("one", 1.0);
-        let is0 = b.op2("Equal", &s, &zero);
-        let s = b.node("Where", &[&is0, &one, &s], &[]);
-        b.op2("Div", &x, &s)
-    } else {
-        x
-    };
-    let i0 = b.init_i64("row0", &[], vec![0]);
-    let i1 = b.init_i64("row1", &[], vec![1]);
-    let src = b.node("Gather", &[&ei, &i0], &[("axis", Attr::Int(0))]);
-    let dst = b.node("Gather", &[&ei, &i1], &[("axis", Attr::Int(0))]);
-    let shape = b.op1("Shape", &x);
-    let n = b.node("Gather", &[&shape, &i0], &[("axis", Attr::Int(0))]); // scalar
-    let axis0 = b.init_i64("axes0", &[1], vec![0]);
-    let n_shape = b.op2("Unsqueeze", &n, &axis0);
-    let step = b.init_i64("step", &[], vec![1]);
-    let loops = b.node("Range", &[&i0, &n, &step], &[]);
-    let src_all = b.node("Concat", &[&src, &loops], &[("axis", Attr::Int(0))]);
-    let dst_all = b.node("Concat", &[&dst, &loops], &[("axis", Attr::Int(0))]);
-    let eq = b.op2("Equal", &src, &dst);
-    let ne = b.op1("Not", &eq);
-    let keep = b.node("Cast", &[&ne], &[("to", Attr::Int(1))]);
-    let ones = b.node("ConstantOfShape", &[&n_shape], &[("value", Attr::ScalarTensor(1.0))]);
-    let keep_all = b.node("Concat", &[&keep, &ones], &[("axis", Attr::Int(0))]);
-    let axis1 = b.init_i64("axes1", &[1], vec![1]);
-    let dst_col = b.op2("Unsqueeze", &dst_all, &axis1);
-    (x, OnnxEdges { src: src_all, dst: dst_all, dst_col, keep: keep_all, n_shape, axis1 })
+fn graph_inputs(cx: &mut Lower, f: usize, row_norm: bool) -> (String, OnnxEdges) {
+    let x = cx.input("x", Elem::F32, &dims("num_nodes", f));
+    let (src, dst) = cx.edge_index_inputs("edge_index");
+    let x = if row_norm { export_row_normalize(cx, &x) } else { x };
+    let (n, n_shape) = cx.num_rows(&x);
+    let (i0, step) = (cx.index(0), cx.index(1));
+    let loops = cx.node("Range", &[&i0, &n, &step], &[]);
+    let src_all = cx.concat(&[&src, &loops], 0);
+    let dst_all = cx.concat(&[&dst, &loops], 0);
+    let eq = cx.op2("Equal", &src, &dst);
+    let ne = cx.op1("Not", &eq);
+    let keep = cx.node("Cast", &[&ne], &[("to", Attr::Int(1))]);
+    let ones = cx.fill(&n_shape, 1.0);
+    let keep = cx.concat(&[&keep, &ones], 0);
+    let dst_col = cx.column(&dst_all);
+    (x, OnnxEdges { src: src_all, dst: dst_all, dst_col, keep, n_shape })
 }
 
-fn lin_w(b: &mut GraphBuilder, name: &str, l: &Linear) -> String {
-    let (shape, w) = crate::gene::linear_weight(l);
-    b.init_f32(&format!("{name}.weight"), &shape, w)
-}
-
-fn vec_init(b: &mut GraphBuilder, name: &str, p: &Param<Tensor<1>>) -> String {
-    let v = crate::to_vec(p.val());
-    b.init_f32(name, &[v.len()], v)
-}
-
-fn finish_nodes(mut b: GraphBuilder, logits: &str, k: usize, metadata: Vec<(String, String)>) -> ModelProto {
-    b.node_to("Identity", &[logits], &["logits"], &[]);
-    b.node_to("Softmax", &[logits], &["probabilities"], &[("axis", Attr::Int(-1))]);
-    b.output("logits", Elem::F32, &[Dim::from("num_nodes"), Dim::from(k)]);
-    b.output("probabilities", Elem::F32, &[Dim::from("num_nodes"), Dim::from(k)]);
-    b.finish("bioedge-train", metadata)
+/// [`row_normalize`] in ONNX.
+fn export_row_normalize(cx: &mut Lower, x: &str) -> String {
+    let ax1 = cx.axes(&[1]);
+    let s = cx.node("ReduceSum", &[x, &ax1], &[("keepdims", Attr::Int(1))]);
+    let zero = cx.scalar("zero", 0.0);
+    let one = cx.scalar("one", 1.0);
+    let is0 = cx.op2("Equal", &s, &zero);
+    let s = cx.node("Where", &[&is0, &one, &s], &[]);
+    cx.op2("Div", x, &s)
 }

@@ -14,7 +14,8 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use crate::export::{dims, Lower};
+use onnx_format::builder::{Dim, Elem};
 use onnx_format::pb::ModelProto;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -384,12 +385,11 @@ impl Node2Vec {
 
     /// ONNX: input `node` int64 `[n]` → output `embedding` float `[n, dim]` by Gather on the table.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut b = GraphBuilder::new("node2vec");
-        let node = b.input("node", Elem::I64, &[Dim::from("n")]);
-        let table = b.init_f32("embedding_table", &[self.num_nodes, self.dim()], self.embeddings());
-        b.node_to("Gather", &[&table, &node], &["embedding"], &[("axis", Attr::Int(0))]);
-        b.output("embedding", Elem::F32, &[Dim::from("n"), Dim::from(self.dim())]);
-        b.finish("bioedge-train", metadata)
+        let mut cx = Lower::new("node2vec");
+        let node = cx.input("node", Elem::I64, &[Dim::from("n")]);
+        cx.embedding(&node, "embedding_table", &self.model.input, "embedding");
+        cx.output("embedding", Elem::F32, &dims("n", self.dim()));
+        cx.finish(metadata)
     }
 
     /// word2vec text format: `N D`, then one line `name v1 … vD` per node (whitespace in a

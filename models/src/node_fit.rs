@@ -1,5 +1,6 @@
 //! Full-batch training of node classifiers (GCN, GAT) with early stopping on the validation split.
 
+use crate::export::Exportable;
 use crate::metrics;
 use crate::node::{LoopedEdges, NodeGat, NodeGatConfig, NodeGcn, NodeGcnConfig};
 use crate::{Error, Result};
@@ -59,9 +60,10 @@ pub struct NodeClassifier {
     device: Device,
 }
 
-trait NodeNet: Module + Clone {
+trait NodeNet {
     fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2>;
     fn penalty(&self) -> Option<Tensor<1>>;
+    fn embed(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2>;
 }
 impl NodeNet for NodeGcn {
     fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
@@ -70,6 +72,9 @@ impl NodeNet for NodeGcn {
     fn penalty(&self) -> Option<Tensor<1>> {
         Some(self.first_layer_l2())
     }
+    fn embed(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        NodeGcn::embed(self, x, e)
+    }
 }
 impl NodeNet for NodeGat {
     fn logits(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
@@ -77,6 +82,33 @@ impl NodeNet for NodeGat {
     }
     fn penalty(&self) -> Option<Tensor<1>> {
         None
+    }
+    fn embed(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
+        NodeGat::embed(self, x, e)
+    }
+}
+
+impl Exportable<()> for NodeGcn {
+    fn to_onnx(&self, _: (), metadata: Vec<(String, String)>) -> ModelProto {
+        self.export(metadata)
+    }
+}
+impl Exportable<()> for NodeGat {
+    fn to_onnx(&self, _: (), metadata: Vec<(String, String)>) -> ModelProto {
+        self.export(metadata)
+    }
+}
+
+/// A fitted network: forward, embedding, export.
+trait Fitted: NodeNet + Exportable<()> {}
+impl<T: NodeNet + Exportable<()>> Fitted for T {}
+
+impl Net {
+    fn get(&self) -> &dyn Fitted {
+        match self {
+            Net::Gcn(m) => m,
+            Net::Gat(m) => m,
+        }
     }
 }
 
@@ -91,7 +123,7 @@ fn nll(logits: Tensor<2>, rows: &Tensor<1, Int>, labels: &Tensor<1, Int>, k: usi
     (lp * onehot).sum().div_scalar(n as f64).neg()
 }
 
-fn run<M: NodeNet>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> (M, usize, usize) {
+fn run<M: NodeNet + Module + Clone>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> (M, usize, usize) {
     let decay = if cfg.first_layer_decay_only { None } else { Some(WeightDecayConfig::new(cfg.weight_decay as f32)) };
     let mut optim = AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init();
     let x = Tensor::<2>::from_data(TensorData::new(d.x.to_vec(), [d.num_nodes, d.num_features]), device);
@@ -173,47 +205,37 @@ impl NodeClassifier {
 
     /// Class probabilities `[num_nodes, K]` for a graph.
     pub fn predict_proba(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> Vec<f32> {
-        let f = x.len() / num_nodes.max(1);
-        let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [num_nodes, f]), &self.device);
-        let e = LoopedEdges::from_lists(num_nodes, src, dst, &self.device);
-        let logits = match &self.net {
-            Net::Gcn(m) => m.forward(xt, &e),
-            Net::Gat(m) => m.forward(xt, &e),
-        };
-        crate::to_vec(softmax(logits, 1))
+        let (x, e) = self.graph(x, num_nodes, src, dst);
+        crate::to_vec(softmax(self.net.get().logits(x, &e), 1))
     }
 
     /// Hidden node representations (first layer output) for clustering.
     pub fn embed(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> (Vec<f32>, usize) {
-        let f = x.len() / num_nodes.max(1);
-        let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [num_nodes, f]), &self.device);
-        let e = LoopedEdges::from_lists(num_nodes, src, dst, &self.device);
-        let h = match &self.net {
-            Net::Gcn(m) => m.embed(xt, &e),
-            Net::Gat(m) => m.embed(xt, &e),
-        };
+        let (x, e) = self.graph(x, num_nodes, src, dst);
+        let h = self.net.get().embed(x, &e);
         let d = h.dims()[1];
         (crate::to_vec(h), d)
     }
 
-    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        match &self.net {
-            Net::Gcn(m) => m.export(metadata),
-            Net::Gat(m) => m.export(metadata),
-        }
+    /// Features `[num_nodes, F]` and looped edges on the model's device.
+    fn graph(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> (Tensor<2>, LoopedEdges) {
+        let f = x.len() / num_nodes.max(1);
+        let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [num_nodes, f]), &self.device);
+        (xt, LoopedEdges::from_lists(num_nodes, src, dst, &self.device))
     }
 
-    pub fn family(&self) -> &'static str {
+    pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
+        self.net.get().to_onnx((), metadata)
+    }
+
+    pub fn family(&self) -> onnx_format::Family {
         match self.net {
-            Net::Gcn(_) => "node-gcn",
-            Net::Gat(_) => "node-gat",
+            Net::Gcn(_) => onnx_format::Family::NodeGcn,
+            Net::Gat(_) => onnx_format::Family::NodeGat,
         }
     }
 
     pub fn num_params(&self) -> usize {
-        match &self.net {
-            Net::Gcn(m) => m.num_params(),
-            Net::Gat(m) => m.num_params(),
-        }
+        self.net.get().param_count()
     }
 }

@@ -2,7 +2,7 @@
 //! optional `log2(max(x, floor))`, then per-gene standardization with training statistics.
 //! Missing values (NaN, used by `infer` for genes absent from the input) become 0 = the training mean.
 
-use onnx_format::builder::GraphBuilder;
+use crate::export::Lower;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,7 +52,7 @@ impl Standardizer {
     }
 
     /// The same computation as ONNX nodes on `x [batch, genes]`; returns the output name.
-    pub fn export(&self, b: &mut GraphBuilder, x: &str) -> String {
+    pub fn export(&self, b: &mut Lower, x: &str) -> String {
         let genes = self.mean.len();
         let mut y = x.to_string();
         if self.log2 {
@@ -71,18 +71,19 @@ impl Standardizer {
         b.node("Where", &[&nan, &zero, &z], &[])
     }
 
-    /// Card description.
-    pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!({
-            "steps": if self.log2 {
+    /// The model card's preprocessing.
+    pub fn describe(&self) -> onnx_format::card::Expression {
+        onnx_format::card::Expression {
+            log2: self.log2,
+            floor: self.floor,
+            steps: if self.log2 {
                 "log2(max(x, floor)), then (x - gene_mean) / gene_std; inside the ONNX graph"
             } else {
                 "(x - gene_mean) / gene_std; inside the ONNX graph"
-            },
-            "log2": self.log2,
-            "floor": self.floor,
-            "missing_genes": "pass NaN: the model imputes the training mean (0 after standardization)",
-            "input_units": "expression as in the training file (e.g. microarray intensity or counts), not log-transformed when log2 is true",
-        })
+            }
+            .into(),
+            missing_genes: "pass NaN: the model imputes the training mean (0 after standardization)".into(),
+            input_units: "expression as in the training file (e.g. microarray intensity or counts), not log-transformed when log2 is true".into(),
+        }
     }
 }

@@ -4,17 +4,17 @@
 //! encoder blocks → mean pool → LayerNorm → linear head to the genes. The ONNX export (opset 18,
 //! symbolic `batch`) is written out beside the forward.
 
-use crate::gene::export_linear;
+use crate::export::{dims, Lower};
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
-use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
+use onnx_format::builder::{Attr, Dim, Elem};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
 
-/// Epsilon of every LayerNorm (burn's default).
+/// Epsilon of every LayerNorm (burn's default; the export reads each module's own).
 pub const LN_EPS: f64 = 1e-5;
 /// Floor of the token norm in the cosine similarity.
 pub const NORM_EPS: f32 = 1e-6;
@@ -179,6 +179,14 @@ impl StemConv {
         let y = self.conv.forward(x);
         gelu(self.norm.forward(y.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]))
     }
+
+    fn export(&self, cx: &mut Lower, x: &str, name: &str) -> String {
+        let y = cx.conv2d(x, name, &self.conv);
+        let y = cx.transpose(&y, &[0, 2, 3, 1]);
+        let y = cx.layer_norm(&y, &format!("{name}.norm"), &self.norm);
+        let y = cx.transpose(&y, &[0, 3, 1, 2]);
+        cx.gelu(&y)
+    }
 }
 
 impl GraphBlock {
@@ -198,6 +206,34 @@ impl GraphBlock {
         let nb = h.gather(1, idx).reshape([b, t, self.k, d]).mean_dim(2).reshape([b, t, d]);
         x + self.linear.forward(nb)
     }
+
+    fn export(&self, cx: &mut Lower, x: &str, t: usize, d: usize) -> String {
+        let k = self.k as i64;
+        let h = cx.layer_norm(x, "graph.norm", &self.norm);
+        // neighbours: TopK of the cosine similarity (fixed k)
+        let sq = cx.op2("Mul", &h, &h);
+        let ax2 = cx.axes(&[2]);
+        let ss = cx.node("ReduceSum", &[&sq, &ax2], &[("keepdims", Attr::Int(1))]);
+        let n = cx.op1("Sqrt", &ss);
+        let eps = cx.scalar("norm_eps", NORM_EPS);
+        let n = cx.op2("Max", &n, &eps);
+        let hn = cx.op2("Div", &h, &n);
+        let hnt = cx.transpose(&hn, &[0, 2, 1]);
+        let sim = cx.op2("MatMul", &hn, &hnt);
+        let kk = cx.ints("knn_k", &[k]);
+        let (vals, idx) = ("graph.topk_values".to_string(), "graph.topk_indices".to_string());
+        cx.node_to("TopK", &[&sim, &kk], &[&vals, &idx], &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))]);
+        let flat = cx.ints("knn_flat", &[0, -1, 1]);
+        let idx = cx.op2("Reshape", &idx, &flat);
+        let wide = cx.ints("knn_expand", &[1, 1, d as i64]);
+        let idx = cx.op2("Expand", &idx, &wide);
+        let nb = cx.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]);
+        let s4 = cx.ints("knn_shape", &[0, t as i64, k, d as i64]);
+        let nb = cx.op2("Reshape", &nb, &s4);
+        let nb = cx.node("ReduceMean", &[&nb, &ax2], &[("keepdims", Attr::Int(0))]);
+        let m = cx.linear(&nb, "graph.linear", &self.linear);
+        cx.op2("Add", x, &m)
+    }
 }
 
 impl EncoderBlock {
@@ -214,6 +250,35 @@ impl EncoderBlock {
         let x = x + self.proj.forward(o);
         let m = self.fc2.forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
         x + m
+    }
+
+    fn export(&self, cx: &mut Lower, x: &str, d: usize, name: &str) -> String {
+        let (nh, dh) = (self.heads as i64, (d / self.heads) as i64);
+        let h = cx.layer_norm(x, &format!("{name}.norm1"), &self.norm1);
+        let heads_shape = cx.ints("heads_shape", &[0, 0, nh, dh]);
+        let split = |cx: &mut Lower, l: &Linear, which: &str, perm: &[i64]| {
+            let y = cx.linear(&h, &format!("{name}.{which}"), l);
+            let y = cx.op2("Reshape", &y, &heads_shape);
+            cx.transpose(&y, perm)
+        };
+        let q = split(cx, &self.q, "q", &[0, 2, 1, 3]);
+        let k = split(cx, &self.k, "k", &[0, 2, 3, 1]);
+        let v = split(cx, &self.v, "v", &[0, 2, 1, 3]);
+        let s = cx.op2("MatMul", &q, &k);
+        let scale = cx.scalar("attn_scale", attn_scale(dh as usize));
+        let s = cx.op2("Mul", &s, &scale);
+        let att = cx.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+        let o = cx.op2("MatMul", &att, &v);
+        let o = cx.transpose(&o, &[0, 2, 1, 3]);
+        let merge = cx.ints("merge_shape", &[0, 0, d as i64]);
+        let o = cx.op2("Reshape", &o, &merge);
+        let o = cx.linear(&o, &format!("{name}.proj"), &self.proj);
+        let x = cx.op2("Add", x, &o);
+        let m = cx.layer_norm(&x, &format!("{name}.norm2"), &self.norm2);
+        let m = cx.linear(&m, &format!("{name}.fc1"), &self.fc1);
+        let m = cx.gelu(&m);
+        let m = cx.linear(&m, &format!("{name}.fc2"), &self.fc2);
+        cx.op2("Add", &x, &m)
     }
 }
 
@@ -258,146 +323,29 @@ impl SpotModel {
     /// `expression [batch, num_genes]`, opset 18.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let s = self.image_size;
-        let mut b = GraphBuilder::new("spot_tcgn");
-        let mut x = b.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)]);
+        let mut cx = Lower::new("spot_tcgn");
+        let mut x = cx.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)]);
         for (i, st) in self.stem.iter().enumerate() {
-            let y = export_conv(&mut b, &x, &format!("stem{i}"), &st.conv);
-            let y = b.transpose(&y, &[0, 2, 3, 1]);
-            let y = export_ln(&mut b, &y, &format!("stem{i}.norm"), &st.norm);
-            let y = b.transpose(&y, &[0, 3, 1, 2]);
-            x = export_gelu(&mut b, &y);
+            x = st.export(&mut cx, &x, &format!("stem{i}"));
         }
-        let x = export_conv(&mut b, &x, "patch", &self.patch);
+        let x = cx.conv2d(&x, "patch", &self.patch);
         let [_, t, d] = self.pos.dims();
-        let shape = b.init_i64("tokens_shape", &[3], vec![0, d as i64, -1]);
-        let x = b.op2("Reshape", &x, &shape);
-        let x = b.transpose(&x, &[0, 2, 1]);
-        let pos = b.init_f32("pos", &[1, t, d], crate::to_vec(self.pos.val()));
-        let mut h = b.op2("Add", &x, &pos);
-        h = self.graph.export(&mut b, &h, t, d);
+        let shape = cx.ints("tokens_shape", &[0, d as i64, -1]);
+        let x = cx.op2("Reshape", &x, &shape);
+        let x = cx.transpose(&x, &[0, 2, 1]);
+        let pos = cx.param("pos", &self.pos);
+        let mut h = cx.op2("Add", &x, &pos);
+        h = self.graph.export(&mut cx, &h, t, d);
         for (i, blk) in self.blocks.iter().enumerate() {
-            h = blk.export(&mut b, &h, d, &format!("block{i}"));
+            h = blk.export(&mut cx, &h, d, &format!("block{i}"));
         }
-        let ax1 = b.init_i64("axes1", &[1], vec![1]);
-        let pooled = b.node("ReduceMean", &[&h, &ax1], &[("keepdims", Attr::Int(0))]);
-        let pooled = export_ln(&mut b, &pooled, "norm", &self.norm);
-        let y = export_linear(&mut b, &pooled, "head", &self.head);
-        b.node_to("Identity", &[&y], &[OUTPUT], &[]);
-        b.output(OUTPUT, Elem::F32, &[Dim::from("batch"), Dim::from(self.num_genes())]);
-        b.finish("bioedge-train", metadata)
+        let ax1 = cx.axes(&[1]);
+        let pooled = cx.node("ReduceMean", &[&h, &ax1], &[("keepdims", Attr::Int(0))]);
+        let pooled = cx.layer_norm(&pooled, "norm", &self.norm);
+        let y = cx.linear(&pooled, "head", &self.head);
+        cx.output_from(&y, OUTPUT, &dims("batch", self.num_genes()));
+        cx.finish(metadata)
     }
-}
-
-impl GraphBlock {
-    fn export(&self, b: &mut GraphBuilder, x: &str, t: usize, d: usize) -> String {
-        let k = self.k as i64;
-        let h = export_ln(b, x, "graph.norm", &self.norm);
-        let sq = b.op2("Mul", &h, &h);
-        let ax2 = b.init_i64("axes2", &[1], vec![2]);
-        let ss = b.node("ReduceSum", &[&sq, &ax2], &[("keepdims", Attr::Int(1))]);
-        let n = b.op1("Sqrt", &ss);
-        let eps = b.scalar("norm_eps", NORM_EPS);
-        let n = b.op2("Max", &n, &eps);
-        let hn = b.op2("Div", &h, &n);
-        let hnt = b.transpose(&hn, &[0, 2, 1]);
-        let sim = b.op2("MatMul", &hn, &hnt);
-        let kk = b.init_i64("knn_k", &[1], vec![k]);
-        let (vals, idx) = ("graph.topk_values".to_string(), "graph.topk_indices".to_string());
-        b.node_to("TopK", &[&sim, &kk], &[&vals, &idx], &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))]);
-        let flat = b.init_i64("knn_flat", &[3], vec![0, -1, 1]);
-        let idx = b.op2("Reshape", &idx, &flat);
-        let wide = b.init_i64("knn_expand", &[3], vec![1, 1, d as i64]);
-        let idx = b.op2("Expand", &idx, &wide);
-        let nb = b.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]);
-        let s4 = b.init_i64("knn_shape", &[4], vec![0, t as i64, k, d as i64]);
-        let nb = b.op2("Reshape", &nb, &s4);
-        let nb = b.node("ReduceMean", &[&nb, &ax2], &[("keepdims", Attr::Int(0))]);
-        let m = export_linear(b, &nb, "graph.linear", &self.linear);
-        b.op2("Add", x, &m)
-    }
-}
-
-impl EncoderBlock {
-    fn export(&self, b: &mut GraphBuilder, x: &str, d: usize, name: &str) -> String {
-        let (nh, dh) = (self.heads as i64, (d / self.heads) as i64);
-        let h = export_ln(b, x, &format!("{name}.norm1"), &self.norm1);
-        let heads_shape = b.init_i64("heads_shape", &[4], vec![0, 0, nh, dh]);
-        let split = |b: &mut GraphBuilder, l: &Linear, which: &str, perm: &[i64]| {
-            let y = export_linear(b, &h, &format!("{name}.{which}"), l);
-            let y = b.op2("Reshape", &y, &heads_shape);
-            b.transpose(&y, perm)
-        };
-        let q = split(b, &self.q, "q", &[0, 2, 1, 3]);
-        let k = split(b, &self.k, "k", &[0, 2, 3, 1]);
-        let v = split(b, &self.v, "v", &[0, 2, 1, 3]);
-        let s = b.op2("MatMul", &q, &k);
-        let scale = b.scalar("attn_scale", attn_scale(dh as usize));
-        let s = b.op2("Mul", &s, &scale);
-        let att = b.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
-        let o = b.op2("MatMul", &att, &v);
-        let o = b.transpose(&o, &[0, 2, 1, 3]);
-        let merge = b.init_i64("merge_shape", &[3], vec![0, 0, d as i64]);
-        let o = b.op2("Reshape", &o, &merge);
-        let o = export_linear(b, &o, &format!("{name}.proj"), &self.proj);
-        let x = b.op2("Add", x, &o);
-        let m = export_ln(b, &x, &format!("{name}.norm2"), &self.norm2);
-        let m = export_linear(b, &m, &format!("{name}.fc1"), &self.fc1);
-        let m = export_gelu(b, &m);
-        let m = export_linear(b, &m, &format!("{name}.fc2"), &self.fc2);
-        b.op2("Add", &x, &m)
-    }
-}
-
-/// ONNX `Conv` for a burn `Conv2d` (weights `[out, in, kh, kw]` in both).
-fn export_conv(b: &mut GraphBuilder, x: &str, name: &str, c: &Conv2d) -> String {
-    let w = c.weight.val();
-    let shape = w.dims().to_vec();
-    let wn = b.init_f32(&format!("{name}.weight"), &shape, crate::to_vec(w));
-    let mut inputs = vec![x.to_string(), wn];
-    if let Some(bias) = &c.bias {
-        let v = crate::to_vec(bias.val());
-        inputs.push(b.init_f32(&format!("{name}.bias"), &[v.len()], v));
-    }
-    let pads = match c.padding {
-        PaddingConfig2d::Explicit(t, l, bo, r) => vec![t as i64, l as i64, bo as i64, r as i64],
-        PaddingConfig2d::Valid => vec![0; 4],
-        PaddingConfig2d::Same => panic!("export_conv: use explicit padding"),
-    };
-    let refs: Vec<&str> = inputs.iter().map(|s| s.as_str()).collect();
-    let i64s = |v: [usize; 2]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
-    b.node(
-        "Conv",
-        &refs,
-        &[
-            ("kernel_shape", i64s(c.kernel_size)),
-            ("strides", i64s(c.stride)),
-            ("dilations", i64s(c.dilation)),
-            ("group", Attr::Int(c.groups as i64)),
-            ("pads", Attr::Ints(pads)),
-        ],
-    )
-}
-
-/// `LayerNormalization` over the last axis.
-fn export_ln(b: &mut GraphBuilder, x: &str, name: &str, ln: &LayerNorm) -> String {
-    let g = crate::to_vec(ln.gamma.val());
-    let d = g.len();
-    let beta = ln.beta.as_ref().map(|p| crate::to_vec(p.val())).unwrap_or_else(|| vec![0.0; d]);
-    let gn = b.init_f32(&format!("{name}.gamma"), &[d], g);
-    let bn = b.init_f32(&format!("{name}.beta"), &[d], beta);
-    b.node("LayerNormalization", &[x, &gn, &bn], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(LN_EPS as f32))])
-}
-
-/// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
-fn export_gelu(b: &mut GraphBuilder, x: &str) -> String {
-    let sqrt2 = b.scalar("sqrt2", std::f32::consts::SQRT_2);
-    let one = b.scalar("one", 1.0);
-    let half = b.scalar("half", 0.5);
-    let e = b.op2("Div", x, &sqrt2);
-    let e = b.op1("Erf", &e);
-    let e = b.op2("Add", &e, &one);
-    let y = b.op2("Mul", x, &e);
-    b.op2("Mul", &y, &half)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod pb {
 }
 
 pub use builder::{Dim, GraphBuilder};
-pub use card::ModelCard;
+pub use card::{CardError, Family, ModelCard};
 
 use prost::Message;
 use std::io::Write;
@@ -23,6 +23,7 @@ pub const IR_VERSION: i64 = 8;
 /// `metadata_props` key holding the model card JSON.
 pub const CARD_KEY: &str = "model_card";
 
+/// Errors of reading a model file and its card.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
@@ -39,11 +40,11 @@ pub enum Error {
     },
     #[error("{path}: no model card (metadata_props key `{CARD_KEY}`); was it exported by this toolchain?")]
     NoCard { path: String },
-    #[error("{path}: model card is not valid JSON: {source}")]
+    #[error("{path}: {source}")]
     Card {
         path: String,
         #[source]
-        source: serde_json::Error,
+        source: CardError,
     },
 }
 
@@ -65,14 +66,17 @@ pub fn card_from_bytes(bytes: &[u8], path: &str) -> Result<ModelCard, Error> {
     card_of(&model, path)
 }
 
+/// The model card of a decoded model, checked against the model's graph.
 pub fn card_of(model: &pb::ModelProto, path: &str) -> Result<ModelCard, Error> {
     let entry = model
         .metadata_props
         .iter()
         .find(|p| p.key.as_deref() == Some(CARD_KEY))
         .ok_or_else(|| Error::NoCard { path: path.into() })?;
-    serde_json::from_str(entry.value.as_deref().unwrap_or(""))
-        .map_err(|source| Error::Card { path: path.into(), source })
+    let card = ModelCard::from_json(entry.value.as_deref().unwrap_or(""))
+        .and_then(|c| c.check_graph(model).map(|()| c))
+        .map_err(|source| Error::Card { path: path.into(), source })?;
+    Ok(card)
 }
 
 /// Write `bytes` to `path` atomically: a temp file in the same folder, then rename.

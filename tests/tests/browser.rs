@@ -16,7 +16,7 @@ fn spot_models(dir: &Path) -> (PathBuf, PathBuf) {
     let (m, mut card) = spot_model(&GENES, 7);
     let good = dir.join("spot.onnx");
     write_spot_model(&good, &m, &card);
-    card.family = "gene-mlp".into();
+    relabel(&mut card, onnx_format::Family::GeneMlp);
     let bad = dir.join("gene-family.onnx");
     write_spot_model(&bad, &m, &card);
     (good, bad)

@@ -18,7 +18,7 @@ fn train_then_label_new_cells() {
     let log = ok(Command::new(bin("train")).args(["cells", "--seeds", "1", "--epochs", "40", "--patience", "20"]).arg("--h5ad").arg(pbmc("10x_pbmc68k_reduced.h5ad")).arg("--out").arg(&model));
     assert!(log.contains("logistic regression"), "{log}");
     let card = infer::read_card(&model).unwrap();
-    assert_eq!(card.family, "cell-gat");
+    assert_eq!(card.family, onnx_format::Family::CellGat);
     assert_eq!(card.classes.len(), 10);
     assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
     let cells = |input: &std::path::Path, out: &std::path::Path| {
@@ -55,12 +55,8 @@ fn train_then_label_new_cells() {
     let out = dir.path().join("never.csv");
     let err = fails(Command::new(bin("infer")).arg("cells").arg("--model").arg(&model).arg("--input").arg(&trunc).arg("--out").arg(&out));
     assert!(err.contains("truncated.h5ad"), "{err}");
-    let mut other = onnx_format::decode(&std::fs::read(&model).unwrap(), "m").unwrap();
-    let mut oc = onnx_format::card_of(&other, "m").unwrap();
-    oc.family = "gene-gcn".into();
-    other.metadata_props[0].value = Some(serde_json::to_string(&oc).unwrap());
     let wrong = dir.path().join("wrong.onnx");
-    std::fs::write(&wrong, onnx_format::encode(&other)).unwrap();
+    rewrite_card(&model, &wrong, |c| relabel(c, onnx_format::Family::GeneGcn));
     let err = fails(Command::new(bin("infer")).arg("cells").arg("--model").arg(&wrong).arg("--input").arg(pbmc("10x_pbmc68k_reduced.h5ad")).arg("--out").arg(&out));
     assert!(err.contains("not a cell-type classifier"), "{err}");
     assert!(!out.exists());

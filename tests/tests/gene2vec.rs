@@ -56,7 +56,7 @@ fn hallmark_embeddings_export_and_queries() {
 
     // the card: vocabulary, set names, metrics
     let card = onnx_format::read_card(&out).unwrap();
-    assert_eq!(card.family, "gene2vec");
+    assert_eq!(card.family, onnx_format::Family::Gene2vec);
     assert_eq!((card.genes.len(), card.classes.len()), (4384, 50));
     assert_eq!(card.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["embedding", "gene_sets"]);
     assert!((card.metrics["heldout_pairs_auc"] - auc).abs() < 1e-4);

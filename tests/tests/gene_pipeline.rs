@@ -54,7 +54,7 @@ fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
 fn card_describes_the_model() {
     let m = models();
     let card = infer::read_card(&m.gcn).unwrap();
-    assert_eq!(card.family, "gene-gcn");
+    assert_eq!(card.family, onnx_format::Family::GeneGcn);
     assert_eq!(card.genes.len(), 300);
     assert_eq!(card.classes, vec!["ALL".to_string(), "AML".to_string()]);
     assert!(card.metrics["test_roc_auc"] > 0.5, "{:?}", card.metrics);
@@ -223,15 +223,7 @@ fn bad_inputs_fail_cleanly() {
     let (expr, _) = leukemia();
     bad(&[os("--model"), nan.as_os_str(), os("--input"), expr.as_os_str()], &[], "nan.tsv");
     let other = dir.join("other-family.onnx");
-    let mut model = onnx_format::decode(&std::fs::read(&m.gcn).unwrap(), "gcn").unwrap();
-    let mut card = onnx_format::card_of(&model, "gcn").unwrap();
-    card.family = "histology-spot".into();
-    for p in &mut model.metadata_props {
-        if p.key.as_deref() == Some(onnx_format::CARD_KEY) {
-            p.value = Some(serde_json::to_string(&card).unwrap());
-        }
-    }
-    std::fs::write(&other, onnx_format::encode(&model)).unwrap();
+    rewrite_card(&m.gcn, &other, |c| relabel(c, onnx_format::Family::SpotExpression));
     bad(&[os("--model"), other.as_os_str(), os("--input"), expr.as_os_str()], &[], "histology-spot");
     // ONNX Runtime library missing
     bad(&[os("--model"), gcn, os("--input"), expr.as_os_str(), os("--backend"), os("ort")], &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")], "ORT_DYLIB_PATH");

@@ -35,7 +35,7 @@ fn train_reports_aucs_and_exports_a_checked_model() {
     let (model, log) = model();
     assert!(log.contains("per-task test ROC-AUC") && log.contains("SR-p53"), "{log}");
     let card = onnx_format::read_card(model).unwrap();
-    assert_eq!(card.family, "mol-graphconv");
+    assert_eq!(card.family, onnx_format::Family::MolGraphconv);
     assert_eq!(card.classes.len(), 12);
     assert_eq!(card.classes[0], "NR-AR");
     assert!(card.metrics["parity_tract_max_abs_diff"] < 1e-4 && card.metrics["parity_ort_max_abs_diff"] < 1e-4);
@@ -99,14 +99,9 @@ fn bad_inputs_fail_cleanly_without_output() {
     assert!(err.contains("no column `nope`"), "{err}");
     // a model of another family
     let other = dir.path().join("other.onnx");
-    let mut card = onnx_format::read_card(model).unwrap();
-    card.family = "gene-gcn".into();
-    let bytes = std::fs::read(model).unwrap();
-    let mut m = onnx_format::decode(&bytes, "m").unwrap();
-    m.metadata_props[0].value = Some(serde_json::to_string(&card).unwrap());
-    std::fs::write(&other, onnx_format::encode(&m)).unwrap();
+    rewrite_card(model, &other, |c| relabel(c, onnx_format::Family::GeneGcn));
     let err = fails(Command::new(bin("infer")).args(["mol", "--smiles", "CCO"]).arg("--model").arg(&other).arg("--out").arg(&out));
-    assert!(err.contains("`infer mol` needs `mol-graphconv`"), "{err}");
+    assert!(err.contains("`gene-gcn` is not a molecule model (mol-graphconv)"), "{err}");
     assert!(!out.exists());
 }
 

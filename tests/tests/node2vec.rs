@@ -45,7 +45,7 @@ fn karate_clubs_from_embeddings() {
 
     // the card names the nodes; the ONNX table gives the same vectors as the text
     let card = onnx_format::read_card(&out).unwrap();
-    assert_eq!(card.family, "node2vec");
+    assert_eq!(card.family, onnx_format::Family::Node2vec);
     assert_eq!(card.outputs[0].name, "embedding");
     let names: Vec<String> = serde_json::from_value(card.training["nodes"].clone()).unwrap();
     assert_eq!(names.len(), 34);

@@ -26,11 +26,12 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
         assert!(log.contains(want), "missing `{want}` in output:\n{log}");
     }
     let card = onnx_format::read_card(&out).unwrap();
-    assert_eq!(card.family, "histology-spot");
+    assert_eq!(card.family, onnx_format::Family::SpotExpression);
     assert_eq!(card.genes.len(), 20);
     assert_eq!(card.outputs[0].name, "expression");
     assert_eq!(card.outputs[0].shape, vec!["batch".to_string(), "20".to_string()]);
-    assert_eq!(card.preprocessing["image"]["resize"][0], 224);
+    let spot: &onnx_format::card::SpotImage = card.require().unwrap();
+    assert_eq!(spot.image.size, 224);
     assert!(card.metrics.contains_key("model_pearson_median"));
     assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
     assert_eq!(card.training["train_sections"][0]["section"], "B4");

@@ -23,7 +23,9 @@ fn write_model(dir: &Path) -> PathBuf {
 /// The same model whose card also gives the patch side in microns (200 µm, as `train spot`).
 fn write_model_um(dir: &Path) -> PathBuf {
     let (m, mut card) = spot_model(&GENES, 3);
-    card.preprocessing["patch_side_um"] = serde_json::json!(200.0);
+    if let onnx_format::card::Preprocessing::SpotImage(s) = &mut card.preprocessing {
+        s.patch_side_um = Some(200.0);
+    }
     let path = dir.join("spot-um.onnx");
     write_spot_model(&path, &m, &card);
     path

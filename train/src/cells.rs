@@ -5,7 +5,7 @@
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use infer::cells::{Pca, knn_graph};
+use infer::cells::{fit_pca, knn_graph};
 use infer::data::h5ad::read_h5ad;
 use infer::runtime::Value;
 use models::cluster::{LogisticRegression, adjusted_rand_index, kmeans, macro_f1};
@@ -13,7 +13,8 @@ use models::metrics::{accuracy, argmax_rows, mean_std};
 use models::node::NodeGatConfig;
 use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
 use models::node::NodeGcnConfig;
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{CommonArgs, Draft, record_parity};
+use onnx_format::card::{Cells, Family, Knn, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::BTreeMap;
@@ -43,12 +44,8 @@ pub struct CellArgs {
     /// GAT dropout (features and attention).
     #[arg(long, default_value_t = 0.2)]
     pub dropout: f64,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1e-4)]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// Seeded stratified split: 60 % train, 20 % validation, 20 % test of each class.
@@ -83,13 +80,13 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let y: Vec<usize> = raw.iter().map(|l| classes.iter().position(|c| c == l).unwrap()).collect();
     let k = classes.len();
     eprintln!("{}: {n} cells × {g} genes, {k} types in `{}`", a.h5ad.display(), a.label_column);
-    let pca = Pca::fit(&m.values, n, g, a.n_pcs)?;
+    let pca = fit_pca(&m.values, n, g, a.n_pcs)?;
     let z = pca.transform(&m.values);
     let d = pca.n_pcs;
     let (src, dst) = knn_graph(&z, n, d, a.k);
     eprintln!("PCA {d} components ({:.1} % of variance in the first 2); kNN graph k={}: {} undirected edges", 100.0 * (pca.variance[0] + pca.variance[1]) / pca.variance.iter().sum::<f32>(), a.k, src.len() / 2);
     let labels_i64: Vec<i64> = y.iter().map(|&c| c as i64).collect();
-    let device = crate::gene::device(&a.device)?;
+    let device = crate::gene::device(&a.common.device)?;
     let arch = NodeArchitecture::NodeGat(NodeGatConfig { row_normalize: false, dropout: a.dropout, ..Default::default() });
     let (mut gat_acc, mut gat_f1, mut lr_acc, mut lr_f1) = (vec![], vec![], vec![], vec![]);
     let mut first = None;
@@ -145,55 +142,51 @@ pub fn run(a: &CellArgs) -> Result<()> {
         eprintln!("{key}: {v:.3}");
     }
     // export seed 0's GAT; parity on the training graph and on a new graph over a subset of cells
-    let draft = onnx_format::encode(&model.export(vec![]));
+    let draft = Draft::new(model.export(vec![]));
     let full = [Value::f32(&[n, d], z.clone()), Value::i64(&[2, src.len()], [src.clone(), dst.clone()].concat())];
-    let p1 = verify::check_values(&draft, &a.out, &full, n, "probabilities", &probs, a.tolerance)?;
+    let p1 = verify::check_values(draft.bytes(), &a.common.out, &full, n, "probabilities", &probs, a.common.tolerance_or(1e-4))?;
     let sub: Vec<usize> = (0..n).step_by(3).collect();
     let zs = rows(&z, d, &sub);
     let (ss, sd) = knn_graph(&zs, sub.len(), d, a.k);
     let want = model.predict_proba(&zs, sub.len(), &ss, &sd);
-    let p2 = verify::check_values(&draft, &a.out, &[Value::f32(&[sub.len(), d], zs), Value::i64(&[2, ss.len()], [ss, sd].concat())], sub.len(), "probabilities", &want, a.tolerance)?;
-    if !(p1.tract_max_abs_diff <= a.tolerance && p2.ort_max_abs_diff <= a.tolerance) {
+    let p2 = verify::check_values(draft.bytes(), &a.common.out, &[Value::f32(&[sub.len(), d], zs), Value::i64(&[2, ss.len()], [ss, sd].concat())], sub.len(), "probabilities", &want, a.common.tolerance_or(1e-4))?;
+    if !(p1.tract_max_abs_diff <= a.common.tolerance_or(1e-4) && p2.ort_max_abs_diff <= a.common.tolerance_or(1e-4)) {
         bail!("parity failed");
     }
     let (ga, gs) = mean_std(&gat_acc);
     let (gf, gfs) = mean_std(&gat_f1);
     let (la, las) = mean_std(&lr_acc);
     let (lf, lfs) = mean_std(&lr_f1);
-    let mut metrics: BTreeMap<String, f64> = cluster_metrics.clone();
-    for (key, v) in [("test_accuracy_mean", ga), ("test_accuracy_std", gs), ("test_macro_f1_mean", gf), ("test_macro_f1_std", gfs),
-        ("logreg_test_accuracy_mean", la), ("logreg_test_macro_f1_mean", lf),
-        ("parity_tract_max_abs_diff", p1.tract_max_abs_diff.max(p2.tract_max_abs_diff)), ("parity_ort_max_abs_diff", p1.ort_max_abs_diff.max(p2.ort_max_abs_diff))] {
-        metrics.insert(key.into(), v);
-    }
-    let tools = crate::tool_versions();
-    let card = ModelCard {
-        family: "cell-gat".into(),
-        version: CARD_VERSION.into(),
-        description: "Cell-type classifier: GAT on a kNN cell graph built from PCA of expression".into(),
-        inputs: vec![
-            TensorSpec { name: "x".into(), shape: vec!["num_nodes".into(), d.to_string()], dtype: "float32".into(), meaning: "PCA coordinates of the cells (preprocessing.pca applied to the expression, genes in `genes` order)".into() },
-            TensorSpec { name: "edge_index".into(), shape: vec!["2".into(), "num_edges".into()], dtype: "int64".into(), meaning: "kNN cell graph (preprocessing.knn), both directions".into() },
-        ],
-        outputs: vec![TensorSpec { name: "probabilities".into(), shape: vec!["num_nodes".into(), k.to_string()], dtype: "float32".into(), meaning: "cell-type probabilities, in `classes` order".into() }],
-        genes: m.genes.clone(),
-        classes: classes.clone(),
-        preprocessing: serde_json::json!({
-            "expression": "adata.X as stored in the training file (pbmc68k_reduced: log-normalized and scaled); missing genes count as the training mean",
-            "pca": pca, "knn": {"k": a.k, "metric": "euclidean on PCA coordinates", "symmetric": "union", "self_loops": "none (the model adds one per cell)"},
-        }),
-        architecture: serde_json::to_value(&model.architecture)?,
-        training: serde_json::json!({"data": a.h5ad.file_name().map(|s| s.to_string_lossy().into_owned()), "cells": n, "genes": g, "label_column": a.label_column, "split": "stratified 60/20/20 per seed", "seeds": a.seeds, "device": a.device}),
-        metrics,
-        tools,
+    let cells = Cells {
+        expression: "adata.X as stored in the training file (pbmc68k_reduced: log-normalized and scaled); missing genes count as the training mean".into(),
+        pca,
+        knn: Knn { k: a.k, metric: "euclidean on PCA coordinates".into(), symmetric: "union".into(), self_loops: "none (the model adds one per cell)".into() },
     };
-    let bytes = onnx_format::encode(&model.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let mut card = ModelCard::new(Family::CellGat, "Cell-type classifier: GAT on a kNN cell graph built from PCA of expression", Preprocessing::Cells(cells));
+    card.genes = m.genes.clone();
+    card.classes = classes.clone();
+    card.architecture = serde_json::to_value(&model.architecture)?;
+    card.training = serde_json::json!({"data": a.h5ad.file_name().map(|s| s.to_string_lossy().into_owned()), "cells": n, "genes": g, "label_column": a.label_column, "split": "stratified 60/20/20 per seed", "seeds": a.seeds, "device": a.common.device});
+    card.metrics = cluster_metrics.clone();
+    for (key, v) in [("test_accuracy_mean", ga), ("test_accuracy_std", gs), ("test_macro_f1_mean", gf), ("test_macro_f1_std", gfs), ("logreg_test_accuracy_mean", la), ("logreg_test_macro_f1_mean", lf)] {
+        card.metrics.insert(key.into(), v);
+    }
+    record_parity(&mut card, [&p1, &p2]);
+    draft.finish(
+        card,
+        &[
+            ("x", "PCA coordinates of the cells (preprocessing.pca applied to the expression, genes in `genes` order)"),
+            ("edge_index", "kNN cell graph (preprocessing.knn), both directions"),
+            ("probabilities", "cell-type probabilities, in `classes` order"),
+            crate::gene::CLASSIFIER_OUTPUTS[1],
+        ],
+        &a.common.out,
+    )?;
     println!(
         "cells: GAT test accuracy {:.3} ± {:.3}, macro-F1 {:.3} ± {:.3}; logistic regression on PCA: accuracy {:.3} ± {:.3}, macro-F1 {:.3} ± {:.3} ({} seeds); {}; parity tract {:.1e} ort {:.1e}; wrote {}",
         ga, gs, gf, gfs, la, las, lf, lfs, gat_acc.len(),
         cluster_metrics.iter().map(|(k, v)| format!("{k} {v:.3}")).collect::<Vec<_>>().join(", "),
-        p1.tract_max_abs_diff.max(p2.tract_max_abs_diff), p1.ort_max_abs_diff.max(p2.ort_max_abs_diff), a.out.display()
+        p1.tract_max_abs_diff.max(p2.tract_max_abs_diff), p1.ort_max_abs_diff.max(p2.ort_max_abs_diff), a.common.out.display()
     );
     Ok(())
 }

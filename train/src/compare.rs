@@ -1,6 +1,7 @@
 //! `train gene-compare`: GCN vs MLP at small training sizes over several seeds (the paper's figure).
 
 use crate::gene::{DataArgs, FitArgs, fit_eval, load_task};
+use onnx_format::Family;
 use anyhow::{Context, Result};
 use clap::Args;
 use models::metrics::mean_std;
@@ -23,7 +24,7 @@ pub struct CompareArgs {
 pub fn run(d: &DataArgs, f: &FitArgs, c: &CompareArgs) -> Result<()> {
     let task = load_task(d)?;
     let sizes: Vec<usize> = c.sizes.split(',').map(|s| s.trim().parse().with_context(|| format!("bad --sizes `{}`", c.sizes))).collect::<Result<_>>()?;
-    let families = ["gene-gcn", "gene-mlp"];
+    let families = [Family::GeneGcn, Family::GeneMlp];
     let mut rows = Vec::new();
     let mut csv = String::from("family,train_size,seed,test_accuracy,test_roc_auc,best_epoch\n");
     let total = sizes.len() * c.seeds as usize * families.len();
@@ -48,11 +49,11 @@ pub fn run(d: &DataArgs, f: &FitArgs, c: &CompareArgs) -> Result<()> {
     println!("| train samples | GCN ROC-AUC | MLP ROC-AUC | GCN accuracy | MLP accuracy |");
     println!("|---|---|---|---|---|");
     for &size in &sizes {
-        let stat = |fam: &str, auc: bool| {
+        let stat = |fam: Family, auc: bool| {
             let v: Vec<f64> = rows.iter().filter(|r| r.0 == fam && r.1 == size).map(|r| if auc { r.3 } else { r.2 }).collect();
             mean_std(&v)
         };
-        let (ga, ma, gc, mc) = (stat("gene-gcn", true), stat("gene-mlp", true), stat("gene-gcn", false), stat("gene-mlp", false));
+        let (ga, ma, gc, mc) = (stat(Family::GeneGcn, true), stat(Family::GeneMlp, true), stat(Family::GeneGcn, false), stat(Family::GeneMlp, false));
         println!("| {size} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.3} ± {:.3} |", ga.0, ga.1, ma.0, ma.1, gc.0, gc.1, mc.0, mc.1);
         summary.push(serde_json::json!({"train_size": size, "gcn_auc": ga, "mlp_auc": ma, "gcn_acc": gc, "mlp_acc": mc}));
     }

@@ -3,13 +3,14 @@
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use infer::data::{ExpressionMatrix, ReadOptions, read_expression};
 use models::burn::prelude::Device;
 use models::fit::{Architecture, EpochLog, GeneClassifier, Samples, TrainConfig};
 use models::gene::{GeneGcnConfig, GeneMlpConfig, MessagePassing};
 use models::metrics;
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{Draft, record_parity};
+use onnx_format::card::{Family, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::BTreeMap;
@@ -232,14 +233,14 @@ fn columns(task: &Task, cols: &[usize]) -> (Vec<f32>, Vec<String>) {
     (out, cols.iter().map(|&c| task.matrix.genes[c].clone()).collect())
 }
 
-pub fn architecture(family: &str, f: &FitArgs) -> Result<Architecture> {
+pub fn architecture(family: Family, f: &FitArgs) -> Result<Architecture> {
     Ok(match family {
-        "gene-gcn" => Architecture::GeneGcn(GeneGcnConfig { num_layer: f.num_layer, channels: f.channels, embedding: f.embedding, dropout: f.dropout }),
-        "gene-mlp" => Architecture::GeneMlp(GeneMlpConfig {
+        Family::GeneGcn => Architecture::GeneGcn(GeneGcnConfig { num_layer: f.num_layer, channels: f.channels, embedding: f.embedding, dropout: f.dropout }),
+        Family::GeneMlp => Architecture::GeneMlp(GeneMlpConfig {
             hidden: f.hidden.split(',').map(|s| s.trim().parse().with_context(|| format!("bad --hidden `{}`", f.hidden))).collect::<Result<_>>()?,
             dropout: f.dropout,
         }),
-        _ => bail!("unknown family {family}"),
+        _ => bail!("{family} is not an expression classifier"),
     })
 }
 
@@ -252,7 +253,7 @@ pub struct Outcome {
     pub split: serde_json::Value,
 }
 
-pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: &str, progress: bool) -> Result<Outcome> {
+pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: Family, progress: bool) -> Result<Outcome> {
     let k = task.classes.len();
     let (train_rows, valid_rows, test_rows) = split(&task.labels, k, f.train_size, f.valid_size, f.seed)?;
     let cols = select_genes(task, &d.genes, &train_rows)?;
@@ -269,10 +270,7 @@ pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: &str, progress: 
         log2: task.log2,
     };
     let bar = if progress {
-        let b = ProgressBar::new(f.epochs as u64);
-        b.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
-        b.set_prefix(family.to_string());
-        b
+        crate::pipeline::progress(f.epochs, family.name())
     } else {
         ProgressBar::hidden()
     };
@@ -299,16 +297,8 @@ pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: &str, progress: 
     Ok(Outcome { model, values, test_rows, metrics: m, split })
 }
 
-fn card(task: &Task, o: &Outcome, family: &str, parity: Option<&verify::Parity>, mp: Option<MessagePassing>) -> ModelCard {
+fn card(task: &Task, o: &Outcome, family: Family, mp: Option<MessagePassing>) -> ModelCard {
     let m = &o.model;
-    let n = m.genes.len();
-    let k = m.classes.len();
-    let mut metrics = o.metrics.clone();
-    if let Some(p) = parity {
-        metrics.insert("parity_tract_max_abs_diff".into(), p.tract_max_abs_diff);
-        metrics.insert("parity_ort_max_abs_diff".into(), p.ort_max_abs_diff);
-    }
-    let tools = crate::tool_versions();
     let mut arch = serde_json::to_value(&m.architecture).unwrap();
     arch["parameters"] = serde_json::json!(m.num_params());
     if let Some(g) = &m.graph {
@@ -317,37 +307,27 @@ fn card(task: &Task, o: &Outcome, family: &str, parity: Option<&verify::Parity>,
         arch["message_passing"] = serde_json::json!(mp.unwrap_or(MessagePassing::auto(g.num_nodes)));
         arch["normalization"] = serde_json::json!("D^-1/2 (A + I) D^-1/2, fixed, inside the ONNX graph");
     }
-    ModelCard {
-        family: family.into(),
-        version: CARD_VERSION.into(),
-        description: match family {
-            "gene-gcn" => "Gene-graph convolutional classifier (Dutil et al. 2018): each gene is a node of the gene-interaction graph with its expression as input".into(),
-            _ => "MLP baseline on the same genes as the gene-graph GCN".into(),
-        },
-        inputs: vec![TensorSpec {
-            name: "expression".into(),
-            shape: vec!["batch".into(), n.to_string()],
-            dtype: "float32".into(),
-            meaning: "expression per sample, genes in the order of `genes`, raw units of the training file (see preprocessing); NaN = gene not measured".into(),
-        }],
-        outputs: vec![
-            TensorSpec { name: "probabilities".into(), shape: vec!["batch".into(), k.to_string()], dtype: "float32".into(), meaning: "class probabilities (softmax), classes in the order of `classes`".into() },
-            TensorSpec { name: "logits".into(), shape: vec!["batch".into(), k.to_string()], dtype: "float32".into(), meaning: "unnormalized class scores".into() },
-        ],
-        genes: m.genes.clone(),
-        classes: m.classes.clone(),
-        preprocessing: m.standardizer.describe(),
-        architecture: arch,
-        training: serde_json::json!({
-            "data": task.sources, "split": o.split, "config": m.train,
-            "epochs_run": m.epochs_run, "best_epoch": m.best_epoch,
-        }),
-        metrics,
-        tools,
-    }
+    let description = match family {
+        Family::GeneGcn => "Gene-graph convolutional classifier (Dutil et al. 2018): each gene is a node of the gene-interaction graph with its expression as input",
+        _ => "MLP baseline on the same genes as the gene-graph GCN",
+    };
+    let mut card = ModelCard::new(family, description, Preprocessing::Expression(m.standardizer.describe()));
+    card.genes = m.genes.clone();
+    card.classes = m.classes.clone();
+    card.architecture = arch;
+    card.training = serde_json::json!({
+        "data": task.sources, "split": o.split, "config": m.train,
+        "epochs_run": m.epochs_run, "best_epoch": m.best_epoch,
+    });
+    card.metrics = o.metrics.clone();
+    card
 }
 
-pub fn run_export(family: &str, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Result<()> {
+/// Meanings of a classifier's outputs.
+pub const CLASSIFIER_OUTPUTS: [(&str, &str); 2] =
+    [("probabilities", "class probabilities (softmax), classes in the order of `classes`"), ("logits", "unnormalized class scores")];
+
+pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Result<()> {
     let task = load_task(d)?;
     eprintln!(
         "{}: {} samples, classes {:?}; {} of {} genes in the graph; log2: {}",
@@ -367,24 +347,24 @@ pub fn run_export(family: &str, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Re
     // checkpoint of the best weights
     let ckpt_dir = e.checkpoint_dir.clone().unwrap_or_else(|| e.out.parent().map(Path::to_path_buf).unwrap_or_default().join("checkpoints"));
     std::fs::create_dir_all(&ckpt_dir)?;
-    let stem = e.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| family.into());
+    let stem = e.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| family.name().into());
     m.save_weights(&ckpt_dir.join(format!("{stem}.bpk")))?;
     // parity on every sample (train + test), burn as reference
     let expected = m.predict_proba(&o.values)?;
-    let first = card(&task, &o, family, None, mp);
-    let draft = onnx_format::encode(&m.export(mp, vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&first)?)]));
-    let parity = verify::check(&draft, &e.out, &o.values, m.genes.len(), "probabilities", &expected, e.tolerance);
+    let draft = Draft::new(m.export(mp, vec![]));
+    let parity = verify::check(draft.bytes(), &e.out, &o.values, m.genes.len(), "probabilities", &expected, e.tolerance);
     if let (Err(_), Some(p)) = (&parity, std::env::var_os("BIOEDGE_KEEP_FAILED_EXPORT")) {
-        std::fs::write(&p, &draft)?; // for debugging an exporter; never the requested output
+        std::fs::write(&p, draft.bytes())?; // for debugging an exporter; never the requested output
     }
     let parity = parity?;
-    let final_card = card(&task, &o, family, Some(&parity), mp);
-    let bytes = onnx_format::encode(&m.export(mp, vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&final_card)?)]));
-    onnx_format::write_atomic(&e.out, &bytes).with_context(|| format!("writing {}", e.out.display()))?;
+    let mut card = card(&task, &o, family, mp);
+    record_parity(&mut card, [&parity]);
+    let input = "expression per sample, genes in the order of `genes`, raw units of the training file (see preprocessing); NaN = gene not measured";
+    let size = draft.finish(card, &[("expression", input), CLASSIFIER_OUTPUTS[0], CLASSIFIER_OUTPUTS[1]], &e.out)?;
     println!(
         "{family}: test accuracy {:.3}, test ROC-AUC {:.3} ({} test samples); parity on {} samples: tract {:.1e}, ort {:.1e} (tol {:.0e}); wrote {} ({:.1} MB)",
         o.metrics["test_accuracy"], o.metrics["test_roc_auc"], o.test_rows.len(), parity.samples,
-        parity.tract_max_abs_diff, parity.ort_max_abs_diff, parity.tolerance, e.out.display(), bytes.len() as f64 / 1e6
+        parity.tract_max_abs_diff, parity.ort_max_abs_diff, parity.tolerance, e.out.display(), size as f64 / 1e6
     );
     Ok(())
 }

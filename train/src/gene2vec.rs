@@ -6,11 +6,11 @@
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use infer::data::gmt::{DuplicateSets, Memberships, read_gmts};
 use infer::runtime::Value;
 use models::gene2vec::{Evaluation, Gene2Vec, Gene2VecConfig, PairStats, Split, evaluate, holdout, word2vec_text};
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
+use onnx_format::card::{Family, Lookup, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::BTreeMap;
@@ -44,13 +44,8 @@ pub struct Gene2VecArgs {
     pub holdout_negatives: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The ONNX file; the word2vec text goes beside it with extension `.tsv`.
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1e-5)]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 fn put_pairs(m: &mut BTreeMap<String, f64>, key: &str, p: &PairStats) {
@@ -89,10 +84,8 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     }
 
     let cfg = Gene2VecConfig { dim: a.dim, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed };
-    let device = crate::gene::device(&a.device)?;
-    let bar = ProgressBar::new(a.epochs as u64);
-    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
-    bar.set_prefix("gene2vec");
+    let device = crate::gene::device(&a.common.device)?;
+    let bar = progress(a.epochs, "gene2vec");
     let t0 = std::time::Instant::now();
     let m = Gene2Vec::fit(n, k, train, &split.masked(), cfg, &device, &mut |e, loss| {
         bar.set_position(e as u64);
@@ -106,14 +99,14 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let e: Evaluation = evaluate(&table, &m.hidden_bias(), &probs, k, &split, a.seed);
 
     // the export against burn: every gene in order, a shuffled draw with repeats, one gene
-    let draft = onnx_format::encode(&m.export(vec![]));
+    let draft = Draft::new(m.export(vec![]));
     let mut parities: Vec<(String, &str, Parity)> = Vec::new();
     let mut mixed: Vec<u32> = all.iter().chain(all.iter().take(n.min(7))).copied().collect();
     mixed.shuffle(&mut StdRng::seed_from_u64(0));
     for (label, ids) in [("all genes", all.clone()), ("shuffled with repeats", mixed), ("one gene", vec![(n - 1) as u32])] {
         let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
         for (output, expected) in [("embedding", m.embed(&ids)), ("gene_sets", m.predict(&ids))] {
-            let p = verify::check_values(&draft, &a.out, std::slice::from_ref(&input), ids.len(), output, &expected, a.tolerance)
+            let p = verify::check_values(draft.bytes(), &a.common.out, std::slice::from_ref(&input), ids.len(), output, &expected, a.common.tolerance_or(1e-5))
                 .with_context(|| format!("parity of `{output}` on {label}"))?;
             parities.push((label.to_string(), output, p));
         }
@@ -141,51 +134,51 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     if let Some(l) = m.losses.last() {
         metrics.insert("final_train_loss".into(), *l);
     }
-    metrics.insert("parity_tract_max_abs_diff".into(), tract_diff);
-    metrics.insert("parity_ort_max_abs_diff".into(), ort_diff);
 
-    let tsv = a.out.with_extension("tsv");
-    let card = ModelCard {
-        family: "gene2vec".into(),
-        version: CARD_VERSION.into(),
-        description: "Gene2Vec from gene sets: one-hot gene → hidden layer (its weight row is the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy".into(),
-        inputs: vec![TensorSpec { name: "gene".into(), shape: vec!["batch".into()], dtype: "int64".into(), meaning: format!("gene ids in 0..{n}: positions in `genes`") }],
-        outputs: vec![
-            TensorSpec { name: "embedding".into(), shape: vec!["batch".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the gene's embedding: its row of the hidden layer's weights (hidden pre-activation less the shared bias); compare with cosine similarity".into() },
-            TensorSpec { name: "gene_sets".into(), shape: vec!["batch".into(), k.to_string()], dtype: "float32".into(), meaning: "probability that the gene belongs to each set in `classes` (independent sigmoids)".into() },
+    let tsv = a.common.out.with_extension("tsv");
+    let mut card = ModelCard::new(
+        Family::Gene2vec,
+        "Gene2Vec from gene sets: one-hot gene → hidden layer (its weight row is the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy",
+        Preprocessing::Lookup(Lookup { ids: "a gene id is its position in `genes` (symbols as in the GMT files, case kept)".into() }),
+    );
+    card.genes = data.genes.clone();
+    card.classes = data.sets.clone();
+    card.architecture = serde_json::json!({
+        "layers": "one-hot gene × W1 [genes, dim] (a row lookup) + b1 → ReLU → W2 [dim, sets] + b2 → sigmoid",
+        "embedding": "W1[gene]: the hidden pre-activation less the bias b1 shared by all genes (scores of the full pre-activation and of the post-ReLU vector are kept as preactivation_* and relu_* metrics)",
+        "num_genes": n, "num_sets": k, "dim": a.dim, "parameters": n * a.dim + a.dim * k + k, "config": m.config,
+    });
+    card.training = serde_json::json!({
+        "gmt": source, "sets": k, "genes": n, "memberships": data.pairs.len(),
+        "set_sizes": sets.iter().map(|s| s.genes.len()).collect::<Vec<_>>(),
+        "reader": {"duplicate_genes_in_a_set": report.duplicate_genes, "blank_fields": report.blank_fields, "repeated_sets_dropped": report.dropped_sets, "renamed_sets": report.renamed_sets, "duplicate_set_policy": format!("{:?}", a.duplicate_sets)},
+        "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
+            "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
+        "loss": "mean binary cross-entropy on logits over genes × sets, minibatches of genes, Adam",
+        "loss_per_epoch": m.losses,
+        "evaluation": e,
+        "metric_definitions": {
+            "heldout_pairs": "for each held-out membership (g, S): g paired with every training member of S; cosine of embeddings; ratio = mean ÷ mean over 100000 random distinct gene pairs; auc = ROC-AUC of these pairs vs the random pairs",
+            "heldout_pairs_matched": "the same held-out pairs against one control pair per pair: g with a uniformly random other gene",
+            "train_pairs": "every pair of training members of a set (sampled above 1e6 pairs), against the same random pairs",
+            "heldout_membership": "predicted set probabilities on the masked cells of held-out genes; auc = held-out memberships vs masked non-memberships; recall_at_k = held-out memberships in the top k of their gene's masked cells (chance_recall_at_k: a random ranking); set_size_auc ranks sets by training size alone",
+        },
+        "word2vec_text": tsv.file_name().map(|s| s.to_string_lossy().into_owned()),
+        "parity_cases": parities.iter().map(|(l, o, p)| serde_json::json!({"case": l, "output": o, "genes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
+        "device": a.common.device, "seconds": secs,
+    });
+    card.metrics = metrics;
+    record_parity(&mut card, parities.iter().map(|(_, _, p)| p));
+    let gene = format!("gene ids in 0..{n}: positions in `genes`");
+    draft.finish(
+        card,
+        &[
+            ("gene", &gene),
+            ("embedding", "the gene's embedding: its row of the hidden layer's weights (hidden pre-activation less the shared bias); compare with cosine similarity"),
+            ("gene_sets", "probability that the gene belongs to each set in `classes` (independent sigmoids)"),
         ],
-        genes: data.genes.clone(),
-        classes: data.sets.clone(),
-        preprocessing: serde_json::json!({"description": "none: a gene id is its position in `genes` (symbols as in the GMT files, case kept)"}),
-        architecture: serde_json::json!({
-            "layers": "one-hot gene × W1 [genes, dim] (a row lookup) + b1 → ReLU → W2 [dim, sets] + b2 → sigmoid",
-            "embedding": "W1[gene]: the hidden pre-activation less the bias b1 shared by all genes (scores of the full pre-activation and of the post-ReLU vector are kept as preactivation_* and relu_* metrics)",
-            "num_genes": n, "num_sets": k, "dim": a.dim, "parameters": n * a.dim + a.dim * k + k, "config": m.config,
-        }),
-        training: serde_json::json!({
-            "gmt": source, "sets": k, "genes": n, "memberships": data.pairs.len(),
-            "set_sizes": sets.iter().map(|s| s.genes.len()).collect::<Vec<_>>(),
-            "reader": {"duplicate_genes_in_a_set": report.duplicate_genes, "blank_fields": report.blank_fields, "repeated_sets_dropped": report.dropped_sets, "renamed_sets": report.renamed_sets, "duplicate_set_policy": format!("{:?}", a.duplicate_sets)},
-            "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
-                "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
-            "loss": "mean binary cross-entropy on logits over genes × sets, minibatches of genes, Adam",
-            "loss_per_epoch": m.losses,
-            "evaluation": e,
-            "metric_definitions": {
-                "heldout_pairs": "for each held-out membership (g, S): g paired with every training member of S; cosine of embeddings; ratio = mean ÷ mean over 100000 random distinct gene pairs; auc = ROC-AUC of these pairs vs the random pairs",
-                "heldout_pairs_matched": "the same held-out pairs against one control pair per pair: g with a uniformly random other gene",
-                "train_pairs": "every pair of training members of a set (sampled above 1e6 pairs), against the same random pairs",
-                "heldout_membership": "predicted set probabilities on the masked cells of held-out genes; auc = held-out memberships vs masked non-memberships; recall_at_k = held-out memberships in the top k of their gene's masked cells (chance_recall_at_k: a random ranking); set_size_auc ranks sets by training size alone",
-            },
-            "word2vec_text": tsv.file_name().map(|s| s.to_string_lossy().into_owned()),
-            "parity_cases": parities.iter().map(|(l, o, p)| serde_json::json!({"case": l, "output": o, "genes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
-            "device": a.device, "seconds": secs,
-        }),
-        metrics,
-        tools: crate::tool_versions(),
-    };
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+        &a.common.out,
+    )?;
     onnx_format::write_atomic(&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes()).with_context(|| format!("writing {}", tsv.display()))?;
 
     println!("gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}", a.dim, a.epochs, m.losses.last().copied().unwrap_or(f64::NAN));
@@ -203,6 +196,6 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
             r.memberships, r.negatives, r.genes, r.auc, r.recall_at[&1], r.recall_at[&3], r.recall_at[&5], r.chance_recall_at[&1], r.chance_recall_at[&3], r.chance_recall_at[&5], r.set_size_auc
         );
     }
-    println!("parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}", a.out.display(), tsv.display());
+    println!("parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}", a.common.out.display(), tsv.display());
     Ok(())
 }

@@ -7,10 +7,12 @@ mod gene2vec;
 mod mol;
 mod node;
 mod node2vec;
+mod pipeline;
 mod spot;
 mod verify;
 
 use clap::{Parser, Subcommand};
+use onnx_format::Family;
 
 #[derive(Parser)]
 #[command(name = "train", version, about = "Train bioedge models with burn and export verified ONNX")]
@@ -64,22 +66,14 @@ enum Cmd {
     },
 }
 
-/// Tool versions recorded in every model card.
-pub fn tool_versions() -> std::collections::BTreeMap<String, String> {
-    [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18"), ("bioedge", env!("CARGO_PKG_VERSION"))]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn main() {
     let r = match Cli::parse().cmd {
-        Cmd::GeneGcn { data, fit, export } => gene::run_export("gene-gcn", &data, &fit, &export),
-        Cmd::GeneMlp { data, fit, export } => gene::run_export("gene-mlp", &data, &fit, &export),
+        Cmd::GeneGcn { data, fit, export } => gene::run_export(Family::GeneGcn, &data, &fit, &export),
+        Cmd::GeneMlp { data, fit, export } => gene::run_export(Family::GeneMlp, &data, &fit, &export),
         Cmd::GeneCompare { data, fit, compare } => compare::run(&data, &fit, &compare),
-        Cmd::NodeGcn(a) => node::run("node-gcn", &a),
+        Cmd::NodeGcn(a) => node::run(Family::NodeGcn, &a),
         Cmd::Cells(a) => cells::run(&a),
-        Cmd::NodeGat(a) => node::run("node-gat", &a),
+        Cmd::NodeGat(a) => node::run(Family::NodeGat, &a),
         Cmd::Node2vec(a) => node2vec::run(&a),
         Cmd::Gene2vec(a) => gene2vec::run(&a),
         Cmd::Spot(a) => spot::run(&a),

@@ -5,15 +5,16 @@
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use infer::chem::{ATOM_FEATURES, MolGraph};
-use infer::mol::{FAMILY, MolBatch, Table, featurize_rows, smiles_column};
+use infer::mol::{MolBatch, Table, featurize_rows, smiles_column};
 use models::burn::module::Module;
 use models::burn::optim::{AdamConfig, GradientsParams};
 use models::burn::prelude::*;
-use models::metrics::{mean_std, roc_auc};
+use models::early_stop::{Criterion, EarlyStopping};
+use models::metrics::{mean_std, nanmean, roc_auc_per_task};
 use models::mol::{MolGcn, MolGcnConfig, MolTensors};
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
+use onnx_format::card::{Family, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::{BTreeMap, HashMap};
@@ -55,12 +56,8 @@ pub struct MolArgs {
     /// Use only the first N molecules (quick runs and tests).
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1e-4)]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 struct Data {
@@ -158,25 +155,8 @@ fn predict(model: &MolGcn, d: &Data, rows: &[usize], device: &Device) -> Result<
 
 /// ROC-AUC per task over the labelled rows (NaN where a task has one class only).
 fn task_aucs(d: &Data, rows: &[usize], probs: &[f32]) -> Vec<f64> {
-    let t = d.tasks.len();
-    (0..t)
-        .map(|k| {
-            let (mut s, mut y) = (Vec::new(), Vec::new());
-            for (i, &r) in rows.iter().enumerate() {
-                let l = d.labels[r * t + k];
-                if !l.is_nan() {
-                    s.push(probs[i * t + k] as f64);
-                    y.push(l > 0.5);
-                }
-            }
-            if y.iter().all(|&v| v) || !y.iter().any(|&v| v) { f64::NAN } else { roc_auc(&s, &y) }
-        })
-        .collect()
-}
-
-fn nanmean(v: &[f64]) -> f64 {
-    let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    ok.iter().sum::<f64>() / ok.len().max(1) as f64
+    let labels: Vec<f32> = rows.iter().flat_map(|&r| d.labels[r * d.tasks.len()..(r + 1) * d.tasks.len()].iter().copied()).collect();
+    roc_auc_per_task(probs, &labels, d.tasks.len())
 }
 
 struct Fit {
@@ -209,10 +189,9 @@ fn fit(d: &Data, rows: &[Vec<usize>; 3], cfg: &MolGcnConfig, a: &MolArgs, seed: 
     let mut optim = AdamConfig::new().init();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let mut order = rows[0].clone();
-    let (mut best, mut best_auc, mut best_epoch, mut since, mut epochs_run) = (model.valid(), f64::NEG_INFINITY, 0, 0, 0);
-    let bar = ProgressBar::new(a.epochs as u64);
-    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
-    bar.set_prefix(format!("mol seed {seed}"));
+    let (mut best, mut best_auc, mut epochs_run) = (model.valid(), f64::NEG_INFINITY, 0);
+    let mut stopping = EarlyStopping::new(Criterion::MaxScore, a.patience);
+    let bar = progress(a.epochs, format!("mol seed {seed}"));
     for epoch in 1..=a.epochs {
         epochs_run = epoch;
         order.shuffle(&mut rng);
@@ -237,21 +216,20 @@ fn fit(d: &Data, rows: &[Vec<usize>; 3], cfg: &MolGcnConfig, a: &MolArgs, seed: 
         let auc = nanmean(&task_aucs(d, &rows[1], &predict(&eval, d, &rows[1], device)?));
         bar.set_position(epoch as u64);
         bar.set_message(format!("train loss {:.3} valid AUC {auc:.3}", total / order.len() as f64));
-        if auc > best_auc {
-            (best, best_auc, best_epoch, since) = (eval, auc, epoch, 0);
-        } else {
-            since += 1;
-            if since >= a.patience {
-                break;
-            }
+        let v = stopping.update(epoch, f64::NAN, auc);
+        if v.keep {
+            (best, best_auc) = (eval, auc);
+        }
+        if v.stop {
+            break;
         }
     }
     bar.finish_and_clear();
-    Ok(Fit { model: best, best_epoch, epochs_run, valid_auc: best_auc })
+    Ok(Fit { model: best, best_epoch: stopping.best_epoch, epochs_run, valid_auc: best_auc })
 }
 
 pub fn run(a: &MolArgs) -> Result<()> {
-    let device = crate::gene::device(&a.device)?;
+    let device = crate::gene::device(&a.common.device)?;
     let t0 = std::time::Instant::now();
     let (d, rows_read, skipped) = load(a)?;
     if d.mols.len() < 20 {
@@ -279,14 +257,14 @@ pub fn run(a: &MolArgs) -> Result<()> {
     let (mean, std) = mean_std(&per_seed);
     let (f, rows, aucs) = first.unwrap();
     // parity on test molecules
-    let draft = onnx_format::encode(&f.model.export(vec![]));
+    let draft = Draft::new(f.model.export(vec![]));
     let sample: Vec<usize> = rows[2].iter().copied().take(200).collect();
     let mols: Vec<&MolGraph> = sample.iter().map(|&r| &d.mols[r]).collect();
     let batch = MolBatch::new(&mols)?;
     let expected = predict(&f.model, &d, &sample, &device)?;
-    let parity: Parity = verify::check_values(&draft, &a.out, &batch.values(), sample.len(), "probabilities", &expected, a.tolerance)
+    let parity: Parity = verify::check_values(draft.bytes(), &a.common.out, &batch.values(), sample.len(), "probabilities", &expected, a.common.tolerance_or(1e-4))
         .context("parity of the export")?;
-    let single = verify::check_values(&draft, &a.out, &MolBatch::new(&mols[..1])?.values(), 1, "probabilities", &expected[..d.tasks.len()], a.tolerance)
+    let single = verify::check_values(draft.bytes(), &a.common.out, &MolBatch::new(&mols[..1])?.values(), 1, "probabilities", &expected[..d.tasks.len()], a.common.tolerance_or(1e-4))
         .context("parity of the export on one molecule")?;
     let mut metrics = BTreeMap::new();
     metrics.insert("test_mean_roc_auc".into(), mean);
@@ -296,45 +274,34 @@ pub fn run(a: &MolArgs) -> Result<()> {
             metrics.insert(format!("test_roc_auc_seed0/{task}"), *auc);
         }
     }
-    metrics.insert("parity_tract_max_abs_diff".into(), parity.tract_max_abs_diff.max(single.tract_max_abs_diff));
-    metrics.insert("parity_ort_max_abs_diff".into(), parity.ort_max_abs_diff.max(single.ort_max_abs_diff));
-    let spec = |name: &str, shape: &[&str], dtype: &str, meaning: &str| TensorSpec {
-        name: name.into(), shape: shape.iter().map(|s| s.to_string()).collect(), dtype: dtype.into(), meaning: meaning.into(),
-    };
-    let t = d.tasks.len().to_string();
-    let card = ModelCard {
-        family: FAMILY.into(),
-        version: CARD_VERSION.into(),
-        description: "DeepChem-style GraphConv (per-degree weights, GraphPool, GraphGather) predicting binary task probabilities from a molecular graph".into(),
-        inputs: vec![
-            spec("atom_features", &["num_atoms", "75"], "float32", "DeepChem ConvMolFeaturizer atom features (infer::chem::featurize)"),
-            spec("edge_index", &["2", "num_edges"], "int64", "bonds in both directions, atom ids in 0..num_atoms"),
-            spec("membership", &["num_atoms"], "int64", "molecule index of each atom, in 0..num_molecules"),
-            spec("molecule_sizes", &["num_molecules"], "int64", "atoms per molecule; its length sets the number of molecules"),
+    let mut card = ModelCard::new(
+        Family::MolGraphconv,
+        "DeepChem-style GraphConv (per-degree weights, GraphPool, GraphGather) predicting binary task probabilities from a molecular graph",
+        Preprocessing::Molecule(infer::mol::card_preprocessing()),
+    );
+    card.classes = d.tasks.clone();
+    card.architecture = serde_json::json!({"config": cfg, "max_degree": models::mol::MAX_DEGREE, "parameters": f.model.num_params()});
+    card.training = serde_json::json!({
+        "data": a.data.display().to_string(), "molecules": d.mols.len(), "rejected_smiles": skipped, "split": a.split,
+        "sizes": [rows[0].len(), rows[1].len(), rows[2].len()], "seeds": a.seeds, "per_seed_test_mean_roc_auc": per_seed,
+        "epochs": a.epochs, "patience": a.patience, "batch": a.batch, "lr": a.lr, "balance": a.balance,
+        "best_epoch": f.best_epoch, "epochs_run": f.epochs_run, "valid_mean_roc_auc": f.valid_auc, "device": a.common.device,
+        "parity": {"molecules": sample.len(), "tract": parity.tract_max_abs_diff, "ort": parity.ort_max_abs_diff},
+    });
+    card.metrics = metrics;
+    record_parity(&mut card, [&parity, &single]);
+    draft.finish(
+        card,
+        &[
+            ("atom_features", "DeepChem ConvMolFeaturizer atom features (infer::chem::featurize)"),
+            ("edge_index", "bonds in both directions, atom ids in 0..num_atoms"),
+            ("membership", "molecule index of each atom, in 0..num_molecules"),
+            ("molecule_sizes", "atoms per molecule; its length sets the number of molecules"),
+            ("probabilities", "sigmoid probability per task (order: classes)"),
+            ("logits", "logit per task"),
         ],
-        outputs: vec![
-            spec("probabilities", &["num_molecules", &t], "float32", "sigmoid probability per task (order: classes)"),
-            spec("logits", &["num_molecules", &t], "float32", "logit per task"),
-        ],
-        classes: d.tasks.clone(),
-        preprocessing: serde_json::json!({
-            "featurizer": "infer::chem (pure Rust SMILES parser; DeepChem ConvMolFeaturizer 75 atom features: element 44, degree 11, total H 5, implicit valence 7, formal charge, radical electrons, hybridization 5, aromatic)",
-            "batching": "molecules as one disjoint graph (infer::mol::MolBatch)",
-        }),
-        architecture: serde_json::json!({"config": cfg, "max_degree": models::mol::MAX_DEGREE, "parameters": f.model.num_params()}),
-        training: serde_json::json!({
-            "data": a.data.display().to_string(), "molecules": d.mols.len(), "rejected_smiles": skipped, "split": a.split,
-            "sizes": [rows[0].len(), rows[1].len(), rows[2].len()], "seeds": a.seeds, "per_seed_test_mean_roc_auc": per_seed,
-            "epochs": a.epochs, "patience": a.patience, "batch": a.batch, "lr": a.lr, "balance": a.balance,
-            "best_epoch": f.best_epoch, "epochs_run": f.epochs_run, "valid_mean_roc_auc": f.valid_auc, "device": a.device,
-            "parity": {"molecules": sample.len(), "tract": parity.tract_max_abs_diff, "ort": parity.ort_max_abs_diff},
-        }),
-        metrics,
-        tools: crate::tool_versions(),
-        ..Default::default()
-    };
-    let bytes = onnx_format::encode(&f.model.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+        &a.common.out,
+    )?;
     println!("per-task test ROC-AUC (seed 0):");
     for (task, auc) in d.tasks.iter().zip(&aucs) {
         println!("  {task:<14} {auc:.4}");
@@ -342,7 +309,7 @@ pub fn run(a: &MolArgs) -> Result<()> {
     println!(
         "mol-graphconv on {} ({} split): test mean ROC-AUC {mean:.4} ± {std:.4} over {} seeds ({:.0} s); parity on {} molecules: tract {:.1e}, ort {:.1e}; wrote {}",
         a.data.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), a.split, per_seed.len(), t0.elapsed().as_secs_f64(),
-        sample.len(), parity.tract_max_abs_diff, parity.ort_max_abs_diff, a.out.display()
+        sample.len(), parity.tract_max_abs_diff, parity.ort_max_abs_diff, a.common.out.display()
     );
     Ok(())
 }

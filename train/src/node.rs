@@ -4,14 +4,13 @@
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use infer::nodes::{NodeDataset, read_planetoid};
 use infer::runtime::Value;
 use models::metrics::{accuracy, argmax_rows, mean_std};
 use models::node::{NodeGatConfig, NodeGcnConfig};
 use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
-use std::collections::BTreeMap;
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
+use onnx_format::card::{Family, ModelCard, NodeFeatures, Preprocessing};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -42,12 +41,8 @@ pub struct NodeArgs {
     /// GAT: dropout on the attended features too, as the reference TensorFlow code.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub value_dropout: bool,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1e-4)]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 fn induced(d: &NodeDataset, keep: usize) -> (Vec<i64>, Vec<i64>) {
@@ -55,14 +50,17 @@ fn induced(d: &NodeDataset, keep: usize) -> (Vec<i64>, Vec<i64>) {
     infer::nodes::directed(&e)
 }
 
-pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
+/// Meaning of a node model's `edge_index` input.
+pub const EDGE_INDEX: (&str, &str) = ("edge_index", "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node");
+
+pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
     let d = read_planetoid(&a.data)?;
     let (src, dst) = d.edge_index();
     eprintln!(
         "{}: {} nodes, {} features, {} classes, {} undirected edges; split {}/{}/{}",
         d.name, d.num_nodes, d.num_features, d.num_classes, d.edges.len(), d.train.len(), d.val.len(), d.test.len()
     );
-    let gat = family == "node-gat";
+    let gat = family == Family::NodeGat;
     let arch = if gat {
         NodeArchitecture::NodeGat(NodeGatConfig { heads: a.heads, hidden: a.hidden.unwrap_or(8), dropout: a.dropout.unwrap_or(0.6), value_dropout: a.value_dropout, ..Default::default() })
     } else {
@@ -81,16 +79,14 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
         x: &d.features, num_nodes: d.num_nodes, num_features: d.num_features, src: &src, dst: &dst,
         labels: &d.labels, num_classes: d.num_classes, train: &d.train, val: &d.val,
     };
-    let device = crate::gene::device(&a.device)?;
+    let device = crate::gene::device(&a.common.device)?;
     let test_truth: Vec<usize> = d.test.iter().map(|&i| d.labels[i] as usize).collect();
     let mut accs = Vec::new();
     let mut first = None;
     let t0 = std::time::Instant::now();
     for seed in 0..a.seeds.max(1) {
         let c = cfg(seed);
-        let bar = ProgressBar::new(c.epochs as u64);
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").unwrap().progress_chars("=> "));
-        bar.set_prefix(format!("{family} seed {seed}"));
+        let bar = progress(c.epochs, format!("{family} seed {seed}"));
         let m = NodeClassifier::fit(&data, arch.clone(), c, &device, &mut |ep, tl, vl, va| {
             bar.set_position(ep as u64);
             bar.set_message(format!("train loss {tl:.3} val loss {vl:.3} val acc {va:.3}"));
@@ -110,7 +106,7 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
     let (mean, std) = mean_std(&accs);
     let (m, probs) = first.unwrap();
     // parity of the export on the training graph and on graphs it never saw
-    let draft = onnx_format::encode(&m.export(vec![]));
+    let draft = Draft::new(m.export(vec![]));
     let f = d.num_features;
     let mut parities: Vec<(String, Parity)> = Vec::new();
     let mut case = |label: &str, n: usize, s: Vec<i64>, t: Vec<i64>, expected: Option<Vec<f32>>| -> Result<()> {
@@ -118,7 +114,7 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
         let expected = expected.unwrap_or_else(|| m.predict_proba(&x, n, &s, &t));
         let e = s.len();
         let inputs = [Value::f32(&[n, f], x), Value::i64(&[2, e], [s, t].concat())];
-        let p = verify::check_values(&draft, &a.out, &inputs, n, "probabilities", &expected, a.tolerance).with_context(|| format!("parity on {label}"))?;
+        let p = verify::check_values(draft.bytes(), &a.common.out, &inputs, n, "probabilities", &expected, a.common.tolerance_or(1e-4)).with_context(|| format!("parity on {label}"))?;
         parities.push((label.to_string(), p));
         Ok(())
     };
@@ -130,47 +126,34 @@ pub fn run(family: &str, a: &NodeArgs) -> Result<()> {
     s6.extend([0, 1, 2, s5[0]]);
     t6.extend([0, 1, 2, t5[0]]);
     case("self-loops and a duplicate edge", 500, s6, t6, None)?;
-    let worst = |f: fn(&Parity) -> f64| parities.iter().map(|(_, p)| f(p)).fold(0.0, f64::max);
-    let (tract_diff, ort_diff) = (worst(|p| p.tract_max_abs_diff), worst(|p| p.ort_max_abs_diff));
-    let mut metrics = BTreeMap::new();
-    metrics.insert("test_accuracy_mean".into(), mean);
-    metrics.insert("test_accuracy_std".into(), std);
-    metrics.insert("test_accuracy_seed0".into(), accs[0]);
-    metrics.insert("parity_tract_max_abs_diff".into(), tract_diff);
-    metrics.insert("parity_ort_max_abs_diff".into(), ort_diff);
-    let tools = crate::tool_versions();
-    let mut arch_json = serde_json::to_value(&m.architecture)?;
-    arch_json["parameters"] = serde_json::json!(m.num_params());
-    let card = ModelCard {
-        family: family.into(),
-        version: CARD_VERSION.into(),
-        description: if gat { "Graph attention network (Veličković et al. 2018) for node classification".into() } else { "Graph convolutional network (Kipf & Welling 2017) for node classification".into() },
-        inputs: vec![
-            TensorSpec { name: "x".into(), shape: vec!["num_nodes".into(), f.to_string()], dtype: "float32".into(), meaning: "node features (bag-of-words counts or 0/1); rows are normalized to sum 1 inside the model".into() },
-            TensorSpec { name: "edge_index".into(), shape: vec!["2".into(), "num_edges".into()], dtype: "int64".into(), meaning: "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node".into() },
-        ],
-        outputs: vec![
-            TensorSpec { name: "probabilities".into(), shape: vec!["num_nodes".into(), d.num_classes.to_string()], dtype: "float32".into(), meaning: "class probabilities per node".into() },
-            TensorSpec { name: "logits".into(), shape: vec!["num_nodes".into(), d.num_classes.to_string()], dtype: "float32".into(), meaning: "unnormalized class scores".into() },
-        ],
-        classes: (0..d.num_classes).map(|c| c.to_string()).collect(),
-        preprocessing: serde_json::json!({"features": "row-normalized inside the model", "graph": "self-loops added inside the model; GCN: D^-1/2 (A+I) D^-1/2 inside the model"}),
-        architecture: arch_json,
-        training: serde_json::json!({
-            "data": a.data.file_name().map(|s| s.to_string_lossy().into_owned()), "nodes": d.num_nodes, "edges": d.edges.len(),
-            "split": {"train": d.train.len(), "val": d.val.len(), "test": d.test.len()},
-            "config": m.train, "seeds": a.seeds, "per_seed_test_accuracy": accs, "epochs_run": m.epochs_run, "best_epoch": m.best_epoch,
-            "device": a.device, "parity_cases": parities.iter().map(|(l, p)| serde_json::json!({"case": l, "nodes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
+    let mut card = ModelCard::new(
+        family,
+        if gat { "Graph attention network (Veličković et al. 2018) for node classification" } else { "Graph convolutional network (Kipf & Welling 2017) for node classification" },
+        Preprocessing::NodeFeatures(NodeFeatures {
+            row_normalize: true,
+            self_loops: "input self-loops ignored, one per node added inside the model".into(),
+            normalization: if gat { "softmax attention over each node's incoming edges".into() } else { "D^-1/2 (A+I) D^-1/2 inside the model".into() },
         }),
-        metrics,
-        tools,
-        ..Default::default()
-    };
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    );
+    card.classes = (0..d.num_classes).map(|c| c.to_string()).collect();
+    card.architecture = serde_json::to_value(&m.architecture)?;
+    card.architecture["parameters"] = serde_json::json!(m.num_params());
+    card.training = serde_json::json!({
+        "data": a.data.file_name().map(|s| s.to_string_lossy().into_owned()), "nodes": d.num_nodes, "edges": d.edges.len(),
+        "split": {"train": d.train.len(), "val": d.val.len(), "test": d.test.len()},
+        "config": m.train, "seeds": a.seeds, "per_seed_test_accuracy": accs, "epochs_run": m.epochs_run, "best_epoch": m.best_epoch,
+        "device": a.common.device, "parity_cases": parities.iter().map(|(l, p)| serde_json::json!({"case": l, "nodes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
+    });
+    card.metrics.insert("test_accuracy_mean".into(), mean);
+    card.metrics.insert("test_accuracy_std".into(), std);
+    card.metrics.insert("test_accuracy_seed0".into(), accs[0]);
+    record_parity(&mut card, parities.iter().map(|(_, p)| p));
+    let (tract_diff, ort_diff) = (card.metrics["parity_tract_max_abs_diff"], card.metrics["parity_ort_max_abs_diff"]);
+    let x = "node features (bag-of-words counts or 0/1); rows are normalized to sum 1 inside the model";
+    draft.finish(card, &[("x", x), EDGE_INDEX, crate::gene::CLASSIFIER_OUTPUTS[0], crate::gene::CLASSIFIER_OUTPUTS[1]], &a.common.out)?;
     println!(
         "{family} on {}: test accuracy {:.1} ± {:.1} % over {} seeds ({secs:.0} s); parity on {} graphs (full, 500-node subgraph, no edges, self-loops + duplicate): tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {}",
-        d.name, mean * 100.0, std * 100.0, accs.len(), parities.len(), a.out.display()
+        d.name, mean * 100.0, std * 100.0, accs.len(), parities.len(), a.common.out.display()
     );
     Ok(())
 }

@@ -10,7 +10,8 @@ use infer::runtime::Value;
 use models::cluster::{LogisticRegression, adjusted_rand_index, kmeans, macro_f1, matched_accuracy};
 use models::metrics::{accuracy, mean_std};
 use models::node2vec::{Node2Vec, Node2VecConfig, WalkGraph};
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{CommonArgs, Draft, record_parity};
+use onnx_format::card::{Family, Lookup, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::{BTreeMap, HashMap};
@@ -57,12 +58,8 @@ pub struct Node2VecArgs {
     pub clusters: Option<usize>,
     #[arg(long, default_value_t = 10)]
     pub restarts: usize,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 1e-6)]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// A graph to embed, with optional labels (class index per node) and split.
@@ -217,7 +214,7 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
         inp.name, n, g.num_edges(), if g.is_weighted() { ", weighted" } else { "" },
         inp.labels.as_ref().map_or(String::new(), |(_, c)| format!(", {} label classes", c.len()))
     );
-    let device = crate::gene::device(&a.device)?;
+    let device = crate::gene::device(&a.common.device)?;
     let cfg = |seed| Node2VecConfig {
         dim: a.dim, p: a.p, q: a.q, walk_length: a.walk_length, walks_per_node: a.walks_per_node, window: a.window,
         negatives: a.negatives, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed,
@@ -253,7 +250,7 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     let m = first.unwrap();
 
     // the export against burn's lookup: every node in order, then a shuffled draw with repeats
-    let draft = onnx_format::encode(&m.export(vec![]));
+    let draft = Draft::new(m.export(vec![]));
     let mut parities: Vec<(String, Parity)> = Vec::new();
     let all: Vec<u32> = (0..n as u32).collect();
     let mut rng = StdRng::seed_from_u64(0);
@@ -261,7 +258,7 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     mixed.shuffle(&mut rng);
     for (label, ids) in [("all nodes", all), ("shuffled with repeats", mixed), ("one node", vec![(n - 1) as u32])] {
         let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
-        let p = verify::check_values(&draft, &a.out, &[input], ids.len(), "embedding", &m.embed(&ids), a.tolerance)
+        let p = verify::check_values(draft.bytes(), &a.common.out, &[input], ids.len(), "embedding", &m.embed(&ids), a.common.tolerance_or(1e-6))
             .with_context(|| format!("parity on {label}"))?;
         parities.push((label.to_string(), p));
     }
@@ -285,43 +282,33 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
             ));
         }
     }
-    metrics.insert("parity_tract_max_abs_diff".into(), tract_diff);
-    metrics.insert("parity_ort_max_abs_diff".into(), ort_diff);
     metrics.insert("final_loss_seed0".into(), m.losses.last().copied().unwrap_or(f64::NAN));
-    let mut tools = BTreeMap::new();
-    for (k, v) in [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18")] {
-        tools.insert(k.to_string(), v.to_string());
-    }
-    let w2v_path = a.out.with_file_name(format!("{}.w2v.txt", a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "node2vec".into())));
-    let card = ModelCard {
-        family: "node2vec".into(),
-        version: CARD_VERSION.into(),
-        description: "Node2Vec node embeddings (Grover & Leskovec 2016): biased random walks + skip-gram with negative sampling; a lookup table".into(),
-        inputs: vec![TensorSpec { name: "node".into(), shape: vec!["n".into()], dtype: "int64".into(), meaning: format!("node ids in 0..{n}; names in training.nodes (id = position)") }],
-        outputs: vec![TensorSpec { name: "embedding".into(), shape: vec!["n".into(), a.dim.to_string()], dtype: "float32".into(), meaning: "the node's embedding (skip-gram input vector)".into() }],
-        preprocessing: serde_json::json!({"description": "none: ids index the table directly"}),
-        architecture: serde_json::json!({"embedding": "skip-gram input table", "num_nodes": n, "dim": a.dim, "parameters": n * a.dim, "config": m.config}),
-        training: serde_json::json!({
-            "graph": inp.name, "source": inp.source, "nodes_count": n, "edges": g.num_edges(), "weighted": g.is_weighted(),
-            "nodes": inp.names, "skipgram_pairs_per_epoch": m.pairs, "loss_per_epoch": m.losses,
-            "seeds": a.seeds.max(1), "per_seed": evals, "kmeans_restarts": a.restarts,
-            "evaluation": "k-means on embeddings vs labels (accuracy under the best cluster-class matching, ARI); logistic regression (L2 chosen on val) on train → test",
-            "word2vec_text": w2v_path.file_name().map(|s| s.to_string_lossy().into_owned()),
-            "parity_cases": parities.iter().map(|(l, p)| serde_json::json!({"case": l, "nodes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
-            "device": a.device, "seconds": secs,
-        }),
-        metrics,
-        tools,
-        ..Default::default()
-    };
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let w2v_path = a.common.out.with_file_name(format!("{}.w2v.txt", a.common.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "node2vec".into())));
+    let mut card = ModelCard::new(
+        Family::Node2vec,
+        "Node2Vec node embeddings (Grover & Leskovec 2016): biased random walks + skip-gram with negative sampling; a lookup table",
+        Preprocessing::Lookup(Lookup { ids: "a node id is its position in training.nodes".into() }),
+    );
+    card.architecture = serde_json::json!({"embedding": "skip-gram input table", "num_nodes": n, "dim": a.dim, "parameters": n * a.dim, "config": m.config});
+    card.training = serde_json::json!({
+        "graph": inp.name, "source": inp.source, "nodes_count": n, "edges": g.num_edges(), "weighted": g.is_weighted(),
+        "nodes": inp.names, "skipgram_pairs_per_epoch": m.pairs, "loss_per_epoch": m.losses,
+        "seeds": a.seeds.max(1), "per_seed": evals, "kmeans_restarts": a.restarts,
+        "evaluation": "k-means on embeddings vs labels (accuracy under the best cluster-class matching, ARI); logistic regression (L2 chosen on val) on train → test",
+        "word2vec_text": w2v_path.file_name().map(|s| s.to_string_lossy().into_owned()),
+        "parity_cases": parities.iter().map(|(l, p)| serde_json::json!({"case": l, "nodes": p.samples, "tract": p.tract_max_abs_diff, "ort": p.ort_max_abs_diff})).collect::<Vec<_>>(),
+        "device": a.common.device, "seconds": secs,
+    });
+    card.metrics = metrics;
+    record_parity(&mut card, parities.iter().map(|(_, p)| p));
+    let node = format!("node ids in 0..{n}; names in training.nodes (id = position)");
+    draft.finish(card, &[("node", &node), ("embedding", "the node's embedding (skip-gram input vector)")], &a.common.out)?;
     onnx_format::write_atomic(&w2v_path, m.to_word2vec_text(&inp.names).as_bytes()).with_context(|| format!("writing {}", w2v_path.display()))?;
     println!(
         "node2vec on {} ({} nodes, dim {}, p {}, q {}): {} over {} seeds ({secs:.1} s); parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}",
         inp.name, n, a.dim, a.p, a.q,
         if summary.is_empty() { "no labels to evaluate".to_string() } else { summary.join("; ") },
-        a.seeds.max(1), a.out.display(), w2v_path.display()
+        a.seeds.max(1), a.common.out.display(), w2v_path.display()
     );
     Ok(())
 }

@@ -9,16 +9,18 @@
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use infer::image_prep::{Preprocess, load_rgb};
 use infer::runtime::Value;
 use infer::spots::{SpotSection, load_her2st, select_genes};
 use models::burn::module::Param;
-use models::burn::optim::{AdamConfig, GradientsParams};
+use models::burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use models::burn::prelude::*;
 use models::burn::store::{BurnpackStore, ModuleSnapshot};
+use models::metrics::{mean, median, per_gene_r};
 use models::spot::{INPUT, OUTPUT, SpotModel, SpotModelConfig};
-use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+use crate::pipeline::{Draft, progress_with, record_parity};
+use onnx_format::card::{Family, ModelCard, Preprocessing, SpotImage};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -94,7 +96,7 @@ struct Data {
     side_px: f32,
 }
 
-/// Normalizes one HWC RGB patch into CHW through [`Preprocess::normalize_into`].
+/// Normalizes one HWC RGB patch into CHW ([`Preprocess::normalize_raw`]).
 type Normalize<'a> = &'a dyn Fn(&[u8], &mut [f32]) -> Result<()>;
 
 /// Evenly spaced subset of `0..n` of at most `max` indices.
@@ -189,46 +191,6 @@ fn predict(m: &SpotModel, images: &[Vec<u8>], normalize: Normalize, prep: &Prepr
         out.extend(models::to_vec(m.forward(t)));
     }
     Ok(out)
-}
-
-/// Pearson r of column `j`; 0 when either side is constant (r undefined).
-fn pearson(p: &[f32], t: &[f32], g: usize, j: usize) -> f64 {
-    let n = t.len() / g;
-    if n < 2 {
-        return 0.0;
-    }
-    let (mut sp, mut st) = (0.0, 0.0);
-    for i in 0..n {
-        sp += p[i * g + j] as f64;
-        st += t[i * g + j] as f64;
-    }
-    let (mp, mt) = (sp / n as f64, st / n as f64);
-    let (mut c, mut vp, mut vt) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (a, b) = (p[i * g + j] as f64 - mp, t[i * g + j] as f64 - mt);
-        c += a * b;
-        vp += a * a;
-        vt += b * b;
-    }
-    if vp <= 1e-12 || vt <= 1e-12 { 0.0 } else { c / (vp * vt).sqrt() }
-}
-
-fn per_gene_r(p: &[f32], t: &[f32], g: usize) -> Vec<f64> {
-    (0..g).map(|j| pearson(p, t, g, j)).collect()
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let m = s.len();
-    if m % 2 == 1 { s[m / 2] } else { 0.5 * (s[m / 2 - 1] + s[m / 2]) }
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
 
 /// (median all, mean all, median top-50, mean top-50); genes come ranked by training mean.
@@ -384,7 +346,83 @@ fn line(label: &str, s: [f64; 4], top: usize) -> String {
     format!("{label:<24} median r {:.4}  mean r {:.4} | top-{top}: median r {:.4}  mean r {:.4}", s[0], s[1], s[2], s[3])
 }
 
+/// The training and held-out sections as patches and targets, and their gene list.
+struct Prepared {
+    genes: Vec<String>,
+    train: Vec<Data>,
+    eval: Data,
+    prep: Preprocess,
+}
+
+impl Prepared {
+    /// One HWC RGB patch into CHW model input.
+    fn normalize(&self, raw: &[u8], out: &mut [f32]) -> Result<()> {
+        Ok(self.prep.normalize_raw(raw, out)?)
+    }
+}
+
+/// Per-gene standardization of the targets with training statistics.
+struct Standardized {
+    mu: Vec<f32>,
+    sd: Vec<f32>,
+    /// `y` standardized, `[spots, genes]`.
+    z: Vec<f32>,
+}
+
+impl Standardized {
+    fn fit(y: &[f32], g: usize) -> Self {
+        let n = y.len() / g;
+        let mu: Vec<f32> = (0..g).map(|j| (0..n).map(|i| y[i * g + j] as f64).sum::<f64>() as f32 / n as f32).collect();
+        let sd: Vec<f32> = (0..g)
+            .map(|j| ((0..n).map(|i| ((y[i * g + j] - mu[j]) as f64).powi(2)).sum::<f64>() / n as f64).sqrt() as f32)
+            .map(|s| if s > 1e-6 { s } else { 1.0 })
+            .collect();
+        let z: Vec<f32> = y.iter().enumerate().map(|(i, v)| (v - mu[i % g]) / sd[i % g]).collect();
+        Self { mu, sd, z }
+    }
+
+    /// Fold the standardization into the head: y = (h·W + b)·sd + mu.
+    fn fold_into(&self, m: &mut SpotModel) {
+        let g = self.mu.len();
+        let dev = m.head.weight.val().device();
+        let sd_t = Tensor::<1>::from_data(TensorData::new(self.sd.clone(), [g]), &dev);
+        let mu_t = Tensor::<1>::from_data(TensorData::new(self.mu.clone(), [g]), &dev);
+        let w = m.head.weight.val() * sd_t.clone().reshape([1, g]);
+        let b = m.head.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| Tensor::zeros([g], &dev)) * sd_t + mu_t;
+        m.head.weight = Param::from_tensor(w);
+        m.head.bias = Some(Param::from_tensor(b));
+    }
+}
+
+/// A trained model (head folded) and its training log.
+struct Trained {
+    model: SpotModel,
+    epoch_losses: Vec<f64>,
+    eval_per_epoch: Vec<serde_json::Value>,
+    seconds: f64,
+}
+
+/// The held-out evaluation: predictions and [`summarize`]d per-gene r.
+struct Evaluation {
+    pred: Vec<f32>,
+    model: [f64; 4],
+    ridge: [f64; 4],
+    lambda: f64,
+}
+
 pub fn run(a: &SpotArgs) -> Result<()> {
+    let base = check_args(a)?;
+    let device = crate::gene::device(&a.device)?;
+    let data = prepare(a)?;
+    let cfg = base.with_genes(data.genes.len());
+    cfg.validate().map_err(|e| anyhow::anyhow!("model config: {e}"))?;
+    let trained = train(a, &cfg, &data, &device)?;
+    let ev = evaluate(a, &trained, &data)?;
+    export(a, &cfg, &data, &trained, &ev)
+}
+
+/// The model config of `--config`, after checking the arguments.
+fn check_args(a: &SpotArgs) -> Result<SpotModelConfig> {
     let base = match a.config.as_str() {
         "small" => SpotModelConfig::small(),
         "large" => SpotModelConfig::large(),
@@ -396,11 +434,10 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     if !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr must be positive");
     }
-    let train_names: Vec<String> = a.train.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    if train_names.is_empty() {
+    if train_names(a).is_empty() {
         bail!("--train needs at least one section");
     }
-    if train_names.contains(&a.eval) {
+    if train_names(a).contains(&a.eval) {
         bail!("evaluation section {} is also a training section; sections are the unit of splitting", a.eval);
     }
     if let Some(p) = &a.resume
@@ -408,21 +445,24 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     {
         bail!("--resume {}: no such file", p.display());
     }
-    let device = crate::gene::device(&a.device)?;
+    Ok(base)
+}
+
+fn train_names(a: &SpotArgs) -> Vec<String> {
+    a.train.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Load the sections, pick the genes on the training sections, crop + resize every patch once
+/// (RGB kept for augmentation; normalized per batch).
+fn prepare(a: &SpotArgs) -> Result<Prepared> {
     let load = |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
-    let train_secs: Vec<SpotSection> = train_names.iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
     let eval_sec = load(&a.eval)?;
     let refs: Vec<&SpotSection> = train_secs.iter().collect();
     let genes = select_genes(&refs, a.genes)?;
     let g = genes.len();
-    let cfg = base.with_genes(g);
-    cfg.validate().map_err(|e| anyhow::anyhow!("model config: {e}"))?;
-
-    // Patches: crop + resize once (RGB kept for augmentation), normalized per batch.
     let prep = Preprocess::default();
-    let size = prep.size as usize;
-    let mut template = None;
-    let mut prepare = |sec: &SpotSection| -> Result<Data> {
+    let patches = |sec: &SpotSection| -> Result<Data> {
         let img = load_rgb(&sec.image_path).with_context(|| format!("section {}", sec.name))?;
         sec.check_inside(img.width(), img.height())?;
         let side = sec.patch_side(1.0)?;
@@ -436,57 +476,30 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         for &r in &rows {
             let s = &sec.spots[r];
             let p = prep.crop_resize(&img, s.pixel_x, s.pixel_y, side).with_context(|| format!("section {} spot {}", sec.name, s.key))?;
-            if template.is_none() {
-                template = Some(p.clone());
-            }
             images.push(p.into_raw());
             targets.extend_from_slice(&t.values[r * g..(r + 1) * g]);
         }
         eprintln!("section {}: {} of {} spots, patch side {side:.1} px", sec.name, rows.len(), sec.n_spots());
         Ok(Data { name: sec.name.clone(), spots_total: sec.n_spots(), images, targets, side_px: side })
     };
-    let mut train_parts = Vec::new();
-    for s in &train_secs {
-        train_parts.push(prepare(s)?);
-    }
-    let eval = prepare(&eval_sec)?;
-    let template = template.context("no spots")?;
-    let normalize = |raw: &[u8], out: &mut [f32]| -> Result<()> {
-        let mut img = template.clone();
-        if raw.len() != img.len() {
-            bail!("patch has {} bytes, expected {}", raw.len(), img.len());
-        }
-        img.copy_from_slice(raw);
-        prep.normalize_into(&img, out)?;
-        Ok(())
-    };
-    let images: Vec<Vec<u8>> = train_parts.iter().flat_map(|d| d.images.clone()).collect();
-    let y: Vec<f32> = train_parts.iter().flat_map(|d| d.targets.clone()).collect();
-    let n = images.len();
-    if n == 0 || eval.images.is_empty() {
+    let train = train_secs.iter().map(patches).collect::<Result<Vec<_>>>()?;
+    let eval = patches(&eval_sec)?;
+    if train.iter().all(|d| d.images.is_empty()) || eval.images.is_empty() {
         bail!("no training or evaluation spots");
     }
+    Ok(Prepared { genes, train, eval, prep })
+}
 
-    // Per-gene standardization of the targets (training statistics).
-    let mu: Vec<f32> = (0..g).map(|j| (0..n).map(|i| y[i * g + j] as f64).sum::<f64>() as f32 / n as f32).collect();
-    let sd: Vec<f32> = (0..g)
-        .map(|j| ((0..n).map(|i| ((y[i * g + j] - mu[j]) as f64).powi(2)).sum::<f64>() / n as f64).sqrt() as f32)
-        .map(|s| if s > 1e-6 { s } else { 1.0 })
-        .collect();
-    let z: Vec<f32> = y.iter().enumerate().map(|(i, v)| (v - mu[i % g]) / sd[i % g]).collect();
-
-    device.seed(a.seed);
-    let ad = device.clone().autodiff();
-    let mut model = cfg.init(&ad);
+/// A fresh (or resumed) model and its optimizer.
+fn init_model(a: &SpotArgs, cfg: &SpotModelConfig, ad: &Device) -> Result<(SpotModel, ModuleOptimizer)> {
+    let mut model = cfg.init(ad);
+    let mut optim = AdamConfig::new().init();
     if let Some(p) = &a.resume {
         let r = model.load_from(&mut BurnpackStore::from_file(p)).map_err(|e| anyhow::anyhow!("resume from {}: {e}", p.display()))?;
         if !r.errors.is_empty() || !r.missing.is_empty() {
             bail!("resume from {}: {} tensor error(s), {} missing (different --config or --genes?)", p.display(), r.errors.len(), r.missing.len());
         }
         eprintln!("resumed weights from {}", p.display());
-    }
-    let mut optim = AdamConfig::new().init();
-    if let Some(p) = &a.resume {
         let op = p.with_extension("optim.bpk");
         if op.exists() {
             optim = optim.load(&op).map_err(|e| anyhow::anyhow!("resume optimizer state from {}: {e}", op.display()))?;
@@ -495,25 +508,35 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             eprintln!("no optimizer state at {}: Adam starts fresh", op.display());
         }
     }
+    Ok((model, optim))
+}
+
+/// Adam on MSE against standardized targets, with augmentation; held-out r every `--eval-every`
+/// epochs (reported only) and checkpoints. Returns the last epoch's model with the head folded.
+fn train(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, device: &Device) -> Result<Trained> {
+    let images: Vec<&Vec<u8>> = data.train.iter().flat_map(|d| &d.images).collect();
+    let y: Vec<f32> = data.train.iter().flat_map(|d| d.targets.iter().copied()).collect();
+    let (n, g, size, len) = (images.len(), data.genes.len(), data.prep.size as usize, data.prep.tensor_len());
+    let targets = Standardized::fit(&y, g);
+    device.seed(a.seed);
+    let ad = device.clone().autodiff();
+    let (mut model, mut optim) = init_model(a, cfg, &ad)?;
     let mut rng = StdRng::seed_from_u64(a.seed);
     let mut order: Vec<usize> = (0..n).collect();
-    let len = prep.tensor_len();
     let mut epoch_losses = Vec::new();
     let mut eval_per_epoch = Vec::new();
     let t0 = std::time::Instant::now();
     for epoch in 1..=a.epochs {
         order.shuffle(&mut rng);
-        let bar = ProgressBar::new(n as u64);
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})").unwrap().progress_chars("=> "));
-        bar.set_prefix(format!("spot epoch {epoch}/{}", a.epochs));
+        let bar = progress_with(n, format!("spot epoch {epoch}/{}", a.epochs), "{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})");
         let (mut total, mut seen) = (0.0, 0usize);
         for batch in order.chunks(a.batch_size) {
             let b = batch.len();
             let mut x = vec![0f32; b * len];
             let mut t = Vec::with_capacity(b * g);
             for (i, &r) in batch.iter().enumerate() {
-                normalize(&augment(&images[r], size, a.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
-                t.extend_from_slice(&z[r * g..(r + 1) * g]);
+                data.normalize(&augment(images[r], size, a.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
+                t.extend_from_slice(&targets.z[r * g..(r + 1) * g]);
             }
             let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
             let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
@@ -533,14 +556,14 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         let l = total / n as f64;
         epoch_losses.push(l);
         let mut held_out = String::new();
-        // The last epoch is evaluated once, below, with the folded head.
+        // The last epoch is evaluated once, in `evaluate`, with the folded head.
         if a.eval_every > 0 && epoch % a.eval_every == 0 && epoch < a.epochs {
             // Pearson r is invariant to the per-gene standardization, so the raw head will do
             let m = model.valid();
             let dev = m.head.weight.val().device();
-            let r = median(&per_gene_r(&predict(&m, &eval.images, &normalize, &prep, &dev, a.batch_size)?, &eval.targets, g));
+            let r = median(&per_gene_r(&predict(&m, &data.eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?, &data.eval.targets, g));
             eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": r}));
-            held_out = format!("; held-out {} median r {r:.4}", eval.name);
+            held_out = format!("; held-out {} median r {r:.4}", data.eval.name);
         }
         eprintln!("epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){held_out}", a.epochs, t0.elapsed().as_secs_f64());
         if let Some(dir) = &a.checkpoint_dir {
@@ -553,126 +576,117 @@ pub fn run(a: &SpotArgs) -> Result<()> {
             eprintln!("checkpoint {}", p.display());
         }
     }
-    let train_secs_time = t0.elapsed().as_secs_f64();
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut model = model.valid();
+    targets.fold_into(&mut model);
+    Ok(Trained { model, epoch_losses, eval_per_epoch, seconds })
+}
 
-    // Fold the standardization into the head: y = (h·W + b)·sd + mu.
-    let mut m = model.valid();
-    let dev = m.head.weight.val().device();
-    let sd_t = Tensor::<1>::from_data(TensorData::new(sd.clone(), [g]), &dev);
-    let mu_t = Tensor::<1>::from_data(TensorData::new(mu.clone(), [g]), &dev);
-    let w = m.head.weight.val() * sd_t.clone().reshape([1, g]);
-    let b = m.head.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| Tensor::zeros([g], &dev)) * sd_t + mu_t;
-    m.head.weight = Param::from_tensor(w);
-    m.head.bias = Some(Param::from_tensor(b));
-
-    // Evaluation on the held-out section.
+/// Per-gene r on the held-out section for the model and the ridge baseline; prints the table.
+fn evaluate(a: &SpotArgs, t: &Trained, data: &Prepared) -> Result<Evaluation> {
+    let (eval, g, size) = (&data.eval, data.genes.len(), data.prep.size as usize);
+    let dev = t.model.head.weight.val().device();
     let ev_bar = ProgressBar::new_spinner();
     ev_bar.set_message(format!("predicting {} held-out spots", eval.images.len()));
-    let pred = predict(&m, &eval.images, &normalize, &prep, &dev, a.batch_size)?;
+    let pred = predict(&t.model, &eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?;
     ev_bar.finish_and_clear();
     let model_r = per_gene_r(&pred, &eval.targets, g);
-    let fx: Vec<Vec<f64>> = images.iter().map(|i| features(i, size)).collect();
+    let fx: Vec<Vec<f64>> = data.train.iter().flat_map(|d| &d.images).map(|i| features(i, size)).collect();
     let ex: Vec<Vec<f64>> = eval.images.iter().map(|i| features(i, size)).collect();
+    let y: Vec<f32> = data.train.iter().flat_map(|d| d.targets.iter().copied()).collect();
     let (ridge, lambda) = ridge_baseline(&fx, &y, g, a.seed)?;
     let ridge_r = per_gene_r(&ridge.predict(&ex), &eval.targets, g);
     let (sm, sr) = (summarize(&model_r), summarize(&ridge_r));
-    if a.eval_every > 0 && a.epochs > 0 && a.epochs % a.eval_every == 0 {
-        eval_per_epoch.push(serde_json::json!({"epoch": a.epochs, "median_r": sm[0]}));
-    }
     let top = g.min(TOP);
-    let train_label = train_names.join("+");
-    println!("held-out section {} ({} spots, {g} genes; trained on {train_label}, {n} spots, {} epochs, config {}, {}):", eval.name, eval.images.len(), a.epochs, a.config, a.device);
+    let n: usize = data.train.iter().map(|d| d.images.len()).sum();
+    println!(
+        "held-out section {} ({} spots, {g} genes; trained on {}, {n} spots, {} epochs, config {}, {}):",
+        eval.name,
+        eval.images.len(),
+        train_names(a).join("+"),
+        a.epochs,
+        a.config,
+        a.device
+    );
     println!("  {}", line("model (TCGN-style)", sm, top));
     println!("  {}", line(&format!("ridge baseline (λ={lambda})"), sr, top));
     println!("  {}", line("training-mean baseline", [0.0; 4], top));
     println!("  (training-mean baseline: constant prediction, Pearson r undefined, reported as 0)");
+    Ok(Evaluation { pred, model: sm, ridge: sr, lambda })
+}
 
-    // Parity on a few held-out patches, then the export with its card.
+/// Parity on a few held-out patches, then the verified export with its card.
+fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev: &Evaluation) -> Result<()> {
+    let (eval, g, size, len) = (&data.eval, data.genes.len(), data.prep.size as usize, data.prep.tensor_len());
+    let m = &t.model;
     let k = eval.images.len().min(PARITY_SPOTS);
     let mut px = vec![0f32; k * len];
     for i in 0..k {
-        normalize(&eval.images[i], &mut px[i * len..(i + 1) * len])?;
+        data.normalize(&eval.images[i], &mut px[i * len..(i + 1) * len])?;
     }
-    let expected = pred[..k * g].to_vec();
-    let draft = onnx_format::encode(&m.export(vec![]));
-    let parity = verify::check_values(&draft, &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance).context("parity of the export")?;
+    let expected = ev.pred[..k * g].to_vec();
+    let draft = Draft::new(m.export(vec![]));
+    let parity = verify::check_values(draft.bytes(), &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance).context("parity of the export")?;
 
     let mut metrics = BTreeMap::new();
-    for (name, s) in [("model", sm), ("ridge", sr), ("mean_baseline", [0.0; 4])] {
+    for (name, s) in [("model", ev.model), ("ridge", ev.ridge), ("mean_baseline", [0.0; 4])] {
         metrics.insert(format!("{name}_pearson_median"), s[0]);
         metrics.insert(format!("{name}_pearson_mean"), s[1]);
         metrics.insert(format!("{name}_pearson_median_top{TOP}"), s[2]);
         metrics.insert(format!("{name}_pearson_mean_top{TOP}"), s[3]);
     }
-    metrics.insert("ridge_lambda".into(), lambda);
-    metrics.insert("parity_tract_max_abs_diff".into(), parity.tract_max_abs_diff);
-    metrics.insert("parity_ort_max_abs_diff".into(), parity.ort_max_abs_diff);
-    if let Some(l) = epoch_losses.last() {
+    metrics.insert("ridge_lambda".into(), ev.lambda);
+    if let Some(l) = t.epoch_losses.last() {
         metrics.insert("final_train_loss".into(), *l);
     }
-    let mut arch = serde_json::to_value(&cfg)?;
-    arch["parameters"] = serde_json::json!(m.num_params());
-    let sides: BTreeMap<String, f32> = train_parts.iter().chain([&eval]).map(|d| (d.name.clone(), d.side_px)).collect();
-    let card = ModelCard {
-        family: "histology-spot".into(),
-        version: CARD_VERSION.into(),
-        description: "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes".into(),
-        inputs: vec![TensorSpec {
-            name: INPUT.into(),
-            shape: vec!["batch".into(), "3".into(), size.to_string(), size.to_string()],
-            dtype: "float32".into(),
-            meaning: "H&E patch centred on the spot, preprocessed as in `preprocessing.image`".into(),
-        }],
-        outputs: vec![TensorSpec {
-            name: OUTPUT.into(),
-            shape: vec!["batch".into(), g.to_string()],
-            dtype: "float32".into(),
-            meaning: "predicted log1p(count / library size × 1e4) per gene, in `genes` order".into(),
-        }],
-        genes: genes.clone(),
-        preprocessing: serde_json::json!({
-            "image": prep.describe(),
-            "patch_side": "1.0 × the spot centre-to-centre spacing (median pixel distance between array neighbours)",
-            "patch_side_factor": 1.0,
-            "patch_side_px": sides,
-            "patch_side_um": ST_SPACING_UM,
-            "patch_side_um_assumption": "legacy ST array: 100 µm spots on a 200 µm grid, so the patch spans 200 µm",
-            "targets": "log1p(count / library size × 1e4)",
-        }),
-        architecture: arch,
-        training: serde_json::json!({
-            "data": "HER2ST",
-            "train_sections": train_parts.iter().map(|d| serde_json::json!({"section": d.name, "spots": d.images.len(), "spots_total": d.spots_total})).collect::<Vec<_>>(),
-            "eval_section": {"section": eval.name, "spots": eval.images.len(), "spots_total": eval.spots_total},
-            "gene_selection": format!("top {g} by mean log-normalized expression on the training sections"),
-            "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
-            "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
-            "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
-            "augmentations": format!(
-                "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %{} on the RGB patch before normalization",
-                if a.hed_jitter > 0.0 { format!(", HED stain jitter σ = {}", a.hed_jitter) } else { String::new() }
-            ),
-            "train_loss_per_epoch": epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": train_secs_time,
-            "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
-            "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
-            "parity": parity,
-        }),
-        metrics,
-        tools: crate::tool_versions(),
-        ..Default::default()
-    };
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(&card)?)]));
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut eval_per_epoch = t.eval_per_epoch.clone();
+    if a.eval_every > 0 && a.epochs > 0 && a.epochs % a.eval_every == 0 {
+        eval_per_epoch.push(serde_json::json!({"epoch": a.epochs, "median_r": ev.model[0]}));
     }
-    onnx_format::write_atomic(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
-    println!(
-        "parity on {k} held-out patches: tract {:.1e}, ort {:.1e}; wrote {} ({} genes)",
-        parity.tract_max_abs_diff,
-        parity.ort_max_abs_diff,
-        a.out.display(),
-        g
+    let sides: BTreeMap<String, f32> = data.train.iter().chain([eval]).map(|d| (d.name.clone(), d.side_px)).collect();
+    let spot = SpotImage {
+        image: data.prep.to_card(),
+        patch_side_um: Some(ST_SPACING_UM),
+        patch_side_px: sides,
+        patch_side: "1.0 × the spot centre-to-centre spacing (median pixel distance between array neighbours); legacy ST array: 100 µm spots on a 200 µm grid, so the patch spans 200 µm".into(),
+        targets: "log1p(count / library size × 1e4)".into(),
+    };
+    let mut card = ModelCard::new(
+        Family::SpotExpression,
+        "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes",
+        Preprocessing::SpotImage(spot),
     );
+    card.genes = data.genes.clone();
+    card.architecture = serde_json::to_value(cfg)?;
+    card.architecture["parameters"] = serde_json::json!(m.num_params());
+    card.training = serde_json::json!({
+        "data": "HER2ST",
+        "train_sections": data.train.iter().map(|d| serde_json::json!({"section": d.name, "spots": d.images.len(), "spots_total": d.spots_total})).collect::<Vec<_>>(),
+        "eval_section": {"section": eval.name, "spots": eval.images.len(), "spots_total": eval.spots_total},
+        "gene_selection": format!("top {g} by mean log-normalized expression on the training sections"),
+        "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
+        "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
+        "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
+        "augmentations": format!(
+            "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %{} on the RGB patch before normalization",
+            if a.hed_jitter > 0.0 { format!(", HED stain jitter σ = {}", a.hed_jitter) } else { String::new() }
+        ),
+        "train_loss_per_epoch": t.epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": t.seconds,
+        "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
+        "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
+        "parity": parity,
+    });
+    card.metrics = metrics;
+    record_parity(&mut card, [&parity]);
+    draft.finish(
+        card,
+        &[
+            (INPUT, "H&E patch centred on the spot, preprocessed as in `preprocessing.image`"),
+            (OUTPUT, "predicted log1p(count / library size × 1e4) per gene, in `genes` order"),
+        ],
+        &a.out,
+    )?;
+    println!("parity on {k} held-out patches: tract {:.1e}, ort {:.1e}; wrote {} ({g} genes)", parity.tract_max_abs_diff, parity.ort_max_abs_diff, a.out.display());
     Ok(())
 }
 

@@ -82,27 +82,65 @@ pub fn models() -> &'static Models {
 /// and browser tests.
 pub fn spot_model(genes: &[&str], seed: u64) -> (models::spot::SpotModel, onnx_format::card::ModelCard) {
     use models::burn::prelude::Device;
-    use onnx_format::card::{CARD_VERSION, ModelCard, TensorSpec};
+    use onnx_format::card::{Family, ModelCard, Preprocessing, SpotImage};
     let device = Device::flex();
     device.seed(seed);
     let m = models::spot::SpotModelConfig::small().with_genes(genes.len()).init(&device);
-    let mut prep = infer::image_prep::Preprocess::default().describe();
-    prep["patch_side_px"] = serde_json::json!(290.0);
-    let card = ModelCard {
-        family: "histology-spot".into(),
-        version: CARD_VERSION.into(),
-        description: "random-init small spot model for tests".into(),
-        inputs: vec![TensorSpec { name: "image".into(), shape: vec!["batch".into(), "3".into(), "224".into(), "224".into()], dtype: "f32".into(), meaning: "normalized patch".into() }],
-        outputs: vec![TensorSpec { name: "expression".into(), shape: vec!["batch".into(), genes.len().to_string()], dtype: "f32".into(), meaning: "log1p expression".into() }],
-        genes: genes.iter().map(|s| s.to_string()).collect(),
-        preprocessing: prep,
-        ..Default::default()
+    let spot = SpotImage {
+        image: infer::image_prep::Preprocess::default().to_card(),
+        patch_side_um: None,
+        patch_side_px: [("test".to_string(), 290.0f32)].into_iter().collect(),
+        patch_side: "fixed for tests".into(),
+        targets: "log1p expression".into(),
     };
+    let mut card = ModelCard::new(Family::SpotExpression, "random-init small spot model for tests", Preprocessing::SpotImage(spot));
+    card.genes = genes.iter().map(|s| s.to_string()).collect();
     (m, card)
 }
 
 /// Export `m` with `card` to `path`.
 pub fn write_spot_model(path: &Path, m: &models::spot::SpotModel, card: &onnx_format::card::ModelCard) {
-    let bytes = onnx_format::encode(&m.export(vec![(onnx_format::CARD_KEY.into(), serde_json::to_string(card).unwrap())]));
-    std::fs::write(path, bytes).unwrap();
+    let mut proto = m.export(vec![]);
+    card.clone().embed(&mut proto, &[("image", "normalized patch"), ("expression", "log1p expression")]).unwrap();
+    std::fs::write(path, onnx_format::encode(&proto)).unwrap();
+}
+
+/// Copy the model at `from` to `to` with its card changed by `edit` (graph inputs/outputs and
+/// their meanings kept).
+pub fn rewrite_card(from: &Path, to: &Path, edit: impl FnOnce(&mut onnx_format::card::ModelCard)) {
+    let mut m = onnx_format::decode(&std::fs::read(from).unwrap(), "m").unwrap();
+    let mut card = onnx_format::card_of(&m, "m").unwrap();
+    let meanings: Vec<(String, String)> = card.inputs.iter().chain(&card.outputs).map(|s| (s.name.clone(), s.meaning.clone())).collect();
+    edit(&mut card);
+    let refs: Vec<(&str, &str)> = meanings.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    card.embed(&mut m, &refs).unwrap();
+    std::fs::write(to, onnx_format::encode(&m)).unwrap();
+}
+
+/// `card` as a well-formed card of another family (for "wrong model family" tests): the
+/// family, a preprocessing of its kind, and names where that family needs them.
+pub fn relabel(card: &mut onnx_format::card::ModelCard, family: onnx_format::Family) {
+    use onnx_format::card::*;
+    let text = || "test".to_string();
+    card.family = family;
+    card.preprocessing = match family.preprocessing_kind() {
+        "expression" => Preprocessing::Expression(Expression { log2: false, floor: 1.0, steps: text(), missing_genes: text(), input_units: text() }),
+        "node-features" => Preprocessing::NodeFeatures(NodeFeatures { row_normalize: true, self_loops: text(), normalization: text() }),
+        "lookup" => Preprocessing::Lookup(Lookup { ids: text() }),
+        "molecule" => Preprocessing::Molecule(infer::mol::card_preprocessing()),
+        "spot-image" => Preprocessing::SpotImage(SpotImage {
+            image: infer::image_prep::Preprocess::default().to_card(),
+            patch_side_um: None,
+            patch_side_px: Default::default(),
+            patch_side: text(),
+            targets: text(),
+        }),
+        k => panic!("relabel to {k} not supported"),
+    };
+    if card.genes.is_empty() {
+        card.genes = vec!["G1".into()];
+    }
+    if card.classes.is_empty() {
+        card.classes = vec!["c0".into()];
+    }
 }

@@ -1,0 +1,111 @@
+//! Lowerers for the burn layers the families share.
+
+use super::Lower;
+use burn::module::{Content, DisplaySettings, ModuleDisplay};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Embedding, LayerNorm, Linear, PaddingConfig2d};
+use onnx_format::builder::Attr;
+
+impl Lower {
+    /// `x @ W (+ b)`; burn stores `W` as `[in, out]`.
+    pub fn linear(&mut self, x: &str, name: &str, l: &Linear) -> String {
+        let w = self.param(&format!("{name}.weight"), &l.weight);
+        let y = self.op2("MatMul", x, &w);
+        match &l.bias {
+            Some(bias) => {
+                let b = self.param(&format!("{name}.bias"), bias);
+                self.op2("Add", &y, &b)
+            }
+            None => y,
+        }
+    }
+
+    /// `LayerNormalization` over the last axis, with the module's epsilon.
+    pub fn layer_norm(&mut self, x: &str, name: &str, ln: &LayerNorm) -> String {
+        let g = self.param(&format!("{name}.gamma"), &ln.gamma);
+        let beta = match &ln.beta {
+            Some(p) => self.param(&format!("{name}.beta"), p),
+            None => self.tensor(&format!("{name}.beta"), ln.gamma.val().zeros_like()),
+        };
+        let eps = Attr::Float(ln_epsilon(ln) as f32);
+        self.node("LayerNormalization", &[x, &g, &beta], &[("axis", Attr::Int(-1)), ("epsilon", eps)])
+    }
+
+    /// Inference batch norm folded to `x · scale + shift`.
+    pub fn batch_norm(&mut self, x: &str, name: &str, n: &BatchNorm) -> String {
+        let (gamma, beta) = (crate::to_vec(n.gamma.val()), crate::to_vec(n.beta.val()));
+        let (mean, var) = (crate::to_vec(n.running_mean.value()), crate::to_vec(n.running_var.value()));
+        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + n.epsilon as f32).sqrt()).collect();
+        let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let s = self.init_f32(&format!("{name}.scale"), &[scale.len()], scale);
+        let t = self.init_f32(&format!("{name}.shift"), &[shift.len()], shift);
+        let y = self.op2("Mul", x, &s);
+        self.op2("Add", &y, &t)
+    }
+
+    /// ONNX `Conv` (weights `[out, in, kh, kw]` in both).
+    pub fn conv2d(&mut self, x: &str, name: &str, c: &Conv2d) -> String {
+        let mut inputs = vec![x.to_string(), self.param(&format!("{name}.weight"), &c.weight)];
+        if let Some(bias) = &c.bias {
+            inputs.push(self.param(&format!("{name}.bias"), bias));
+        }
+        let pads = match c.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) => vec![t as i64, l as i64, b as i64, r as i64],
+            PaddingConfig2d::Valid => vec![0; 4],
+            PaddingConfig2d::Same => panic!("conv2d export: use explicit padding"),
+        };
+        let refs: Vec<&str> = inputs.iter().map(|s| s.as_str()).collect();
+        let ints = |v: [usize; 2]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        let attrs = [
+            ("kernel_shape", ints(c.kernel_size)),
+            ("strides", ints(c.stride)),
+            ("dilations", ints(c.dilation)),
+            ("group", Attr::Int(c.groups as i64)),
+            ("pads", Attr::Ints(pads)),
+        ];
+        self.node("Conv", &refs, &attrs)
+    }
+
+    /// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
+    pub fn gelu(&mut self, x: &str) -> String {
+        let sqrt2 = self.scalar("sqrt2", std::f32::consts::SQRT_2);
+        let one = self.scalar("one", 1.0);
+        let half = self.scalar("half", 0.5);
+        let e = self.op2("Div", x, &sqrt2);
+        let e = self.op1("Erf", &e);
+        let e = self.op2("Add", &e, &one);
+        let y = self.op2("Mul", x, &e);
+        self.op2("Mul", &y, &half)
+    }
+
+    /// Rows of the embedding table at `ids`, written to `out`.
+    pub fn embedding(&mut self, ids: &str, name: &str, e: &Embedding, out: &str) -> String {
+        let table = self.param(name, &e.weight);
+        self.node_to("Gather", &[&table, ids], &[out], &[("axis", Attr::Int(0))]);
+        out.to_string()
+    }
+}
+
+/// A LayerNorm's epsilon (a private field in burn, shown by its module display).
+pub fn ln_epsilon(ln: &LayerNorm) -> f64 {
+    ln.custom_content(Content::new(DisplaySettings::new()))
+        .and_then(|c| c.attributes.into_iter().find(|a| a.name == "epsilon"))
+        .and_then(|a| a.value.parse().ok())
+        .expect("LayerNorm displays its epsilon")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LayerNormConfig;
+    use burn::prelude::*;
+
+    #[test]
+    fn layer_norm_reads_the_module_epsilon() {
+        let device = Device::flex();
+        for eps in [1e-5, 1e-3, 1.5e-7] {
+            assert_eq!(ln_epsilon(&LayerNormConfig::new(4).with_epsilon(eps).init(&device)), eps);
+        }
+    }
+
+}
