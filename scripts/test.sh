@@ -5,10 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 cargo build --release --workspace --all-targets --features "$BIOEDGE_FEATURES"
-# `infer` must not depend on burn, and must build without its native-only features.
-if cargo tree -p infer -e normal,build --prefix none | grep -E '^burn' ; then
-  echo "FAIL: infer depends on burn"; exit 1
-fi
+# The edge crates (everything `infer` and the browser build use) must not depend on burn, and
+# `infer` must build without its native-only features.
+for c in onnx-format bioedge-error bioedge-runtime bioedge-io bioedge-chem bioedge-slide infer bioedge-wasm; do
+  if cargo tree -p "$c" -e normal,build --prefix none | grep -E '^burn' ; then
+    echo "FAIL: $c depends on burn"; exit 1
+  fi
+done
 cargo build --release -p infer --no-default-features --features tract
 # the browser page: infer (tract, no native-only features) + wasm crate for wasm32 into out/web/
 bash wasm/build.sh

@@ -1,27 +1,28 @@
-//! Inference for exported models: ONNX Runtime and tract behind one API, readers for expression
-//! data and gene graphs, and the preprocessing that the model cards describe. No burn here.
+//! Inference for exported models, no burn: the task layer over the edge crates, and their façade.
+//!
+//! | module | from | job |
+//! |---|---|---|
+//! | [`runtime`] | `bioedge-runtime` | tract and ONNX Runtime behind one `Session`; parity |
+//! | [`data`], [`graph`], [`spots`] | `bioedge-io` | readers: expression tables, gene sets, gene graphs, spatial spots |
+//! | [`chem`] | `bioedge-chem` | SMILES → DeepChem atom features |
+//! | [`image_prep`], [`wsi`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
+//! | [`classify`], [`nodes`], [`cells`], [`genes`], [`mol`], [`slide`] | here | one task per `infer` subcommand |
 
-pub mod data;
-pub mod error;
-pub mod graph;
-pub mod image_prep;
-pub mod spots;
-
-pub use error::{Error, Result};
-pub mod runtime;
-
-pub use runtime::{Backend, Session, Value};
-pub mod align;
-pub mod classify;
-pub mod nodes;
-pub mod cells;
-pub mod genes;
-pub mod chem;
-pub mod mol;
-
-pub use onnx_format::{read_card, ModelCard};
-pub mod slide;
-pub mod tiled;
-pub mod wsi;
+pub use bioedge_chem as chem;
+pub use bioedge_error as error;
+pub use bioedge_error::{Error, Result};
+pub use bioedge_io::{data, graph, spots};
+pub use bioedge_runtime as runtime;
+pub use bioedge_runtime::{Backend, Session, Value};
 #[cfg(feature = "openslide")]
-pub mod openslide;
+pub use bioedge_slide::openslide;
+pub use bioedge_slide::{image_prep, tiled, wsi};
+pub use onnx_format::{ModelCard, read_card};
+
+pub mod align;
+pub mod cells;
+pub mod classify;
+pub mod genes;
+pub mod mol;
+pub mod nodes;
+pub mod slide;

@@ -256,11 +256,16 @@ mod tests {
     #[test]
     fn tables_with_quotes_crlf_and_tabs() {
         let dir = tempfile::tempdir().unwrap();
-        let csv = crate::data::write_test_file(dir.path(), "t.csv", "h1,h2,h3\r\na,\"b,c\",\"d\"\"e\"\r\n");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let csv = write("t.csv", "h1,h2,h3\r\na,\"b,c\",\"d\"\"e\"\r\n");
         assert_eq!(Table::read(&csv).unwrap().rows[0], vec!["a", "b,c", "d\"e"]);
-        let tsv = crate::data::write_test_file(dir.path(), "t.tsv", "h1\th2\th3\nx\t\ty\n");
+        let tsv = write("t.tsv", "h1\th2\th3\nx\t\ty\n");
         assert_eq!(Table::read(&tsv).unwrap().rows[0], vec!["x", "", "y"]);
-        let bad = crate::data::write_test_file(dir.path(), "bad.csv", "smiles\n\"CCO\n");
+        let bad = write("bad.csv", "smiles\n\"CCO\n");
         assert!(Table::read(&bad).unwrap_err().to_string().contains("line 2"));
     }
 

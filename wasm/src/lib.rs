@@ -1,11 +1,11 @@
-//! In-browser spot prediction. The same preprocessing (`infer::image_prep`), tissue grid
-//! (`infer::slide`) and tract backend (`infer::runtime::Session`) as `infer slide`, behind a small
+//! In-browser spot prediction. The same preprocessing (`bioedge_slide::image_prep`), tissue grid
+//! (`bioedge_slide::pipeline`) and tract backend (`bioedge_runtime::Session`) as `infer slide`, behind a small
 //! wasm-bindgen API used by the page's Web Worker (`www/worker.js`).
 
 use image::RgbImage;
-use infer::image_prep::{Preprocess, crop_square, decode_rgb};
-use infer::runtime::{Backend, Options, Session, Value};
-use infer::slide::{card_params, downscale, grid_spots};
+use bioedge_runtime::{Backend, Options, Session, Value};
+use bioedge_slide::image_prep::{Preprocess, crop_square, decode_rgb};
+use bioedge_slide::pipeline::{card_params, downscale, grid_spots};
 use std::path::Path;
 use wasm_bindgen::prelude::*;
 

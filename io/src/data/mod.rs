@@ -10,7 +10,7 @@ pub mod h5;
 pub mod h5ad;
 #[cfg(feature = "hdf5")]
 mod h5util;
-pub(crate) mod text;
+pub mod text;
 
 use crate::error::{Error, Result};
 use std::collections::HashSet;

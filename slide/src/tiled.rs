@@ -396,7 +396,7 @@ fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slide::downscale;
+    use crate::pipeline::downscale;
     use image::Rgb;
     use std::io::Write;
     use tiff::encoder::{TiffEncoder, colortype};
@@ -472,7 +472,7 @@ mod tests {
     fn tiled_grid_from_low_level_matches_full_image() {
         // Dark blob [400, 1600) × [200, 1000) on white; level 1 is half size, so the mask is
         // built from it (long side 1200 >= MASK_SIDE) instead of level 0.
-        use crate::slide::{MASK_SIDE, grid_spots, grid_spots_slide};
+        use crate::pipeline::{MASK_SIDE, grid_spots, grid_spots_slide};
         let big = RgbImage::from_fn(2400, 1200, |x, y| {
             if (400..1600).contains(&x) && (200..1000).contains(&y) { Rgb([120, 60, 140]) } else { Rgb([240, 238, 242]) }
         });

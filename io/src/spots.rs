@@ -1,7 +1,7 @@
 //! Spot-level spatial transcriptomics sections: spots with array and pixel coordinates, raw counts
 //! (spots × genes), the section's H&E image. Loader for HER2ST (legacy ST arrays), expression
 //! normalization (`log1p(count / library_size · 1e4)`), target gene selection and patch extraction
-//! through [`crate::image_prep`].
+//! through [`bioedge_slide::image_prep`].
 //!
 //! HER2ST layout, one directory per section (`<dir>/<section>/`):
 //! - `<section>.tsv.gz`: counts, spots × genes, first column the spot key `XxY` (array x, y);
@@ -19,7 +19,7 @@
 use crate::data::delim::read_delimited;
 use crate::data::text::{Lines, split_fields};
 use crate::error::{Error, Result};
-use crate::image_prep::Preprocess;
+use bioedge_slide::image_prep::Preprocess;
 use image::RgbImage;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -827,7 +827,7 @@ pub fn load_visium_h5ad(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_prep::{crop_square, image_dimensions, load_rgb};
+    use bioedge_slide::image_prep::{crop_square, image_dimensions, load_rgb};
     use std::sync::OnceLock;
 
     fn her2st() -> PathBuf {

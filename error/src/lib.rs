@@ -1,6 +1,9 @@
+//! The error type of the edge crates (runtime, io, slide, infer): each message names the file and
+//! the problem; wrapped errors keep their source.
+
 use std::path::PathBuf;
 
-/// Everything that can go wrong in `infer`. Messages name the file and the problem.
+/// Everything that can go wrong at the edge. Messages name the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
@@ -19,6 +22,9 @@ pub enum Error {
     Input(String),
     #[error("{path}: {msg}")]
     Model { path: PathBuf, msg: String },
+    /// A model file that cannot be read or has no valid card (the message names the file).
+    #[error(transparent)]
+    Onnx(#[from] onnx_format::Error),
     /// The model card does not fit the task (wrong family, inconsistent fields).
     #[error("{path}: {source}")]
     Card {
@@ -32,6 +38,7 @@ pub enum Error {
     Unsupported(String),
 }
 
+/// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {

@@ -26,7 +26,7 @@ pub trait SlideReader: Send {
     /// The `w × h` region at `(x, y)` of `level`, in that level's pixels (it must lie inside).
     fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage>;
     /// Box-averaged copy of `level` whose long side is at most `max_side`, and the integer
-    /// factor; the same pixels as [`crate::slide::downscale`] of the whole level. Reads strips.
+    /// factor; the same pixels as [`crate::pipeline::downscale`] of the whole level. Reads strips.
     fn downscale_level(&mut self, level: usize, max_side: u32) -> Result<(RgbImage, u32)> {
         let (w, h) = *self.level_sizes().get(level).ok_or_else(|| Error::Input(format!("{}: no level {level}", self.path().display())))?;
         let mut sum = BoxSum::new(w, h, max_side);
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn wsi_box_sum_matches_pieces() {
         let img = image::RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y) as u8, (x ^ y) as u8, 200]));
-        let (whole, f) = crate::slide::downscale(&img, 10);
+        let (whole, f) = crate::pipeline::downscale(&img, 10);
         assert_eq!((whole.dimensions(), f), ((10, 6), 4));
         // The same sums from two horizontal strips.
         let mut s = BoxSum::new(37, 23, 10);

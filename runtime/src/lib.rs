@@ -2,7 +2,7 @@
 //! time from `libonnxruntime.so`; optional CUDA).
 #![cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused, unreachable_code))]
 
-use crate::{Error, Result};
+pub use bioedge_error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// A tensor crossing the runtime boundary.
@@ -313,4 +313,13 @@ mod ort_rt {
                 .collect()
         }
     }
+}
+
+/// The parity measure: the largest absolute difference between two outputs (∞ when their sizes
+/// differ, NaN-aware: a NaN on either side counts as ∞).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).map(|d| if d.is_nan() { f64::INFINITY } else { d }).fold(0.0, f64::max)
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Opens a text file; gzip is detected by its magic bytes, not by the extension.
-pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
+pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
@@ -22,7 +22,7 @@ pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
 }
 
 /// Line reader that keeps the 1-based line number and strips `\n` / `\r\n`.
-pub(crate) struct Lines {
+pub struct Lines {
     reader: Box<dyn BufRead>,
     path: PathBuf,
     buf: String,
@@ -30,7 +30,7 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path) -> Result<Self> {
         Ok(Lines {
             reader: open_text(path)?,
             path: path.to_path_buf(),
@@ -40,7 +40,7 @@ impl Lines {
     }
 
     /// The next line as `(line number, text)`, or `None` at the end of the file.
-    pub(crate) fn next_line(&mut self) -> Result<Option<(usize, &str)>> {
+    pub fn next_line(&mut self) -> Result<Option<(usize, &str)>> {
         self.buf.clear();
         let n = match self.reader.read_line(&mut self.buf) {
             Ok(n) => n,
@@ -63,7 +63,7 @@ impl Lines {
 }
 
 /// Splits one line on `delim`. Fields may be wrapped in double quotes (`""` inside is a quote).
-pub(crate) fn split_fields(line: &str, delim: char) -> std::result::Result<Vec<String>, String> {
+pub fn split_fields(line: &str, delim: char) -> std::result::Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
@@ -113,7 +113,7 @@ pub(crate) fn split_fields(line: &str, delim: char) -> std::result::Result<Vec<S
 }
 
 /// Parses one expression value. Empty, `NA`, `N/A`, `null` and `NaN` give NaN; `inf` is accepted.
-pub(crate) fn parse_value(s: &str) -> Option<f32> {
+pub fn parse_value(s: &str) -> Option<f32> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f32>() {
         return Some(v);
@@ -125,7 +125,7 @@ pub(crate) fn parse_value(s: &str) -> Option<f32> {
 }
 
 /// Shortens a long list of names for error messages.
-pub(crate) fn list_names(names: &[String]) -> String {
+pub fn list_names(names: &[String]) -> String {
     const MAX: usize = 30;
     let shown: Vec<&str> = names.iter().take(MAX).map(|s| s.as_str()).collect();
     let mut out = shown.join(", ");

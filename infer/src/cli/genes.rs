@@ -1,0 +1,58 @@
+//! `infer genes`: nearest genes and predicted gene sets from a gene2vec model.
+
+use anyhow::{Context, Result, bail};
+use infer::runtime::{Backend, Options, Session};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Gene whose nearest genes (cosine similarity of embeddings) to list.
+    #[arg(long, required_unless_present = "sets")]
+    pub similar: Option<String>,
+    /// Gene whose predicted gene sets (probabilities) to list.
+    #[arg(long)]
+    pub sets: Option<String>,
+    /// How many to list (default 20 genes, 10 sets).
+    #[arg(long)]
+    pub top: Option<usize>,
+    #[arg(long, default_value = "tract")]
+    pub backend: Backend,
+}
+
+/// Nearest genes and predicted gene sets from an exported gene2vec model (no training files needed).
+pub fn run(a: Args) -> Result<()> {
+    let (model, similar, sets, top, backend) = (a.model.as_path(), a.similar.as_deref(), a.sets.as_deref(), a.top, a.backend);
+    use infer::data::gmt::find_gene;
+    use infer::runtime::Value;
+    let card = infer::read_card(model)?;
+    card.require_family("a gene embedding", &[onnx_format::Family::Gene2vec]).map_err(|e| infer::Error::card(model, e))?;
+    let n = card.genes.len();
+    let mut session = Session::from_file(model, backend, &Options::default())?;
+    let lookup = |name: &str| find_gene(name, &card.genes).with_context(|| model.display().to_string());
+    if let Some(name) = similar {
+        let i = lookup(name)?;
+        let (d, sims) = infer::genes::nearest(&mut session, n, i).with_context(|| model.display().to_string())?;
+        println!("# genes nearest to {} by cosine similarity ({n} genes, dim {d}, {})", card.genes[i], session.provider);
+        println!("rank	gene	cosine");
+        for (r, (c, j)) in sims.iter().take(top.unwrap_or(20)).enumerate() {
+            println!("{}	{}	{c:.4}", r + 1, card.genes[*j]);
+        }
+    }
+    if let Some(name) = sets {
+        let i = lookup(name)?;
+        let p = session.run_output(&[Value::i64(&[1], vec![i as i64])], "gene_sets")?.into_f32()?;
+        if p.len() != card.classes.len() {
+            bail!("{}: `gene_sets` gave {} values, the card names {} sets", model.display(), p.len(), card.classes.len());
+        }
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        println!("# gene sets predicted for {} ({} sets, {})", card.genes[i], p.len(), session.provider);
+        println!("rank	gene_set	probability");
+        for (r, &s) in order.iter().take(top.unwrap_or(10)).enumerate() {
+            println!("{}	{}	{:.4}", r + 1, card.classes[s], p[s]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `infer predict`: class probabilities for an expression file.
+
+use anyhow::{Context, Result};
+use infer::classify::{check_family, classify};
+use infer::data::{ReadOptions, read_expression};
+use infer::runtime::{Backend, Options, Session};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub input: PathBuf,
+    /// GSEA .cls labels for the input (optional; only used to report accuracy).
+    #[arg(long)]
+    pub cls: Option<PathBuf>,
+    /// Label column (CSV/TSV) or obs column (h5ad) to report accuracy against.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    #[arg(long, default_value = "tract")]
+    pub backend: Backend,
+    /// ONNX Runtime with the CUDA execution provider (build with feature `cuda`).
+    #[arg(long)]
+    pub cuda: bool,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let card = infer::read_card(&a.model)?;
+    check_family(&card, &a.model)?;
+    let m = read_expression(&a.input, &ReadOptions { label_column: a.label_column, cls: a.cls })?;
+    let mut session = Session::from_file(&a.model, a.backend, &Options { cuda: a.cuda, threads: 0 })?;
+    let c = classify(&mut session, &card, &m, &a.input, a.batch)?;
+    eprintln!("{}: {} samples; {}; provider {}", a.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
+    super::report_accuracy(&c, m.labels.as_deref());
+    onnx_format::write_atomic(&a.out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
