@@ -2,7 +2,5 @@
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let fds = protox::compile(["onnx.proto"], ["proto"]).expect("compile onnx.proto");
-    prost_build::Config::new()
-        .compile_fds(fds)
-        .expect("generate ONNX types");
+    prost_build::Config::new().compile_fds(fds).expect("generate ONNX types");
 }

@@ -40,6 +40,8 @@ fi
 # Browser build and tests (wasm/, tests/js/, bench/browser.mjs): the wasm32 target, wasm-bindgen-cli
 # at the version in Cargo.lock, playwright-core and onnxruntime-web from npm (chromium and node: apt above).
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# format and lint checks of scripts/test.sh
+for c in rustfmt clippy; do rustup component list --installed | grep -q "^$c" || rustup component add "$c"; done
 wb=$(awk '$0 == "name = \"wasm-bindgen\"" {getline; gsub(/[^0-9.]/, ""); print; exit}' "$(dirname "$0")/../Cargo.lock")
 if ! "$BIOEDGE_CACHE/wasm-bindgen/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $wb"; then
   echo "setup: installing wasm-bindgen-cli $wb (about 10 minutes)"

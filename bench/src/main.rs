@@ -60,6 +60,16 @@ enum Cmd {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// Training step time of the spot model (burn, CPU or `--device gpu`): ms per Adam step.
+    SpotStep {
+        /// small or large.
+        #[arg(long, default_value = "small")]
+        config: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// `infer mol` throughput (featurize + predict) on a SMILES table: tract vs ONNX Runtime.
     Mol {
         model: PathBuf,
@@ -146,9 +156,13 @@ fn runtime_rate_values(bytes: &[u8], name: &Path, backend: Backend, threads: usi
 }
 
 fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
-    let python = python.or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from)).context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
+    let python = python
+        .or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from))
+        .context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
     println!("samples/s at batch {batch} (higher is better); ratios relative to tract (1 thread)");
-    println!("| model | tract | ort 1 thread | ort all threads | python ort 1 thread | python ort all threads | ort/tract (1 thread) | rust ort / python ort (all threads) |");
+    println!(
+        "| model | tract | ort 1 thread | ort all threads | python ort 1 thread | python ort all threads | ort/tract (1 thread) | rust ort / python ort (all threads) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for m in models {
         let bytes = std::fs::read(m).with_context(|| m.display().to_string())?;
@@ -165,7 +179,15 @@ fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<P
         let b = batch as f64;
         println!(
             "| {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
-            m.file_name().unwrap().to_string_lossy(), card.family, tract * b, ort1 * b, ort * b, py1 * b, py * b, ort1 / tract, ort / py
+            m.file_name().unwrap().to_string_lossy(),
+            card.family,
+            tract * b,
+            ort1 * b,
+            ort * b,
+            py1 * b,
+            py * b,
+            ort1 / tract,
+            ort / py
         );
     }
     Ok(())
@@ -174,7 +196,9 @@ fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<P
 fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64) -> Result<()> {
     let device = Device::flex();
     println!("gene GCN (4 layers × 32 channels), batch {batch}, random graph with mean degree {degree}: batches/s (higher is better)");
-    println!("| genes | messages | tract scatter-nd | tract dense | ort scatter-nd | ort dense | dense/scatter tract | dense/scatter ort |");
+    println!(
+        "| genes | messages | tract scatter-nd | tract dense | ort scatter-nd | ort dense | dense/scatter tract | dense/scatter ort |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for n in nodes.split(',') {
         let n: usize = n.trim().parse()?;
@@ -191,13 +215,24 @@ fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64)
                 r.push(runtime_rate(&bytes, Path::new("bench.onnx"), backend, 0, &x, &[batch, n], seconds)?);
             }
         }
-        println!("| {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.2}× |", graph.num_edges(), r[0], r[1], r[2], r[3], r[1] / r[0], r[3] / r[2]);
+        println!(
+            "| {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.2}× |",
+            graph.num_edges(),
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[1] / r[0],
+            r[3] / r[2]
+        );
     }
     Ok(())
 }
 
 fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
-    let python = python.or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from)).context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
+    let python = python
+        .or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from))
+        .context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
     let d = infer::nodes::read_planetoid(data)?;
     let (s, t) = d.edge_index();
     let f = d.num_features;
@@ -221,7 +256,12 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
             let or = runtime_rate_values(&bytes, m, Backend::Ort, 0, &inputs, seconds)?;
             let named = [("x".to_string(), inputs[0].clone()), ("edge_index".to_string(), inputs[1].clone())];
             let py = python_rate(&python, m, &named, seconds, or, 0)?;
-            println!("| {} | {label} | {tr:.1} | {or:.1} | {py:.1} | {:.2}× | {:.2}× |", m.file_name().unwrap().to_string_lossy(), or / tr, or / py);
+            println!(
+                "| {} | {label} | {tr:.1} | {or:.1} | {py:.1} | {:.2}× | {:.2}× |",
+                m.file_name().unwrap().to_string_lossy(),
+                or / tr,
+                or / py
+            );
         }
     }
     Ok(())
@@ -239,8 +279,15 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
     let d = infer::nodes::read_planetoid(data)?;
     let (src, dst) = d.edge_index();
     let nd = NodeData {
-        x: &d.features, num_nodes: d.num_nodes, num_features: d.num_features, src: &src, dst: &dst,
-        labels: &d.labels, num_classes: d.num_classes, train: &d.train, val: &d.val,
+        x: &d.features,
+        num_nodes: d.num_nodes,
+        num_features: d.num_features,
+        src: &src,
+        dst: &dst,
+        labels: &d.labels,
+        num_classes: d.num_classes,
+        train: &d.train,
+        val: &d.val,
     };
     let device = Device::flex();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("train_torch.py");
@@ -252,19 +299,37 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
         ("gcn", NodeArchitecture::NodeGcn(Default::default()), 0.01, true),
         ("gat", NodeArchitecture::NodeGat(models::node::NodeGatConfig { value_dropout: true, ..Default::default() }), 0.005, false),
     ] {
-        let cfg = |e| NodeTrainConfig { lr, weight_decay: 5e-4, first_layer_decay_only: first_only, epochs: e, patience: usize::MAX, accuracy_and_loss: false, seed: 0 };
+        let cfg = |e| NodeTrainConfig {
+            lr,
+            weight_decay: 5e-4,
+            first_layer_decay_only: first_only,
+            epochs: e,
+            patience: usize::MAX,
+            accuracy_and_loss: false,
+            seed: 0,
+        };
         NodeClassifier::fit(&nd, arch.clone(), cfg(3), &device, &mut |_, _, _, _| {})?; // warm-up
         let t0 = Instant::now();
         let m = NodeClassifier::fit(&nd, arch, cfg(epochs), &device, &mut |_, _, _, _| {})?;
         let burn_ms = t0.elapsed().as_secs_f64() * 1000.0 / m.epochs_run as f64;
         let mut torch = Vec::new();
         for threads in [1usize, 0] {
-            let out = std::process::Command::new(&python).arg(&script).arg(data).arg(name).arg(epochs.to_string()).arg(threads.to_string()).output()?;
+            let out = std::process::Command::new(&python)
+                .arg(&script)
+                .arg(data)
+                .arg(name)
+                .arg(epochs.to_string())
+                .arg(threads.to_string())
+                .output()?;
             if !out.status.success() {
                 bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
             }
             let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).context("train_torch.py output")?;
-            torch.push((v["ms_per_epoch"].as_f64().context("ms_per_epoch")?, v["threads"].as_u64().unwrap_or(0), v["torch"].as_str().unwrap_or("?").to_string()));
+            torch.push((
+                v["ms_per_epoch"].as_f64().context("ms_per_epoch")?,
+                v["threads"].as_u64().unwrap_or(0),
+                v["torch"].as_str().unwrap_or("?").to_string(),
+            ));
         }
         let best = torch.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
         println!("| {name} | {burn_ms:.1} | {:.1} | {:.1} ({} threads) | {:.2}× |", torch[0].0, torch[1].0, torch[1].1, best / burn_ms);
@@ -282,8 +347,17 @@ fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
     let t0 = Instant::now();
     let (ok, bad) = infer::mol::featurize_rows(&smiles);
     let feat_s = t0.elapsed().as_secs_f64();
-    println!("{}: {} SMILES ({} rejected); batch {batch}; molecules/s over all rows, featurize + predict (higher is better)", data.display(), smiles.len(), bad.len());
-    println!("featurize only: {:.0} molecules/s ({} atoms)", smiles.len() as f64 / feat_s, ok.iter().map(|(_, g)| g.num_atoms).sum::<usize>());
+    println!(
+        "{}: {} SMILES ({} rejected); batch {batch}; molecules/s over all rows, featurize + predict (higher is better)",
+        data.display(),
+        smiles.len(),
+        bad.len()
+    );
+    println!(
+        "featurize only: {:.0} molecules/s ({} atoms)",
+        smiles.len() as f64 / feat_s,
+        ok.iter().map(|(_, g)| g.num_atoms).sum::<usize>()
+    );
     println!("| runtime | molecules/s | vs tract |");
     println!("|---|---|---|");
     let mut tract_rate = 0.0;
@@ -297,14 +371,58 @@ fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
             tract_rate = rate;
         }
         println!("| {} | {rate:.0} | {:.2}× |", s.provider, rate / tract_rate);
-        anyhow::ensure!(scored.num_scored() == ok.len(), "{}: scored {} molecules, featurized {}", s.provider, scored.num_scored(), ok.len());
+        anyhow::ensure!(
+            scored.num_scored() == ok.len(),
+            "{}: scored {} molecules, featurized {}",
+            s.provider,
+            scored.num_scored(),
+            ok.len()
+        );
     }
+    Ok(())
+}
+
+/// ms per Adam step of the spot model on random images (the first step, which builds kernels, apart).
+fn spot_step_bench(config: &str, batch: usize, steps: usize) -> Result<()> {
+    use models::burn::optim::{AdamConfig, GradientsParams};
+    use models::burn::prelude::*;
+    use models::spot::SpotModelConfig;
+    let cfg = match config {
+        "small" => SpotModelConfig::small(),
+        "large" => SpotModelConfig::large(),
+        c => bail!("unknown --config `{c}` (small or large)"),
+    };
+    let device = Device::flex();
+    device.seed(5);
+    let ad = device.clone().autodiff();
+    let mut model = cfg.init(&ad);
+    let mut optim = AdamConfig::new().init();
+    let s = cfg.image_size;
+    let x: Tensor<4> = Tensor::random([batch, 3, s, s], models::burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
+    let target: Tensor<2> = Tensor::zeros([batch, cfg.num_genes], &ad);
+    let mut ms = Vec::new();
+    for _ in 0..steps.max(2) {
+        let t = Instant::now();
+        let loss = (model.forward(x.clone()) - target.clone()).powf_scalar(2.0).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let rest = &ms[1..];
+    println!(
+        "spot {config}, batch {batch}: first step {:.0} ms, then {:.0} ms per step (mean of {}) = {:.1} images/s",
+        ms[0],
+        rest.iter().sum::<f64>() / rest.len() as f64,
+        rest.len(),
+        batch as f64 * 1e3 * rest.len() as f64 / rest.iter().sum::<f64>()
+    );
     Ok(())
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Mol { model, data, batch } => mol_bench(&model, &data, batch),
+        Cmd::SpotStep { config, batch, steps } => spot_step_bench(&config, batch, steps),
         Cmd::TrainNodes { data, epochs, python } => train_nodes_bench(&data, epochs, python),
         Cmd::Nodes { models, data, large_nodes, seconds, python } => nodes_bench(&models, &data, large_nodes, seconds, python),
         Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),

@@ -38,25 +38,13 @@ pub(crate) struct Mol {
 }
 
 fn valences(z: u8) -> &'static [i8] {
-    if z == 0 {
-        &[-1]
-    } else {
-        VALENCES[z as usize - 1]
-    }
+    if z == 0 { &[-1] } else { VALENCES[z as usize - 1] }
 }
 fn n_outer(z: u8) -> i32 {
-    if z == 0 {
-        0
-    } else {
-        N_OUTER[z as usize - 1] as i32
-    }
+    if z == 0 { 0 } else { N_OUTER[z as usize - 1] as i32 }
 }
 fn default_valence(z: i32) -> i32 {
-    if (1..=118).contains(&z) {
-        VALENCES[z as usize - 1][0] as i32
-    } else {
-        -1
-    }
+    if (1..=118).contains(&z) { VALENCES[z as usize - 1][0] as i32 } else { -1 }
 }
 /// RDKit's `isEarlyAtom`: fewer than 4 outer electrons (hydrogen counts as early).
 fn early(z: u8) -> bool {
@@ -69,11 +57,7 @@ fn more_en(a: u8, b: u8) -> bool {
 }
 
 fn symbol(z: u8) -> &'static str {
-    if z == 0 {
-        "*"
-    } else {
-        super::elements::SYMBOLS[z as usize - 1]
-    }
+    if z == 0 { "*" } else { super::elements::SYMBOLS[z as usize - 1] }
 }
 
 impl Mol {
@@ -93,20 +77,12 @@ impl Mol {
             }
             let mut acc = 0.0f64;
             for &(_, k) in &adj[i] {
-                acc += if raw[k].order == ARO {
-                    1.5
-                } else {
-                    raw[k].order as f64
-                };
+                acc += if raw[k].order == ARO { 1.5 } else { raw[k].order as f64 };
             }
             let vals = valences(a.z);
             if a.arom {
                 let dv = vals[0] as f64;
-                himp[i] = if acc > dv {
-                    0
-                } else {
-                    (dv - (acc + 0.1).round()).max(0.0) as u8
-                };
+                himp[i] = if acc > dv { 0 } else { (dv - (acc + 0.1).round()).max(0.0) as u8 };
             } else {
                 let ev = (acc + 0.1).round() as i32;
                 match vals.iter().map(|&v| v as i32).find(|&v| v >= 0 && v >= ev) {
@@ -165,10 +141,7 @@ impl Mol {
         let arom_in: Vec<bool> = at.iter().map(|a| a.arom).collect();
         for i in 0..n {
             if arom_in[i] && !adj[i].iter().any(|&(_, k)| ring_bond[k]) {
-                return Err(SmilesError::AromaticNotInRing {
-                    element: symbol(at[i].z).to_string(),
-                    atom: i,
-                });
+                return Err(SmilesError::AromaticNotInRing { element: symbol(at[i].z).to_string(), atom: i });
             }
         }
         let mut mol = Mol {
@@ -210,11 +183,7 @@ impl Mol {
     }
     /// Explicit valence as RDKit counts it: bond orders plus explicit Hs.
     fn ev(&self, i: usize) -> i32 {
-        self.adj[i]
-            .iter()
-            .map(|&(_, k)| self.order[k] as i32)
-            .sum::<i32>()
-            + self.hx[i] as i32
+        self.adj[i].iter().map(|&(_, k)| self.order[k] as i32).sum::<i32>() + self.hx[i] as i32
     }
 
     fn kekulize(&mut self, arom_in: &[bool]) -> Result<(), SmilesError> {
@@ -239,11 +208,7 @@ impl Mol {
             }
             let mut sbo = self.total_h(i);
             for &(_, k) in &self.adj[i] {
-                sbo += if arom_edge[k] {
-                    1
-                } else {
-                    self.order[k] as i32
-                };
+                sbo += if arom_edge[k] { 1 } else { self.order[k] as i32 };
             }
             let z = self.z[i];
             let mut chg = self.charge[i] as i32;
@@ -281,14 +246,7 @@ impl Mol {
             }
             let mut budget = 50_000_000u64;
             let mut chosen = Vec::new();
-            if !self.match_comp(
-                &comp,
-                &cand,
-                &arom_edge,
-                &mut matched,
-                &mut chosen,
-                &mut budget,
-            ) {
+            if !self.match_comp(&comp, &cand, &arom_edge, &mut matched, &mut chosen, &mut budget) {
                 let bad = comp.iter().copied().find(|&u| !matched[u]).unwrap_or(s);
                 return Err(SmilesError::Kekulize { atom: bad });
             }
@@ -329,20 +287,13 @@ impl Mol {
                     if matched[u] {
                         continue;
                     }
-                    let c = self.adj[u]
-                        .iter()
-                        .filter(|&&(v, k)| edge[k] && cand[v] && !matched[v])
-                        .count();
+                    let c = self.adj[u].iter().filter(|&&(v, k)| edge[k] && cand[v] && !matched[v]).count();
                     if best.is_none_or(|(_, bc)| c < bc) {
                         best = Some((u, c));
                     }
                 }
                 let Some((u, _)) = best else { return true };
-                let opts = self.adj[u]
-                    .iter()
-                    .copied()
-                    .filter(|&(v, k)| edge[k] && cand[v] && !matched[v])
-                    .collect();
+                let opts = self.adj[u].iter().copied().filter(|&(v, k)| edge[k] && cand[v] && !matched[v]).collect();
                 frames.push((u, opts, 0));
             }
             let Some((u, opts, next)) = frames.last_mut() else {
@@ -389,10 +340,7 @@ impl Mol {
                     m < 0 || ev <= m
                 };
                 let eff = if n_outer(z) >= 4 { ev - chg } else { ev + chg };
-                iso_ok
-                    || own_max < 0
-                    || (chg < 0 && eff <= own_max)
-                    || !(1..=118).contains(&iso) && eff <= own_max
+                iso_ok || own_max < 0 || (chg < 0 && eff <= own_max) || !(1..=118).contains(&iso) && eff <= own_max
             };
             if !ok {
                 return Err(bad_valence(z, ev, i));
@@ -457,15 +405,10 @@ impl Mol {
     }
 
     fn noncyclic_multiple(&self, i: usize) -> Option<usize> {
-        self.adj[i]
-            .iter()
-            .find(|&&(_, k)| !self.ring_bond[k] && self.order[k] >= 2)
-            .map(|&(j, _)| j)
+        self.adj[i].iter().find(|&&(_, k)| !self.ring_bond[k] && self.order[k] >= 2).map(|&(j, _)| j)
     }
     fn cyclic_multiple(&self, i: usize) -> bool {
-        self.adj[i]
-            .iter()
-            .any(|&(_, k)| self.ring_bond[k] && self.order[k] >= 2)
+        self.adj[i].iter().any(|&(_, k)| self.ring_bond[k] && self.order[k] >= 2)
     }
     fn any_multiple(&self, i: usize) -> bool {
         self.adj[i].iter().any(|&(_, k)| self.order[k] >= 2)
@@ -516,10 +459,7 @@ impl Mol {
             return false;
         }
         if self.ev(i) - self.degree(i) > 1 {
-            let nmult = self.adj[i]
-                .iter()
-                .filter(|&&(_, k)| self.order[k] >= 2)
-                .count();
+            let nmult = self.adj[i].iter().filter(|&&(_, k)| self.order[k] >= 2).count();
             if nmult > 1 {
                 return false;
             }
@@ -537,10 +477,7 @@ impl Mol {
         }
         let donor: Vec<i32> = (0..n).map(|i| self.donor(i)).collect();
         let cand: Vec<bool> = (0..n).map(|i| self.arom_candidate(i, donor[i])).collect();
-        let crings: Vec<&Ring> = rings
-            .iter()
-            .filter(|r| r.atoms.iter().all(|&a| cand[a]))
-            .collect();
+        let crings: Vec<&Ring> = rings.iter().filter(|r| r.atoms.iter().all(|&a| cand[a])).collect();
         // fused systems: rings sharing a bond
         let nr = crings.len();
         let shares = |a: &Ring, b: &Ring| a.bonds.iter().any(|k| b.bonds.contains(k));
@@ -567,14 +504,8 @@ impl Mol {
             if e >= 6 { (e - 2) % 4 == 0 } else { e == 2 }
         };
         for s in 0..nsys {
-            let members: Vec<&Ring> = (0..nr)
-                .filter(|&r| sys[r] == s)
-                .map(|r| crings[r])
-                .collect();
-            let mut sys_bonds: Vec<usize> = members
-                .iter()
-                .flat_map(|r| r.bonds.iter().copied())
-                .collect();
+            let members: Vec<&Ring> = (0..nr).filter(|&r| sys[r] == s).map(|r| crings[r]).collect();
+            let mut sys_bonds: Vec<usize> = members.iter().flat_map(|r| r.bonds.iter().copied()).collect();
             sys_bonds.sort_unstable();
             sys_bonds.dedup();
             let k = members.len();
@@ -634,8 +565,7 @@ impl Mol {
         let conj_cand = |i: usize| -> bool {
             let z = self.z[i];
             let no = n_outer(z);
-            (z <= 10 || (no != 5 && no != 6) || (no == 6 && self.degree(i) + self.total_h(i) < 2))
-                && self.count_elec(i) > 0
+            (z <= 10 || (no != 5 && no != 6) || (no == 6 && self.degree(i) + self.total_h(i) < 2)) && self.count_elec(i) > 0
         };
         let cands: Vec<bool> = (0..n).map(conj_cand).collect();
         for i in 0..n {
@@ -683,11 +613,7 @@ impl Mol {
                     let chg = self.charge[i] as i32;
                     let free = nout - (tv + chg);
                     let rad = self.rad[i] as i32;
-                    if tv + nout - chg < 8 {
-                        deg + (free - rad) / 2 + rad
-                    } else {
-                        deg + free / 2
-                    }
+                    if tv + nout - chg < 8 { deg + (free - rad) / 2 + rad } else { deg + free / 2 }
                 };
                 match norbs {
                     0 | 1 => Hyb::S,
@@ -715,11 +641,7 @@ const MAX_FUSED: usize = 6;
 type Frame = (usize, Vec<(usize, usize)>, usize);
 
 fn bad_valence(z: u8, valence: i32, atom: usize) -> SmilesError {
-    SmilesError::BadValence {
-        element: symbol(z).to_string(),
-        valence,
-        atom,
-    }
+    SmilesError::BadValence { element: symbol(z).to_string(), valence, atom }
 }
 
 fn connected(rs: &[&Ring], shares: &dyn Fn(&Ring, &Ring) -> bool) -> bool {
@@ -806,16 +728,9 @@ pub(crate) struct Ring {
 
 /// Smallest set of smallest rings: shortest cycle through each ring bond, then a GF(2)-independent
 /// subset by increasing size (a minimum cycle basis).
-pub(crate) fn sssr(
-    n: usize,
-    bonds: &[(usize, usize)],
-    adj: &[Vec<(usize, usize)>],
-    ring_bond: &[bool],
-) -> Vec<Ring> {
+pub(crate) fn sssr(n: usize, bonds: &[(usize, usize)], adj: &[Vec<(usize, usize)>], ring_bond: &[bool]) -> Vec<Ring> {
     let nb = bonds.len();
-    let ring_atoms: Vec<bool> = (0..n)
-        .map(|i| adj[i].iter().any(|&(_, k)| ring_bond[k]))
-        .collect();
+    let ring_atoms: Vec<bool> = (0..n).map(|i| adj[i].iter().any(|&(_, k)| ring_bond[k])).collect();
     let nrb = ring_bond.iter().filter(|&&r| r).count();
     if nrb == 0 {
         return Vec::new();
@@ -905,13 +820,7 @@ pub(crate) fn sssr(
 }
 
 /// Shortest cycle through bond `k0` (BFS between its ends without using it), as sorted bond list.
-fn shortest_cycle(
-    n: usize,
-    bonds: &[(usize, usize)],
-    adj: &[Vec<(usize, usize)>],
-    ring_bond: &[bool],
-    k0: usize,
-) -> Option<Vec<usize>> {
+fn shortest_cycle(n: usize, bonds: &[(usize, usize)], adj: &[Vec<(usize, usize)>], ring_bond: &[bool], k0: usize) -> Option<Vec<usize>> {
     let (s, t) = bonds[k0];
     let mut prev = vec![usize::MAX; n]; // bond used to reach
     let mut seen = vec![false; n];
@@ -937,23 +846,13 @@ fn shortest_cycle(
     while u != s {
         let k = prev[u];
         path.push(k);
-        u = if bonds[k].0 == u {
-            bonds[k].1
-        } else {
-            bonds[k].0
-        };
+        u = if bonds[k].0 == u { bonds[k].1 } else { bonds[k].0 };
     }
     path.sort_unstable();
     Some(path)
 }
 
-fn horton(
-    n: usize,
-    bonds: &[(usize, usize)],
-    adj: &[Vec<(usize, usize)>],
-    ring_bond: &[bool],
-    ring_atoms: &[bool],
-) -> Vec<Vec<usize>> {
+fn horton(n: usize, bonds: &[(usize, usize)], adj: &[Vec<(usize, usize)>], ring_bond: &[bool], ring_atoms: &[bool]) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     for r in 0..n {
         if !ring_atoms[r] {
@@ -977,21 +876,12 @@ fn horton(
             while u != r {
                 let k = prev[u];
                 p.push(k);
-                u = if bonds[k].0 == u {
-                    bonds[k].1
-                } else {
-                    bonds[k].0
-                };
+                u = if bonds[k].0 == u { bonds[k].1 } else { bonds[k].0 };
             }
             p
         };
         for (k, &(x, y)) in bonds.iter().enumerate() {
-            if !ring_bond[k]
-                || dist[x] == usize::MAX
-                || dist[y] == usize::MAX
-                || prev[x] == k
-                || prev[y] == k
-            {
+            if !ring_bond[k] || dist[x] == usize::MAX || dist[y] == usize::MAX || prev[x] == k || prev[y] == k {
                 continue;
             }
             let (px, py) = (path(x), path(y));

@@ -47,15 +47,8 @@ impl P<'_> {
         self.src.char_indices().take_while(|(k, _)| *k < b).count()
     }
     fn unexpected(&self, b: usize) -> SmilesError {
-        let ch = self
-            .src
-            .get(b..)
-            .and_then(|t| t.chars().next())
-            .unwrap_or('?');
-        SmilesError::UnexpectedChar {
-            ch,
-            pos: self.cpos(b),
-        }
+        let ch = self.src.get(b..).and_then(|t| t.chars().next()).unwrap_or('?');
+        SmilesError::UnexpectedChar { ch, pos: self.cpos(b) }
     }
     fn number(&mut self, max_digits: usize) -> Option<u32> {
         let start = self.i;
@@ -79,11 +72,7 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
     if src_trim.trim().is_empty() {
         return Err(SmilesError::Empty);
     }
-    let mut p = P {
-        s: src_trim.as_bytes(),
-        src: src_trim,
-        i: 0,
-    };
+    let mut p = P { s: src_trim.as_bytes(), src: src_trim, i: 0 };
     let mut atoms: Vec<RawAtom> = Vec::new();
     let mut bonds: Vec<RawBond> = Vec::new();
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
@@ -92,28 +81,21 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
     let mut stack: Vec<(Option<usize>, usize)> = Vec::new();
     let mut rings: HashMap<u32, RingOpen> = HashMap::new();
 
-    let mut add_bond =
-        |a: usize, b: usize, order: u8, dir: bool, pos: usize, bonds: &mut Vec<RawBond>, p: &P| {
-            let key = (a.min(b), a.max(b));
-            if a == b || !seen.insert(key) {
-                return Err(SmilesError::BadBond {
-                    what: "duplicate bond or ring closure to itself",
-                    pos: p.cpos(pos),
-                });
-            }
-            bonds.push(RawBond { a, b, order, dir });
-            Ok(())
-        };
+    let mut add_bond = |a: usize, b: usize, order: u8, dir: bool, pos: usize, bonds: &mut Vec<RawBond>, p: &P| {
+        let key = (a.min(b), a.max(b));
+        if a == b || !seen.insert(key) {
+            return Err(SmilesError::BadBond { what: "duplicate bond or ring closure to itself", pos: p.cpos(pos) });
+        }
+        bonds.push(RawBond { a, b, order, dir });
+        Ok(())
+    };
 
     while let Some(c) = p.peek() {
         let at = p.i;
         match c {
             b'-' | b'=' | b'#' | b'$' | b':' | b'/' | b'\\' => {
                 if pending.is_some() {
-                    return Err(SmilesError::BadBond {
-                        what: "two bond symbols in a row",
-                        pos: p.cpos(at),
-                    });
+                    return Err(SmilesError::BadBond { what: "two bond symbols in a row", pos: p.cpos(at) });
                 }
                 let order = match c {
                     b'=' => 2,
@@ -134,10 +116,7 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
             }
             b')' => {
                 if pending.is_some() {
-                    return Err(SmilesError::BadBond {
-                        what: "bond symbol before ')'",
-                        pos: p.cpos(at),
-                    });
+                    return Err(SmilesError::BadBond { what: "bond symbol before ')'", pos: p.cpos(at) });
                 }
                 match stack.pop() {
                     Some((a, _)) => prev = a,
@@ -147,10 +126,7 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
             }
             b'.' => {
                 if pending.is_some() {
-                    return Err(SmilesError::BadBond {
-                        what: "bond symbol before '.'",
-                        pos: p.cpos(at),
-                    });
+                    return Err(SmilesError::BadBond { what: "bond symbol before '.'", pos: p.cpos(at) });
                 }
                 prev = None;
                 p.i += 1;
@@ -162,10 +138,7 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
                     match p.number(2) {
                         Some(n) if p.i - st == 2 => n,
                         _ => {
-                            return Err(SmilesError::BadBond {
-                                what: "'%' needs two digits",
-                                pos: p.cpos(at),
-                            });
+                            return Err(SmilesError::BadBond { what: "'%' needs two digits", pos: p.cpos(at) });
                         }
                     }
                 } else {
@@ -173,19 +146,13 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
                     (c - b'0') as u32
                 };
                 let Some(a) = prev else {
-                    return Err(SmilesError::BadBond {
-                        what: "ring closure without an atom",
-                        pos: p.cpos(at),
-                    });
+                    return Err(SmilesError::BadBond { what: "ring closure without an atom", pos: p.cpos(at) });
                 };
                 let here = pending.take().map(|(o, d, _)| (o, d));
                 if let Some((b, there, _)) = rings.remove(&num) {
                     let (order, dir) = match (here, there) {
                         (Some(x), Some(y)) if x.0 != y.0 => {
-                            return Err(SmilesError::BadBond {
-                                what: "conflicting ring-closure bonds",
-                                pos: p.cpos(at),
-                            });
+                            return Err(SmilesError::BadBond { what: "conflicting ring-closure bonds", pos: p.cpos(at) });
                         }
                         (Some(x), _) | (None, Some(x)) => x,
                         (None, None) => (UNSPEC, false),
@@ -196,21 +163,14 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
                 }
             }
             b'[' | b'A'..=b'Z' | b'a'..=b'z' | b'*' => {
-                let atom = if c == b'[' {
-                    bracket(&mut p)?
-                } else {
-                    organic(&mut p)?
-                };
+                let atom = if c == b'[' { bracket(&mut p)? } else { organic(&mut p)? };
                 let idx = atoms.len();
                 atoms.push(atom);
                 match (prev, pending.take()) {
                     (Some(a), Some((o, d, _))) => add_bond(a, idx, o, d, at, &mut bonds, &p)?,
                     (Some(a), None) => add_bond(a, idx, UNSPEC, false, at, &mut bonds, &p)?,
                     (None, Some((_, _, bp))) => {
-                        return Err(SmilesError::BadBond {
-                            what: "bond without a preceding atom",
-                            pos: p.cpos(bp),
-                        });
+                        return Err(SmilesError::BadBond { what: "bond without a preceding atom", pos: p.cpos(bp) });
                     }
                     (None, None) => {}
                 }
@@ -220,16 +180,10 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
         }
     }
     if let Some((_, _, bp)) = pending {
-        return Err(SmilesError::BadBond {
-            what: "bond at the end of the SMILES",
-            pos: p.cpos(bp),
-        });
+        return Err(SmilesError::BadBond { what: "bond at the end of the SMILES", pos: p.cpos(bp) });
     }
     if let Some((num, (_, _, pos))) = rings.iter().min_by_key(|(_, v)| v.2) {
-        return Err(SmilesError::UnclosedRing {
-            ring: *num,
-            pos: p.cpos(*pos),
-        });
+        return Err(SmilesError::UnclosedRing { ring: *num, pos: p.cpos(*pos) });
     }
     if let Some((_, pos)) = stack.last() {
         return Err(SmilesError::UnclosedParen { pos: p.cpos(*pos) });
@@ -239,11 +193,7 @@ pub(crate) fn parse(src: &str) -> Result<(Vec<RawAtom>, Vec<RawBond>), SmilesErr
     }
     for b in &mut bonds {
         if b.order == UNSPEC {
-            b.order = if atoms[b.a].arom && atoms[b.b].arom {
-                ARO
-            } else {
-                1
-            };
+            b.order = if atoms[b.a].arom && atoms[b.b].arom { ARO } else { 1 };
         }
     }
     Ok((atoms, bonds))
@@ -256,9 +206,7 @@ fn organic(p: &mut P) -> Result<RawAtom, SmilesError> {
     let (sym, arom, len) = match (c, next) {
         (b'C', Some(b'l')) => ("Cl", false, 2),
         (b'B', Some(b'r')) => ("Br", false, 2),
-        (b'B' | b'C' | b'N' | b'O' | b'P' | b'S' | b'F' | b'I', _) => {
-            (&p.src[at..at + 1], false, 1)
-        }
+        (b'B' | b'C' | b'N' | b'O' | b'P' | b'S' | b'F' | b'I', _) => (&p.src[at..at + 1], false, 1),
         (b'b' | b'c' | b'n' | b'o' | b'p' | b's', _) => (&p.src[at..at + 1], true, 1),
         (b'*', _) => ("*", false, 1),
         _ => {
@@ -267,26 +215,12 @@ fn organic(p: &mut P) -> Result<RawAtom, SmilesError> {
             if c.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()) {
                 end += 1;
             }
-            return Err(SmilesError::UnknownElement {
-                symbol: p.src[at..end].to_string(),
-                pos: p.cpos(at),
-            });
+            return Err(SmilesError::UnknownElement { symbol: p.src[at..end].to_string(), pos: p.cpos(at) });
         }
     };
     p.i += len;
-    let z = if sym == "*" {
-        0
-    } else {
-        element_z(&capitalize(sym)).unwrap_or(0)
-    };
-    Ok(RawAtom {
-        z,
-        arom,
-        bracket: false,
-        h: 0,
-        charge: 0,
-        isotope: 0,
-    })
+    let z = if sym == "*" { 0 } else { element_z(&capitalize(sym)).unwrap_or(0) };
+    Ok(RawAtom { z, arom, bracket: false, h: 0, charge: 0, isotope: 0 })
 }
 
 fn capitalize(s: &str) -> String {
@@ -309,9 +243,7 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
     let isotope = p.number(4).unwrap_or(0) as u16;
     let sym_at = p.i;
     let (z, arom) = {
-        let c = p
-            .peek()
-            .ok_or(SmilesError::UnclosedBracket { pos: p.cpos(open) })?;
+        let c = p.peek().ok_or(SmilesError::UnclosedBracket { pos: p.cpos(open) })?;
         let n = p.s.get(p.i + 1).copied();
         if c == b'*' {
             p.i += 1;
@@ -342,10 +274,7 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
                 (element_z(s).unwrap_or(0), true)
             } else if matches!(c, b'b' | b'c' | b'n' | b'o' | b'p' | b's') {
                 p.i += 1;
-                (
-                    element_z(&capitalize(&p.src[sym_at..sym_at + 1])).unwrap_or(0),
-                    true,
-                )
+                (element_z(&capitalize(&p.src[sym_at..sym_at + 1])).unwrap_or(0), true)
             } else {
                 return Err(unknown_element(p, n));
             }
@@ -384,10 +313,7 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
             }
         }
         if charge.abs() > 15 {
-            return Err(SmilesError::BadBracket {
-                what: "charge out of range",
-                pos: p.cpos(open),
-            });
+            return Err(SmilesError::BadBracket { what: "charge out of range", pos: p.cpos(open) });
         }
     }
     if p.peek() == Some(b':') {
@@ -402,12 +328,5 @@ fn bracket(p: &mut P) -> Result<RawAtom, SmilesError> {
         Some(_) => return Err(p.unexpected(p.i)),
         None => return Err(SmilesError::UnclosedBracket { pos: p.cpos(open) }),
     }
-    Ok(RawAtom {
-        z,
-        arom,
-        bracket: true,
-        h,
-        charge: charge as i8,
-        isotope,
-    })
+    Ok(RawAtom { z, arom, bracket: true, h, charge: charge as i8, isotope })
 }

@@ -4,19 +4,14 @@ use super::{ATOM_FEATURES, MolGraph, layout};
 
 fn mix(mut h: u64, x: u64) -> u64 {
     // splitmix64-style mixing; stable across platforms and Rust versions
-    h ^= x
-        .wrapping_add(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(h << 6)
-        .wrapping_add(h >> 2);
+    h ^= x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^ (h >> 31)
 }
 
 fn str_hash(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
-    })
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3))
 }
 
 pub(super) fn key(m: &MolGraph) -> String {
@@ -71,11 +66,7 @@ pub(super) fn key(m: &MolGraph) -> String {
     for _ in 0..rounds {
         let mut next = label.clone();
         for &i in &atoms {
-            let mut nb: Vec<u64> = adj[i]
-                .iter()
-                .filter(|(j, _)| alive[*j])
-                .map(|&(j, o)| mix(label[j], o as u64))
-                .collect();
+            let mut nb: Vec<u64> = adj[i].iter().filter(|(j, _)| alive[*j]).map(|&(j, o)| mix(label[j], o as u64)).collect();
             nb.sort_unstable();
             next[i] = nb.into_iter().fold(mix(label[i], 0xA5), mix);
         }
@@ -83,13 +74,7 @@ pub(super) fn key(m: &MolGraph) -> String {
     }
     let mut all: Vec<u64> = atoms.iter().map(|&i| label[i]).collect();
     all.sort_unstable();
-    let nb = m
-        .bonds
-        .iter()
-        .filter(|&&(a, b)| alive[a as usize] && alive[b as usize])
-        .count();
-    let h = all
-        .into_iter()
-        .fold(mix(atoms.len() as u64, nb as u64), mix);
+    let nb = m.bonds.iter().filter(|&&(a, b)| alive[a as usize] && alive[b as usize]).count();
+    let h = all.into_iter().fold(mix(atoms.len() as u64, nb as u64), mix);
     format!("{}a{}b-{:016x}", atoms.len(), nb, h)
 }

@@ -4,9 +4,7 @@ fn atom(g: &MolGraph, i: usize) -> &[f32] {
     &g.features[i * ATOM_FEATURES..(i + 1) * ATOM_FEATURES]
 }
 fn hot(row: &[f32], start: usize, len: usize) -> usize {
-    (0..len)
-        .find(|&k| row[start + k] == 1.0)
-        .expect("one-hot group without a 1")
+    (0..len).find(|&k| row[start + k] == 1.0).expect("one-hot group without a 1")
 }
 fn total_h(g: &MolGraph, i: usize) -> usize {
     hot(atom(g, i), layout::TOTAL_H, 5)
@@ -170,9 +168,7 @@ fn never_panics_on_garbage() {
     ];
     let (mut ok, mut total) = (0, 0);
     for _ in 0..20_000 {
-        let mut b: Vec<u8> = seeds[(next() % seeds.len() as u64) as usize]
-            .as_bytes()
-            .to_vec();
+        let mut b: Vec<u8> = seeds[(next() % seeds.len() as u64) as usize].as_bytes().to_vec();
         for _ in 0..1 + next() % 3 {
             let at = (next() % (b.len() as u64 + 1)) as usize;
             let ch = alphabet[(next() % alphabet.len() as u64) as usize];
@@ -215,12 +211,14 @@ fn scaffolds() {
 }
 
 /// Compare with RDKit reference features written by `tests/py/rdkit_features.py`.
-/// Run: `BIOEDGE_RDKIT_REF=~/.cache/bioedge/tox21_rdkit_features.jsonl cargo test -p infer
-/// --no-default-features --lib chem::tests::rdkit_agreement -- --nocapture`
-/// (`BIOEDGE_FEATURIZER_REPORT=path` also writes the report there).
+/// Run: `BIOEDGE_RDKIT_REF=~/.cache/bioedge/tox21_rdkit_features.jsonl cargo test -p bioedge-chem
+/// rdkit_agreement -- --nocapture` (`BIOEDGE_FEATURIZER_REPORT=path` also writes the report
+/// there). Skipped without a reference, except under `scripts/test.sh` (`BIOEDGE_CI` set), where
+/// a missing reference is a failure. Every molecule must agree (docs/decisions.md §7).
 #[test]
 fn rdkit_agreement() {
     let Ok(path) = std::env::var("BIOEDGE_RDKIT_REF") else {
+        assert!(std::env::var_os("BIOEDGE_CI").is_none(), "BIOEDGE_RDKIT_REF not set under scripts/test.sh: the RDKit comparison must run");
         eprintln!("BIOEDGE_RDKIT_REF not set; skipping the RDKit comparison");
         return;
     };
@@ -229,7 +227,7 @@ fn rdkit_agreement() {
     if let Ok(out) = std::env::var("BIOEDGE_FEATURIZER_REPORT") {
         std::fs::write(out, &report.0).unwrap();
     }
-    assert!(report.1 >= 0.98, "agreement {:.4} below 0.98", report.1);
+    assert!(report.1 == 1.0, "agreement {:.6}, not 100 % as docs/decisions.md §7 states:\n{}", report.1, report.0);
 }
 
 fn agreement_report(path: &str) -> (String, f64) {
@@ -284,10 +282,7 @@ fn agreement_report(path: &str) -> (String, f64) {
         let g = ours.unwrap();
         let ref_atoms = v["atoms"].as_array().unwrap();
         if ref_atoms.len() != g.num_atoms {
-            note(
-                "atom count",
-                format!("{smi}  (rdkit {} vs ours {})", ref_atoms.len(), g.num_atoms),
-            );
+            note("atom count", format!("{smi}  (rdkit {} vs ours {})", ref_atoms.len(), g.num_atoms));
             continue;
         }
         let mut same = true;
@@ -310,32 +305,18 @@ fn agreement_report(path: &str) -> (String, f64) {
                         if len == 1 {
                             format!("{}", x[st])
                         } else {
-                            (0..len)
-                                .find(|&k| x[st + k] == 1.0)
-                                .map_or("-".into(), |k| k.to_string())
+                            (0..len).find(|&k| x[st + k] == 1.0).map_or("-".into(), |k| k.to_string())
                         }
                     };
-                    let d = format!(
-                        "{name}@{i}({}) rdkit {} ours {}",
-                        g.elements[i],
-                        show(&r),
-                        show(o)
-                    );
-                    if !diff_groups
-                        .iter()
-                        .any(|x| x.starts_with(&format!("{name}@")))
-                    {
+                    let d = format!("{name}@{i}({}) rdkit {} ours {}", g.elements[i], show(&r), show(o));
+                    if !diff_groups.iter().any(|x| x.starts_with(&format!("{name}@"))) {
                         diff_groups.push(d);
                     }
                 }
             }
         }
-        let mut ref_bonds: Vec<(u32, u32)> = v["bonds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| (b[0].as_u64().unwrap() as u32, b[1].as_u64().unwrap() as u32))
-            .collect();
+        let mut ref_bonds: Vec<(u32, u32)> =
+            v["bonds"].as_array().unwrap().iter().map(|b| (b[0].as_u64().unwrap() as u32, b[1].as_u64().unwrap() as u32)).collect();
         ref_bonds.sort_unstable();
         let mut our_bonds = g.bonds.clone();
         our_bonds.sort_unstable();
@@ -353,27 +334,15 @@ fn agreement_report(path: &str) -> (String, f64) {
         }
     }
     let frac = exact as f64 / n as f64;
-    let all: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["smiles"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let all: Vec<String> =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["smiles"].as_str().unwrap().to_string()).collect();
     let t0 = std::time::Instant::now();
     let parsed = featurize_all(&all).iter().filter(|r| r.is_ok()).count();
     let dt = t0.elapsed().as_secs_f64();
     let mut s = String::new();
     use std::fmt::Write;
     writeln!(s, "molecules: {n}; both parsed: {both_ok}").unwrap();
-    writeln!(
-        s,
-        "exact agreement (full 75-dim matrix + bonds, or both reject): {exact}/{n} = {:.2} %",
-        100.0 * frac
-    )
-    .unwrap();
+    writeln!(s, "exact agreement (full 75-dim matrix + bonds, or both reject): {exact}/{n} = {:.2} %", 100.0 * frac).unwrap();
     writeln!(
         s,
         "featurize_all on {} SMILES ({parsed} ok): {:.1} ms, {:.1} µs/molecule (1 thread, release)",
@@ -383,11 +352,7 @@ fn agreement_report(path: &str) -> (String, f64) {
     )
     .unwrap();
     writeln!(s, "atoms with identical 75-dim rows (both parsed, same atom count): {atoms_same}/{atoms_total}").unwrap();
-    writeln!(
-        s,
-        "causes (a molecule can appear under several feature groups):"
-    )
-    .unwrap();
+    writeln!(s, "causes (a molecule can appear under several feature groups):").unwrap();
     for (k, (c, ex)) in &causes {
         writeln!(s, "  {k}: {c}").unwrap();
         for e in ex {

@@ -1,39 +1,69 @@
 //! The error type of the edge crates (runtime, io, slide, infer): each message names the file and
 //! the problem; wrapped errors keep their source.
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 
 /// Everything that can go wrong at the edge. Messages name the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// A file could not be read or written.
+    #[error("{path}")]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A file could be read but its content is wrong (line numbers in `msg` where known).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with its content.
+        msg: String,
+    },
+    /// An HDF5 file (or object inside it) that cannot be read.
     #[error("{path}: HDF5: {msg}")]
-    Hdf5 { path: PathBuf, msg: String },
+    Hdf5 {
+        /// The HDF5 file concerned.
+        path: PathBuf,
+        /// What failed, as reported by the HDF5 reader.
+        msg: String,
+    },
     /// Input values that the model cannot take (shape, NaN, gene overlap, ...).
     #[error("{0}")]
     Input(String),
+    /// A model that cannot be loaded or prepared (invalid ONNX, no graph, unusable settings).
     #[error("{path}: {msg}")]
-    Model { path: PathBuf, msg: String },
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with the model.
+        msg: String,
+    },
     /// A model file that cannot be read or has no valid card (the message names the file).
     #[error(transparent)]
     Onnx(#[from] onnx_format::Error),
     /// The model card does not fit the task (wrong family, inconsistent fields).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Card {
+        /// The model file whose card is concerned.
         path: PathBuf,
+        /// What is wrong with the card.
         #[source]
         source: onnx_format::CardError,
     },
+    /// A runtime backend failed to load or run a model.
     #[error("runtime {backend}: {msg}")]
-    Runtime { backend: &'static str, msg: String },
+    Runtime {
+        /// Name of the backend (`tract` or `ort`).
+        backend: &'static str,
+        /// The backend's error message.
+        msg: String,
+    },
+    /// A feature or file kind that this build does not support (e.g. a cargo feature not compiled in).
     #[error("{0}")]
     Unsupported(String),
 }
@@ -42,13 +72,29 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+    /// An [`Error::Card`] for the model at `path`.
     pub fn card(path: impl Into<PathBuf>, source: onnx_format::CardError) -> Self {
         Error::Card { path: path.into(), source }
     }
+    /// An [`Error::Format`] for `path` with message `msg`.
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Format { path: path.into(), msg: msg.into() }
     }
+}
+
+/// `e` and its causes, `: `-separated (for places that print one string, like the browser page;
+/// each error's own message leaves its cause to the chain, so nothing is printed twice).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 pub struct Alignment {
     /// For each model gene, the input column that feeds it (None = missing).
     pub index: Vec<Option<usize>>,
+    /// Model genes found in the input.
     pub matched: usize,
     /// Model genes absent from the input.
     pub missing: Vec<String>,
@@ -39,7 +40,7 @@ impl Alignment {
             )));
         }
         let missing = model_genes.iter().zip(&index).filter(|(_, i)| i.is_none()).map(|(g, _)| g.clone()).collect();
-        Ok(Self { index, matched, missing, extra: input_genes.len() - matched.min(input_genes.len()), })
+        Ok(Self { index, matched, missing, extra: input_genes.len() - matched.min(input_genes.len()) })
     }
 
     /// Rows × model genes, in model order; missing genes are NaN (the models impute them).

@@ -183,13 +183,20 @@ mod tests {
     fn pca_recovers_a_planted_direction() {
         // points along (1, 1, 0) with small noise in z
         let n = 50;
-        let x: Vec<f32> = (0..n).flat_map(|i| {
-            let t = i as f32 - 25.0;
-            [t, t, ((i * 37) % 7) as f32 * 0.01]
-        }).collect();
+        let x: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let t = i as f32 - 25.0;
+                [t, t, ((i * 37) % 7) as f32 * 0.01]
+            })
+            .collect();
         let p = fit_pca(&x, n, 3, 2).unwrap();
         let c0 = &p.components[..3];
-        assert!((c0[0] - 0.7071).abs() < 1e-3 && (c0[1] - 0.7071).abs() < 1e-3 && c0[2].abs() < 1e-3, "{c0:?}");
+        assert!(
+            (c0[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3
+                && (c0[1] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3
+                && c0[2].abs() < 1e-3,
+            "{c0:?}"
+        );
         assert!(p.variance[0] > 100.0 * p.variance[1]);
         let z = p.transform(&x[..3]);
         let want = -24.5 * 2f32.sqrt() / p.scale; // mean of t is -0.5

@@ -8,11 +8,15 @@ use onnx_format::ModelCard;
 use onnx_format::card::Expression;
 use std::path::Path;
 
+/// Class probabilities for every sample of an expression matrix.
 pub struct Classification {
+    /// Sample names, one per row of `probabilities`.
     pub samples: Vec<String>,
+    /// Class names from the model card, one per column of `probabilities`.
     pub classes: Vec<String>,
     /// `[samples, classes]`, row-major.
     pub probabilities: Vec<f32>,
+    /// How the input's genes were matched to the model's.
     pub alignment: Alignment,
 }
 

@@ -7,6 +7,7 @@
 //! | [`chem`] | `bioedge-chem` | SMILES → DeepChem atom features |
 //! | [`image_prep`], [`wsi`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
 //! | [`classify`], [`nodes`], [`cells`], [`genes`], [`mol`], [`slide`] | here | one task per `infer` subcommand |
+#![warn(missing_docs)]
 
 pub use bioedge_chem as chem;
 pub use bioedge_error as error;

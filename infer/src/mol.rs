@@ -27,6 +27,7 @@ pub struct MolBatch {
     pub features: Vec<f32>,
     /// Directed edges (each bond both ways).
     pub src: Vec<i64>,
+    /// Target atom of each directed edge, paired with `src`.
     pub dst: Vec<i64>,
     /// Molecule index of each atom.
     pub membership: Vec<i64>,
@@ -59,10 +60,12 @@ impl MolBatch {
         Ok(b)
     }
 
+    /// Number of atoms over all molecules.
     pub fn num_atoms(&self) -> usize {
         self.membership.len()
     }
 
+    /// Number of molecules.
     pub fn num_molecules(&self) -> usize {
         self.sizes.len()
     }
@@ -92,7 +95,9 @@ pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Resul
 /// A delimited table (CSV, or TSV by extension) with a header; fields may be double-quoted.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// Column names from the first non-blank line.
     pub header: Vec<String>,
+    /// Data rows, fields as read (a row may be shorter than the header).
     pub rows: Vec<Vec<String>>,
 }
 
@@ -120,10 +125,12 @@ impl Table {
         Ok(Self { header, rows })
     }
 
+    /// Index of the column named `name`; an error naming `path` and the columns if there is none.
     pub fn column(&self, name: &str, path: &Path) -> Result<usize> {
-        self.header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::format(path, format!("no column `{name}` (columns: {})", self.header.join(", ")))
-        })
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::format(path, format!("no column `{name}` (columns: {})", self.header.join(", "))))
     }
 
     /// The column's value on a row (`""` when the row is short).
@@ -143,8 +150,11 @@ pub fn smiles_column(t: &Table, name: Option<&str>, path: &Path) -> Result<usize
 /// A featurization failure with its row (1-based data row, as in a spreadsheet minus the header).
 #[derive(Debug, Clone)]
 pub struct RowError {
+    /// 1-based data row.
     pub row: usize,
+    /// The SMILES as given.
     pub smiles: String,
+    /// Why it could not be featurized.
     pub error: SmilesError,
 }
 
@@ -188,9 +198,13 @@ pub fn check_family(card: &onnx_format::ModelCard, model: &Path) -> Result<()> {
 /// Predictions for a list of SMILES: per row the task probabilities, or why it was rejected.
 #[derive(Debug, Clone)]
 pub struct Scored {
+    /// Input SMILES, one per row.
     pub smiles: Vec<String>,
+    /// Task names, in the order of each row's probabilities.
     pub tasks: Vec<String>,
+    /// Per row: the task probabilities, or `None` when the row was rejected.
     pub probabilities: Vec<Option<Vec<f32>>>,
+    /// Rejected rows, in row order.
     pub errors: Vec<RowError>,
 }
 
@@ -244,6 +258,7 @@ impl Scored {
         out
     }
 
+    /// Number of rows that got probabilities.
     pub fn num_scored(&self) -> usize {
         self.probabilities.iter().filter(|p| p.is_some()).count()
     }

@@ -8,18 +8,25 @@ use std::path::{Path, PathBuf};
 /// A graph with node features, labels and a split.
 #[derive(Debug, Clone)]
 pub struct NodeDataset {
+    /// Dataset name (file name of the prefix).
     pub name: String,
+    /// Number of nodes.
     pub num_nodes: usize,
+    /// Feature width per node.
     pub num_features: usize,
     /// Dense `[num_nodes, num_features]`, row-major.
     pub features: Vec<f32>,
     /// Class index per node, -1 = unlabeled.
     pub labels: Vec<i64>,
+    /// Number of classes: largest label + 1.
     pub num_classes: usize,
     /// Undirected edges, each once (`a < b`), no self-loops.
     pub edges: Vec<(u32, u32)>,
+    /// Training nodes.
     pub train: Vec<usize>,
+    /// Validation nodes.
     pub val: Vec<usize>,
+    /// Test nodes.
     pub test: Vec<usize>,
 }
 
@@ -30,11 +37,7 @@ fn file(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 fn first_existing(prefix: &Path, suffixes: &[&str]) -> Result<PathBuf> {
-    suffixes
-        .iter()
-        .map(|s| file(prefix, s))
-        .find(|p| p.exists())
-        .ok_or_else(|| Error::format(file(prefix, suffixes[0]), "not found"))
+    suffixes.iter().map(|s| file(prefix, s)).find(|p| p.exists()).ok_or_else(|| Error::format(file(prefix, suffixes[0]), "not found"))
 }
 
 /// Rows of a TSV with a header; each row split on tabs/whitespace.
@@ -176,7 +179,6 @@ impl NodeDataset {
     }
 }
 
-/// Both directions of undirected edges.
 /// Undirected pairs as directed edges: all pairs as given, then all reversed (the order `infer
 /// nodes` has always used).
 pub fn both_directions(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
@@ -187,6 +189,7 @@ pub fn both_directions(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
     (src, dst)
 }
 
+/// Undirected pairs as directed edges, interleaved: `a→b` then `b→a` for each pair.
 pub fn directed(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
     let mut src = Vec::with_capacity(2 * edges.len());
     let mut dst = Vec::with_capacity(2 * edges.len());
@@ -252,7 +255,11 @@ pub fn classify_nodes(
         return Err(Error::Input("node features contain NaN or infinite values".into()));
     }
     // pad missing trailing feature columns (sparse files need not mention the last ones)
-    let x: Vec<f32> = if width == want { x.to_vec() } else { x.chunks(width.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat(0.0).take(want - width))).collect() };
+    let x: Vec<f32> = if width == want {
+        x.to_vec()
+    } else {
+        x.chunks(width.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, want - width))).collect()
+    };
     let e = src.len();
     let inputs = vec![crate::runtime::Value::f32(&[n, want], x), crate::runtime::Value::i64(&[2, e], [src, dst].concat())];
     session.run_output(&inputs, "probabilities")?.into_f32()

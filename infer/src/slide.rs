@@ -14,16 +14,23 @@ use std::time::Instant;
 /// What `infer slide` does.
 #[derive(Debug, Clone)]
 pub struct SlideOptions {
+    /// ONNX model file (with its model card).
     pub model: PathBuf,
+    /// Image or whole-slide file to predict on.
     pub image: PathBuf,
     /// HER2ST-style spot file; `None` means a grid over tissue.
     pub spots: Option<PathBuf>,
+    /// Inference backend.
     pub backend: Backend,
+    /// Patches per model run.
     pub batch: usize,
     /// Patch side in pixels; default from the model card (`preprocessing.patch_side_px`).
     pub patch_side: Option<f32>,
+    /// Per-spot CSV to write.
     pub out: PathBuf,
+    /// Genes to draw a heatmap for.
     pub heatmaps: Vec<String>,
+    /// Directory for the heatmap PNGs (needed when `heatmaps` is not empty).
     pub heatmap_dir: Option<PathBuf>,
     /// How the image is read.
     pub reader: Reader,
@@ -32,14 +39,21 @@ pub struct SlideOptions {
 /// What a run did, for the log.
 #[derive(Debug, Clone)]
 pub struct SlideSummary {
+    /// Spots predicted.
     pub spots: usize,
+    /// Genes predicted per spot.
     pub genes: usize,
+    /// Image width in pixels (level 0).
     pub width: u32,
+    /// Image height in pixels (level 0).
     pub height: u32,
+    /// Patch side used, in pixels.
     pub patch_side: f32,
+    /// Execution provider that ran the model (e.g. `tract`, `ort-cpu`).
     pub provider: String,
     /// Seconds spent cropping + running (after decoding).
     pub predict_s: f64,
+    /// Files written: the CSV, then the heatmaps.
     pub written: Vec<PathBuf>,
 }
 
@@ -49,9 +63,13 @@ pub fn file_spots(path: &Path, w: u32, h: u32) -> Result<Vec<SlideSpot>> {
     if spots.is_empty() {
         return Err(Error::format(path, "no selected spots"));
     }
-    let outside: Vec<_> = spots.iter().filter(|s| !(s.pixel_x >= 0.0 && s.pixel_y >= 0.0 && s.pixel_x < w as f32 && s.pixel_y < h as f32)).collect();
+    let outside: Vec<_> =
+        spots.iter().filter(|s| !(s.pixel_x >= 0.0 && s.pixel_y >= 0.0 && s.pixel_x < w as f32 && s.pixel_y < h as f32)).collect();
     if let Some(s) = outside.first() {
-        return Err(Error::format(path, format!("{} spot(s) outside the {w}×{h} image, first {} at ({:.1}, {:.1})", outside.len(), s.key, s.pixel_x, s.pixel_y)));
+        return Err(Error::format(
+            path,
+            format!("{} spot(s) outside the {w}×{h} image, first {} at ({:.1}, {:.1})", outside.len(), s.key, s.pixel_x, s.pixel_y),
+        ));
     }
     Ok(spots.into_iter().map(|s| SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }).collect())
 }
@@ -83,7 +101,10 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             eprintln!("slide: patch side {s:.1} px = {um} µm at {mpp:.4} µm/px (the slide's resolution)");
             s
         }
-        (None, _, _) => card_side.ok_or_else(|| Error::Model { path: o.model.clone(), msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into() })?,
+        (None, _, _) => card_side.ok_or_else(|| Error::Model {
+            path: o.model.clone(),
+            msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into(),
+        })?,
     };
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("{}: patch side {side} px is below 1 px", o.image.display())));

@@ -36,9 +36,13 @@ pub const DEFAULT_N_GENES: usize = 250;
 pub struct Spot {
     /// `XxY` for HER2ST, the barcode for Visium.
     pub key: String,
+    /// Array x position (Visium: column).
     pub array_x: i32,
+    /// Array y position (Visium: row).
     pub array_y: i32,
+    /// Pixel x of the spot centre in the section image.
     pub pixel_x: f32,
+    /// Pixel y of the spot centre in the section image.
     pub pixel_y: f32,
 }
 
@@ -74,21 +78,29 @@ impl JoinReport {
 /// A section: spots, genes and raw counts (`counts[s * genes.len() + g]`), plus its image.
 #[derive(Debug, Clone)]
 pub struct SpotSection {
+    /// Section name (HER2ST section id, or the directory / file name it was loaded from).
     pub name: String,
+    /// Path of the section's H&E image, the one the spot pixel coordinates refer to.
     pub image_path: PathBuf,
+    /// Layout of the spot array.
     pub grid: Grid,
+    /// The spots, in the order of the rows of `counts`.
     pub spots: Vec<Spot>,
+    /// Gene names, in the order of the columns of `counts`.
     pub genes: Vec<String>,
+    /// Raw counts, `spots × genes`, row-major (log-normalized values when `normalized`).
     pub counts: Vec<f32>,
     /// `counts` already hold log-normalized values (e.g. an `.h5ad` without raw counts); then
     /// [`SpotSection::log_normalized`] returns them unchanged.
     pub normalized: bool,
+    /// What the join of counts and coordinates dropped.
     pub report: JoinReport,
 }
 
 /// Expression aligned to a gene list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Targets {
+    /// The requested genes, in the order of the columns of `values`.
     pub genes: Vec<String>,
     /// `values[s * genes.len() + g]`, log-normalized.
     pub values: Vec<f32>,
@@ -99,7 +111,9 @@ pub struct Targets {
 /// How [`select_genes_by`] ranks genes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GeneRanking {
+    /// By mean expression.
     Mean,
+    /// By variance of expression.
     Variance,
 }
 
@@ -111,21 +125,19 @@ pub fn normalize_log1p(counts: &[f32], n_genes: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(counts.len());
     for row in counts.chunks(n_genes) {
         let total: f64 = row.iter().map(|&v| v as f64).sum();
-        let f = if total > 0.0 {
-            TARGET_SUM as f64 / total
-        } else {
-            0.0
-        };
+        let f = if total > 0.0 { TARGET_SUM as f64 / total } else { 0.0 };
         out.extend(row.iter().map(|&v| (v as f64 * f).ln_1p() as f32));
     }
     out
 }
 
 impl SpotSection {
+    /// Number of spots.
     pub fn n_spots(&self) -> usize {
         self.spots.len()
     }
 
+    /// Number of genes.
     pub fn n_genes(&self) -> usize {
         self.genes.len()
     }
@@ -147,22 +159,9 @@ impl SpotSection {
     /// Log-normalized expression of `genes` (normalized over the full library first); genes the
     /// section lacks are 0 and listed in `missing`.
     pub fn targets(&self, genes: &[String]) -> Targets {
-        let index: HashMap<&str, usize> = self
-            .genes
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.as_str(), i))
-            .collect();
-        let cols: Vec<Option<usize>> = genes
-            .iter()
-            .map(|g| index.get(g.as_str()).copied())
-            .collect();
-        let missing = genes
-            .iter()
-            .zip(&cols)
-            .filter(|(_, c)| c.is_none())
-            .map(|(g, _)| g.clone())
-            .collect();
+        let index: HashMap<&str, usize> = self.genes.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+        let cols: Vec<Option<usize>> = genes.iter().map(|g| index.get(g.as_str()).copied()).collect();
+        let missing = genes.iter().zip(&cols).filter(|(_, c)| c.is_none()).map(|(g, _)| g.clone()).collect();
         let norm = self.log_normalized();
         let ng = self.n_genes();
         let mut values = Vec::with_capacity(self.n_spots() * genes.len());
@@ -170,11 +169,7 @@ impl SpotSection {
             let row = &norm[s * ng..(s + 1) * ng];
             values.extend(cols.iter().map(|c| c.map_or(0.0, |i| row[i])));
         }
-        Targets {
-            genes: genes.to_vec(),
-            values,
-            missing,
-        }
+        Targets { genes: genes.to_vec(), values, missing }
     }
 
     /// Median pixel distance between array-neighbouring spots (the centre-to-centre spacing).
@@ -182,12 +177,7 @@ impl SpotSection {
         if self.grid == Grid::Unknown {
             return self.nearest_spacing_px();
         }
-        let at: HashMap<(i32, i32), usize> = self
-            .spots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ((s.array_x, s.array_y), i))
-            .collect();
+        let at: HashMap<(i32, i32), usize> = self.spots.iter().enumerate().map(|(i, s)| ((s.array_x, s.array_y), i)).collect();
         let steps: &[(i32, i32)] = match self.grid {
             Grid::Square => &[(1, 0), (0, 1)],
             Grid::Hex => &[(2, 0), (1, 1), (-1, 1)],
@@ -203,10 +193,7 @@ impl SpotSection {
             }
         }
         if d.is_empty() {
-            return Err(Error::Input(format!(
-                "section {}: no array-neighbouring spots, cannot measure the spot spacing",
-                self.name
-            )));
+            return Err(Error::Input(format!("section {}: no array-neighbouring spots, cannot measure the spot spacing", self.name)));
         }
         self.median_spacing(d)
     }
@@ -227,10 +214,7 @@ impl SpotSection {
             })
             .collect();
         if d.is_empty() {
-            return Err(Error::Input(format!(
-                "section {}: fewer than two spots, cannot measure the spot spacing",
-                self.name
-            )));
+            return Err(Error::Input(format!("section {}: fewer than two spots, cannot measure the spot spacing", self.name)));
         }
         self.median_spacing(d)
     }
@@ -238,16 +222,9 @@ impl SpotSection {
     fn median_spacing(&self, mut d: Vec<f32>) -> Result<f32> {
         d.sort_by(|a, b| a.total_cmp(b));
         let m = d.len();
-        let med = if m % 2 == 1 {
-            d[m / 2]
-        } else {
-            0.5 * (d[m / 2 - 1] + d[m / 2])
-        };
+        let med = if m % 2 == 1 { d[m / 2] } else { 0.5 * (d[m / 2 - 1] + d[m / 2]) };
         if !(med.is_finite() && med > 0.0) {
-            return Err(Error::Input(format!(
-                "section {}: spot spacing {med} px",
-                self.name
-            )));
+            return Err(Error::Input(format!("section {}: spot spacing {med} px", self.name)));
         }
         Ok(med)
     }
@@ -255,9 +232,7 @@ impl SpotSection {
     /// Patch side in pixels: `factor` × [`SpotSection::spacing_px`].
     pub fn patch_side(&self, factor: f32) -> Result<f32> {
         if !(factor.is_finite() && factor > 0.0) {
-            return Err(Error::Input(format!(
-                "patch side factor {factor} must be > 0"
-            )));
+            return Err(Error::Input(format!("patch side factor {factor} must be > 0")));
         }
         Ok(self.spacing_px()? * factor)
     }
@@ -267,12 +242,7 @@ impl SpotSection {
         let out: Vec<&Spot> = self
             .spots
             .iter()
-            .filter(|s| {
-                !(s.pixel_x >= 0.0
-                    && s.pixel_y >= 0.0
-                    && s.pixel_x < width as f32
-                    && s.pixel_y < height as f32)
-            })
+            .filter(|s| !(s.pixel_x >= 0.0 && s.pixel_y >= 0.0 && s.pixel_x < width as f32 && s.pixel_y < height as f32))
             .collect();
         if let Some(first) = out.first() {
             return Err(Error::Input(format!(
@@ -296,11 +266,7 @@ pub fn select_genes(sections: &[&SpotSection], n: usize) -> Result<Vec<String>> 
 
 /// Top `n` genes by mean or variance of log-normalized expression over all spots pooled. A gene
 /// absent from a section counts as 0 there. Ties go to the gene name, so the order is stable.
-pub fn select_genes_by(
-    sections: &[&SpotSection],
-    n: usize,
-    ranking: GeneRanking,
-) -> Result<Vec<String>> {
+pub fn select_genes_by(sections: &[&SpotSection], n: usize, ranking: GeneRanking) -> Result<Vec<String>> {
     if n == 0 {
         return Err(Error::Input("number of target genes must be > 0".into()));
     }
@@ -320,9 +286,7 @@ pub fn select_genes_by(
         total += sec.n_spots();
     }
     if total == 0 || sum.is_empty() {
-        return Err(Error::Input(
-            "gene selection: no spots or no genes in the training sections".into(),
-        ));
+        return Err(Error::Input("gene selection: no spots or no genes in the training sections".into()));
     }
     let t = total as f64;
     let mut scored: Vec<(&str, f64)> = sum
@@ -337,11 +301,7 @@ pub fn select_genes_by(
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    Ok(scored
-        .into_iter()
-        .take(n)
-        .map(|(g, _)| g.to_string())
-        .collect())
+    Ok(scored.into_iter().take(n).map(|(g, _)| g.to_string()).collect())
 }
 
 /// Preprocessed CHW patches, one per spot, lazily (each item is `prep.tensor_len()` values).
@@ -352,18 +312,12 @@ pub fn patch_iter<'a>(
     prep: &'a Preprocess,
 ) -> impl Iterator<Item = Result<Vec<f32>>> + 'a {
     section.spots.iter().map(move |s| {
-        prep.spot(image, s.pixel_x, s.pixel_y, side)
-            .map_err(|e| Error::Input(format!("section {} spot {}: {e}", section.name, s.key)))
+        prep.spot(image, s.pixel_x, s.pixel_y, side).map_err(|e| Error::Input(format!("section {} spot {}: {e}", section.name, s.key)))
     })
 }
 
 /// All patches of a section; checks every spot first, so an error leaves nothing half done.
-pub fn patches(
-    section: &SpotSection,
-    image: &RgbImage,
-    side: f32,
-    prep: &Preprocess,
-) -> Result<Vec<Vec<f32>>> {
+pub fn patches(section: &SpotSection, image: &RgbImage, side: f32, prep: &Preprocess) -> Result<Vec<Vec<f32>>> {
     section.check_inside(image.width(), image.height())?;
     patch_iter(section, image, side, prep).collect()
 }
@@ -379,10 +333,7 @@ fn section_dir(dir: &Path, section: &str) -> Result<PathBuf> {
     if dir.file_name().is_some_and(|n| n == section) && dir.is_dir() {
         return Ok(dir.to_path_buf());
     }
-    Err(Error::format(
-        dir,
-        format!("no directory for section '{section}'"),
-    ))
+    Err(Error::format(dir, format!("no directory for section '{section}'")))
 }
 
 fn find_image(dir: &Path) -> Result<PathBuf> {
@@ -390,10 +341,7 @@ fn find_image(dir: &Path) -> Result<PathBuf> {
     let mut found = Vec::new();
     for entry in rd {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        let ext = p
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let ext = p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         if matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "tif" | "tiff") {
             found.push(p);
         }
@@ -401,17 +349,8 @@ fn find_image(dir: &Path) -> Result<PathBuf> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(Error::format(
-            dir,
-            "no image (.jpg/.png/.tif) in the section directory",
-        )),
-        _ => Err(Error::format(
-            dir,
-            format!(
-                "{} images in the section directory, expected one",
-                found.len()
-            ),
-        )),
+        0 => Err(Error::format(dir, "no image (.jpg/.png/.tif) in the section directory")),
+        _ => Err(Error::format(dir, format!("{} images in the section directory, expected one", found.len()))),
     }
 }
 
@@ -436,41 +375,22 @@ pub fn read_spot_file(path: &Path) -> Result<(Vec<Spot>, usize)> {
         let fields = split_fields(line, '\t').map_err(|m| fmt(n, m))?;
         let Some(h) = &header else {
             let h: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
-            let col = |name: &str| {
-                h.iter()
-                    .position(|c| c == name)
-                    .ok_or_else(|| fmt(n, format!("no column '{name}' in the header")))
-            };
-            cols = (
-                col("x")?,
-                col("y")?,
-                col("pixel_x")?,
-                col("pixel_y")?,
-                col("selected").ok(),
-            );
+            let col = |name: &str| h.iter().position(|c| c == name).ok_or_else(|| fmt(n, format!("no column '{name}' in the header")));
+            cols = (col("x")?, col("y")?, col("pixel_x")?, col("pixel_y")?, col("selected").ok());
             header = Some(h);
             continue;
         };
         if fields.len() != h.len() {
-            return Err(fmt(
-                n,
-                format!("{} fields, header has {}", fields.len(), h.len()),
-            ));
+            return Err(fmt(n, format!("{} fields, header has {}", fields.len(), h.len())));
         }
         let num = |i: usize| -> Result<f64> {
             let s = fields[i].trim();
-            s.parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| fmt(n, format!("column '{}': '{s}' is not a number", h[i])))
+            s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| fmt(n, format!("column '{}': '{s}' is not a number", h[i])))
         };
         let int = |i: usize| -> Result<i32> {
             let v = num(i)?;
             if v.fract() != 0.0 || v.abs() > 1e6 {
-                return Err(fmt(
-                    n,
-                    format!("column '{}': {v} is not an array index", h[i]),
-                ));
+                return Err(fmt(n, format!("column '{}': {v} is not an array index", h[i])));
             }
             Ok(v as i32)
         };
@@ -510,10 +430,7 @@ pub fn load_her2st(dir: impl AsRef<Path>, section: &str) -> Result<SpotSection> 
         .ok_or_else(|| Error::format(&sdir, format!("no counts file {section}.tsv.gz")))?;
     let spot_path = sdir.join(format!("{section}_selection.tsv"));
     if !spot_path.is_file() {
-        return Err(Error::format(
-            &sdir,
-            format!("no spot file {section}_selection.tsv"),
-        ));
+        return Err(Error::format(&sdir, format!("no spot file {section}_selection.tsv")));
     }
     let image_path = find_image(&sdir)?;
 
@@ -521,35 +438,23 @@ pub fn load_her2st(dir: impl AsRef<Path>, section: &str) -> Result<SpotSection> 
     m.check_shape()?;
     m.drop_duplicate_genes();
     if let Some(v) = m.values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-        return Err(Error::format(
-            &counts_path,
-            format!("count {v} is negative or not finite"),
-        ));
+        return Err(Error::format(&counts_path, format!("count {v} is negative or not finite")));
     }
     let (coords, unselected) = read_spot_file(&spot_path)?;
     let by_key: HashMap<&str, &Spot> = coords.iter().map(|s| (s.key.as_str(), s)).collect();
 
     let ng = m.genes.len();
-    let mut report = JoinReport {
-        unselected,
-        ..Default::default()
-    };
+    let mut report = JoinReport { unselected, ..Default::default() };
     let mut spots = Vec::new();
     let mut counts = Vec::new();
     let mut count_keys = HashSet::new();
     for (i, key) in m.samples.iter().enumerate() {
         let key = key.trim();
         if parse_key(key).is_none() {
-            return Err(Error::format(
-                &counts_path,
-                format!("row {key}: spot key is not XxY"),
-            ));
+            return Err(Error::format(&counts_path, format!("row {key}: spot key is not XxY")));
         }
         if !count_keys.insert(key.to_string()) {
-            return Err(Error::format(
-                &counts_path,
-                format!("spot {key} appears twice"),
-            ));
+            return Err(Error::format(&counts_path, format!("spot {key} appears twice")));
         }
         match by_key.get(key) {
             Some(s) => {
@@ -559,27 +464,11 @@ pub fn load_her2st(dir: impl AsRef<Path>, section: &str) -> Result<SpotSection> 
             None => report.counts_only.push(key.to_string()),
         }
     }
-    report.coords_only = coords
-        .iter()
-        .filter(|s| !count_keys.contains(&s.key))
-        .map(|s| s.key.clone())
-        .collect();
+    report.coords_only = coords.iter().filter(|s| !count_keys.contains(&s.key)).map(|s| s.key.clone()).collect();
     if spots.is_empty() {
-        return Err(Error::format(
-            &counts_path,
-            format!("no spot keys in common with {}", spot_path.display()),
-        ));
+        return Err(Error::format(&counts_path, format!("no spot keys in common with {}", spot_path.display())));
     }
-    Ok(SpotSection {
-        name: section.to_string(),
-        image_path,
-        grid: Grid::Square,
-        spots,
-        genes: m.genes,
-        counts,
-        normalized: false,
-        report,
-    })
+    Ok(SpotSection { name: section.to_string(), image_path, grid: Grid::Square, spots, genes: m.genes, counts, normalized: false, report })
 }
 
 /// Where [`load_spaceranger`] takes the image from.
@@ -620,10 +509,7 @@ pub fn read_visium_positions(path: &Path, scale: f32) -> Result<(Vec<Spot>, usiz
         }
         let (row, col) = (num(2)?, num(3)?);
         if row.fract() != 0.0 || col.fract() != 0.0 || row.abs() > 1e6 || col.abs() > 1e6 {
-            return Err(fmt(
-                n,
-                format!("array position ({row}, {col}) is not integer"),
-            ));
+            return Err(fmt(n, format!("array position ({row}, {col}) is not integer")));
         }
         spots.push(Spot {
             key: f[0].trim().to_string(),
@@ -647,8 +533,7 @@ pub fn load_spaceranger(dir: impl AsRef<Path>, image: VisiumImage) -> Result<Spo
         VisiumImage::Hires => {
             let sf_path = spatial.join("scalefactors_json.json");
             let text = std::fs::read_to_string(&sf_path).map_err(|e| Error::io(&sf_path, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::format(&sf_path, format!("bad JSON: {e}")))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(&sf_path, format!("bad JSON: {e}")))?;
             let s = v["tissue_hires_scalef"]
                 .as_f64()
                 .filter(|s| s.is_finite() && *s > 0.0)
@@ -660,12 +545,7 @@ pub fn load_spaceranger(dir: impl AsRef<Path>, image: VisiumImage) -> Result<Spo
         .iter()
         .map(|f| spatial.join(f))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::format(
-                &spatial,
-                "no tissue_positions.csv / tissue_positions_list.csv",
-            )
-        })?;
+        .ok_or_else(|| Error::format(&spatial, "no tissue_positions.csv / tissue_positions_list.csv"))?;
     let (coords, off) = read_visium_positions(&pos_path, scale)?;
     let counts_path = dir.join("filtered_feature_bc_matrix.h5");
     let mut m = crate::data::h5::read_hdf5(&counts_path)?;
@@ -673,10 +553,7 @@ pub fn load_spaceranger(dir: impl AsRef<Path>, image: VisiumImage) -> Result<Spo
     m.drop_duplicate_genes();
     let by_key: HashMap<&str, &Spot> = coords.iter().map(|s| (s.key.as_str(), s)).collect();
     let ng = m.genes.len();
-    let mut report = JoinReport {
-        unselected: off,
-        ..Default::default()
-    };
+    let mut report = JoinReport { unselected: off, ..Default::default() };
     let (mut spots, mut counts) = (Vec::new(), Vec::new());
     let mut seen = HashSet::new();
     for (i, key) in m.samples.iter().enumerate() {
@@ -689,31 +566,12 @@ pub fn load_spaceranger(dir: impl AsRef<Path>, image: VisiumImage) -> Result<Spo
             None => report.counts_only.push(key.clone()),
         }
     }
-    report.coords_only = coords
-        .iter()
-        .filter(|s| !seen.contains(s.key.as_str()))
-        .map(|s| s.key.clone())
-        .collect();
+    report.coords_only = coords.iter().filter(|s| !seen.contains(s.key.as_str())).map(|s| s.key.clone()).collect();
     if spots.is_empty() {
-        return Err(Error::format(
-            &counts_path,
-            "no barcodes in common with the spot positions",
-        ));
+        return Err(Error::format(&counts_path, "no barcodes in common with the spot positions"));
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(SpotSection {
-        name,
-        image_path,
-        grid: Grid::Hex,
-        spots,
-        genes: m.genes,
-        counts,
-        normalized: false,
-        report,
-    })
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(SpotSection { name, image_path, grid: Grid::Hex, spots, genes: m.genes, counts, normalized: false, report })
 }
 
 /// Loads a Visium `.h5ad`: spots from `obsm/spatial` (x, y in pixels of the full-resolution
@@ -732,24 +590,14 @@ pub fn load_visium_h5ad(
     use crate::data::h5ad::{obs_columns, read_h5ad_matrix, read_obs_column, read_obsm};
     let path = path.as_ref();
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::Input(format!(
-            "coordinate scale {scale} must be > 0"
-        )));
+        return Err(Error::Input(format!("coordinate scale {scale} must be > 0")));
     }
     let mut m = read_h5ad_matrix(path, matrix, None)?;
     m.check_shape()?;
     m.drop_duplicate_genes();
     let xy = read_obsm(path, "spatial")?;
     if xy.rows != m.samples.len() || xy.cols < 2 {
-        return Err(Error::format(
-            path,
-            format!(
-                "obsm/spatial is {}×{}, expected {}×2",
-                xy.rows,
-                xy.cols,
-                m.samples.len()
-            ),
-        ));
+        return Err(Error::format(path, format!("obsm/spatial is {}×{}, expected {}×2", xy.rows, xy.cols, m.samples.len())));
     }
     let cols = obs_columns(path)?;
     let int_col = |name: &str| -> Result<Option<Vec<i32>>> {
@@ -764,23 +612,13 @@ pub fn load_visium_h5ad(
                     .ok()
                     .filter(|f| f.fract() == 0.0 && f.abs() < 1e6)
                     .map(|f| f as i32)
-                    .ok_or_else(|| {
-                        Error::format(path, format!("obs {name}: '{v}' is not an integer"))
-                    })
+                    .ok_or_else(|| Error::format(path, format!("obs {name}: '{v}' is not an integer")))
             })
             .collect::<Result<Vec<i32>>>()
             .map(Some)
     };
-    let (ax, ay, in_tissue) = (
-        int_col("array_col")?,
-        int_col("array_row")?,
-        int_col("in_tissue")?,
-    );
-    let grid = if ax.is_some() && ay.is_some() {
-        Grid::Hex
-    } else {
-        Grid::Unknown
-    };
+    let (ax, ay, in_tissue) = (int_col("array_col")?, int_col("array_row")?, int_col("in_tissue")?);
+    let grid = if ax.is_some() && ay.is_some() { Grid::Hex } else { Grid::Unknown };
     let ng = m.genes.len();
     let mut report = JoinReport::default();
     let (mut spots, mut counts) = (Vec::new(), Vec::new());
@@ -791,10 +629,7 @@ pub fn load_visium_h5ad(
         }
         let (x, y) = (xy.values[i * xy.cols], xy.values[i * xy.cols + 1]);
         if !(x.is_finite() && y.is_finite()) {
-            return Err(Error::format(
-                path,
-                format!("spot {key}: spatial ({x}, {y}) is not finite"),
-            ));
+            return Err(Error::format(path, format!("spot {key}: spatial ({x}, {y}) is not finite")));
         }
         spots.push(Spot {
             key: key.clone(),
@@ -808,20 +643,8 @@ pub fn load_visium_h5ad(
     if spots.is_empty() {
         return Err(Error::format(path, "no in-tissue spots"));
     }
-    let name = path
-        .file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(SpotSection {
-        name,
-        image_path: image.as_ref().to_path_buf(),
-        grid,
-        spots,
-        genes: m.genes,
-        counts,
-        normalized,
-        report,
-    })
+    let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(SpotSection { name, image_path: image.as_ref().to_path_buf(), grid, spots, genes: m.genes, counts, normalized, report })
 }
 
 #[cfg(test)]
@@ -864,10 +687,7 @@ mod tests {
             s.report.coords_only,
             s.report.unselected
         );
-        assert!(
-            spacing > 150.0 && spacing < 500.0,
-            "{name} spacing {spacing}"
-        );
+        assert!(spacing > 150.0 && spacing < 500.0, "{name} spacing {spacing}");
         assert!(s.library_sizes().iter().all(|t| *t > 0.0));
     }
 
@@ -896,11 +716,7 @@ mod tests {
         assert_eq!(genes.len(), DEFAULT_N_GENES);
         println!("B4 top genes: {:?}", &genes[..10]);
         let t = c2.targets(&genes);
-        println!(
-            "C2 lacks {} of {} B4 target genes",
-            t.missing.len(),
-            genes.len()
-        );
+        println!("C2 lacks {} of {} B4 target genes", t.missing.len(), genes.len());
         assert_eq!(t.values.len(), c2.n_spots() * genes.len());
         assert!(t.missing.len() < genes.len() / 10);
         assert!(t.values.iter().all(|v| v.is_finite() && *v >= 0.0));
@@ -937,15 +753,8 @@ mod tests {
         let mut bad = few.clone();
         bad.spots[1].pixel_x = 20_000.0;
         let e = patches(&bad, img, side, &prep).unwrap_err().to_string();
-        assert!(
-            e.contains("outside") && e.contains(&bad.spots[1].key),
-            "{e}"
-        );
-        let e = patch_iter(&bad, img, side, &prep)
-            .nth(1)
-            .unwrap()
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("outside") && e.contains(&bad.spots[1].key), "{e}");
+        let e = patch_iter(&bad, img, side, &prep).nth(1).unwrap().unwrap_err().to_string();
         assert!(e.contains("outside") && e.contains("C2"), "{e}");
         // Near the border: edge-padded patch of the requested side.
         let c = crop_square(img, 5.0, 5.0, side).unwrap();
@@ -964,12 +773,7 @@ mod tests {
         assert!(e.contains("truncated.jpg"), "{e}");
         let p2 = dir.path().join("header_only.jpg");
         std::fs::write(&p2, &bytes[..600]).unwrap();
-        assert!(
-            load_rgb(&p2)
-                .unwrap_err()
-                .to_string()
-                .contains("header_only.jpg")
-        );
+        assert!(load_rgb(&p2).unwrap_err().to_string().contains("header_only.jpg"));
         assert!(load_rgb(dir.path().join("absent.jpg")).is_err());
     }
 
@@ -990,13 +794,7 @@ mod tests {
         );
         assert!(s.n_spots() > 50 && s.n_genes() > 10);
         assert!(spacing > 10.0 && spacing < 40.0, "{spacing}");
-        let p = patches(
-            &s,
-            &img,
-            s.patch_side(DEFAULT_SIDE_FACTOR).unwrap(),
-            &Preprocess::default(),
-        )
-        .unwrap();
+        let p = patches(&s, &img, s.patch_side(DEFAULT_SIDE_FACTOR).unwrap(), &Preprocess::default()).unwrap();
         assert_eq!(p.len(), s.n_spots());
         assert!(p.iter().all(|t| t.len() == 3 * 224 * 224));
     }
@@ -1005,14 +803,7 @@ mod tests {
     #[test]
     fn spots_visium_h5ad() {
         let dir = crate::data::test_data("squidpy_visium_tiny");
-        let s = load_visium_h5ad(
-            dir.join("test_data.h5ad"),
-            "X",
-            true,
-            dir.join("test_img.jpg"),
-            1.0,
-        )
-        .unwrap();
+        let s = load_visium_h5ad(dir.join("test_data.h5ad"), "X", true, dir.join("test_img.jpg"), 1.0).unwrap();
         let img = load_rgb(&s.image_path).unwrap();
         s.check_inside(img.width(), img.height()).unwrap();
         let spacing = s.spacing_px().unwrap();
@@ -1041,11 +832,7 @@ mod tests {
         std::fs::write(&p, "x\ty\tpixel_x\tpixel_y\tselected\n1\t2\t10.5\tfoo\t1\n").unwrap();
         let e = read_spot_file(&p).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("foo"), "{e}");
-        std::fs::write(
-            &p,
-            "x\ty\tpixel_x\tpixel_y\tselected\n1\t2\t10.5\t3\t1\n1\t3\t1\t1\t0\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "x\ty\tpixel_x\tpixel_y\tselected\n1\t2\t10.5\t3\t1\n1\t3\t1\t1\t0\n").unwrap();
         let (s, unsel) = read_spot_file(&p).unwrap();
         assert_eq!((s.len(), unsel, s[0].key.as_str()), (1, 1, "1x2"));
     }

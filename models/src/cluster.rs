@@ -108,7 +108,12 @@ pub fn kmeans(x: &[f32], n: usize, d: usize, k: usize, seed: u64, restarts: usiz
 fn contingency(a: &[usize], b: &[usize]) -> Vec<Vec<u64>> {
     let compact = |v: &[usize]| -> Vec<usize> {
         let mut ids = std::collections::HashMap::new();
-        v.iter().map(|x| { let l = ids.len(); *ids.entry(*x).or_insert(l) }).collect()
+        v.iter()
+            .map(|x| {
+                let l = ids.len();
+                *ids.entry(*x).or_insert(l)
+            })
+            .collect()
     };
     let (ca, cb) = (compact(a), compact(b));
     let ka = ca.iter().max().map_or(0, |m| m + 1);
@@ -210,7 +215,8 @@ pub fn matched_accuracy(pred: &[usize], truth: &[usize]) -> f64 {
     }
     let t = contingency(pred, truth);
     let m = t.len().max(t.first().map_or(0, |r| r.len()));
-    let cost: Vec<Vec<f64>> = (0..m).map(|i| (0..m).map(|j| -(t.get(i).and_then(|r| r.get(j)).copied().unwrap_or(0) as f64)).collect()).collect();
+    let cost: Vec<Vec<f64>> =
+        (0..m).map(|i| (0..m).map(|j| -(t.get(i).and_then(|r| r.get(j)).copied().unwrap_or(0) as f64)).collect()).collect();
     let assign = hungarian(&cost);
     let hits: u64 = (0..t.len()).map(|i| t[i].get(assign[i]).copied().unwrap_or(0)).sum();
     hits as f64 / truth.len() as f64
@@ -251,17 +257,25 @@ pub fn macro_f1(pred: &[usize], truth: &[usize], k: usize) -> f64 {
 /// + `l2 / 2 · ||W||²` (bias not penalized) with full-batch Adam for `iters` steps.
 #[derive(Debug, Clone)]
 pub struct LogisticRegression {
+    /// L2 strength on the weights.
     pub l2: f64,
+    /// Adam learning rate.
     pub lr: f64,
+    /// Full-batch Adam steps.
     pub iters: usize,
     /// Standardize each feature with the training mean/std (kept for prediction).
     pub standardize: bool,
-    /// Fitted: `[d, k]` row-major weights, `[k]` bias, feature mean and std.
+    /// Fitted `[d, k]` row-major weights.
     pub weights: Vec<f64>,
+    /// Fitted `[k]` bias.
     pub bias: Vec<f64>,
+    /// Fitted per-feature mean `[d]` (0 without standardization).
     pub mean: Vec<f64>,
+    /// Fitted per-feature standard deviation `[d]` (1 without standardization or for constant features).
     pub std: Vec<f64>,
+    /// Number of features.
     pub d: usize,
+    /// Number of classes.
     pub k: usize,
 }
 

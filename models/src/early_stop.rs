@@ -5,7 +5,10 @@
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Criterion {
     /// A validation loss lower than the best by more than `min_delta`.
-    MinLoss { min_delta: f64 },
+    MinLoss {
+        /// Smallest loss decrease that counts as an improvement.
+        min_delta: f64,
+    },
     /// A higher validation score (e.g. ROC-AUC).
     MaxScore,
     /// GAT's rule (Veličković et al.): the patience counter resets when the loss or the accuracy
@@ -35,6 +38,7 @@ pub struct Verdict {
 }
 
 impl EarlyStopping {
+    /// Fresh state for `criterion`; stops after `patience` epochs without improvement.
     pub fn new(criterion: Criterion, patience: usize) -> Self {
         Self { criterion, patience, best_loss: f64::INFINITY, best_score: f64::NEG_INFINITY, since: 0, best_epoch: 0 }
     }

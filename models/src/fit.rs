@@ -1,6 +1,7 @@
 //! `fit` / `predict` for gene-expression classifiers (gene-graph GCN or MLP baseline), in the
 //! spirit of the seed's scikit-learn-like API.
 
+use crate::early_stop::{Criterion, EarlyStopping};
 use crate::export::Exportable;
 use crate::gene::{GeneGcn, GeneGcnConfig, GeneMlp, GeneMlpConfig, MessagePassing};
 use crate::graph::{GraphTensors, NormalizedGraph};
@@ -20,11 +21,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "family", rename_all = "kebab-case")]
 pub enum Architecture {
+    /// GCN over the gene graph.
     GeneGcn(GeneGcnConfig),
+    /// MLP baseline without a graph.
     GeneMlp(GeneMlpConfig),
 }
 
 impl Architecture {
+    /// The model family, for the model card.
     pub fn family(&self) -> onnx_format::Family {
         match self {
             Architecture::GeneGcn(_) => onnx_format::Family::GeneGcn,
@@ -33,14 +37,20 @@ impl Architecture {
     }
 }
 
+/// Minibatch Adam and early-stopping settings of gene-classifier training.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainConfig {
+    /// Adam learning rate.
     pub lr: f64,
+    /// Adam weight decay (L2) on all weights.
     pub weight_decay: f64,
+    /// Maximum number of epochs.
     pub max_epochs: usize,
     /// Stop after this many epochs without a better validation loss.
     pub patience: usize,
+    /// Samples per minibatch.
     pub batch_size: usize,
+    /// Seed of shuffling, initialization and dropout.
     pub seed: u64,
     /// Apply `log2(max(x, 1))` before standardization.
     pub log2: bool,
@@ -54,33 +64,48 @@ impl Default for TrainConfig {
 
 /// Expression data for fitting: `values` is `rows × genes`, row-major.
 pub struct Samples<'a> {
+    /// `[rows, genes]` expression values, row-major.
     pub values: &'a [f32],
+    /// Gene names, one per column.
     pub genes: &'a [String],
     /// Class index per row.
     pub labels: &'a [usize],
+    /// Class names, indexed by the labels.
     pub classes: &'a [String],
 }
 
 /// One epoch's numbers, for progress reporting.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochLog {
+    /// Epoch number, from 1.
     pub epoch: usize,
+    /// Mean training cross-entropy over the epoch's minibatches.
     pub train_loss: f64,
+    /// Validation cross-entropy (on the training rows when there is no validation split).
     pub valid_loss: f64,
+    /// Validation accuracy, in `[0, 1]`.
     pub valid_accuracy: f64,
+    /// Whether this epoch's weights were kept as the best so far.
     pub best: bool,
 }
 
 /// A fitted classifier: preprocessing, network, graph, gene and class names.
 pub struct GeneClassifier {
+    /// The architecture and its settings.
     pub architecture: Architecture,
+    /// The training settings used.
     pub train: TrainConfig,
+    /// Preprocessing fitted on the training rows.
     pub standardizer: Standardizer,
+    /// Gene names in model input order.
     pub genes: Vec<String>,
+    /// Class names in output order.
     pub classes: Vec<String>,
     /// The normalized gene graph (GCN only).
     pub graph: Option<NormalizedGraph>,
+    /// Epochs actually run (fewer than `max_epochs` after an early stop).
     pub epochs_run: usize,
+    /// Epoch whose weights were kept.
     pub best_epoch: usize,
     net: Box<dyn GeneNet>,
     device: Device,
@@ -152,15 +177,14 @@ fn train_loop<M: Classifier + Module + Clone>(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> (M, usize, usize) {
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)))
-        .init();
+    let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32))).init();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut order = train_rows.to_vec();
     let monitor = if valid_rows.is_empty() { train_rows } else { valid_rows };
     let monitor_labels: Vec<usize> = monitor.iter().map(|&r| labels[r]).collect();
     let monitor_x = rows_tensor(z, genes, monitor, device);
-    let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
+    let mut stopping = EarlyStopping::new(Criterion::MinLoss { min_delta: 1e-6 }, cfg.patience);
+    let (mut best, mut epochs) = (model.clone(), 0);
     for epoch in 1..=cfg.max_epochs {
         epochs = epoch;
         order.shuffle(&mut rng);
@@ -177,24 +201,22 @@ fn train_loop<M: Classifier + Module + Clone>(
         let logits = eval.logits(monitor_x.clone(), g);
         let valid_loss = nll(logits.clone(), &monitor_labels, k, device).into_scalar::<f32>() as f64;
         let pred = metrics::argmax_rows(&crate::to_vec(softmax(logits, 1)), k);
-        let improved = valid_loss < best_loss - 1e-6;
-        if improved {
-            best_loss = valid_loss;
+        let v = stopping.update(epoch, valid_loss, f64::NAN);
+        if v.keep {
             best = model.clone();
-            best_epoch = epoch;
         }
         on_epoch(&EpochLog {
             epoch,
             train_loss: total / train_rows.len() as f64,
             valid_loss,
             valid_accuracy: metrics::accuracy(&pred, &monitor_labels),
-            best: improved,
+            best: v.keep,
         });
-        if epoch - best_epoch >= cfg.patience {
+        if v.stop {
             break;
         }
     }
-    (best.valid(), epochs, best_epoch)
+    (best.valid(), epochs, stopping.best_epoch)
 }
 
 impl GeneClassifier {
@@ -264,7 +286,7 @@ impl GeneClassifier {
     /// NaN = missing gene).
     pub fn predict_proba(&self, values: &[f32]) -> Result<Vec<f32>> {
         let genes = self.genes.len();
-        if values.len() % genes != 0 {
+        if !values.len().is_multiple_of(genes) {
             return Err(Error::Input(format!("{} values is not a multiple of {genes} genes", values.len())));
         }
         let rows = values.len() / genes;
@@ -290,6 +312,7 @@ impl GeneClassifier {
         self.net.save_weights(path)
     }
 
+    /// Number of trained scalar weights.
     pub fn num_params(&self) -> usize {
         self.net.param_count()
     }

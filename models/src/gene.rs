@@ -3,8 +3,8 @@
 //! gene identity (one value per gene) before a small dense classifier. The MLP baseline sees the
 //! same genes. Each model has its ONNX export right beside its forward.
 
-use crate::export::{dims, Head, Lower};
-use crate::graph::{propagate, GraphTensors, NormalizedGraph};
+use crate::export::{Head, Lower, dims};
+use crate::graph::{GraphTensors, NormalizedGraph, propagate};
 use crate::preprocess::Standardizer;
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
@@ -34,10 +34,12 @@ impl MessagePassing {
 /// Largest graph for which the dense adjacency is used by default.
 pub const DENSE_MAX_NODES: usize = 1024;
 
+/// Gene-graph GCN settings (Dutil et al. 2018).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GeneGcnConfig {
     /// Graph-convolution layers (the first maps 1 input value per gene to `channels`).
     pub num_layer: usize,
+    /// Channels per gene in every graph-convolution layer.
     pub channels: usize,
     /// Width of the dense layer after the per-gene readout.
     pub embedding: usize,
@@ -51,6 +53,7 @@ impl Default for GeneGcnConfig {
     }
 }
 
+/// One graph convolution `Â (h W) + b` over the fixed gene graph.
 #[derive(Module, Debug)]
 pub struct GraphConv {
     weight: Linear,
@@ -72,13 +75,13 @@ impl GraphConv {
         out + self.bias.val().reshape([1, 1, c])
     }
 
-    fn export(&self, cx: &mut Lower, h: &str, edges: &Edges, name: &str) -> String {
-        let hw = cx.linear(h, name, &self.weight);
-        let out = edges.propagate(cx, &hw);
+    fn export(&self, cx: &Lower, h: &str, edges: &Edges, name: &str) -> String {
+        let out = edges.propagate(cx, &cx.linear(h, name, &self.weight));
         cx.bias(&out, &format!("{name}.bias"), &self.bias)
     }
 }
 
+/// Gene-graph GCN: graph convolutions with ReLU, a per-gene readout to one value, a dense ReLU layer, a linear head.
 #[derive(Module, Debug)]
 pub struct GeneGcn {
     convs: Vec<GraphConv>,
@@ -89,6 +92,7 @@ pub struct GeneGcn {
 }
 
 impl GeneGcnConfig {
+    /// A model for `num_genes` genes and `num_classes` classes.
     pub fn init(&self, num_genes: usize, num_classes: usize, device: &Device) -> GeneGcn {
         let mut convs = Vec::new();
         let mut d_in = 1;
@@ -122,29 +126,22 @@ impl GeneGcn {
 
     /// The ONNX graph of [`Standardizer`] + this forward + softmax.
     pub fn export(&self, pre: &Standardizer, graph: &NormalizedGraph, mp: MessagePassing, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("gene_gcn");
-        let z = standardized_input(&mut cx, pre);
+        let cx = Lower::new("gene_gcn");
         // [B, N] -> [N, B, 1]
-        let t = cx.transpose(&z, &[1, 0]);
-        let ax2 = cx.axes(&[2]);
-        let mut h = cx.op2("Unsqueeze", &t, &ax2);
-        let edges = Edges::new(&mut cx, graph, mp);
+        let mut h = cx.unsqueeze(&cx.transpose(&standardized_input(&cx, pre), &[1, 0]), 2);
+        let edges = Edges::new(&cx, graph, mp);
         for (i, conv) in self.convs.iter().enumerate() {
-            let y = conv.export(&mut cx, &h, &edges, &format!("conv{i}"));
-            h = cx.op1("Relu", &y);
+            h = cx.op1("Relu", &conv.export(&cx, &h, &edges, &format!("conv{i}")));
         }
-        let r = cx.linear(&h, "node_out", &self.node_out); // [N, B, 1]
-        let r = cx.op2("Squeeze", &r, &ax2);
-        let r = cx.transpose(&r, &[1, 0]);
-        let e = cx.linear(&r, "dense", &self.dense);
-        let e = cx.op1("Relu", &e);
+        let r = cx.squeeze(&cx.linear(&h, "node_out", &self.node_out), 2);
+        let e = cx.op1("Relu", &cx.linear(&cx.transpose(&r, &[1, 0]), "dense", &self.dense));
         let logits = cx.linear(&e, "head", &self.head);
         cx.finish_classifier(&logits, "batch", self.head.weight.dims()[1], Head::Softmax, metadata)
     }
 }
 
 /// Input `expression [batch, genes]`, standardized.
-fn standardized_input(cx: &mut Lower, pre: &Standardizer) -> String {
+fn standardized_input(cx: &Lower, pre: &Standardizer) -> String {
     let x = cx.input("expression", Elem::F32, &dims("batch", pre.mean.len()));
     pre.export(cx, &x)
 }
@@ -158,7 +155,7 @@ enum Edges {
 }
 
 impl Edges {
-    fn new(cx: &mut Lower, g: &NormalizedGraph, mp: MessagePassing) -> Self {
+    fn new(cx: &Lower, g: &NormalizedGraph, mp: MessagePassing) -> Self {
         let (n, e) = (g.num_nodes, g.num_edges());
         match mp {
             MessagePassing::ScatterNd => Edges::Sparse {
@@ -171,24 +168,23 @@ impl Edges {
     }
 
     /// Message passing on `h [N, B, C]`.
-    fn propagate(&self, cx: &mut Lower, h: &str) -> String {
+    fn propagate(&self, cx: &Lower, h: &str) -> String {
         match self {
             Edges::Sparse { src, dst, w } => cx.propagate(h, src, dst, Some(w)),
             Edges::Dense(a, n) => {
-                let shape = cx.op1("Shape", h);
-                let flat_shape = cx.ints("flat", &[*n, -1]);
-                let flat = cx.op2("Reshape", h, &flat_shape);
-                let y = cx.op2("MatMul", a, &flat);
-                cx.op2("Reshape", &y, &shape)
+                let y = cx.op2("MatMul", a, &cx.reshape(h, &[*n, -1]));
+                cx.op2("Reshape", &y, &cx.op1("Shape", h))
             }
         }
     }
 }
 
+/// MLP baseline settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GeneMlpConfig {
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
+    /// Dropout probability after each hidden layer (0 disables).
     pub dropout: f64,
 }
 
@@ -198,6 +194,7 @@ impl Default for GeneMlpConfig {
     }
 }
 
+/// MLP baseline: ReLU hidden layers with dropout, then a linear head.
 #[derive(Module, Debug)]
 pub struct GeneMlp {
     layers: Vec<Linear>,
@@ -206,6 +203,7 @@ pub struct GeneMlp {
 }
 
 impl GeneMlpConfig {
+    /// A model for `num_genes` input genes and `num_classes` classes.
     pub fn init(&self, num_genes: usize, num_classes: usize, device: &Device) -> GeneMlp {
         let mut layers = Vec::new();
         let mut d = num_genes;
@@ -227,12 +225,12 @@ impl GeneMlp {
         self.head.forward(h)
     }
 
+    /// The ONNX graph of [`Standardizer`] + this forward + softmax.
     pub fn export(&self, pre: &Standardizer, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("gene_mlp");
-        let mut h = standardized_input(&mut cx, pre);
+        let cx = Lower::new("gene_mlp");
+        let mut h = standardized_input(&cx, pre);
         for (i, l) in self.layers.iter().enumerate() {
-            let y = cx.linear(&h, &format!("layer{i}"), l);
-            h = cx.op1("Relu", &y);
+            h = cx.op1("Relu", &cx.linear(&h, &format!("layer{i}"), l));
         }
         let logits = cx.linear(&h, "head", &self.head);
         cx.finish_classifier(&logits, "batch", self.head.weight.dims()[1], Head::Softmax, metadata)

@@ -10,6 +10,7 @@
 //! Export: `gene` int64 `[batch]` → `embedding` `[batch, dim]` (Gather) and `gene_sets`
 //! `[batch, num_sets]` (Add, Relu, MatMul, Add, Sigmoid).
 
+use crate::export::{Lower, dims};
 use crate::metrics::roc_auc;
 use crate::{Error, Result};
 use burn::module::{Module, Param};
@@ -17,7 +18,6 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
-use crate::export::{dims, Lower};
 use onnx_format::builder::{Dim, Elem};
 use onnx_format::pb::ModelProto;
 use rand::seq::SliceRandom;
@@ -25,9 +25,12 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Gene2Vec training settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Gene2VecConfig {
+    /// Embedding width (hidden units).
     pub dim: usize,
+    /// Passes over all genes.
     pub epochs: usize,
     /// Genes per minibatch.
     pub batch_size: usize,
@@ -35,6 +38,7 @@ pub struct Gene2VecConfig {
     pub lr: f64,
     /// L2 penalty (Adam's coupled weight decay) on all weights.
     pub weight_decay: f64,
+    /// Seed of shuffling and initialization.
     pub seed: u64,
 }
 
@@ -44,6 +48,7 @@ impl Default for Gene2VecConfig {
     }
 }
 
+/// The Gene2Vec network: gene → hidden embedding → gene-set logits.
 #[derive(Module, Debug)]
 pub struct Gene2VecNet {
     /// `W1 [num_genes, dim]`: row g is gene g's embedding.
@@ -88,8 +93,11 @@ impl Gene2VecNet {
 
 /// A trained Gene2Vec model.
 pub struct Gene2Vec {
+    /// The training settings used.
     pub config: Gene2VecConfig,
+    /// Number of genes (embedding rows).
     pub num_genes: usize,
+    /// Number of gene sets (outputs).
     pub num_sets: usize,
     /// Mean training loss per epoch.
     pub losses: Vec<f64>,
@@ -101,7 +109,15 @@ impl Gene2Vec {
     /// Trains on memberships `pairs` (gene, set): every (gene, set) cell is a target, 1 for a
     /// membership, 0 otherwise, except the cells in `masked` (held out: no loss at all).
     /// `on_epoch(epoch, mean loss)` after each epoch.
-    pub fn fit(num_genes: usize, num_sets: usize, pairs: &[(u32, u32)], masked: &[(u32, u32)], cfg: Gene2VecConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64)) -> Result<Self> {
+    pub fn fit(
+        num_genes: usize,
+        num_sets: usize,
+        pairs: &[(u32, u32)],
+        masked: &[(u32, u32)],
+        cfg: Gene2VecConfig,
+        device: &Device,
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> Result<Self> {
         if num_genes == 0 || num_sets == 0 || pairs.is_empty() {
             return Err(Error::Input("no gene-set memberships to train on".into()));
         }
@@ -159,6 +175,7 @@ impl Gene2Vec {
         Ok(Self { config: cfg, num_genes, num_sets, losses, model: model.valid(), device: ad })
     }
 
+    /// Embedding width.
     pub fn dim(&self) -> usize {
         self.config.dim
     }
@@ -191,11 +208,10 @@ impl Gene2Vec {
 
     /// ONNX: `gene` int64 `[batch]` → `embedding` `[batch, dim]`, `gene_sets` `[batch, num_sets]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("gene2vec");
+        let cx = Lower::new("gene2vec");
         let gene = cx.input("gene", Elem::I64, &[Dim::from("batch")]);
         let e = cx.embedding(&gene, "embedding_table", &self.model.embedding, "embedding");
-        let h = cx.bias(&e, "hidden.bias", &self.model.hidden_bias);
-        let a = cx.op1("Relu", &h);
+        let a = cx.op1("Relu", &cx.bias(&e, "hidden.bias", &self.model.hidden_bias));
         let z = cx.linear(&a, "output", &self.model.output);
         cx.node_to("Sigmoid", &[&z], &["gene_sets"], &[]);
         cx.output("embedding", Elem::F32, &dims("batch", self.dim()));
@@ -221,6 +237,7 @@ pub fn word2vec_text(table: &[f32], dim: usize, names: &[String]) -> String {
 /// A split of the memberships for evaluation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Split {
+    /// Training memberships `(gene, set)`.
     pub train: Vec<(u32, u32)>,
     /// Held-out memberships: masked in training, the positives of the evaluation.
     pub held: Vec<(u32, u32)>,
@@ -319,9 +336,13 @@ fn members(pairs: &[(u32, u32)], num_sets: usize) -> Vec<Vec<u32>> {
 /// Cosine similarity of gene pairs sharing a set vs random gene pairs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PairStats {
+    /// Number of member pairs scored.
     pub member_pairs: usize,
+    /// Mean cosine similarity of the member pairs.
     pub member_mean_cosine: f64,
+    /// Number of random pairs scored.
     pub random_pairs: usize,
+    /// Mean cosine similarity of the random pairs.
     pub random_mean_cosine: f64,
     /// member mean ÷ random mean (Gene2Vec's figure; unstable when the random mean is near 0).
     pub ratio: f64,
@@ -334,15 +355,24 @@ fn pair_stats(member: &[f64], random: &[f64]) -> PairStats {
     let (m, r) = (mean(member), mean(random));
     let scores: Vec<f64> = member.iter().chain(random).copied().collect();
     let pos: Vec<bool> = (0..scores.len()).map(|i| i < member.len()).collect();
-    PairStats { member_pairs: member.len(), member_mean_cosine: m, random_pairs: random.len(), random_mean_cosine: r, ratio: m / r, auc: roc_auc(&scores, &pos) }
+    PairStats {
+        member_pairs: member.len(),
+        member_mean_cosine: m,
+        random_pairs: random.len(),
+        random_mean_cosine: r,
+        ratio: m / r,
+        auc: roc_auc(&scores, &pos),
+    }
 }
 
 /// Held-out membership recovery from predicted set probabilities, on masked cells only.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Recovery {
-    /// Genes with a held-out membership, those memberships, and their masked non-memberships.
+    /// Genes with a held-out membership.
     pub genes: usize,
+    /// Held-out memberships scored (the positives).
     pub memberships: usize,
+    /// Masked non-memberships scored (the negatives).
     pub negatives: usize,
     /// ROC-AUC of the probabilities: held-out memberships vs masked non-memberships.
     pub auc: f64,
@@ -368,9 +398,13 @@ pub struct Evaluation {
     /// Held-out and training pairs on other vectors, for reference: the full pre-activation
     /// `W1[g] + b1`, and the post-ReLU hidden layer.
     pub held_out_preactivation: PairStats,
+    /// Training pairs on the pre-activation `W1[g] + b1`.
     pub training_preactivation: PairStats,
+    /// Held-out pairs on the post-ReLU hidden layer.
     pub held_out_relu: PairStats,
+    /// Training pairs on the post-ReLU hidden layer.
     pub training_relu: PairStats,
+    /// Held-out membership recovery from the predicted set probabilities.
     pub recovery: Recovery,
 }
 
@@ -399,7 +433,8 @@ pub fn evaluate(table: &[f32], bias: &[f32], probs: &[f32], num_sets: usize, spl
             })
             .collect()
     };
-    let held_pairs: Vec<(usize, usize)> = held.iter().flat_map(|&(g, s)| tm[s as usize].iter().filter(move |&&h| h != g).map(move |&h| (g as usize, h as usize))).collect();
+    let held_pairs: Vec<(usize, usize)> =
+        held.iter().flat_map(|&(g, s)| tm[s as usize].iter().filter(move |&&h| h != g).map(move |&h| (g as usize, h as usize))).collect();
     let total: usize = tm.iter().map(|m| m.len() * m.len().saturating_sub(1) / 2).sum();
     let train_pairs: Vec<(usize, usize)> = if total <= MAX_TRAIN_PAIRS {
         tm.iter().flat_map(|m| (0..m.len()).flat_map(move |i| (i + 1..m.len()).map(move |j| (m[i] as usize, m[j] as usize)))).collect()
@@ -441,7 +476,13 @@ pub fn evaluate(table: &[f32], bias: &[f32], probs: &[f32], num_sets: usize, spl
     let post: Vec<f32> = pre.iter().map(|v| v.max(0.0)).collect();
     let (held_out_relu, training_relu, _) = stats(&post);
     Evaluation {
-        held_out, held_out_matched, training, held_out_preactivation, training_preactivation, held_out_relu, training_relu,
+        held_out,
+        held_out_matched,
+        training,
+        held_out_preactivation,
+        training_preactivation,
+        held_out_relu,
+        training_relu,
         recovery: recovery(probs, num_sets, train, split),
     }
 }

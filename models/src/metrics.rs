@@ -43,19 +43,14 @@ pub fn roc_auc_multiclass(probs: &[f32], k: usize, truth: &[usize]) -> f64 {
     if k == 2 {
         return roc_auc(&col(1), &truth.iter().map(|&t| t == 1).collect::<Vec<_>>());
     }
-    let aucs: Vec<f64> = (0..k)
-        .map(|c| roc_auc(&col(c), &truth.iter().map(|&t| t == c).collect::<Vec<_>>()))
-        .filter(|a| !a.is_nan())
-        .collect();
+    let aucs: Vec<f64> =
+        (0..k).map(|c| roc_auc(&col(c), &truth.iter().map(|&t| t == c).collect::<Vec<_>>())).filter(|a| !a.is_nan()).collect();
     if aucs.is_empty() { f64::NAN } else { aucs.iter().sum::<f64>() / aucs.len() as f64 }
 }
 
 /// Row-wise argmax of `probs [n, k]`.
 pub fn argmax_rows(probs: &[f32], k: usize) -> Vec<usize> {
-    probs
-        .chunks(k)
-        .map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0))
-        .collect()
+    probs.chunks(k).map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)).collect()
 }
 
 /// Mean and sample standard deviation.

@@ -3,12 +3,12 @@
 //! sum and max, tanh) → one logit per task. A batch is many molecules in one disjoint graph with a
 //! `membership` vector. The ONNX export sits beside the forward.
 
+use crate::export::{Head, Lower, dims};
 use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{relu, sigmoid, tanh};
-use crate::export::{dims, Head, Lower};
 use onnx_format::builder::{Attr, Dim, Elem};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
@@ -17,17 +17,23 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DEGREE: usize = 10;
 const DEGREES: usize = MAX_DEGREE + 1;
 
+/// Name of the exported atom-feature input `[num_atoms, F]`.
 pub const INPUT_FEATURES: &str = "atom_features";
+/// Name of the exported edge input `[2, num_edges]`.
 pub const INPUT_EDGES: &str = "edge_index";
+/// Name of the exported atom → molecule input `[num_atoms]`.
 pub const INPUT_MEMBERSHIP: &str = "membership";
+/// Name of the exported per-molecule input `[num_molecules]`; only its length is used.
 pub const INPUT_SIZES: &str = "molecule_sizes";
 
+/// DeepChem GraphConv model settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MolGcnConfig {
     /// Graph convolution widths (DeepChem: [64, 64]).
     pub conv: Vec<usize>,
     /// Dense layer before the gather (DeepChem: 128).
     pub dense: usize,
+    /// Dropout rate after each graph convolution's batch norm and after the dense layer.
     pub dropout: f64,
 }
 
@@ -40,10 +46,15 @@ impl Default for MolGcnConfig {
 /// One batch of molecules as a disjoint graph (edges in both directions).
 #[derive(Debug, Clone)]
 pub struct MolTensors {
+    /// `[N, F]` atom features.
     pub x: Tensor<2>,
+    /// `[E]` source atom of each directed edge.
     pub src: Tensor<1, Int>,
+    /// `[E]` target atom of each directed edge.
     pub dst: Tensor<1, Int>,
+    /// `[N]` molecule index of each atom.
     pub membership: Tensor<1, Int>,
+    /// Number of molecules `M` in the batch.
     pub num_molecules: usize,
 }
 
@@ -100,9 +111,11 @@ fn segment_max(init: Tensor<2>, init_grad: Option<Tensor<2>>, vals: Tensor<2>, i
 /// DeepChem GraphConv: `relu(x W_self[d] + (Σ_neighbours x) W_rel[d] + b[d])` for an atom of degree d.
 #[derive(Module, Debug)]
 pub struct GraphConv {
-    /// `[in, 11·out]`: the per-degree weights side by side.
+    /// `[in, 11·out]`: the per-degree weights on the atom itself, side by side.
     pub w_self: Param<Tensor<2>>,
+    /// `[in, 11·out]`: the per-degree weights on the neighbour sum, side by side.
     pub w_rel: Param<Tensor<2>>,
+    /// `[11·out]`: the per-degree biases side by side.
     pub bias: Param<Tensor<1>>,
     out: usize,
 }
@@ -127,34 +140,34 @@ impl GraphConv {
     }
 
     /// `dst` is `[E, 1]`; `onehot` is `[N, 11, 1]`.
-    fn export(&self, cx: &mut Lower, x: &str, src: &str, dst: &str, onehot: &str, name: &str) -> String {
+    fn export(&self, cx: &Lower, x: &str, src: &str, dst: &str, onehot: &str, name: &str) -> String {
         let nb = cx.propagate(x, src, dst, None);
         let ws = cx.param(&format!("{name}.w_self"), &self.w_self);
         let wr = cx.param(&format!("{name}.w_rel"), &self.w_rel);
-        let s = cx.op2("MatMul", x, &ws);
-        let r = cx.op2("MatMul", &nb, &wr);
-        let s = cx.op2("Add", &s, &r);
-        let s = cx.bias(&s, &format!("{name}.bias"), &self.bias);
-        let shape3 = cx.ints("shape_n_deg_out", &[-1, DEGREES as i64, self.out as i64]);
-        let s = cx.op2("Reshape", &s, &shape3);
-        let s = cx.op2("Mul", &s, onehot);
-        let ax1 = cx.axes(&[1]);
-        let s = cx.node("ReduceSum", &[&s, &ax1], &[("keepdims", Attr::Int(0))]);
-        cx.op1("Relu", &s)
+        let s = cx.op2("Add", &cx.op2("MatMul", x, &ws), &cx.op2("MatMul", &nb, &wr));
+        let s = cx.reshape(&cx.bias(&s, &format!("{name}.bias"), &self.bias), &[-1, DEGREES as i64, self.out as i64]);
+        cx.op1("Relu", &cx.reduce("Sum", &cx.op2("Mul", &s, onehot), &[1], false))
     }
 }
 
+/// DeepChem's GraphConv model: one logit per task for each molecule.
 #[derive(Module, Debug)]
 pub struct MolGcn {
+    /// Graph convolutions.
     pub convs: Vec<GraphConv>,
+    /// Batch norm after each graph convolution.
     pub norms: Vec<BatchNorm>,
+    /// Dense layer before the gather.
     pub dense: Linear,
+    /// Batch norm after the dense layer.
     pub dense_norm: BatchNorm,
+    /// Linear head `2·dense → tasks` on the gathered sum and max.
     pub out: Linear,
     dropout: Dropout,
 }
 
 impl MolGcnConfig {
+    /// A model for `features` atom features and `tasks` tasks.
     pub fn init(&self, features: usize, tasks: usize, device: &Device) -> MolGcn {
         let mut convs = Vec::new();
         let mut norms = Vec::new();
@@ -188,11 +201,13 @@ impl MolGcn {
         let h = self.dropout.forward(self.dense_norm.forward(relu(self.dense.forward(h))));
         let c = h.dims()[1];
         let device = h.device();
-        let sum = Tensor::<2>::zeros([g.num_molecules, c], &device).select_assign(0, g.membership.clone(), h.clone(), IndexingUpdateOp::Add);
+        let sum =
+            Tensor::<2>::zeros([g.num_molecules, c], &device).select_assign(0, g.membership.clone(), h.clone(), IndexingUpdateOp::Add);
         let max = segment_max(Tensor::full([g.num_molecules, c], -1e30, &device), None, h, &g.membership);
         self.out.forward(tanh(Tensor::cat(vec![sum, max], 1)))
     }
 
+    /// Per-molecule task probabilities `[M, tasks]` (sigmoid of the logits).
     pub fn predict_proba(&self, g: &MolTensors) -> Tensor<2> {
         sigmoid(self.forward(g))
     }
@@ -201,54 +216,39 @@ impl MolGcn {
     /// (both directions), `membership [num_atoms]`, `molecule_sizes [num_molecules]` (its length sets
     /// the number of molecules); outputs `logits` and `probabilities` `[num_molecules, tasks]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("mol_graphconv");
+        let cx = Lower::new("mol_graphconv");
         let x = cx.input(INPUT_FEATURES, Elem::F32, &dims("num_atoms", self.convs[0].w_self.dims()[0]));
         let (src, dst) = cx.edge_index_inputs(INPUT_EDGES);
-        let mem = cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
+        let mem = cx.column(&cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]));
         let sizes = cx.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
         let dst_col = cx.column(&dst);
-        let onehot = export_degree_onehot(&mut cx, &x, &dst, &dst_col);
+        let onehot = export_degree_onehot(&cx, &x, &dst, &dst_col);
         let mut h = x;
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let s = conv.export(&mut cx, &h, &src, &dst_col, &onehot, &format!("conv{i}"));
+            let s = conv.export(&cx, &h, &src, &dst_col, &onehot, &format!("conv{i}"));
             h = cx.batch_norm(&s, &format!("norm{i}"), norm);
             // GraphPool: max over the atom and its neighbours
-            let nb = cx.rows(&h, &src);
-            h = cx.segment_max(&h, &dst_col, &nb);
+            h = cx.segment_max(&h, &dst_col, &cx.rows(&h, &src));
         }
-        let h = cx.linear(&h, "dense", &self.dense);
-        let h = cx.op1("Relu", &h);
-        let h = cx.batch_norm(&h, "dense_norm", &self.dense_norm);
+        let h = cx.batch_norm(&cx.op1("Relu", &cx.linear(&h, "dense", &self.dense)), "dense_norm", &self.dense_norm);
         // GraphGather: per-molecule sum and max
-        let m_shape = cx.op1("Shape", &sizes);
         let width = cx.ints("dense_width", &[self.dense.weight.dims()[1] as i64]);
-        let mc = cx.concat(&[&m_shape, &width], 0);
-        let mem = cx.column(&mem);
+        let mc = cx.concat(&[&cx.op1("Shape", &sizes), &width], 0);
         let sum = cx.scatter_add(&mc, &mem, &h);
-        let neg = cx.fill(&mc, -1e30);
-        let max = cx.segment_max(&neg, &mem, &h);
-        let cat = cx.concat(&[&sum, &max], 1);
-        let t = cx.op1("Tanh", &cat);
-        let logits = cx.linear(&t, "out", &self.out);
+        let max = cx.segment_max(&cx.fill(&mc, -1e30), &mem, &h);
+        let logits = cx.linear(&cx.op1("Tanh", &cx.concat(&[&sum, &max], 1)), "out", &self.out);
         cx.finish_classifier(&logits, "num_molecules", self.out.weight.dims()[1], Head::Sigmoid, metadata)
     }
 }
 
 /// [`MolTensors::degree_onehot`] in ONNX, as `[N, 11, 1]`.
-fn export_degree_onehot(cx: &mut Lower, x: &str, dst: &str, dst_col: &str) -> String {
-    let (_, n_shape) = cx.num_rows(x);
-    let e_shape = cx.op1("Shape", dst);
-    let ones = cx.fill(&e_shape, 1.0);
-    let deg = cx.scatter_add(&n_shape, dst_col, &ones);
-    let maxd = cx.scalar("max_degree", MAX_DEGREE as f32);
-    let deg = cx.op2("Min", &deg, &maxd);
-    let deg = cx.column(&deg);
+fn export_degree_onehot(cx: &Lower, x: &str, dst: &str, dst_col: &str) -> String {
+    let ones = cx.fill(&cx.op1("Shape", dst), 1.0);
+    let deg = cx.scatter_add(&cx.num_rows(x).1, dst_col, &ones);
+    let deg = cx.column(&cx.op2("Min", &deg, &cx.scalar("max_degree", MAX_DEGREE as f32)));
     let range: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
-    let range = cx.floats("degrees", &[1, DEGREES], &range);
-    let eq = cx.op2("Equal", &deg, &range);
-    let onehot = cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]);
-    let ax2 = cx.axes(&[2]);
-    cx.op2("Unsqueeze", &onehot, &ax2)
+    let eq = cx.op2("Equal", &deg, &cx.floats("degrees", &[1, DEGREES], &range));
+    cx.unsqueeze(&cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]), 2)
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 //! duplicate edges count as parallel edges. Feature row-normalization and GCN degree normalization
 //! are inside the model and inside its ONNX export, which has symbolic `num_nodes`/`num_edges`.
 
+use crate::export::{Head, Lower, dims};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{elu, leaky_relu, relu};
-use crate::export::{dims, Head, Lower};
 use onnx_format::builder::{Attr, Elem};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,18 @@ use serde::{Deserialize, Serialize};
 /// Edges with one self-loop per node appended, and a 0/1 mask that drops input self-loops.
 #[derive(Debug, Clone)]
 pub struct LoopedEdges {
+    /// `[E']` source node of each edge, added loops last.
     pub src: Tensor<1, Int>,
+    /// `[E']` target node of each edge, added loops last.
     pub dst: Tensor<1, Int>,
     /// 1 for real edges and added loops, 0 for self-loops present in the input.
     pub keep: Tensor<1>,
+    /// Number of nodes `N`.
     pub num_nodes: usize,
 }
 
 impl LoopedEdges {
+    /// Append one self-loop per node to the edges `src -> dst` of a graph with `num_nodes` nodes.
     pub fn new(num_nodes: usize, src: Tensor<1, Int>, dst: Tensor<1, Int>) -> Self {
         let device = src.device();
         let keep = src.clone().not_equal(dst.clone()).float();
@@ -51,7 +55,8 @@ impl LoopedEdges {
     /// Symmetric GCN weights `keep / sqrt(deg[src] deg[dst])`, degrees counted with the loop.
     pub fn gcn_weights(&self) -> Tensor<1> {
         let device = self.keep.device();
-        let deg = Tensor::<1>::zeros([self.num_nodes], &device).select_assign(0, self.dst.clone(), self.keep.clone(), IndexingUpdateOp::Add);
+        let deg =
+            Tensor::<1>::zeros([self.num_nodes], &device).select_assign(0, self.dst.clone(), self.keep.clone(), IndexingUpdateOp::Add);
         let dinv = deg.powf_scalar(-0.5);
         dinv.clone().select(0, self.src.clone()) * self.keep.clone() * dinv.select(0, self.dst.clone())
     }
@@ -71,10 +76,14 @@ fn scatter_messages(h: Tensor<2>, e: &LoopedEdges, w: Tensor<1>) -> Tensor<2> {
     Tensor::zeros([n, c], &m.device()).select_assign(0, e.dst.clone(), m, IndexingUpdateOp::Add)
 }
 
+/// Two-layer GCN settings (Kipf & Welling 2017).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeGcnConfig {
+    /// Hidden units.
     pub hidden: usize,
+    /// Dropout rate on each layer's input.
     pub dropout: f64,
+    /// Divide each node's features by their sum first.
     pub row_normalize: bool,
 }
 
@@ -84,24 +93,27 @@ impl Default for NodeGcnConfig {
     }
 }
 
+/// Two-layer GCN: `relu(Â X W1 + b1)`, then `Â H W2 + b2` with `Â` the normalized adjacency with self-loops.
 #[derive(Module, Debug)]
 pub struct NodeGcn {
+    /// First-layer weights `F → hidden`, no bias.
     pub conv1: Linear,
+    /// `[hidden]` first-layer bias, added after propagation.
     pub bias1: Param<Tensor<1>>,
+    /// Second-layer weights `hidden → K`, no bias.
     pub conv2: Linear,
+    /// `[K]` second-layer bias, added after propagation.
     pub bias2: Param<Tensor<1>>,
     dropout: Dropout,
     row_norm: bool,
 }
 
 fn glorot(d_in: usize, d_out: usize, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out)
-        .with_bias(false)
-        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-        .init(device)
+    LinearConfig::new(d_in, d_out).with_bias(false).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device)
 }
 
 impl NodeGcnConfig {
+    /// A model for `features` input features and `classes` classes, Glorot-initialized, zero biases.
     pub fn init(&self, features: usize, classes: usize, device: &Device) -> NodeGcn {
         NodeGcn {
             conv1: glorot(features, self.hidden, device),
@@ -137,28 +149,33 @@ impl NodeGcn {
         self.conv1.weight.val().powf_scalar(2.0).sum().mul_scalar(0.5)
     }
 
+    /// The ONNX model: inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; outputs `logits` and softmax `probabilities` `[num_nodes, K]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("node_gcn");
-        let (x, e) = graph_inputs(&mut cx, self.conv1.weight.dims()[0], self.row_norm);
-        let w = e.gcn_weights(&mut cx);
-        let h = cx.linear(&x, "conv1", &self.conv1);
-        let h = cx.propagate(&h, &e.src, &e.dst_col, Some(&w));
-        let h = cx.bias(&h, "bias1", &self.bias1);
-        let h = cx.op1("Relu", &h);
-        let h = cx.linear(&h, "conv2", &self.conv2);
-        let h = cx.propagate(&h, &e.src, &e.dst_col, Some(&w));
+        let cx = Lower::new("node_gcn");
+        let (x, e) = graph_inputs(&cx, self.conv1.weight.dims()[0], self.row_norm);
+        let w = e.gcn_weights(&cx);
+        let h = e.scatter(&cx, &cx.linear(&x, "conv1", &self.conv1), &w);
+        let h = cx.op1("Relu", &cx.bias(&h, "bias1", &self.bias1));
+        let h = e.scatter(&cx, &cx.linear(&h, "conv2", &self.conv2), &w);
         let logits = cx.bias(&h, "bias2", &self.bias2);
         cx.finish_classifier(&logits, "num_nodes", self.bias2.dims()[0], Head::Softmax, metadata)
     }
 }
 
+/// Two-layer GAT settings (Veličković et al. 2018).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeGatConfig {
+    /// Attention heads in the first layer (outputs concatenated).
     pub heads: usize,
+    /// Hidden units per head in the first layer.
     pub hidden: usize,
+    /// Attention heads in the output layer (outputs averaged).
     pub out_heads: usize,
+    /// Dropout rate on each layer's input and on the attention coefficients.
     pub dropout: f64,
+    /// LeakyReLU slope in the attention scores.
     pub negative_slope: f64,
+    /// Divide each node's features by their sum first.
     pub row_normalize: bool,
     /// Dropout also on the transformed features that the attention averages (the reference
     /// TensorFlow code does this; PyG does not).
@@ -175,10 +192,13 @@ impl Default for NodeGatConfig {
 /// One multi-head graph attention layer.
 #[derive(Module, Debug)]
 pub struct GatLayer {
+    /// Shared per-head projection `D → H·F`, no bias.
     pub linear: Linear,
-    /// `[H, F]`
+    /// `[H, F]` attention vector applied to the source node.
     pub att_src: Param<Tensor<2>>,
+    /// `[H, F]` attention vector applied to the target node.
     pub att_dst: Param<Tensor<2>>,
+    /// `[H·F]` (concat) or `[F]` (mean) output bias.
     pub bias: Param<Tensor<1>>,
     heads: usize,
     out: usize,
@@ -216,7 +236,12 @@ impl GatLayer {
         let keep = e.keep.clone().unsqueeze_dim::<2>(1);
         let score = score * keep.clone() + (keep - 1.0) * 1e9;
         // segment softmax over each target's incoming edges; the max is a detached shift
-        let max = Tensor::<2>::full([n, h], -1e30, &score.device()).select_assign(0, e.dst.clone(), score.clone().detach(), IndexingUpdateOp::Max);
+        let max = Tensor::<2>::full([n, h], -1e30, &score.device()).select_assign(
+            0,
+            e.dst.clone(),
+            score.clone().detach(),
+            IndexingUpdateOp::Max,
+        );
         let p = (score - max.select(0, e.dst.clone())).exp();
         let denom = Tensor::<2>::zeros([n, h], &p.device()).select_assign(0, e.dst.clone(), p.clone(), IndexingUpdateOp::Add);
         let alpha = attn_dropout.forward(p / denom.select(0, e.dst.clone()));
@@ -227,61 +252,53 @@ impl GatLayer {
         out + self.bias.val().unsqueeze_dim::<2>(0)
     }
 
-    fn export(&self, cx: &mut Lower, x: &str, e: &OnnxEdges, name: &str) -> String {
+    fn export(&self, cx: &Lower, x: &str, e: &OnnxEdges, name: &str) -> String {
         let (h, f) = (self.heads as i64, self.out as i64);
-        let hx = cx.linear(x, &format!("{name}.linear"), &self.linear);
-        let shape3 = cx.ints("shape_nhf", &[-1, h, f]);
-        let hx = cx.op2("Reshape", &hx, &shape3);
-        let ax2 = cx.axes(&[2]);
-        let mut att = |which: &str, p: &Param<Tensor<2>>| {
+        let hx = cx.reshape(&cx.linear(x, &format!("{name}.linear"), &self.linear), &[-1, h, f]);
+        let att = |which: &str, p: &Param<Tensor<2>>| {
             let a = cx.tensor(&format!("{name}.{which}"), p.val().unsqueeze_dim::<3>(0));
-            let m = cx.op2("Mul", &hx, &a);
-            cx.node("ReduceSum", &[&m, &ax2], &[("keepdims", Attr::Int(0))])
+            cx.reduce("Sum", &cx.op2("Mul", &hx, &a), &[2], false)
         };
-        let a_s = att("att_src", &self.att_src);
-        let a_d = att("att_dst", &self.att_dst);
-        let gs = cx.rows(&a_s, &e.src);
-        let gd = cx.rows(&a_d, &e.dst);
-        let s = cx.op2("Add", &gs, &gd);
+        let s = cx.op2("Add", &cx.rows(&att("att_src", &self.att_src), &e.src), &cx.rows(&att("att_dst", &self.att_dst), &e.dst));
         let score = cx.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
         // dropped input self-loops get a score of -1e9 (weight 0 after the softmax)
         let keep = cx.column(&e.keep);
-        let kept = cx.op2("Mul", &score, &keep);
-        let one = cx.scalar("one", 1.0);
-        let big = cx.scalar("big", 1e9);
-        let km1 = cx.op2("Sub", &keep, &one);
-        let pen = cx.op2("Mul", &km1, &big);
-        let score = cx.op2("Add", &kept, &pen);
-        // softmax over each target's incoming edges, per head: [N, H] segments
-        let hs = cx.ints("heads", &[h]);
-        let nh_shape = cx.concat(&[&e.n_shape, &hs], 0);
-        let alpha = cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape);
-        let alpha = cx.op2("Unsqueeze", &alpha, &ax2);
-        let out = cx.propagate(&hx, &e.src, &e.dst_col, Some(&alpha));
-        let out = if self.concat {
-            let s2 = cx.ints("shape_nd", &[-1, h * f]);
-            cx.op2("Reshape", &out, &s2)
-        } else {
-            let ax1 = cx.axes(&[1]);
-            cx.node("ReduceMean", &[&out, &ax1], &[("keepdims", Attr::Int(0))])
-        };
+        let pen = cx.op2("Mul", &cx.op2("Sub", &keep, &cx.scalar("one", 1.0)), &cx.scalar("big", 1e9));
+        let score = cx.op2("Add", &cx.op2("Mul", &score, &keep), &pen);
+        // softmax over each target's incoming edges, per head
+        let nh_shape = cx.concat(&[&e.n_shape, &cx.ints("heads", &[h])], 0);
+        let alpha = cx.unsqueeze(&cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape), 2);
+        let out = e.scatter(cx, &hx, &alpha);
+        let out = if self.concat { cx.reshape(&out, &[-1, h * f]) } else { cx.reduce("Mean", &out, &[1], false) };
         cx.bias(&out, &format!("{name}.bias"), &self.bias)
     }
 }
 
+/// Two-layer GAT: concatenated heads with ELU, then averaged output heads giving class logits.
 #[derive(Module, Debug)]
 pub struct NodeGat {
+    /// Hidden layer: `heads` heads of `hidden` units, concatenated.
     pub layer1: GatLayer,
+    /// Output layer: `out_heads` heads of `K` units, averaged.
     pub layer2: GatLayer,
     dropout: Dropout,
     row_norm: bool,
 }
 
 impl NodeGatConfig {
+    /// A model for `features` input features and `classes` classes, Glorot-initialized, zero biases.
     pub fn init(&self, features: usize, classes: usize, device: &Device) -> NodeGat {
         NodeGat {
             layer1: GatLayer::new(features, self.heads, self.hidden, true, self.negative_slope, self.value_dropout, device),
-            layer2: GatLayer::new(self.heads * self.hidden, self.out_heads, classes, false, self.negative_slope, self.value_dropout, device),
+            layer2: GatLayer::new(
+                self.heads * self.hidden,
+                self.out_heads,
+                classes,
+                false,
+                self.negative_slope,
+                self.value_dropout,
+                device,
+            ),
             dropout: DropoutConfig::new(self.dropout).init(),
             row_norm: self.row_normalize,
         }
@@ -289,6 +306,7 @@ impl NodeGatConfig {
 }
 
 impl NodeGat {
+    /// Node features `[N, F]` → class logits `[N, K]`.
     pub fn forward(&self, x: Tensor<2>, e: &LoopedEdges) -> Tensor<2> {
         let x = if self.row_norm { row_normalize(x) } else { x };
         let h = self.layer1.forward(self.dropout.forward(x), e, &self.dropout);
@@ -302,12 +320,13 @@ impl NodeGat {
         elu(self.layer1.forward(x, e, &self.dropout), 1.0)
     }
 
+    /// The ONNX model: inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; outputs `logits` and softmax `probabilities` `[num_nodes, K]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("node_gat");
-        let (x, e) = graph_inputs(&mut cx, self.layer1.linear.weight.dims()[0], self.row_norm);
-        let h = self.layer1.export(&mut cx, &x, &e, "layer1");
+        let cx = Lower::new("node_gat");
+        let (x, e) = graph_inputs(&cx, self.layer1.linear.weight.dims()[0], self.row_norm);
+        let h = self.layer1.export(&cx, &x, &e, "layer1");
         let h = cx.node("Elu", &[&h], &[("alpha", Attr::Float(1.0))]);
-        let logits = self.layer2.export(&mut cx, &h, &e, "layer2");
+        let logits = self.layer2.export(&cx, &h, &e, "layer2");
         cx.finish_classifier(&logits, "num_nodes", self.layer2.bias.dims()[0], Head::Softmax, metadata)
     }
 }
@@ -325,44 +344,37 @@ struct OnnxEdges {
 
 impl OnnxEdges {
     /// [`LoopedEdges::gcn_weights`] as a column `[E', 1]`.
-    fn gcn_weights(&self, cx: &mut Lower) -> String {
+    fn gcn_weights(&self, cx: &Lower) -> String {
         let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
-        let mhalf = cx.scalar("minus_half", -0.5);
-        let dinv = cx.op2("Pow", &deg, &mhalf);
-        let ds = cx.rows(&dinv, &self.src);
-        let dd = cx.rows(&dinv, &self.dst);
-        let w = cx.op2("Mul", &ds, &self.keep);
-        let w = cx.op2("Mul", &w, &dd);
-        cx.column(&w)
+        let dinv = cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5));
+        let w = cx.op2("Mul", &cx.rows(&dinv, &self.src), &self.keep);
+        cx.column(&cx.op2("Mul", &w, &cx.rows(&dinv, &self.dst)))
+    }
+
+    /// `out[dst] += w · h[src]`.
+    fn scatter(&self, cx: &Lower, h: &str, w: &str) -> String {
+        cx.propagate(h, &self.src, &self.dst_col, Some(w))
     }
 }
 
 /// Inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; optional row normalization; loops.
-fn graph_inputs(cx: &mut Lower, f: usize, row_norm: bool) -> (String, OnnxEdges) {
+fn graph_inputs(cx: &Lower, f: usize, row_norm: bool) -> (String, OnnxEdges) {
     let x = cx.input("x", Elem::F32, &dims("num_nodes", f));
     let (src, dst) = cx.edge_index_inputs("edge_index");
     let x = if row_norm { export_row_normalize(cx, &x) } else { x };
+    // self-loops as in LoopedEdges::new
     let (n, n_shape) = cx.num_rows(&x);
-    let (i0, step) = (cx.index(0), cx.index(1));
-    let loops = cx.node("Range", &[&i0, &n, &step], &[]);
-    let src_all = cx.concat(&[&src, &loops], 0);
-    let dst_all = cx.concat(&[&dst, &loops], 0);
-    let eq = cx.op2("Equal", &src, &dst);
-    let ne = cx.op1("Not", &eq);
-    let keep = cx.node("Cast", &[&ne], &[("to", Attr::Int(1))]);
-    let ones = cx.fill(&n_shape, 1.0);
-    let keep = cx.concat(&[&keep, &ones], 0);
-    let dst_col = cx.column(&dst_all);
-    (x, OnnxEdges { src: src_all, dst: dst_all, dst_col, keep, n_shape })
+    let loops = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
+    let keep = cx.node("Cast", &[&cx.op1("Not", &cx.op2("Equal", &src, &dst))], &[("to", Attr::Int(1))]);
+    let keep = cx.concat(&[&keep, &cx.fill(&n_shape, 1.0)], 0);
+    let dst = cx.concat(&[&dst, &loops], 0);
+    let e = OnnxEdges { src: cx.concat(&[&src, &loops], 0), dst_col: cx.column(&dst), dst, keep, n_shape };
+    (x, e)
 }
 
 /// [`row_normalize`] in ONNX.
-fn export_row_normalize(cx: &mut Lower, x: &str) -> String {
-    let ax1 = cx.axes(&[1]);
-    let s = cx.node("ReduceSum", &[x, &ax1], &[("keepdims", Attr::Int(1))]);
-    let zero = cx.scalar("zero", 0.0);
-    let one = cx.scalar("one", 1.0);
-    let is0 = cx.op2("Equal", &s, &zero);
-    let s = cx.node("Where", &[&is0, &one, &s], &[]);
+fn export_row_normalize(cx: &Lower, x: &str) -> String {
+    let s = cx.reduce("Sum", x, &[1], true);
+    let s = cx.node("Where", &[&cx.op2("Equal", &s, &cx.scalar("zero", 0.0)), &cx.scalar("one", 1.0), &s], &[]);
     cx.op2("Div", x, &s)
 }

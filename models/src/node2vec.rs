@@ -8,13 +8,13 @@
 //! Sampling is exact: rejection from the first-order (alias-table) proposal, with an exact
 //! fallback after a bounded number of tries.
 
+use crate::export::{Lower, dims};
 use crate::{Error, Result};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
-use crate::export::{dims, Lower};
 use onnx_format::builder::{Dim, Elem};
 use onnx_format::pb::ModelProto;
 use rand::seq::SliceRandom;
@@ -50,6 +50,7 @@ impl AliasTable {
         Self { prob, alias }
     }
 
+    /// Draw an index with probability proportional to its weight.
     pub fn sample(&self, rng: &mut StdRng) -> usize {
         let i = rng.random_range(0..self.prob.len());
         if rng.random::<f64>() < self.prob[i] { i } else { self.alias[i] as usize }
@@ -60,6 +61,7 @@ impl AliasTable {
 /// weight-proportional neighbour draws.
 #[derive(Debug, Clone)]
 pub struct WalkGraph {
+    /// Number of nodes.
     pub num_nodes: usize,
     offsets: Vec<usize>,
     neighbors: Vec<u32>,
@@ -105,22 +107,27 @@ impl WalkGraph {
         Ok(Self { num_nodes, offsets, neighbors, weights: ws, alias, weighted: weights.is_some() })
     }
 
+    /// The sorted distinct neighbours of `v`.
     pub fn neighbors(&self, v: u32) -> &[u32] {
         &self.neighbors[self.offsets[v as usize]..self.offsets[v as usize + 1]]
     }
 
+    /// Number of distinct neighbours of `v`.
     pub fn degree(&self, v: u32) -> usize {
         self.neighbors(v).len()
     }
 
+    /// Number of distinct undirected edges (self-loops excluded).
     pub fn num_edges(&self) -> usize {
         self.neighbors.len() / 2
     }
 
+    /// Whether edge weights were given.
     pub fn is_weighted(&self) -> bool {
         self.weighted
     }
 
+    /// Whether `a` and `b` are adjacent.
     pub fn has_edge(&self, a: u32, b: u32) -> bool {
         self.neighbors(a).binary_search(&b).is_ok()
     }
@@ -217,14 +224,18 @@ pub fn skipgram_pairs(walks: &[Vec<u32>], window: usize) -> (Vec<u32>, Vec<u32>)
     (c, o)
 }
 
+/// Node2Vec walk and skip-gram training settings (Grover & Leskovec 2016).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Node2VecConfig {
+    /// Embedding width.
     pub dim: usize,
     /// Return parameter: small p → walks backtrack often.
     pub p: f64,
     /// In-out parameter: small q → walks move outward (DFS-like), large q → stay local (BFS-like).
     pub q: f64,
+    /// Nodes per walk, the start included.
     pub walk_length: usize,
+    /// Walks started from every node.
     pub walks_per_node: usize,
     /// Context size on each side of a node in a walk.
     pub window: usize,
@@ -232,22 +243,38 @@ pub struct Node2VecConfig {
     pub negatives: usize,
     /// Passes over all skip-gram pairs (walks are drawn once).
     pub epochs: usize,
+    /// Skip-gram pairs per minibatch.
     pub batch_size: usize,
     /// Adam's starting learning rate, decayed linearly to 1e-4 of it over training.
     pub lr: f64,
+    /// Seed of the walks, shuffling, negative draws and initialization.
     pub seed: u64,
 }
 
 impl Default for Node2VecConfig {
     fn default() -> Self {
-        Self { dim: 16, p: 1.0, q: 1.0, walk_length: 20, walks_per_node: 10, window: 5, negatives: 5, epochs: 5, batch_size: 1024, lr: 0.01, seed: 0 }
+        Self {
+            dim: 16,
+            p: 1.0,
+            q: 1.0,
+            walk_length: 20,
+            walks_per_node: 10,
+            window: 5,
+            negatives: 5,
+            epochs: 5,
+            batch_size: 1024,
+            lr: 0.01,
+            seed: 0,
+        }
     }
 }
 
 /// The two skip-gram tables: `input` (the node embeddings) and `context`.
 #[derive(Module, Debug)]
 pub struct SkipGram {
+    /// `[num_nodes, dim]` node embeddings (the exported table).
     pub input: Embedding,
+    /// `[num_nodes, dim]` context vectors, used only in training.
     pub context: Embedding,
 }
 
@@ -281,7 +308,9 @@ impl SkipGram {
 
 /// A trained Node2Vec embedding.
 pub struct Node2Vec {
+    /// The training settings used.
     pub config: Node2VecConfig,
+    /// Number of nodes (embedding rows).
     pub num_nodes: usize,
     /// Mean loss per epoch.
     pub losses: Vec<f64>,
@@ -367,6 +396,7 @@ impl Node2Vec {
         Ok(Self { config: cfg, num_nodes: g.num_nodes, losses, pairs: centers.len(), model: model.valid(), device: ad })
     }
 
+    /// Embedding width.
     pub fn dim(&self) -> usize {
         self.config.dim
     }
@@ -385,7 +415,7 @@ impl Node2Vec {
 
     /// ONNX: input `node` int64 `[n]` → output `embedding` float `[n, dim]` by Gather on the table.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let mut cx = Lower::new("node2vec");
+        let cx = Lower::new("node2vec");
         let node = cx.input("node", Elem::I64, &[Dim::from("n")]);
         cx.embedding(&node, "embedding_table", &self.model.input, "embedding");
         cx.output("embedding", Elem::F32, &dims("n", self.dim()));
@@ -538,7 +568,16 @@ mod tests {
         }
         e.push((0, 6));
         let g = WalkGraph::new(12, &e, None).unwrap();
-        let cfg = Node2VecConfig { dim: 8, epochs: 3, walk_length: 10, walks_per_node: 10, window: 3, batch_size: 256, lr: 0.02, ..Default::default() };
+        let cfg = Node2VecConfig {
+            dim: 8,
+            epochs: 3,
+            walk_length: 10,
+            walks_per_node: 10,
+            window: 3,
+            batch_size: 256,
+            lr: 0.02,
+            ..Default::default()
+        };
         let m = Node2Vec::fit(&g, cfg, &Device::flex(), &mut |_, _| {}).unwrap();
         assert!(m.losses.last().unwrap() < &m.losses[0]);
         let x = m.embeddings();

@@ -1,5 +1,6 @@
 //! Full-batch training of node classifiers (GCN, GAT) with early stopping on the validation split.
 
+use crate::early_stop::{Criterion, EarlyStopping};
 use crate::export::Exportable;
 use crate::metrics;
 use crate::node::{LoopedEdges, NodeGat, NodeGatConfig, NodeGcn, NodeGcnConfig};
@@ -11,50 +12,72 @@ use burn::tensor::activation::{log_softmax, softmax};
 use onnx_format::pb::ModelProto;
 use serde::{Deserialize, Serialize};
 
+/// Which node classifier to train, with its settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "family", rename_all = "kebab-case")]
 pub enum NodeArchitecture {
+    /// Two-layer GCN (Kipf & Welling).
     NodeGcn(NodeGcnConfig),
+    /// Two-layer GAT (Veličković et al.).
     NodeGat(NodeGatConfig),
 }
 
+/// Optimizer and early-stopping settings of full-batch node training.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeTrainConfig {
+    /// Adam learning rate.
     pub lr: f64,
+    /// L2 weight-decay coefficient.
     pub weight_decay: f64,
     /// L2 on the first layer only, added to the loss (Kipf & Welling); otherwise Adam's decay on all.
     pub first_layer_decay_only: bool,
+    /// Maximum number of training epochs.
     pub epochs: usize,
     /// Stop after this many epochs without a lower validation loss; the best weights are kept.
     pub patience: usize,
     /// GAT's rule instead: an epoch counts as progress when validation accuracy or loss improves,
     /// and weights are kept when both do (Veličković et al.'s reference code).
     pub accuracy_and_loss: bool,
+    /// Seed of the device RNG (initialization and dropout).
     pub seed: u64,
 }
 
 /// A graph with features and a labelled split.
 pub struct NodeData<'a> {
+    /// `[num_nodes, num_features]` node features, row-major.
     pub x: &'a [f32],
+    /// Number of nodes `N`.
     pub num_nodes: usize,
+    /// Features per node `F`.
     pub num_features: usize,
+    /// Source node of each edge.
     pub src: &'a [i64],
+    /// Target node of each edge.
     pub dst: &'a [i64],
+    /// Class index of every node, length `N` (only training and validation rows are read).
     pub labels: &'a [i64],
+    /// Number of classes `K`.
     pub num_classes: usize,
+    /// Training node indices.
     pub train: &'a [usize],
+    /// Validation node indices (early stopping).
     pub val: &'a [usize],
 }
 
 enum Net {
-    Gcn(NodeGcn),
-    Gat(NodeGat),
+    Gcn(Box<NodeGcn>),
+    Gat(Box<NodeGat>),
 }
 
+/// A trained node classifier with its settings and training record.
 pub struct NodeClassifier {
+    /// The architecture and its settings.
     pub architecture: NodeArchitecture,
+    /// The training settings used.
     pub train: NodeTrainConfig,
+    /// Epochs actually run (fewer than `epochs` after an early stop).
     pub epochs_run: usize,
+    /// Epoch whose weights were kept.
     pub best_epoch: usize,
     net: Net,
     device: Device,
@@ -106,8 +129,8 @@ impl<T: NodeNet + Exportable<()>> Fitted for T {}
 impl Net {
     fn get(&self) -> &dyn Fitted {
         match self {
-            Net::Gcn(m) => m,
-            Net::Gat(m) => m,
+            Net::Gcn(m) => m.as_ref(),
+            Net::Gat(m) => m.as_ref(),
         }
     }
 }
@@ -123,7 +146,13 @@ fn nll(logits: Tensor<2>, rows: &Tensor<1, Int>, labels: &Tensor<1, Int>, k: usi
     (lp * onehot).sum().div_scalar(n as f64).neg()
 }
 
-fn run<M: NodeNet + Module + Clone>(mut model: M, d: &NodeData, cfg: &NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> (M, usize, usize) {
+fn run<M: NodeNet + Module + Clone>(
+    mut model: M,
+    d: &NodeData,
+    cfg: &NodeTrainConfig,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(usize, f64, f64, f64),
+) -> (M, usize, usize) {
     let decay = if cfg.first_layer_decay_only { None } else { Some(WeightDecayConfig::new(cfg.weight_decay as f32)) };
     let mut optim = AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init();
     let x = Tensor::<2>::from_data(TensorData::new(d.x.to_vec(), [d.num_nodes, d.num_features]), device);
@@ -134,15 +163,16 @@ fn run<M: NodeNet + Module + Clone>(mut model: M, d: &NodeData, cfg: &NodeTrainC
     };
     let (ytr, yva) = (lab(d.train), lab(d.val));
     let val_truth: Vec<usize> = d.val.iter().map(|&r| d.labels[r] as usize).collect();
-    let (mut best, mut best_loss, mut best_epoch, mut epochs) = (model.clone(), f64::INFINITY, 0, 0);
-    let (mut best_acc, mut since) = (0.0, 0);
+    let criterion = if cfg.accuracy_and_loss { Criterion::LossOrAccuracy } else { Criterion::MinLoss { min_delta: 0.0 } };
+    let mut stopping = EarlyStopping::new(criterion, cfg.patience);
+    let (mut best, mut epochs) = (model.clone(), 0);
     for epoch in 1..=cfg.epochs {
         epochs = epoch;
         let mut loss = nll(model.logits(x.clone(), &e), &tr, &ytr, d.num_classes);
-        if cfg.first_layer_decay_only {
-            if let Some(p) = model.penalty() {
-                loss = loss + p.mul_scalar(cfg.weight_decay);
-            }
+        if cfg.first_layer_decay_only
+            && let Some(p) = model.penalty()
+        {
+            loss = loss + p.mul_scalar(cfg.weight_decay);
         }
         let train_loss = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -153,35 +183,26 @@ fn run<M: NodeNet + Module + Clone>(mut model: M, d: &NodeData, cfg: &NodeTrainC
         let probs = crate::to_vec(softmax(logits.select(0, va.clone()), 1));
         let val_acc = metrics::accuracy(&metrics::argmax_rows(&probs, d.num_classes), &val_truth);
         on_epoch(epoch, train_loss, val_loss, val_acc);
-        if cfg.accuracy_and_loss {
-            if val_acc >= best_acc || val_loss <= best_loss {
-                if val_acc >= best_acc && val_loss <= best_loss {
-                    best = model.clone();
-                    best_epoch = epoch;
-                }
-                best_acc = best_acc.max(val_acc);
-                best_loss = best_loss.min(val_loss);
-                since = 0;
-            } else {
-                since += 1;
-            }
-        } else if val_loss < best_loss {
-            best_loss = val_loss;
+        let v = stopping.update(epoch, val_loss, val_acc);
+        if v.keep {
             best = model.clone();
-            best_epoch = epoch;
-            since = 0;
-        } else {
-            since += 1;
         }
-        if since >= cfg.patience {
+        if v.stop {
             break;
         }
     }
-    (best.valid(), epochs, best_epoch)
+    (best.valid(), epochs, stopping.best_epoch)
 }
 
 impl NodeClassifier {
-    pub fn fit(d: &NodeData, arch: NodeArchitecture, cfg: NodeTrainConfig, device: &Device, on_epoch: &mut dyn FnMut(usize, f64, f64, f64)) -> Result<Self> {
+    /// Train on `d` full-batch with Adam, keeping the best weights by the early-stopping rule; `on_epoch` gets `(epoch, train_loss, val_loss, val_accuracy)`.
+    pub fn fit(
+        d: &NodeData,
+        arch: NodeArchitecture,
+        cfg: NodeTrainConfig,
+        device: &Device,
+        on_epoch: &mut dyn FnMut(usize, f64, f64, f64),
+    ) -> Result<Self> {
         if d.x.len() != d.num_nodes * d.num_features {
             return Err(Error::Input(format!("features: {} values for {} nodes × {} features", d.x.len(), d.num_nodes, d.num_features)));
         }
@@ -193,11 +214,11 @@ impl NodeClassifier {
         let (net, epochs_run, best_epoch) = match &arch {
             NodeArchitecture::NodeGcn(c) => {
                 let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
-                (Net::Gcn(m), e, b)
+                (Net::Gcn(Box::new(m)), e, b)
             }
             NodeArchitecture::NodeGat(c) => {
                 let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
-                (Net::Gat(m), e, b)
+                (Net::Gat(Box::new(m)), e, b)
             }
         };
         Ok(Self { architecture: arch, train: cfg, epochs_run, best_epoch, net, device: ad })
@@ -224,10 +245,12 @@ impl NodeClassifier {
         (xt, LoopedEdges::from_lists(num_nodes, src, dst, &self.device))
     }
 
+    /// The ONNX model of the fitted network (see [`NodeGcn::export`], [`NodeGat::export`]).
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         self.net.get().to_onnx((), metadata)
     }
 
+    /// The model family, for the model card.
     pub fn family(&self) -> onnx_format::Family {
         match self.net {
             Net::Gcn(_) => onnx_format::Family::NodeGcn,
@@ -235,6 +258,7 @@ impl NodeClassifier {
         }
     }
 
+    /// Number of trained scalar weights.
     pub fn num_params(&self) -> usize {
         self.net.get().param_count()
     }

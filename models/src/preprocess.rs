@@ -5,12 +5,16 @@
 use crate::export::Lower;
 use serde::{Deserialize, Serialize};
 
+/// Per-gene standardization with training statistics, optionally after `log2`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Standardizer {
     /// Apply `log2(max(x, floor))` first.
     pub log2: bool,
+    /// Lower clamp before `log2`, so zeros stay finite.
     pub floor: f32,
+    /// Per-gene training mean (after `log2` when set), length = genes.
     pub mean: Vec<f32>,
+    /// Per-gene training standard deviation (1 for constant genes), length = genes.
     pub std: Vec<f32>,
 }
 
@@ -52,7 +56,7 @@ impl Standardizer {
     }
 
     /// The same computation as ONNX nodes on `x [batch, genes]`; returns the output name.
-    pub fn export(&self, b: &mut Lower, x: &str) -> String {
+    pub fn export(&self, b: &Lower, x: &str) -> String {
         let genes = self.mean.len();
         let mut y = x.to_string();
         if self.log2 {
@@ -83,7 +87,8 @@ impl Standardizer {
             }
             .into(),
             missing_genes: "pass NaN: the model imputes the training mean (0 after standardization)".into(),
-            input_units: "expression as in the training file (e.g. microarray intensity or counts), not log-transformed when log2 is true".into(),
+            input_units: "expression as in the training file (e.g. microarray intensity or counts), not log-transformed when log2 is true"
+                .into(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! encoder blocks → mean pool → LayerNorm → linear head to the genes. The ONNX export (opset 18,
 //! symbolic `batch`) is written out beside the forward.
 
-use crate::export::{dims, Lower};
+use crate::export::{Lower, dims};
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -23,6 +23,7 @@ pub const INPUT: &str = "image";
 /// Name of the exported output (`[batch, num_genes]`).
 pub const OUTPUT: &str = "expression";
 
+/// Settings of the TCGN-style spot model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpotModelConfig {
     /// Input side in pixels (square images).
@@ -31,26 +32,52 @@ pub struct SpotModelConfig {
     pub stem_channels: Vec<usize>,
     /// Total downsampling from image to token grid (stem strides × patch conv stride).
     pub patch: usize,
+    /// Token width `D`.
     pub dim: usize,
+    /// Number of transformer encoder blocks.
     pub depth: usize,
+    /// Attention heads per encoder block (must divide `dim`).
     pub heads: usize,
+    /// Hidden width of each block's MLP as a multiple of `dim`.
     pub mlp_ratio: usize,
     /// Neighbours per token in the graph block (the token itself is usually among them).
     pub knn_k: usize,
+    /// Genes predicted (outputs of the linear head).
     pub num_genes: usize,
 }
 
 impl SpotModelConfig {
     /// CPU-trainable: 2 stem convs (16, 32), 14×14 tokens of width 64, 2 blocks of 4 heads.
     pub fn small() -> Self {
-        Self { image_size: 224, stem_channels: vec![16, 32], patch: 16, dim: 64, depth: 2, heads: 4, mlp_ratio: 2, knn_k: 8, num_genes: 250 }
+        Self {
+            image_size: 224,
+            stem_channels: vec![16, 32],
+            patch: 16,
+            dim: 64,
+            depth: 2,
+            heads: 4,
+            mlp_ratio: 2,
+            knn_k: 8,
+            num_genes: 250,
+        }
     }
 
     /// GPU configuration: 3 stem convs (32, 64, 128), width 256, 6 blocks of 8 heads.
     pub fn large() -> Self {
-        Self { image_size: 224, stem_channels: vec![32, 64, 128], patch: 16, dim: 256, depth: 6, heads: 8, mlp_ratio: 4, knn_k: 8, num_genes: 785 }
+        Self {
+            image_size: 224,
+            stem_channels: vec![32, 64, 128],
+            patch: 16,
+            dim: 256,
+            depth: 6,
+            heads: 8,
+            mlp_ratio: 4,
+            knn_k: 8,
+            num_genes: 785,
+        }
     }
 
+    /// The same configuration predicting `num_genes` genes.
     pub fn with_genes(mut self, num_genes: usize) -> Self {
         self.num_genes = num_genes;
         self
@@ -61,6 +88,7 @@ impl SpotModelConfig {
         self.image_size / self.patch
     }
 
+    /// Number of tokens `T` (grid side squared).
     pub fn tokens(&self) -> usize {
         self.grid() * self.grid()
     }
@@ -70,6 +98,7 @@ impl SpotModelConfig {
         self.patch >> self.stem_channels.len()
     }
 
+    /// Check that the sizes fit together (patch, stem stride, heads, `knn_k`, positive counts).
     pub fn validate(&self) -> crate::Result<()> {
         let err = |m: String| Err(crate::Error::Input(m));
         let stem_stride = 1usize << self.stem_channels.len();
@@ -99,7 +128,10 @@ impl SpotModelConfig {
         let mut c_in = 3;
         for &c in &self.stem_channels {
             stem.push(StemConv {
-                conv: Conv2dConfig::new([c_in, c], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
+                conv: Conv2dConfig::new([c_in, c], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
                 norm: ln(c),
             });
             c_in = c;
@@ -135,14 +167,18 @@ impl SpotModelConfig {
 /// 3×3 stride-2 conv → LayerNorm over channels → GELU.
 #[derive(Module, Debug)]
 pub struct StemConv {
+    /// 3×3 stride-2 convolution with padding 1.
     pub conv: Conv2d,
+    /// LayerNorm over the output channels.
     pub norm: LayerNorm,
 }
 
 /// Mean of each token's k most similar tokens (cosine), through a Linear, added back.
 #[derive(Module, Debug)]
 pub struct GraphBlock {
+    /// LayerNorm before the neighbour search and the mean.
     pub norm: LayerNorm,
+    /// `D → D` projection of the neighbour mean.
     pub linear: Linear,
     k: usize,
 }
@@ -150,26 +186,41 @@ pub struct GraphBlock {
 /// Pre-LN transformer block: multi-head self-attention, then a GELU MLP.
 #[derive(Module, Debug)]
 pub struct EncoderBlock {
+    /// LayerNorm before attention.
     pub norm1: LayerNorm,
+    /// Query projection `D → D`.
     pub q: Linear,
+    /// Key projection `D → D`.
     pub k: Linear,
+    /// Value projection `D → D`.
     pub v: Linear,
+    /// Attention output projection `D → D`.
     pub proj: Linear,
+    /// LayerNorm before the MLP.
     pub norm2: LayerNorm,
+    /// MLP expansion `D → D·mlp_ratio`.
     pub fc1: Linear,
+    /// MLP projection `D·mlp_ratio → D`.
     pub fc2: Linear,
     heads: usize,
 }
 
+/// The TCGN-style spot model: an H&E spot image → predicted expression of each gene.
 #[derive(Module, Debug)]
 pub struct SpotModel {
+    /// Convolutional stem, each halving the image side.
     pub stem: Vec<StemConv>,
+    /// Patch convolution (kernel = stride) to the `D`-channel token grid.
     pub patch: Conv2d,
-    /// `[1, T, D]`
+    /// `[1, T, D]` learned position embedding.
     pub pos: Param<Tensor<3>>,
+    /// The k-nearest-neighbour graph block.
     pub graph: GraphBlock,
+    /// Pre-LN transformer encoder blocks.
     pub blocks: Vec<EncoderBlock>,
+    /// LayerNorm after mean pooling.
     pub norm: LayerNorm,
+    /// Linear head `D → num_genes`.
     pub head: Linear,
     image_size: usize,
 }
@@ -180,12 +231,10 @@ impl StemConv {
         gelu(self.norm.forward(y.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]))
     }
 
-    fn export(&self, cx: &mut Lower, x: &str, name: &str) -> String {
-        let y = cx.conv2d(x, name, &self.conv);
-        let y = cx.transpose(&y, &[0, 2, 3, 1]);
+    fn export(&self, cx: &Lower, x: &str, name: &str) -> String {
+        let y = cx.transpose(&cx.conv2d(x, name, &self.conv), &[0, 2, 3, 1]);
         let y = cx.layer_norm(&y, &format!("{name}.norm"), &self.norm);
-        let y = cx.transpose(&y, &[0, 3, 1, 2]);
-        cx.gelu(&y)
+        cx.gelu(&cx.transpose(&y, &[0, 3, 1, 2]))
     }
 }
 
@@ -207,32 +256,24 @@ impl GraphBlock {
         x + self.linear.forward(nb)
     }
 
-    fn export(&self, cx: &mut Lower, x: &str, t: usize, d: usize) -> String {
-        let k = self.k as i64;
+    fn export(&self, cx: &Lower, x: &str, t: usize, d: usize) -> String {
+        let (k, t, d) = (self.k as i64, t as i64, d as i64);
         let h = cx.layer_norm(x, "graph.norm", &self.norm);
-        // neighbours: TopK of the cosine similarity (fixed k)
-        let sq = cx.op2("Mul", &h, &h);
-        let ax2 = cx.axes(&[2]);
-        let ss = cx.node("ReduceSum", &[&sq, &ax2], &[("keepdims", Attr::Int(1))]);
-        let n = cx.op1("Sqrt", &ss);
-        let eps = cx.scalar("norm_eps", NORM_EPS);
-        let n = cx.op2("Max", &n, &eps);
-        let hn = cx.op2("Div", &h, &n);
-        let hnt = cx.transpose(&hn, &[0, 2, 1]);
-        let sim = cx.op2("MatMul", &hn, &hnt);
-        let kk = cx.ints("knn_k", &[k]);
-        let (vals, idx) = ("graph.topk_values".to_string(), "graph.topk_indices".to_string());
-        cx.node_to("TopK", &[&sim, &kk], &[&vals, &idx], &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))]);
-        let flat = cx.ints("knn_flat", &[0, -1, 1]);
-        let idx = cx.op2("Reshape", &idx, &flat);
-        let wide = cx.ints("knn_expand", &[1, 1, d as i64]);
-        let idx = cx.op2("Expand", &idx, &wide);
-        let nb = cx.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]);
-        let s4 = cx.ints("knn_shape", &[0, t as i64, k, d as i64]);
-        let nb = cx.op2("Reshape", &nb, &s4);
-        let nb = cx.node("ReduceMean", &[&nb, &ax2], &[("keepdims", Attr::Int(0))]);
-        let m = cx.linear(&nb, "graph.linear", &self.linear);
-        cx.op2("Add", x, &m)
+        // neighbours: TopK of the cosine similarity
+        let norm = cx.op1("Sqrt", &cx.reduce("Sum", &cx.op2("Mul", &h, &h), &[2], true));
+        let hn = cx.op2("Div", &h, &cx.op2("Max", &norm, &cx.scalar("norm_eps", NORM_EPS)));
+        let sim = cx.op2("MatMul", &hn, &cx.transpose(&hn, &[0, 2, 1]));
+        let (vals, idx) = ("graph.topk_values", "graph.topk_indices");
+        cx.node_to(
+            "TopK",
+            &[&sim, &cx.ints("knn_k", &[k])],
+            &[vals, idx],
+            &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))],
+        );
+        let idx = cx.op2("Expand", &cx.reshape(idx, &[0, -1, 1]), &cx.ints("knn_expand", &[1, 1, d]));
+        let nb = cx.reshape(&cx.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]), &[0, t, k, d]);
+        let nb = cx.reduce("Mean", &nb, &[2], false);
+        cx.op2("Add", x, &cx.linear(&nb, "graph.linear", &self.linear))
     }
 }
 
@@ -252,32 +293,22 @@ impl EncoderBlock {
         x + m
     }
 
-    fn export(&self, cx: &mut Lower, x: &str, d: usize, name: &str) -> String {
+    fn export(&self, cx: &Lower, x: &str, d: usize, name: &str) -> String {
         let (nh, dh) = (self.heads as i64, (d / self.heads) as i64);
         let h = cx.layer_norm(x, &format!("{name}.norm1"), &self.norm1);
-        let heads_shape = cx.ints("heads_shape", &[0, 0, nh, dh]);
-        let split = |cx: &mut Lower, l: &Linear, which: &str, perm: &[i64]| {
-            let y = cx.linear(&h, &format!("{name}.{which}"), l);
-            let y = cx.op2("Reshape", &y, &heads_shape);
+        let split = |l: &Linear, which: &str, perm: &[i64]| {
+            let y = cx.reshape(&cx.linear(&h, &format!("{name}.{which}"), l), &[0, 0, nh, dh]);
             cx.transpose(&y, perm)
         };
-        let q = split(cx, &self.q, "q", &[0, 2, 1, 3]);
-        let k = split(cx, &self.k, "k", &[0, 2, 3, 1]);
-        let v = split(cx, &self.v, "v", &[0, 2, 1, 3]);
-        let s = cx.op2("MatMul", &q, &k);
-        let scale = cx.scalar("attn_scale", attn_scale(dh as usize));
-        let s = cx.op2("Mul", &s, &scale);
+        let q = split(&self.q, "q", &[0, 2, 1, 3]);
+        let k = split(&self.k, "k", &[0, 2, 3, 1]);
+        let v = split(&self.v, "v", &[0, 2, 1, 3]);
+        let s = cx.op2("Mul", &cx.op2("MatMul", &q, &k), &cx.scalar("attn_scale", attn_scale(dh as usize)));
         let att = cx.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
-        let o = cx.op2("MatMul", &att, &v);
-        let o = cx.transpose(&o, &[0, 2, 1, 3]);
-        let merge = cx.ints("merge_shape", &[0, 0, d as i64]);
-        let o = cx.op2("Reshape", &o, &merge);
-        let o = cx.linear(&o, &format!("{name}.proj"), &self.proj);
-        let x = cx.op2("Add", x, &o);
-        let m = cx.layer_norm(&x, &format!("{name}.norm2"), &self.norm2);
-        let m = cx.linear(&m, &format!("{name}.fc1"), &self.fc1);
-        let m = cx.gelu(&m);
-        let m = cx.linear(&m, &format!("{name}.fc2"), &self.fc2);
+        let o = cx.reshape(&cx.transpose(&cx.op2("MatMul", &att, &v), &[0, 2, 1, 3]), &[0, 0, d as i64]);
+        let x = cx.op2("Add", x, &cx.linear(&o, &format!("{name}.proj"), &self.proj));
+        let m = cx.linear(&cx.layer_norm(&x, &format!("{name}.norm2"), &self.norm2), &format!("{name}.fc1"), &self.fc1);
+        let m = cx.linear(&cx.gelu(&m), &format!("{name}.fc2"), &self.fc2);
         cx.op2("Add", &x, &m)
     }
 }
@@ -311,10 +342,12 @@ impl SpotModel {
         h
     }
 
+    /// Input image side `S` in pixels.
     pub fn image_size(&self) -> usize {
         self.image_size
     }
 
+    /// Number of predicted genes.
     pub fn num_genes(&self) -> usize {
         self.head.weight.dims()[1]
     }
@@ -323,27 +356,20 @@ impl SpotModel {
     /// `expression [batch, num_genes]`, opset 18.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let s = self.image_size;
-        let mut cx = Lower::new("spot_tcgn");
+        let cx = Lower::new("spot_tcgn");
         let mut x = cx.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)]);
         for (i, st) in self.stem.iter().enumerate() {
-            x = st.export(&mut cx, &x, &format!("stem{i}"));
+            x = st.export(&cx, &x, &format!("stem{i}"));
         }
-        let x = cx.conv2d(&x, "patch", &self.patch);
         let [_, t, d] = self.pos.dims();
-        let shape = cx.ints("tokens_shape", &[0, d as i64, -1]);
-        let x = cx.op2("Reshape", &x, &shape);
-        let x = cx.transpose(&x, &[0, 2, 1]);
-        let pos = cx.param("pos", &self.pos);
-        let mut h = cx.op2("Add", &x, &pos);
-        h = self.graph.export(&mut cx, &h, t, d);
+        let x = cx.reshape(&cx.conv2d(&x, "patch", &self.patch), &[0, d as i64, -1]);
+        let mut h = cx.op2("Add", &cx.transpose(&x, &[0, 2, 1]), &cx.param("pos", &self.pos));
+        h = self.graph.export(&cx, &h, t, d);
         for (i, blk) in self.blocks.iter().enumerate() {
-            h = blk.export(&mut cx, &h, d, &format!("block{i}"));
+            h = blk.export(&cx, &h, d, &format!("block{i}"));
         }
-        let ax1 = cx.axes(&[1]);
-        let pooled = cx.node("ReduceMean", &[&h, &ax1], &[("keepdims", Attr::Int(0))]);
-        let pooled = cx.layer_norm(&pooled, "norm", &self.norm);
-        let y = cx.linear(&pooled, "head", &self.head);
-        cx.output_from(&y, OUTPUT, &dims("batch", self.num_genes()));
+        let pooled = cx.layer_norm(&cx.reduce("Mean", &h, &[1], false), "norm", &self.norm);
+        cx.output_from(&cx.linear(&pooled, "head", &self.head), OUTPUT, &dims("batch", self.num_genes()));
         cx.finish(metadata)
     }
 }
@@ -354,7 +380,17 @@ mod tests {
     use burn::optim::{AdamConfig, GradientsParams};
 
     fn tiny() -> SpotModelConfig {
-        SpotModelConfig { image_size: 32, stem_channels: vec![8], patch: 4, dim: 16, depth: 1, heads: 2, mlp_ratio: 2, knn_k: 4, num_genes: 5 }
+        SpotModelConfig {
+            image_size: 32,
+            stem_channels: vec![8],
+            patch: 4,
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            knn_k: 4,
+            num_genes: 5,
+        }
     }
 
     fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
@@ -393,8 +429,24 @@ mod tests {
         for op in &ops {
             assert!(
                 [
-                    "Conv", "Transpose", "LayerNormalization", "Div", "Erf", "Add", "Mul", "Reshape", "ReduceSum", "Sqrt", "Max", "MatMul", "TopK",
-                    "Expand", "GatherElements", "ReduceMean", "Softmax", "Identity"
+                    "Conv",
+                    "Transpose",
+                    "LayerNormalization",
+                    "Div",
+                    "Erf",
+                    "Add",
+                    "Mul",
+                    "Reshape",
+                    "ReduceSum",
+                    "Sqrt",
+                    "Max",
+                    "MatMul",
+                    "TopK",
+                    "Expand",
+                    "GatherElements",
+                    "ReduceMean",
+                    "Softmax",
+                    "Identity"
                 ]
                 .contains(&op.as_str()),
                 "unexpected op {op}"
@@ -424,26 +476,5 @@ mod tests {
         }
         assert!(losses[4] < losses[0], "loss did not decrease: {losses:?}");
         let _ = model.valid();
-    }
-
-    /// Time of one Adam step of `small()` at batch 8 on CPU (prints only; `--ignored`).
-    #[test]
-    #[ignore]
-    fn spot_small_train_step_time() {
-        let device = Device::flex();
-        device.seed(5);
-        let ad = device.clone().autodiff();
-        let cfg = SpotModelConfig::small();
-        let mut model = cfg.init(&ad);
-        let mut optim = AdamConfig::new().init();
-        let x = random([8, 3, 224, 224], &ad);
-        let target: Tensor<2> = Tensor::zeros([8, cfg.num_genes], &ad);
-        for i in 0..3 {
-            let t = std::time::Instant::now();
-            let loss = (model.forward(x.clone()) - target.clone()).powf_scalar(2.0).mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
-            eprintln!("step {i}: {:.0} ms for 8 images", t.elapsed().as_secs_f64() * 1e3);
-        }
     }
 }

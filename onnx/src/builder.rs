@@ -1,16 +1,17 @@
 //! A small builder for ONNX graphs: named inputs with symbolic dims, f32/i64 initializers, nodes.
 
 use crate::pb::{
-    self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
-    type_proto, AttributeProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    self, AttributeProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto,
 };
 
 /// A dimension of a graph input or output: fixed, or symbolic (`dim_param`). Inputs whose sizes
 /// must agree share one symbolic name (tract requires it).
 #[derive(Debug, Clone)]
 pub enum Dim {
+    /// A fixed size (`dim_value`).
     Fixed(i64),
+    /// A symbolic size, named (`dim_param`).
     Sym(String),
 }
 
@@ -33,7 +34,9 @@ impl From<&str> for Dim {
 /// Element type of a graph input/output.
 #[derive(Debug, Clone, Copy)]
 pub enum Elem {
+    /// 32-bit float.
     F32,
+    /// 64-bit signed integer.
     I64,
 }
 
@@ -49,14 +52,19 @@ impl Elem {
 /// An attribute value for [`GraphBuilder::node`].
 #[derive(Debug, Clone)]
 pub enum Attr {
+    /// An integer attribute.
     Int(i64),
+    /// A float attribute.
     Float(f32),
+    /// A list of integers (e.g. `perm`, `axes`).
     Ints(Vec<i64>),
+    /// A string attribute.
     Str(String),
     /// A 1-element f32 tensor (e.g. ConstantOfShape's `value`).
     ScalarTensor(f32),
 }
 
+/// Builds one ONNX graph step by step; [`GraphBuilder::finish`] wraps it in a model.
 #[derive(Default)]
 pub struct GraphBuilder {
     graph: pb::GraphProto,
@@ -88,17 +96,20 @@ fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> ValueInfoProto {
 }
 
 impl GraphBuilder {
+    /// An empty graph called `name`.
     pub fn new(name: &str) -> Self {
         let mut b = Self::default();
         b.graph.name = Some(name.into());
         b
     }
 
+    /// Declare a graph input; returns its name.
     pub fn input(&mut self, name: &str, elem: Elem, dims: &[Dim]) -> String {
         self.graph.input.push(value_info(name, elem, dims));
         name.to_string()
     }
 
+    /// Declare a graph output (produce it with [`GraphBuilder::node_to`]).
     pub fn output(&mut self, name: &str, elem: Elem, dims: &[Dim]) {
         self.graph.output.push(value_info(name, elem, dims));
     }
@@ -191,12 +202,15 @@ impl GraphBuilder {
     }
 
     // Shorthands for common ops.
+    /// A node `op(a, b)` without attributes; returns the output name.
     pub fn op2(&mut self, op: &str, a: &str, b: &str) -> String {
         self.node(op, &[a, b], &[])
     }
+    /// A node `op(a)` without attributes; returns the output name.
     pub fn op1(&mut self, op: &str, a: &str) -> String {
         self.node(op, &[a], &[])
     }
+    /// `Transpose` of `a` with permutation `perm`; returns the output name.
     pub fn transpose(&mut self, a: &str, perm: &[i64]) -> String {
         self.node("Transpose", &[a], &[("perm", Attr::Ints(perm.to_vec()))])
     }
@@ -221,10 +235,7 @@ impl GraphBuilder {
             producer_name: Some(producer.into()),
             producer_version: Some(env!("CARGO_PKG_VERSION").into()),
             graph: Some(self.graph),
-            metadata_props: metadata
-                .into_iter()
-                .map(|(k, v)| StringStringEntryProto { key: Some(k), value: Some(v) })
-                .collect(),
+            metadata_props: metadata.into_iter().map(|(k, v)| StringStringEntryProto { key: Some(k), value: Some(v) }).collect(),
             ..Default::default()
         }
     }

@@ -15,16 +15,37 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Errors of reading or checking a card.
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
+    /// The card's `schema_version` is newer than [`SCHEMA_VERSION`].
     #[error("model card schema {found} is newer than this build reads (≤ {SCHEMA_VERSION}); update bioedge")]
-    Newer { found: u64 },
-    #[error("model card schema {found} predates typed cards (this build reads {SCHEMA_VERSION}); re-export the model with this version's `train`")]
-    Older { found: String },
+    Newer {
+        /// The card's `schema_version`.
+        found: u64,
+    },
+    /// The card has no `schema_version` (a version 1 card, before typed preprocessing).
+    #[error(
+        "model card schema {found} predates typed cards (this build reads {SCHEMA_VERSION}); re-export the model with this version's `train`"
+    )]
+    Older {
+        /// The card's old `version` field, or "unknown".
+        found: String,
+    },
+    /// The card is not valid JSON or does not match the card's types.
     #[error("model card is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// The model is of another family than the task needs.
     #[error("model family `{found}` is not {what} ({})", names(wanted))]
-    WrongFamily { found: Family, what: &'static str, wanted: &'static [Family] },
+    WrongFamily {
+        /// The card's family.
+        found: Family,
+        /// What kind of model the task needs, for the message (e.g. "a node classifier").
+        what: &'static str,
+        /// The families the task accepts.
+        wanted: &'static [Family],
+    },
+    /// The card's inputs/outputs do not match the graph's, or a tensor meaning is missing or unused.
     #[error("model card disagrees with the graph: {0}")]
     Graph(String),
+    /// The card is inconsistent (family vs preprocessing, missing genes or classes, bad values).
     #[error("model card: {0}")]
     Invalid(String),
 }
@@ -59,6 +80,7 @@ pub enum Family {
 }
 
 impl Family {
+    /// Every family, in declaration order.
     pub const ALL: [Family; 9] = [
         Family::GeneGcn,
         Family::GeneMlp,
@@ -115,9 +137,11 @@ impl std::str::FromStr for Family {
 /// A graph input or output: name, shape and type from the graph, meaning from the trainer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, JsonSchema)]
 pub struct TensorSpec {
+    /// Tensor name in the graph.
     pub name: String,
     /// Dimensions; symbolic ones by name (e.g. "batch").
     pub shape: Vec<String>,
+    /// Element type (e.g. "float32", "int64").
     pub dtype: String,
     /// What the values mean, with units.
     pub meaning: String,
@@ -128,11 +152,13 @@ pub struct TensorSpec {
 pub struct Expression {
     /// `log2(max(x, floor))` before standardizing.
     pub log2: bool,
+    /// Lower bound applied before `log2` (input units).
     pub floor: f32,
     /// The steps in words.
     pub steps: String,
     /// How a gene missing from the input is handled.
     pub missing_genes: String,
+    /// What the input values must be (units, raw or log-transformed), in words.
     pub input_units: String,
 }
 
@@ -150,8 +176,11 @@ pub struct NodeFeatures {
 /// A PCA projection: `(x - mean) @ components^T / scale`, components `[n_pcs, genes]` row-major.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Pca {
+    /// Per-gene mean of the training data, subtracted first.
     pub mean: Vec<f32>,
+    /// Loadings `[n_pcs, genes]`, row-major.
     pub components: Vec<f32>,
+    /// Number of principal components kept.
     pub n_pcs: usize,
     /// Variance along each component (training data).
     pub variance: Vec<f32>,
@@ -192,9 +221,13 @@ impl Pca {
 /// The cell graph built before the model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Knn {
+    /// Neighbours per cell.
     pub k: usize,
+    /// Distance used to find neighbours, in words.
     pub metric: String,
+    /// How the directed kNN edges are made symmetric (e.g. "union").
     pub symmetric: String,
+    /// Whether and where self-loops are added, in words.
     pub self_loops: String,
 }
 
@@ -203,7 +236,9 @@ pub struct Knn {
 pub struct Cells {
     /// What the expression values must be (as in the training file).
     pub expression: String,
+    /// Projection of expression to PCA coordinates.
     pub pca: Pca,
+    /// How the cell graph is built from the PCA coordinates.
     pub knn: Knn,
 }
 
@@ -221,7 +256,9 @@ pub struct Molecule {
     pub featurizer: String,
     /// Bumped whenever the features change; a model needs the version it was trained with.
     pub featurizer_version: u32,
+    /// Features per atom (columns of the atom feature input).
     pub atom_features: usize,
+    /// How molecules are combined into one batch, in words.
     pub batching: String,
 }
 
@@ -234,16 +271,22 @@ pub struct ImageNorm {
     pub mean: [f32; 3],
     /// Per-channel standard deviation (RGB).
     pub std: [f32; 3],
+    /// How the patch is cut around the spot, in words.
     pub crop: String,
+    /// Resampling used to resize the patch to `size`.
     pub interpolation: String,
+    /// Factor from pixel values to [0, 1] (e.g. "1/255").
     pub scale: String,
+    /// Tensor layout and element type (e.g. "CHW, f32").
     pub layout: String,
+    /// Channel order (e.g. "RGB").
     pub channels: String,
 }
 
 /// The spot image contract: which patch around a spot, and how it is normalized.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct SpotImage {
+    /// Normalization of the patch into the model input.
     pub image: ImageNorm,
     /// Patch side in microns (used with the slide's recorded resolution).
     pub patch_side_um: Option<f32>,
@@ -285,11 +328,17 @@ impl SpotImage {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Preprocessing {
+    /// Gene expression models (`gene-gcn`, `gene-mlp`).
     Expression(Expression),
+    /// Node classifiers (`node-gcn`, `node-gat`).
     NodeFeatures(NodeFeatures),
+    /// Cell-type classifiers (`cell-gat`).
     Cells(Cells),
+    /// Embedding lookups (`node2vec`, `gene2vec`).
     Lookup(Lookup),
+    /// Molecule models (`mol-graphconv`).
     Molecule(Molecule),
+    /// Spot image models (`histology-spot`).
     SpotImage(SpotImage),
 }
 
@@ -301,6 +350,7 @@ pub trait Prep: Sized {
     const WHAT: &'static str;
     /// Families that carry it.
     const FAMILIES: &'static [Family];
+    /// This kind's data, if `p` is of this kind.
     fn pick(p: &Preprocessing) -> Option<&Self>;
 }
 
@@ -327,6 +377,7 @@ prep!(Molecule, "molecule", "a molecule model", [MolGraphconv]);
 prep!(SpotImage, "spot-image", "a spot model", [SpotExpression]);
 
 impl Preprocessing {
+    /// The `kind` tag of this preprocessing.
     pub fn kind(&self) -> &'static str {
         match self {
             Preprocessing::Expression(_) => Expression::KIND,
@@ -344,7 +395,9 @@ impl Preprocessing {
 pub struct ModelCard {
     /// Card format version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
+    /// What the model is.
     pub family: Family,
+    /// One-line description of the model, for people.
     pub description: String,
     /// Graph inputs, as in the ONNX graph (filled by [`ModelCard::embed`]).
     pub inputs: Vec<TensorSpec>,
@@ -356,6 +409,7 @@ pub struct ModelCard {
     /// Class labels (or gene sets, tasks) in output order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
+    /// How inputs are prepared for the model (kind fixed by the family).
     pub preprocessing: Preprocessing,
     /// Hyper-parameters of the architecture.
     pub architecture: serde_json::Value,
@@ -410,18 +464,24 @@ impl ModelCard {
         }
         let want = self.family.preprocessing_kind();
         if self.preprocessing.kind() != want {
-            return Err(CardError::Invalid(format!("family `{}` needs preprocessing `{want}`, the card has `{}`", self.family, self.preprocessing.kind())));
+            return Err(CardError::Invalid(format!(
+                "family `{}` needs preprocessing `{want}`, the card has `{}`",
+                self.family,
+                self.preprocessing.kind()
+            )));
         }
         match &self.preprocessing {
             Preprocessing::Cells(c) => c.pca.check(self.genes.len())?,
             Preprocessing::SpotImage(s) => s.check()?,
             _ => {}
         }
-        let needs_genes = matches!(self.family, Family::GeneGcn | Family::GeneMlp | Family::CellGat | Family::Gene2vec | Family::SpotExpression);
+        let needs_genes =
+            matches!(self.family, Family::GeneGcn | Family::GeneMlp | Family::CellGat | Family::Gene2vec | Family::SpotExpression);
         if needs_genes && self.genes.is_empty() {
             return Err(CardError::Invalid("lists no genes".into()));
         }
-        let needs_classes = matches!(self.family, Family::GeneGcn | Family::GeneMlp | Family::CellGat | Family::MolGraphconv | Family::Gene2vec);
+        let needs_classes =
+            matches!(self.family, Family::GeneGcn | Family::GeneMlp | Family::CellGat | Family::MolGraphconv | Family::Gene2vec);
         if needs_classes && self.classes.is_empty() {
             return Err(CardError::Invalid("lists no classes".into()));
         }
@@ -441,7 +501,8 @@ impl ModelCard {
     /// `let spot: &SpotImage = card.require()?;`.
     pub fn require<P: Prep>(&self) -> Result<&P, CardError> {
         self.require_family(P::WHAT, P::FAMILIES)?;
-        P::pick(&self.preprocessing).ok_or_else(|| CardError::Invalid(format!("family `{}` without `{}` preprocessing", self.family, P::KIND)))
+        P::pick(&self.preprocessing)
+            .ok_or_else(|| CardError::Invalid(format!("family `{}` without `{}` preprocessing", self.family, P::KIND)))
     }
 
     /// Fill `inputs`/`outputs` from `model`'s graph (name, shape, dtype) with `meanings` by
@@ -489,8 +550,8 @@ impl ModelCard {
 
 /// Inputs and outputs of a graph as specs (meaning empty); initializers listed as inputs are skipped.
 pub fn graph_io(model: &pb::ModelProto) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
-    use pb::type_proto::Value as T;
     use pb::tensor_shape_proto::dimension::Value as D;
+    use pb::type_proto::Value as T;
     let Some(g) = model.graph.as_ref() else { return (Vec::new(), Vec::new()) };
     let inits: std::collections::HashSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
     let spec = |v: &pb::ValueInfoProto| {

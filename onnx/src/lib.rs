@@ -1,5 +1,6 @@
 //! ONNX protobuf types (generated from the official `onnx.proto`), a small graph builder used by
 //! the exporters, the model card stored in `metadata_props`, and atomic file writes.
+#![warn(missing_docs)]
 
 pub mod builder;
 pub mod card;
@@ -26,23 +27,36 @@ pub const CARD_KEY: &str = "model_card";
 /// Errors of reading a model file and its card.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// The model file could not be read.
+    #[error("{path}")]
     Io {
+        /// The model file.
         path: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not an ONNX model ({source})")]
+    /// The bytes are not a valid ONNX protobuf.
+    #[error("{path}: not an ONNX model")]
     Decode {
+        /// The model file (used in messages only).
         path: String,
+        /// The protobuf decoding error.
         #[source]
         source: prost::DecodeError,
     },
+    /// The model has no model card in its `metadata_props`.
     #[error("{path}: no model card (metadata_props key `{CARD_KEY}`); was it exported by this toolchain?")]
-    NoCard { path: String },
-    #[error("{path}: {source}")]
-    Card {
+    NoCard {
+        /// The model file.
         path: String,
+    },
+    /// The model card cannot be parsed or does not match the graph.
+    #[error("{path}")]
+    Card {
+        /// The model file.
+        path: String,
+        /// What is wrong with the card.
         #[source]
         source: CardError,
     },
@@ -68,11 +82,8 @@ pub fn card_from_bytes(bytes: &[u8], path: &str) -> Result<ModelCard, Error> {
 
 /// The model card of a decoded model, checked against the model's graph.
 pub fn card_of(model: &pb::ModelProto, path: &str) -> Result<ModelCard, Error> {
-    let entry = model
-        .metadata_props
-        .iter()
-        .find(|p| p.key.as_deref() == Some(CARD_KEY))
-        .ok_or_else(|| Error::NoCard { path: path.into() })?;
+    let entry =
+        model.metadata_props.iter().find(|p| p.key.as_deref() == Some(CARD_KEY)).ok_or_else(|| Error::NoCard { path: path.into() })?;
     let card = ModelCard::from_json(entry.value.as_deref().unwrap_or(""))
         .and_then(|c| c.check_graph(model).map(|()| c))
         .map_err(|source| Error::Card { path: path.into(), source })?;

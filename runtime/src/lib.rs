@@ -1,6 +1,7 @@
 //! One API over two runtimes: tract (pure Rust, default) and ONNX Runtime (`ort`, loaded at run
 //! time from `libonnxruntime.so`; optional CUDA).
 #![cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused, unreachable_code))]
+#![warn(missing_docs)]
 
 pub use bioedge_error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -8,24 +9,39 @@ use std::path::{Path, PathBuf};
 /// A tensor crossing the runtime boundary.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    F32 { shape: Vec<usize>, data: Vec<f32> },
-    I64 { shape: Vec<usize>, data: Vec<i64> },
+    /// A 32-bit float tensor.
+    F32 {
+        /// Dimensions, outermost first.
+        shape: Vec<usize>,
+        /// Elements in row-major order.
+        data: Vec<f32>,
+    },
+    /// A 64-bit integer tensor.
+    I64 {
+        /// Dimensions, outermost first.
+        shape: Vec<usize>,
+        /// Elements in row-major order.
+        data: Vec<i64>,
+    },
 }
 
 impl Value {
+    /// An f32 tensor of `shape` holding `data` (row-major; length must be the product of `shape`).
     pub fn f32(shape: &[usize], data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Value::F32 { shape: shape.to_vec(), data }
     }
+    /// An i64 tensor of `shape` holding `data` (row-major).
     pub fn i64(shape: &[usize], data: Vec<i64>) -> Self {
         Value::I64 { shape: shape.to_vec(), data }
     }
+    /// The tensor's dimensions.
     pub fn shape(&self) -> &[usize] {
         match self {
             Value::F32 { shape, .. } | Value::I64 { shape, .. } => shape,
         }
     }
-    /// The f32 data, or an error naming the output.
+    /// The f32 data, or an error when the tensor is i64.
     pub fn into_f32(self) -> Result<Vec<f32>> {
         match self {
             Value::F32 { data, .. } => Ok(data),
@@ -37,11 +53,14 @@ impl Value {
 /// Which runtime executes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// tract, the pure-Rust runtime (cargo feature `tract`).
     Tract,
+    /// ONNX Runtime, loaded from `libonnxruntime.so` at run time (cargo feature `ort`).
     Ort,
 }
 
 impl Backend {
+    /// Short name of the backend: `tract` or `ort`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Tract => "tract",
@@ -83,7 +102,9 @@ enum Inner {
 /// A loaded model ready to run.
 pub struct Session {
     inner: Inner,
+    /// Names of the graph inputs to feed (initializers excluded), in graph order.
     pub inputs: Vec<String>,
+    /// Names of the graph outputs, in graph order.
     pub outputs: Vec<String>,
     /// The execution provider that actually runs the model (e.g. "tract", "ort-cpu", "ort-cuda").
     pub provider: String,
@@ -96,12 +117,7 @@ impl Session {
             .map_err(|e| Error::Model { path: origin.into(), msg: e.to_string() })?;
         let graph = model.graph.as_ref().ok_or_else(|| Error::Model { path: origin.into(), msg: "model has no graph".into() })?;
         let init: std::collections::HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
-        let inputs: Vec<String> = graph
-            .input
-            .iter()
-            .filter_map(|v| v.name.clone())
-            .filter(|n| !init.contains(n.as_str()))
-            .collect();
+        let inputs: Vec<String> = graph.input.iter().filter_map(|v| v.name.clone()).filter(|n| !init.contains(n.as_str())).collect();
         let outputs: Vec<String> = graph.output.iter().filter_map(|v| v.name.clone()).collect();
         let err = |msg: String| Error::Model { path: origin.into(), msg };
         // ONNX Runtime 1.31 runs ScatterND with a reduction in parallel without synchronization:
@@ -132,6 +148,7 @@ impl Session {
         Ok(Self { inner, inputs, outputs, provider })
     }
 
+    /// Load the ONNX model file at `path`.
     pub fn from_file(path: &Path, backend: Backend, opts: &Options) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes, path, backend, opts)
@@ -140,7 +157,12 @@ impl Session {
     /// Run with inputs in graph input order; returns outputs in graph output order.
     pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::Input(format!("model takes {} inputs ({}), got {}", self.inputs.len(), self.inputs.join(", "), inputs.len())));
+            return Err(Error::Input(format!(
+                "model takes {} inputs ({}), got {}",
+                self.inputs.len(),
+                self.inputs.join(", "),
+                inputs.len()
+            )));
         }
         match &mut self.inner {
             Inner::Never(n) => match *n {},
@@ -215,7 +237,11 @@ pub fn ort_library_path() -> std::result::Result<PathBuf, String> {
         return if p.is_file() { Ok(p) } else { Err(format!("ORT_DYLIB_PATH={} does not exist. {ORT_HINT}", p.display())) };
     }
     let p = default_ort_path();
-    if p.is_file() { Ok(p) } else { Err(format!("ONNX Runtime library not found at {} and ORT_DYLIB_PATH is not set. {ORT_HINT}", p.display())) }
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!("ONNX Runtime library not found at {} and ORT_DYLIB_PATH is not set. {ORT_HINT}", p.display()))
+    }
 }
 
 /// The cache path that `scripts/setup.sh` fills.
@@ -313,6 +339,53 @@ mod ort_rt {
                 .collect()
         }
     }
+}
+
+/// An export against a reference (burn): max abs difference of one output, per runtime.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Parity {
+    /// What the check ran on (rows, nodes, molecules).
+    pub samples: usize,
+    /// Largest absolute difference between tract's output and the reference.
+    pub tract_max_abs_diff: f64,
+    /// Largest absolute difference between ONNX Runtime's output and the reference.
+    pub ort_max_abs_diff: f64,
+    /// The largest difference allowed for either runtime.
+    pub tolerance: f64,
+}
+
+/// Run the model `bytes` on tract and ONNX Runtime with `inputs` and compare `output` with
+/// `expected`; an error when either differs by more than `tolerance`.
+pub fn check_parity(
+    bytes: &[u8],
+    name: &Path,
+    inputs: &[Value],
+    samples: usize,
+    output: &str,
+    expected: &[f32],
+    tolerance: f64,
+) -> Result<Parity> {
+    let mut diffs = [0.0; 2];
+    for (i, backend) in [Backend::Tract, Backend::Ort].into_iter().enumerate() {
+        let mut s = Session::from_bytes(bytes, name, backend, &Options::default())?;
+        let got = s.run_output(inputs, output)?.into_f32()?;
+        if got.len() != expected.len() {
+            return Err(Error::Input(format!(
+                "{}: output `{output}` has {} values, the reference {}",
+                backend.name(),
+                got.len(),
+                expected.len()
+            )));
+        }
+        diffs[i] = max_abs_diff(&got, expected);
+    }
+    if diffs.iter().any(|d| !(*d <= tolerance)) {
+        return Err(Error::Input(format!(
+            "parity check failed: max |reference - tract| = {:.2e}, max |reference - ort| = {:.2e} > tolerance {tolerance:.0e}",
+            diffs[0], diffs[1]
+        )));
+    }
+    Ok(Parity { samples, tract_max_abs_diff: diffs[0], ort_max_abs_diff: diffs[1], tolerance })
 }
 
 /// The parity measure: the largest absolute difference between two outputs (∞ when their sizes

@@ -40,11 +40,7 @@ pub struct Preprocess {
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess {
-            size: 224,
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-        }
+        Preprocess { size: 224, mean: IMAGENET_MEAN, std: IMAGENET_STD }
     }
 }
 
@@ -57,22 +53,13 @@ impl Preprocess {
     /// Checks the parameters (size > 0, finite mean, finite positive std).
     pub fn validate(&self) -> Result<()> {
         if self.size == 0 || self.size > 8192 {
-            return Err(Error::Input(format!(
-                "preprocess size {} is not in 1..=8192",
-                self.size
-            )));
+            return Err(Error::Input(format!("preprocess size {} is not in 1..=8192", self.size)));
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(Error::Input(format!(
-                "preprocess mean {:?} is not finite",
-                self.mean
-            )));
+            return Err(Error::Input(format!("preprocess mean {:?} is not finite", self.mean)));
         }
         if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(Error::Input(format!(
-                "preprocess std {:?} must be finite and > 0",
-                self.std
-            )));
+            return Err(Error::Input(format!("preprocess std {:?} must be finite and > 0", self.std)));
         }
         Ok(())
     }
@@ -107,23 +94,14 @@ impl Preprocess {
         if patch.width() == self.size && patch.height() == self.size {
             return Ok(patch.clone());
         }
-        Ok(image::imageops::resize(
-            patch,
-            self.size,
-            self.size,
-            FilterType::Triangle,
-        ))
+        Ok(image::imageops::resize(patch, self.size, self.size, FilterType::Triangle))
     }
 
     /// Scales and normalizes a `size × size` RGB image into `out` (CHW, `tensor_len()` values).
     pub fn normalize_into(&self, img: &RgbImage, out: &mut [f32]) -> Result<()> {
         let n = self.size as usize;
         if img.width() as usize != n || img.height() as usize != n {
-            return Err(Error::Input(format!(
-                "normalize: image is {}×{}, expected {n}×{n} (resize first)",
-                img.width(),
-                img.height()
-            )));
+            return Err(Error::Input(format!("normalize: image is {}×{}, expected {n}×{n} (resize first)", img.width(), img.height())));
         }
         self.normalize_raw(img.as_raw(), out)
     }
@@ -136,11 +114,7 @@ impl Preprocess {
             return Err(Error::Input(format!("normalize: patch has {} bytes, expected {} ({n}×{n} RGB)", hwc.len(), 3 * n * n)));
         }
         if out.len() != self.tensor_len() {
-            return Err(Error::Input(format!(
-                "normalize: output has {} values, expected {}",
-                out.len(),
-                self.tensor_len()
-            )));
+            return Err(Error::Input(format!("normalize: output has {} values, expected {}", out.len(), self.tensor_len())));
         }
         let plane = n * n;
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
@@ -181,9 +155,7 @@ impl Preprocess {
 /// repeat the nearest edge pixel.
 pub fn crop_square(img: &RgbImage, x: f32, y: f32, side: f32) -> Result<RgbImage> {
     let (w, h) = img.dimensions();
-    crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| {
-        Ok(image::imageops::crop_imm(img, x0, y0, cw, ch).to_image())
-    })
+    crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| Ok(image::imageops::crop_imm(img, x0, y0, cw, ch).to_image()))
 }
 
 /// [`crop_square`] on any `w × h` source: `read(x, y, width, height)` returns the part of the
@@ -201,19 +173,13 @@ pub fn crop_square_from(
         return Err(Error::Input("empty image".into()));
     }
     if !x.is_finite() || !y.is_finite() {
-        return Err(Error::Input(format!(
-            "patch centre ({x}, {y}) is not finite"
-        )));
+        return Err(Error::Input(format!("patch centre ({x}, {y}) is not finite")));
     }
     if !side.is_finite() || !(0.5..=MAX_PATCH_SIDE).contains(&side) {
-        return Err(Error::Input(format!(
-            "patch side {side} px is not in 1..={MAX_PATCH_SIDE}"
-        )));
+        return Err(Error::Input(format!("patch side {side} px is not in 1..={MAX_PATCH_SIDE}")));
     }
     if x < 0.0 || y < 0.0 || x >= w as f32 || y >= h as f32 {
-        return Err(Error::Input(format!(
-            "patch centre ({x:.1}, {y:.1}) is outside the {w}×{h} image"
-        )));
+        return Err(Error::Input(format!("patch centre ({x:.1}, {y:.1}) is outside the {w}×{h} image")));
     }
     let s = (side.round() as i64).max(1);
     let left = (x as f64 - s as f64 / 2.0).round() as i64;
@@ -256,22 +222,15 @@ fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
 /// Decodes an image held in memory (JPEG, PNG or TIFF, format from the content) into RGB 8-bit.
 /// `name` is used in error messages (a path, or a file name in the browser).
 pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::io(name, e))?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::io(name, e))?;
     let Some(format) = reader.format() else {
-        return Err(Error::format(
-            name,
-            "not a recognised image (JPEG, PNG or TIFF expected)",
-        ));
+        return Err(Error::format(name, "not a recognised image (JPEG, PNG or TIFF expected)"));
     };
     if format == ImageFormat::Jpeg {
         check_jpeg_complete(bytes).map_err(|m| Error::format(name, m))?;
     }
     reader.limits(limits());
-    let img = reader
-        .decode()
-        .map_err(|e| Error::format(name, format!("cannot decode {format:?} image: {e}")))?;
+    let img = reader.decode().map_err(|e| Error::format(name, format!("cannot decode {format:?} image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(Error::format(name, "image has no pixels"));
     }
@@ -289,14 +248,9 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
 /// Width and height of an image file, from its header only.
 pub fn image_dimensions(path: impl AsRef<Path>) -> Result<(u32, u32)> {
     let path = path.as_ref();
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| Error::io(path, e))?;
     reader.limits(limits());
-    reader
-        .into_dimensions()
-        .map_err(|e| Error::format(path, format!("cannot read image header: {e}")))
+    reader.into_dimensions().map_err(|e| Error::format(path, format!("cannot read image header: {e}")))
 }
 
 #[cfg(test)]
@@ -324,10 +278,7 @@ mod tests {
 
     #[test]
     fn spot_prep_normalize_values() {
-        let p = Preprocess {
-            size: 2,
-            ..Preprocess::default()
-        };
+        let p = Preprocess { size: 2, ..Preprocess::default() };
         let img = RgbImage::from_pixel(2, 2, Rgb([255, 0, 51]));
         let t = p.tensor(&img).unwrap();
         let r = (1.0 - 0.485) / 0.229;
@@ -366,10 +317,7 @@ mod tests {
         let c = p.to_card();
         assert_eq!(c.size, 224);
         assert_eq!(Preprocess::from_card(&c), p);
-        let bad = Preprocess {
-            std: [0.0, 1.0, 1.0],
-            ..p
-        };
+        let bad = Preprocess { std: [0.0, 1.0, 1.0], ..p };
         assert!(bad.validate().is_err());
     }
 
@@ -377,9 +325,7 @@ mod tests {
     fn spot_prep_decode_png_and_garbage() {
         let img = gradient(20, 10);
         let mut buf = Vec::new();
-        image::DynamicImage::ImageRgb8(img.clone())
-            .write_to(&mut Cursor::new(&mut buf), ImageFormat::Png)
-            .unwrap();
+        image::DynamicImage::ImageRgb8(img.clone()).write_to(&mut Cursor::new(&mut buf), ImageFormat::Png).unwrap();
         let back = decode_rgb(&buf, Path::new("x.png")).unwrap();
         assert_eq!(back, img);
         let e = decode_rgb(&buf[..buf.len() / 2], Path::new("half.png")).unwrap_err();
@@ -388,17 +334,10 @@ mod tests {
         assert!(e.to_string().contains("text.jpg"), "{e}");
         // JPEG: trailing bytes after the end marker are fine, a cut file is not.
         let mut jpg = Vec::new();
-        image::DynamicImage::ImageRgb8(gradient(64, 48))
-            .write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
-            .unwrap();
+        image::DynamicImage::ImageRgb8(gradient(64, 48)).write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg).unwrap();
         let mut padded = jpg.clone();
         padded.extend_from_slice(b"trailing junk");
-        assert_eq!(
-            decode_rgb(&padded, Path::new("a.jpg"))
-                .unwrap()
-                .dimensions(),
-            (64, 48)
-        );
+        assert_eq!(decode_rgb(&padded, Path::new("a.jpg")).unwrap().dimensions(), (64, 48));
         let e = decode_rgb(&jpg[..jpg.len() - 40], Path::new("cut.jpg")).unwrap_err();
         assert!(e.to_string().contains("cut.jpg"), "{e}");
     }

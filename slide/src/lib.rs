@@ -2,6 +2,7 @@
 //! readers by region ([`wsi`] over tiled TIFFs in [`tiled`] and, with feature `openslide`, vendor
 //! formats), and the tissue grid, batched prediction and heatmaps ([`pipeline`]). The browser build
 //! uses this crate and the runtime only.
+#![warn(missing_docs)]
 
 pub mod image_prep;
 #[cfg(feature = "openslide")]

@@ -65,6 +65,7 @@ pub struct OpenSlide {
 unsafe impl Send for OpenSlide {}
 
 impl OpenSlide {
+    /// Opens `path` with OpenSlide; fails if it is not a slide OpenSlide recognizes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
@@ -114,6 +115,7 @@ impl OpenSlide {
         }
     }
 
+    /// The vendor OpenSlide reports (`openslide.vendor`, e.g. `aperio`).
     pub fn vendor(&self) -> &str {
         &self.vendor
     }
@@ -164,9 +166,15 @@ impl SlideReader for OpenSlide {
         OpenSlide::mpp(self).and_then(|(x, y)| crate::wsi::plausible_mpp(x, y))
     }
     fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage> {
-        let &(lw, lh) = self.levels.get(level).ok_or_else(|| Error::Input(format!("{}: no level {level} ({} levels)", self.path.display(), self.levels.len())))?;
+        let &(lw, lh) = self
+            .levels
+            .get(level)
+            .ok_or_else(|| Error::Input(format!("{}: no level {level} ({} levels)", self.path.display(), self.levels.len())))?;
         if w == 0 || h == 0 || x as u64 + w as u64 > lw as u64 || y as u64 + h as u64 > lh as u64 {
-            return Err(Error::Input(format!("{}: region {w}×{h} at ({x}, {y}) is not inside level {level} ({lw}×{lh})", self.path.display())));
+            return Err(Error::Input(format!(
+                "{}: region {w}×{h} at ({x}, {y}) is not inside level {level} ({lw}×{lh})",
+                self.path.display()
+            )));
         }
         if w as u64 * h as u64 > MAX_REGION_PX {
             return Err(Error::Input(format!("{}: region {w}×{h} is too large for one read", self.path.display())));

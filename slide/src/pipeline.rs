@@ -35,8 +35,11 @@ const QUEUE: usize = 2;
 /// A position to predict at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlideSpot {
+    /// Spot name (`r<row>c<col>` for grid spots, the spot key for spots read from a file).
     pub id: String,
+    /// Pixel x of the spot centre (level 0).
     pub x: f32,
+    /// Pixel y of the spot centre (level 0).
     pub y: f32,
 }
 
@@ -76,7 +79,8 @@ pub fn gene_indices(wanted: &[String], genes: &[String]) -> Result<Vec<usize>> {
             if let Some(i) = genes.iter().position(|g| g == w) {
                 return Ok(i);
             }
-            let mut near: Vec<(usize, &String)> = genes.iter().map(|g| (edit_distance(w, g), g)).filter(|(d, _)| *d <= 2.max(w.len() / 3)).collect();
+            let mut near: Vec<(usize, &String)> =
+                genes.iter().map(|g| (edit_distance(w, g), g)).filter(|(d, _)| *d <= 2.max(w.len() / 3)).collect();
             near.sort();
             let near: Vec<&str> = near.iter().take(5).map(|(_, g)| g.as_str()).collect();
             let hint = if near.is_empty() { "no close spellings".to_string() } else { format!("did you mean {}?", near.join(", ")) };
@@ -198,7 +202,9 @@ fn grid_from_mask(mask: &[bool], mw: u32, mh: u32, f: (f32, f32), w: u32, h: u32
 
 /// Where patches come from: a decoded image, or level 0 of a slide read by regions.
 pub enum Patches<'a> {
+    /// Patches cut from an image decoded whole.
     Image(&'a RgbImage),
+    /// Patches read by regions from level 0 of a slide.
     Slide(Box<dyn SlideReader>),
 }
 
@@ -215,14 +221,17 @@ impl Patches<'_> {
     }
 }
 
-/// Predicts every spot: `[spots × genes]` row-major. Crops/preprocessing run on a producer
-/// thread, batches go through a bounded channel. Progress goes to stderr.
-pub fn predict(session: &mut Session, img: &RgbImage, spots: &[SlideSpot], side: f32, prep: &Preprocess, batch: usize, genes: usize) -> Result<Vec<f32>> {
-    predict_from(session, Patches::Image(img), spots, side, prep, batch, genes)
-}
-
-/// [`predict`] from any patch source.
-pub fn predict_from(session: &mut Session, mut source: Patches<'_>, spots: &[SlideSpot], side: f32, prep: &Preprocess, batch: usize, genes: usize) -> Result<Vec<f32>> {
+/// Predicts every spot from a patch source: `[spots × genes]` row-major. Crops/preprocessing run on
+/// a producer thread, batches go through a bounded channel. Progress goes to stderr.
+pub fn predict_from(
+    session: &mut Session,
+    mut source: Patches<'_>,
+    spots: &[SlideSpot],
+    side: f32,
+    prep: &Preprocess,
+    batch: usize,
+    genes: usize,
+) -> Result<Vec<f32>> {
     let batch = batch.max(1);
     let len = prep.tensor_len();
     let s = prep.size as usize;
@@ -256,7 +265,11 @@ pub fn predict_from(session: &mut Session, mut source: Patches<'_>, spots: &[Sli
             let t = Instant::now();
             let y = session.run_output(&[Value::f32(&[n, 3, s, s], data)], "expression")?.into_f32()?;
             if y.len() != n * genes {
-                return Err(Error::Input(format!("model returned {} values for {n} patches, expected {} ({genes} genes each)", y.len(), n * genes)));
+                return Err(Error::Input(format!(
+                    "model returned {} values for {n} patches, expected {} ({genes} genes each)",
+                    y.len(),
+                    n * genes
+                )));
             }
             run_s += t.elapsed().as_secs_f64();
             out.extend_from_slice(&y);

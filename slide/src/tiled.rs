@@ -6,7 +6,7 @@
 //! it overlaps; a few decoded chunks are cached.
 //!
 //! The `tiff` crate decodes images of the main chain only, so each level gets its own decoder
-//! over a view of the file whose header points at that level's IFD ([`At`]).
+//! over a view of the file whose header points at that level's IFD (`At`).
 
 use crate::error::{Error, Result};
 use crate::wsi::{BoxSum, SlideReader};
@@ -26,6 +26,7 @@ const MAX_IFDS: usize = 64;
 /// How the decoded samples of a level map to RGB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Samples {
+    /// Plain RGB.
     Rgb,
     /// Alpha dropped.
     Rgba,
@@ -36,16 +37,21 @@ pub enum Samples {
 /// One resolution level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Level {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
     /// File offset of its IFD.
     pub ifd: u64,
     /// Listed in a SubIFD tag rather than the main chain.
     pub sub_ifd: bool,
+    /// Stored in tiles (else in strips).
     pub tiled: bool,
     /// Tile size, or (image width, rows per strip).
     pub chunk_w: u32,
+    /// Tile height, or rows per strip.
     pub chunk_h: u32,
+    /// How its samples map to RGB.
     pub samples: Samples,
 }
 
@@ -121,7 +127,9 @@ pub fn is_tiff(path: impl AsRef<Path>) -> bool {
 
 fn terr(path: &Path, e: TiffError) -> Error {
     match e {
-        TiffError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::format(path, "TIFF: file is truncated (unexpected end of file)"),
+        TiffError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::format(path, "TIFF: file is truncated (unexpected end of file)")
+        }
         e => Error::format(path, format!("TIFF: {e}")),
     }
 }
@@ -157,10 +165,10 @@ fn decoder(path: &Path, ifd: Option<u64>) -> Result<Dec> {
 /// else XResolution / YResolution in pixels per inch or cm; `None` if absent or implausible.
 fn resolution(dec: &mut Dec) -> Option<(f64, f64)> {
     use tiff::decoder::ifd::Value;
-    if let Ok(Some(d)) = dec.find_tag(Tag::ImageDescription).map(|v| v.and_then(|v| v.into_string().ok())) {
-        if let Some(v) = d.split('|').find_map(|f| f.trim().strip_prefix("MPP = ")).and_then(|v| v.trim().parse::<f64>().ok()) {
-            return crate::wsi::plausible_mpp(v, v);
-        }
+    if let Ok(Some(d)) = dec.find_tag(Tag::ImageDescription).map(|v| v.and_then(|v| v.into_string().ok()))
+        && let Some(v) = d.split('|').find_map(|f| f.trim().strip_prefix("MPP = ")).and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return crate::wsi::plausible_mpp(v, v);
     }
     let per_unit = |v: Value| match v {
         Value::Rational(n, d) if d > 0 => Some(n as f64 / d as f64),
@@ -248,12 +256,13 @@ impl TiledTiff {
         // Pyramid levels: same aspect ratio as level 0, strictly narrower, largest first.
         let (w0, h0) = (found[0].0.width as f64, found[0].0.height as f64);
         found.retain(|(l, _)| ((l.width as f64 / l.height as f64) / (w0 / h0) - 1.0).abs() < 0.02);
-        found.sort_by(|(a, _), (b, _)| b.width.cmp(&a.width));
+        found.sort_by_key(|(l, _)| std::cmp::Reverse(l.width));
         found.dedup_by(|b, a| b.0.width == a.0.width);
         let (levels, decs) = found.into_iter().unzip();
         Ok(TiledTiff { path, levels, decs, mpp, cache: Vec::new() })
     }
 
+    /// Path of the file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -285,7 +294,10 @@ impl TiledTiff {
         let n = w as usize * h as usize;
         let per = if l.samples == Samples::Rgba { 4 } else { 3 };
         if data.len() < n * per {
-            return Err(Error::format(&self.path, format!("TIFF: chunk {idx} of the IFD at offset {} decoded to {} bytes, expected {}", l.ifd, data.len(), n * per)));
+            return Err(Error::format(
+                &self.path,
+                format!("TIFF: chunk {idx} of the IFD at offset {} decoded to {} bytes, expected {}", l.ifd, data.len(), n * per),
+            ));
         }
         let rgb = match l.samples {
             Samples::Rgb => {
@@ -322,9 +334,18 @@ impl TiledTiff {
 
     /// The `w × h` region at `(x, y)` of `level` (it must lie inside the level).
     pub fn read_region(&mut self, level: usize, x: u32, y: u32, w: u32, h: u32) -> Result<RgbImage> {
-        let l = self.levels.get(level).cloned().ok_or_else(|| Error::Input(format!("{}: no level {level} ({} levels)", self.path.display(), self.levels.len())))?;
+        let l = self
+            .levels
+            .get(level)
+            .cloned()
+            .ok_or_else(|| Error::Input(format!("{}: no level {level} ({} levels)", self.path.display(), self.levels.len())))?;
         if w == 0 || h == 0 || x as u64 + w as u64 > l.width as u64 || y as u64 + h as u64 > l.height as u64 {
-            return Err(Error::Input(format!("{}: region {w}×{h} at ({x}, {y}) is not inside level {level} ({}×{})", self.path.display(), l.width, l.height)));
+            return Err(Error::Input(format!(
+                "{}: region {w}×{h} at ({x}, {y}) is not inside level {level} ({}×{})",
+                self.path.display(),
+                l.width,
+                l.height
+            )));
         }
         let mut out = RgbImage::new(w, h);
         let buf: &mut [u8] = &mut out;

@@ -10,6 +10,7 @@ const STRIP_BYTES: u64 = 32 << 20;
 
 /// A multi-resolution image read by regions. Levels are largest (level 0) first.
 pub trait SlideReader: Send {
+    /// Path of the slide file.
     fn path(&self) -> &Path;
     /// What reads it, for messages (`tiled TIFF`, `OpenSlide (aperio)`).
     fn kind(&self) -> String;
@@ -60,6 +61,7 @@ impl BoxSum {
         BoxSum { width, height, f, sw, acc: vec![0; sw * sh * 3] }
     }
 
+    /// The downscale factor: one output pixel averages a `factor × factor` box.
     pub fn factor(&self) -> u32 {
         self.f
     }
@@ -110,7 +112,9 @@ pub enum Reader {
     /// reader for tiled or multi-level TIFFs, otherwise the whole image is decoded.
     #[default]
     Auto,
+    /// The tiled-TIFF reader ([`crate::tiled`]).
     Tiff,
+    /// OpenSlide (needs the `openslide` feature).
     OpenSlide,
     /// Decode the whole image (JPEG, PNG, TIFF).
     Image,
@@ -171,7 +175,9 @@ pub fn open(path: &Path, reader: Reader) -> Result<Option<Box<dyn SlideReader>>>
                 }
                 return Ok(None);
             }
-            let hint = |m: String| if needs_openslide { format!("{m} (vendor slide formats need `infer` built with `--features openslide`)") } else { m };
+            let hint = |m: String| {
+                if needs_openslide { format!("{m} (vendor slide formats need `infer` built with `--features openslide`)") } else { m }
+            };
             match crate::tiled::TiledTiff::open(path) {
                 Ok(t) if t.is_pyramid_or_tiled() => Ok(Some(Box::new(t))),
                 Ok(_) => Ok(None),

@@ -34,9 +34,18 @@ fn browser_page_matches_native_infer() {
     let dir = tempfile::tempdir().unwrap();
     let (model, bad) = spot_models(dir.path());
     let shot = root.join("out/browser.png");
-    let log = ok(Command::new("node").arg(root.join("tests/js/browser.mjs"))
-        .arg("--model").arg(&model).arg("--bad-model").arg(&bad).arg("--infer").arg(bin("infer"))
-        .arg("--screenshot").arg(&shot).arg("--tmp").arg(dir.path()));
+    let log = ok(Command::new("node")
+        .arg(root.join("tests/js/browser.mjs"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--bad-model")
+        .arg(&bad)
+        .arg("--infer")
+        .arg(bin("infer"))
+        .arg("--screenshot")
+        .arg(&shot)
+        .arg("--tmp")
+        .arg(dir.path()));
     eprintln!("{log}");
     assert!(log.contains("browser test passed"), "{log}");
     assert!(shot.is_file());

@@ -15,7 +15,12 @@ fn pbmc(name: &str) -> std::path::PathBuf {
 fn train_then_label_new_cells() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("cells.onnx");
-    let log = ok(Command::new(bin("train")).args(["cells", "--seeds", "1", "--epochs", "40", "--patience", "20"]).arg("--h5ad").arg(pbmc("10x_pbmc68k_reduced.h5ad")).arg("--out").arg(&model));
+    let log = ok(Command::new(bin("train"))
+        .args(["cells", "--seeds", "1", "--epochs", "40", "--patience", "20"])
+        .arg("--h5ad")
+        .arg(pbmc("10x_pbmc68k_reduced.h5ad"))
+        .arg("--out")
+        .arg(&model));
     assert!(log.contains("logistic regression"), "{log}");
     let card = infer::read_card(&model).unwrap();
     assert_eq!(card.family, onnx_format::Family::CellGat);
@@ -57,7 +62,16 @@ fn train_then_label_new_cells() {
     assert!(err.contains("truncated.h5ad"), "{err}");
     let wrong = dir.path().join("wrong.onnx");
     rewrite_card(&model, &wrong, |c| relabel(c, onnx_format::Family::GeneGcn));
-    let err = fails(Command::new(bin("infer")).arg("cells").arg("--model").arg(&wrong).arg("--input").arg(pbmc("10x_pbmc68k_reduced.h5ad")).arg("--out").arg(&out));
+    let err = fails(
+        Command::new(bin("infer"))
+            .arg("cells")
+            .arg("--model")
+            .arg(&wrong)
+            .arg("--input")
+            .arg(pbmc("10x_pbmc68k_reduced.h5ad"))
+            .arg("--out")
+            .arg(&out),
+    );
     assert!(err.contains("not a cell-type classifier"), "{err}");
     assert!(!out.exists());
 }

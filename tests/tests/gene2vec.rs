@@ -28,8 +28,10 @@ fn number_after(text: &str, key: &str) -> f64 {
 fn train(out: &Path, epochs: usize) -> String {
     ok(Command::new(bin("train"))
         .args(["gene2vec", "--dim", "100", "--epochs", &epochs.to_string(), "--lr", "0.01", "--holdout", "0.1", "--seed", "0"])
-        .arg("--gmt").arg(hallmark())
-        .arg("--out").arg(out))
+        .arg("--gmt")
+        .arg(hallmark())
+        .arg("--out")
+        .arg(out))
 }
 
 fn infer_genes(model: &Path, args: &[&str]) -> Command {
@@ -101,16 +103,22 @@ fn hallmark_embeddings_export_and_queries() {
     // infer genes --similar: neighbours with cosines, the same on both runtimes, any case
     let listing = |args: &[&str]| -> Vec<(String, f64)> {
         let o = ok(&mut infer_genes(&out, args));
-        o.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[1].to_string(), f[2].parse().unwrap())
-        }).collect()
+        o.lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[1].to_string(), f[2].parse().unwrap())
+            })
+            .collect()
     };
     let near = listing(&["--similar", "TP53", "--top", "8"]);
     assert_eq!(near.len(), 8);
     assert!(near.iter().all(|(g, c)| g != "TP53" && (-1.0..=1.0).contains(c) && card.genes.contains(g)));
     assert!(near.windows(2).all(|w| w[0].1 >= w[1].1), "{near:?}");
-    assert_eq!(listing(&["--similar", "tp53", "--top", "8", "--backend", "ort"]).iter().map(|x| &x.0).collect::<Vec<_>>(), near.iter().map(|x| &x.0).collect::<Vec<_>>());
+    assert_eq!(
+        listing(&["--similar", "tp53", "--top", "8", "--backend", "ort"]).iter().map(|x| &x.0).collect::<Vec<_>>(),
+        near.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
     // TP53's nearest neighbours share a gene set with it far more often than random genes
     let (sets, _) = infer::data::gmt::read_gmt(&hallmark()).unwrap();
     let tp53_sets: Vec<&infer::data::gmt::GeneSet> = sets.iter().filter(|s| s.genes.iter().any(|g| g == "TP53")).collect();

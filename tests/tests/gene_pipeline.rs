@@ -226,13 +226,19 @@ fn bad_inputs_fail_cleanly() {
     rewrite_card(&m.gcn, &other, |c| relabel(c, onnx_format::Family::SpotExpression));
     bad(&[os("--model"), other.as_os_str(), os("--input"), expr.as_os_str()], &[], "histology-spot");
     // ONNX Runtime library missing
-    bad(&[os("--model"), gcn, os("--input"), expr.as_os_str(), os("--backend"), os("ort")], &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")], "ORT_DYLIB_PATH");
+    bad(
+        &[os("--model"), gcn, os("--input"), expr.as_os_str(), os("--backend"), os("ort")],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        "ORT_DYLIB_PATH",
+    );
 }
 
 #[test]
 fn runtime_rejects_wrong_input_shapes_without_panicking() {
     let m = models();
-    for (backend, model) in [(Backend::Tract, &m.gcn), (Backend::Ort, &m.gcn), (Backend::Tract, &m.gcn_scatter), (Backend::Ort, &m.gcn_scatter)] {
+    for (backend, model) in
+        [(Backend::Tract, &m.gcn), (Backend::Ort, &m.gcn), (Backend::Tract, &m.gcn_scatter), (Backend::Ort, &m.gcn_scatter)]
+    {
         let mut s = Session::from_file(model, backend, &Options::default()).unwrap();
         let r = s.run(&[Value::f32(&[2, 7], vec![0.0; 14])]);
         assert!(r.is_err(), "{backend:?} accepted a [2, 7] input for {}", model.display());

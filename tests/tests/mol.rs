@@ -20,8 +20,10 @@ fn model() -> &'static (PathBuf, String) {
         let out = dir.join("tox21.onnx");
         let log = ok(Command::new(bin("train"))
             .args(["mol", "--limit", "600", "--epochs", "3", "--seeds", "1"])
-            .arg("--data").arg(data("tox21/tox21.csv"))
-            .arg("--out").arg(&out));
+            .arg("--data")
+            .arg(data("tox21/tox21.csv"))
+            .arg("--out")
+            .arg(&out));
         (out, log)
     })
 }
@@ -54,7 +56,14 @@ fn infer_mol_scores_a_csv_and_reports_bad_rows() {
     let mut outs = Vec::new();
     for backend in ["tract", "ort"] {
         let out = dir.path().join(format!("{backend}.csv"));
-        let log = ok(Command::new(bin("infer")).args(["mol", "--backend", backend]).arg("--model").arg(model).arg("--input").arg(&input).arg("--out").arg(&out));
+        let log = ok(Command::new(bin("infer"))
+            .args(["mol", "--backend", backend])
+            .arg("--model")
+            .arg(model)
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out));
         assert!(log.contains("3 molecules scored, 4 rejected"), "{log}");
         assert!(log.contains("row 2") && log.contains("unclosed ring"), "{log}");
         outs.push(csv(&out));
@@ -66,7 +75,14 @@ fn infer_mol_scores_a_csv_and_reports_bad_rows() {
     for (r, valid) in [(1, true), (2, false), (3, false), (4, false), (5, true), (6, false), (7, true)] {
         let probs: Vec<&String> = rows[r][2..14].iter().collect();
         if valid {
-            assert!(probs.iter().all(|p| { let v: f32 = p.parse().unwrap(); (0.0..=1.0).contains(&v) }), "{:?}", rows[r]);
+            assert!(
+                probs.iter().all(|p| {
+                    let v: f32 = p.parse().unwrap();
+                    (0.0..=1.0).contains(&v)
+                }),
+                "{:?}",
+                rows[r]
+            );
             assert!(rows[r][14].is_empty());
         } else {
             assert!(probs.iter().all(|p| p.is_empty()) && !rows[r][14].is_empty(), "{:?}", rows[r]);
@@ -82,7 +98,12 @@ fn infer_mol_scores_a_csv_and_reports_bad_rows() {
     }
     // --smiles on the command line
     let out = dir.path().join("one.csv");
-    ok(Command::new(bin("infer")).args(["mol", "--smiles", "CCO", "--smiles", "c1ccncc1"]).arg("--model").arg(model).arg("--out").arg(&out));
+    ok(Command::new(bin("infer"))
+        .args(["mol", "--smiles", "CCO", "--smiles", "c1ccncc1"])
+        .arg("--model")
+        .arg(model)
+        .arg("--out")
+        .arg(&out));
     assert_eq!(csv(&out).len(), 3);
 }
 
@@ -95,7 +116,16 @@ fn bad_inputs_fail_cleanly_without_output() {
     std::fs::write(&input, "smiles\nC1CC\n((\n").unwrap();
     let err = fails(Command::new(bin("infer")).args(["mol"]).arg("--model").arg(model).arg("--input").arg(&input).arg("--out").arg(&out));
     assert!(err.contains("none of the 2 SMILES"), "{err}");
-    let err = fails(Command::new(bin("infer")).args(["mol", "--smiles-column", "nope"]).arg("--model").arg(model).arg("--input").arg(&input).arg("--out").arg(&out));
+    let err = fails(
+        Command::new(bin("infer"))
+            .args(["mol", "--smiles-column", "nope"])
+            .arg("--model")
+            .arg(model)
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out),
+    );
     assert!(err.contains("no column `nope`"), "{err}");
     // a model of another family
     let other = dir.path().join("other.onnx");

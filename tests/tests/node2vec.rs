@@ -19,9 +19,12 @@ fn karate_clubs_from_embeddings() {
     let out = dir.path().join("node2vec-karate.onnx");
     let log = ok(Command::new(bin("train"))
         .args(["node2vec", "--dim", "16", "--epochs", "5", "--seeds", "3"])
-        .arg("--graph").arg(data("karate_club/karate_edges.tsv"))
-        .arg("--labels").arg(data("karate_club/karate_nodes.tsv"))
-        .arg("--out").arg(&out));
+        .arg("--graph")
+        .arg(data("karate_club/karate_edges.tsv"))
+        .arg("--labels")
+        .arg(data("karate_club/karate_nodes.tsv"))
+        .arg("--out")
+        .arg(&out));
     let acc = number_after(&log, "clustering accuracy");
     assert!(acc >= 0.8, "k-means accuracy {acc} < 0.8:\n{log}");
     let ari = number_after(&log, "ARI");
@@ -67,7 +70,8 @@ fn karate_shortcut_and_bad_inputs() {
     let log = ok(Command::new(bin("train"))
         .env("BIOEDGE_DATA", data(""))
         .args(["node2vec", "--graph", "karate", "--dim", "8", "--epochs", "5", "--seeds", "1", "--p", "0.5", "--q", "2"])
-        .arg("--out").arg(&out));
+        .arg("--out")
+        .arg(&out));
     assert!(log.contains("node2vec on karate"), "{log}");
     assert!(out.exists() && dir.path().join("k.w2v.txt").exists());
     let t = |extra: &[&str]| {

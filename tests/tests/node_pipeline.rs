@@ -26,7 +26,7 @@ impl Lcg {
 /// A graph: features (sparse-ish non-negative counts), both directions of random edges.
 fn graph(n: usize, undirected_edges: usize, seed: u64) -> (Vec<f32>, Vec<i64>, Vec<i64>) {
     let mut r = Lcg(seed);
-    let x: Vec<f32> = (0..n * F).map(|_| if r.next() % 3 == 0 { (r.next() % 4) as f32 } else { 0.0 }).collect();
+    let x: Vec<f32> = (0..n * F).map(|_| if r.next().is_multiple_of(3) { (r.next() % 4) as f32 } else { 0.0 }).collect();
     let (mut s, mut d) = (vec![], vec![]);
     for _ in 0..undirected_edges {
         let (a, b) = ((r.next() % n as u64) as i64, (r.next() % n as u64) as i64);
@@ -59,14 +59,22 @@ fn models() -> Vec<(&'static str, Vec<u8>, Box<dyn Fn(&[f32], usize, &[i64], &[i
     let dev = device.clone();
     let dev2 = device.clone();
     vec![
-        ("node-gcn", gcn_bytes, Box::new(move |x: &[f32], n, s: &[i64], d: &[i64]| {
-            let e = LoopedEdges::from_lists(n, s, d, &dev);
-            fwd(gcn.forward(Tensor::from_data(TensorData::new(x.to_vec(), [n, F]), &dev), &e))
-        })),
-        ("node-gat", gat_bytes, Box::new(move |x: &[f32], n, s: &[i64], d: &[i64]| {
-            let e = LoopedEdges::from_lists(n, s, d, &dev2);
-            fwd(gat.forward(Tensor::from_data(TensorData::new(x.to_vec(), [n, F]), &dev2), &e))
-        })),
+        (
+            "node-gcn",
+            gcn_bytes,
+            Box::new(move |x: &[f32], n, s: &[i64], d: &[i64]| {
+                let e = LoopedEdges::from_lists(n, s, d, &dev);
+                fwd(gcn.forward(Tensor::from_data(TensorData::new(x.to_vec(), [n, F]), &dev), &e))
+            }),
+        ),
+        (
+            "node-gat",
+            gat_bytes,
+            Box::new(move |x: &[f32], n, s: &[i64], d: &[i64]| {
+                let e = LoopedEdges::from_lists(n, s, d, &dev2);
+                fwd(gat.forward(Tensor::from_data(TensorData::new(x.to_vec(), [n, F]), &dev2), &e))
+            }),
+        ),
     ]
 }
 
@@ -74,11 +82,6 @@ fn run(bytes: &[u8], backend: Backend, x: &[f32], n: usize, s: &[i64], d: &[i64]
     let mut sess = Session::from_bytes(bytes, Path::new("node.onnx"), backend, &Options::default()).unwrap();
     let inputs = vec![Value::f32(&[n, F], x.to_vec()), Value::i64(&[2, s.len()], [s, d].concat())];
     sess.run_output(&inputs, "probabilities").unwrap().into_f32().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -112,17 +115,20 @@ fn one_export_runs_any_graph_with_parity() {
             let want = burn(x, *n, s, d);
             for backend in [Backend::Tract, Backend::Ort] {
                 let got = run(&bytes, backend, x, *n, s, d);
-                let diff = max_diff(&got, &want);
+                let diff = infer::runtime::max_abs_diff(&got, &want);
                 assert!(diff <= 1e-4, "{family} on {label}, {backend:?}: max abs diff {diff:.2e}");
             }
             if *label == "300 nodes" {
                 plain = Some(want);
             } else if *label == "with self-loops" {
                 // self-loops in the input are ignored: same result as without
-                let diff = max_diff(plain.as_ref().unwrap(), &want);
+                let diff = infer::runtime::max_abs_diff(plain.as_ref().unwrap(), &want);
                 assert!(diff < 1e-6, "{family}: self-loops changed the output by {diff:.2e}");
             } else if *label == "duplicate edges" {
-                assert!(max_diff(plain.as_ref().unwrap(), &want) > 0.0, "{family}: a duplicate edge should count as a parallel edge");
+                assert!(
+                    infer::runtime::max_abs_diff(plain.as_ref().unwrap(), &want) > 0.0,
+                    "{family}: a duplicate edge should count as a parallel edge"
+                );
             }
         }
     }
@@ -199,7 +205,18 @@ fn infer_nodes_end_to_end_and_bad_inputs() {
     bad(&f4, &e4, &[], "no nodes");
     // an expression model is not a node classifier
     let gene = super_gene_model(dir.path());
-    let err = fails(Command::new(bin("infer")).arg("nodes").arg("--model").arg(&gene).arg("--features").arg(&f).arg("--edges").arg(&e).arg("--out").arg(&out));
+    let err = fails(
+        Command::new(bin("infer"))
+            .arg("nodes")
+            .arg("--model")
+            .arg(&gene)
+            .arg("--features")
+            .arg(&f)
+            .arg("--edges")
+            .arg(&e)
+            .arg("--out")
+            .arg(&out),
+    );
     assert!(err.contains("not a node classifier"), "{err}");
     assert!(!out.exists());
 }

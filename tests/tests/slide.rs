@@ -45,7 +45,8 @@ fn slide_grid_ihc_tract_and_ort_agree() {
     let mut rows = Vec::new();
     for backend in ["tract", "ort"] {
         let out = dir.path().join(format!("{backend}.csv"));
-        let log = ok(slide(&model, &ihc).args(["--grid", "--patch-side", "128", "--batch", "4", "--backend", backend]).arg("--out").arg(&out));
+        let log =
+            ok(slide(&model, &ihc).args(["--grid", "--patch-side", "128", "--batch", "4", "--backend", backend]).arg("--out").arg(&out));
         eprintln!("{log}");
         let r = read_csv(&out);
         assert!(!r.is_empty() && r.len() <= 16, "{} grid spots", r.len());
@@ -110,7 +111,14 @@ fn slide_bad_inputs_fail_without_output() {
     assert!(!out.exists());
 
     // Unknown heatmap gene: close spellings listed, nothing written.
-    let err = fails(slide(&model, &ihc).args(["--grid", "--patch-side", "128", "--heatmap", "G7"]).arg("--heatmap-dir").arg(&heat).arg("--out").arg(&out));
+    let err = fails(
+        slide(&model, &ihc)
+            .args(["--grid", "--patch-side", "128", "--heatmap", "G7"])
+            .arg("--heatmap-dir")
+            .arg(&heat)
+            .arg("--out")
+            .arg(&out),
+    );
     assert!(err.contains("G7") && err.contains("G1"), "{err}");
     assert!(!out.exists() && !heat.exists());
 

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use infer::runtime::{Backend, Options, Session, Value};
 use models::burn::prelude::*;
-use models::spot::{SpotModel, SpotModelConfig, INPUT, OUTPUT};
+use models::spot::{INPUT, OUTPUT, SpotModel, SpotModelConfig};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -37,11 +37,6 @@ fn burn_forward(m: &SpotModel, x: &[f32], n: usize, device: &Device) -> Vec<f32>
     models::to_vec(m.forward(Tensor::from_data(TensorData::new(x.to_vec(), [n, 3, 224, 224]), device)))
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 #[test]
 fn spot_export_parity_tract_ort_dynamic_batch() {
     let (m, device) = model();
@@ -54,7 +49,7 @@ fn spot_export_parity_tract_ort_dynamic_batch() {
             let want = burn_forward(&m, x, *n, &device);
             let got = sess.run_output(&[Value::f32(&[*n, 3, 224, 224], x.clone())], OUTPUT).unwrap().into_f32().unwrap();
             assert_eq!(got.len(), n * GENES);
-            let diff = max_diff(&got, &want);
+            let diff = infer::runtime::max_abs_diff(&got, &want);
             eprintln!("spot parity {backend:?} batch {n}: max abs diff {diff:.2e}");
             assert!(diff <= 1e-4, "{backend:?} batch {n}: max abs diff {diff:.2e}");
         }
@@ -120,7 +115,7 @@ fn spot_large_parity_and_time() {
         sess.run_output(&input, OUTPUT).unwrap();
         let t = Instant::now();
         let got = sess.run_output(&input, OUTPUT).unwrap().into_f32().unwrap();
-        let diff = max_diff(&got, &want);
+        let diff = infer::runtime::max_abs_diff(&got, &want);
         eprintln!("spot large {backend:?}: {:.1} ms/image, max abs diff {diff:.2e}", t.elapsed().as_secs_f64() * 1e3 / n as f64);
         assert!(diff <= 1e-4, "{backend:?}: max abs diff {diff:.2e}");
     }

@@ -16,13 +16,27 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     let out = dir.path().join("spot.onnx");
     let ck = dir.path().join("ck");
     let t = std::time::Instant::now();
-    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
-        .arg("--data").arg(her2st()).arg("--out").arg(&out).arg("--checkpoint-dir").arg(&ck));
+    let log = ok(Command::new(bin("train"))
+        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .arg("--data")
+        .arg(her2st())
+        .arg("--out")
+        .arg(&out)
+        .arg("--checkpoint-dir")
+        .arg(&ck));
     eprintln!("{log}\n({:.1} s)", t.elapsed().as_secs_f64());
     assert!(out.is_file(), "no ONNX written");
     assert!(ck.join("spot-small-epoch1.bpk").is_file(), "no checkpoint");
     assert!(ck.join("spot-small-epoch1.optim.bpk").is_file(), "no optimizer state beside the checkpoint");
-    for want in ["held-out section C2", "model (TCGN-style)", "ridge baseline", "training-mean baseline", "median r", "top-20", "parity on 24 held-out patches"] {
+    for want in [
+        "held-out section C2",
+        "model (TCGN-style)",
+        "ridge baseline",
+        "training-mean baseline",
+        "median r",
+        "top-20",
+        "parity on 24 held-out patches",
+    ] {
         assert!(log.contains(want), "missing `{want}` in output:\n{log}");
     }
     let card = onnx_format::read_card(&out).unwrap();
@@ -43,15 +57,31 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
 
     // resume from the checkpoint (weights + Adam state), writing checkpoints over the old ones
     let out2 = dir.path().join("spot2.onnx");
-    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
-        .arg("--data").arg(her2st()).arg("--out").arg(&out2).arg("--resume").arg(ck.join("spot-small-epoch1.bpk")).arg("--checkpoint-dir").arg(&ck));
+    let log = ok(Command::new(bin("train"))
+        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .arg("--data")
+        .arg(her2st())
+        .arg("--out")
+        .arg(&out2)
+        .arg("--resume")
+        .arg(ck.join("spot-small-epoch1.bpk"))
+        .arg("--checkpoint-dir")
+        .arg(&ck));
     assert!(log.contains("resumed weights") && log.contains("resumed Adam state") && out2.is_file(), "{log}");
 
     // the trained model's card drives `infer slide` (preprocessing and patch side) on a real section
     let c2 = her2st().join("C2");
     let csv = dir.path().join("c2.csv");
-    ok(Command::new(bin("infer")).arg("slide").arg("--model").arg(&out).arg("--image").arg(c2.join("5714_HE_BT_C2.jpg"))
-        .arg("--spots").arg(c2.join("C2_selection.tsv")).arg("--out").arg(&csv));
+    ok(Command::new(bin("infer"))
+        .arg("slide")
+        .arg("--model")
+        .arg(&out)
+        .arg("--image")
+        .arg(c2.join("5714_HE_BT_C2.jpg"))
+        .arg("--spots")
+        .arg(c2.join("C2_selection.tsv"))
+        .arg("--out")
+        .arg(&csv));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 188, "one row per C2 spot plus the header");
     assert_eq!(text.lines().next().unwrap().split(',').count(), 3 + 20);
@@ -62,7 +92,15 @@ fn spot_train_bad_inputs_fail_without_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("spot.onnx");
     let run = |extra: &[&str]| {
-        fails(Command::new(bin("train")).args(["spot", "--max-spots", "8", "--epochs", "1", "--genes", "5"]).arg("--data").arg(her2st()).arg("--out").arg(&out).args(extra))
+        fails(
+            Command::new(bin("train"))
+                .args(["spot", "--max-spots", "8", "--epochs", "1", "--genes", "5"])
+                .arg("--data")
+                .arg(her2st())
+                .arg("--out")
+                .arg(&out)
+                .args(extra),
+        )
     };
     let e = run(&["--train", "Z9", "--eval", "C2"]);
     assert!(e.contains("Z9"), "{e}");
@@ -83,8 +121,31 @@ fn spot_train_bad_inputs_fail_without_output() {
 fn spot_train_large_on_wgpu() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("large.onnx");
-    let log = ok(Command::new(bin("train")).args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "8", "--epochs", "1", "--genes", "10", "--batch-size", "4", "--config", "large", "--device", "gpu"])
-        .arg("--data").arg(her2st()).arg("--out").arg(&out).env("XDG_RUNTIME_DIR", dir.path()));
+    let log = ok(Command::new(bin("train"))
+        .args([
+            "spot",
+            "--train",
+            "B4",
+            "--eval",
+            "C2",
+            "--max-spots",
+            "8",
+            "--epochs",
+            "1",
+            "--genes",
+            "10",
+            "--batch-size",
+            "4",
+            "--config",
+            "large",
+            "--device",
+            "gpu",
+        ])
+        .arg("--data")
+        .arg(her2st())
+        .arg("--out")
+        .arg(&out)
+        .env("XDG_RUNTIME_DIR", dir.path()));
     eprintln!("{log}");
     assert!(log.contains("config large, gpu") && log.contains("parity on 8 held-out patches"), "{log}");
     let card = onnx_format::read_card(&out).unwrap();

@@ -35,7 +35,12 @@ fn write_model_um(dir: &Path) -> PathBuf {
 fn pyramid(dir: &Path, name: &str, png: bool, extra: &[&str]) -> (PathBuf, PathBuf) {
     let (tif, png_path) = (dir.join(format!("{name}.tif")), dir.join(format!("{name}.png")));
     let mut c = Command::new(python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/make_pyramid.py")).arg(data("her2st/C2/5714_HE_BT_C2.jpg")).arg(&tif).arg("--crop").args(CROP).args(extra);
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/make_pyramid.py"))
+        .arg(data("her2st/C2/5714_HE_BT_C2.jpg"))
+        .arg(&tif)
+        .arg("--crop")
+        .args(CROP)
+        .args(extra);
     if png {
         c.arg("--png").arg(&png_path);
     }
@@ -194,7 +199,12 @@ mod openslide {
         let model = write_model(dir.path());
         // An Aperio SVS (JPEG tiles): auto picks OpenSlide, which decodes with libjpeg as tifffile does.
         let decoded = dir.path().join("decoded.png");
-        let (svs, _) = pyramid(dir.path(), "slide", false, &["--compression", "jpeg", "--aperio", "--mpp", "0.5", "--decoded-png", decoded.to_str().unwrap()]);
+        let (svs, _) = pyramid(
+            dir.path(),
+            "slide",
+            false,
+            &["--compression", "jpeg", "--aperio", "--mpp", "0.5", "--decoded-png", decoded.to_str().unwrap()],
+        );
         let svs_path = dir.path().join("slide.svs");
         std::fs::rename(&svs, &svs_path).unwrap();
         let s = infer::openslide::OpenSlide::open(&svs_path).unwrap();

@@ -2,6 +2,7 @@
 //! graph, a GAT on the graph; baselines and clustering; export with the PCA and graph recipe in
 //! the model card so `infer cells` rebuilds both without burn.
 
+use crate::pipeline::{CommonArgs, Draft, record_parity};
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -11,9 +12,8 @@ use infer::runtime::Value;
 use models::cluster::{LogisticRegression, adjusted_rand_index, kmeans, macro_f1};
 use models::metrics::{accuracy, argmax_rows, mean_std};
 use models::node::NodeGatConfig;
-use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
 use models::node::NodeGcnConfig;
-use crate::pipeline::{CommonArgs, Draft, record_parity};
+use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
 use onnx_format::card::{Cells, Family, Knn, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
@@ -84,7 +84,12 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let z = pca.transform(&m.values);
     let d = pca.n_pcs;
     let (src, dst) = knn_graph(&z, n, d, a.k);
-    eprintln!("PCA {d} components ({:.1} % of variance in the first 2); kNN graph k={}: {} undirected edges", 100.0 * (pca.variance[0] + pca.variance[1]) / pca.variance.iter().sum::<f32>(), a.k, src.len() / 2);
+    eprintln!(
+        "PCA {d} components ({:.1} % of variance in the first 2); kNN graph k={}: {} undirected edges",
+        100.0 * (pca.variance[0] + pca.variance[1]) / pca.variance.iter().sum::<f32>(),
+        a.k,
+        src.len() / 2
+    );
     let labels_i64: Vec<i64> = y.iter().map(|&c| c as i64).collect();
     let device = crate::gene::device(&a.common.device)?;
     let arch = NodeArchitecture::NodeGat(NodeGatConfig { row_normalize: false, dropout: a.dropout, ..Default::default() });
@@ -92,8 +97,26 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let mut first = None;
     for seed in 0..a.seeds.max(1) {
         let (tr, va, te) = split(&y, k, seed);
-        let data = NodeData { x: &z, num_nodes: n, num_features: d, src: &src, dst: &dst, labels: &labels_i64, num_classes: k, train: &tr, val: &va };
-        let cfg = NodeTrainConfig { lr: 0.005, weight_decay: 5e-4, first_layer_decay_only: false, epochs: a.epochs, patience: a.patience, accuracy_and_loss: true, seed };
+        let data = NodeData {
+            x: &z,
+            num_nodes: n,
+            num_features: d,
+            src: &src,
+            dst: &dst,
+            labels: &labels_i64,
+            num_classes: k,
+            train: &tr,
+            val: &va,
+        };
+        let cfg = NodeTrainConfig {
+            lr: 0.005,
+            weight_decay: 5e-4,
+            first_layer_decay_only: false,
+            epochs: a.epochs,
+            patience: a.patience,
+            accuracy_and_loss: true,
+            seed,
+        };
         let model = NodeClassifier::fit(&data, arch.clone(), cfg, &device, &mut |_, _, _, _| {})?;
         let probs = model.predict_proba(&z, n, &src, &dst);
         let pred = argmax_rows(&probs, k);
@@ -108,7 +131,10 @@ pub fn run(a: &CellArgs) -> Result<()> {
         let lp = lr.predict(&rows(&z, d, &te), te.len());
         lr_acc.push(accuracy(&lp, &truth));
         lr_f1.push(macro_f1(&lp, &truth, k));
-        eprintln!("seed {seed}: GAT accuracy {:.3} macro-F1 {:.3} | logistic regression accuracy {:.3} macro-F1 {:.3}", gat_acc[seed as usize], gat_f1[seed as usize], lr_acc[seed as usize], lr_f1[seed as usize]);
+        eprintln!(
+            "seed {seed}: GAT accuracy {:.3} macro-F1 {:.3} | logistic regression accuracy {:.3} macro-F1 {:.3}",
+            gat_acc[seed as usize], gat_f1[seed as usize], lr_acc[seed as usize], lr_f1[seed as usize]
+        );
         if first.is_none() {
             first = Some((model, probs, tr, va));
         }
@@ -119,7 +145,15 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let gcn = NodeClassifier::fit(
         &NodeData { x: &z, num_nodes: n, num_features: d, src: &src, dst: &dst, labels: &labels_i64, num_classes: k, train: &tr, val: &va },
         NodeArchitecture::NodeGcn(NodeGcnConfig { hidden: 32, dropout: 0.5, row_normalize: false }),
-        NodeTrainConfig { lr: 0.01, weight_decay: 5e-4, first_layer_decay_only: true, epochs: 200, patience: 20, accuracy_and_loss: false, seed: 0 },
+        NodeTrainConfig {
+            lr: 0.01,
+            weight_decay: 5e-4,
+            first_layer_decay_only: true,
+            epochs: 200,
+            patience: 20,
+            accuracy_and_loss: false,
+            seed: 0,
+        },
         &device,
         &mut |_, _, _, _| {},
     )?;
@@ -149,7 +183,15 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let zs = rows(&z, d, &sub);
     let (ss, sd) = knn_graph(&zs, sub.len(), d, a.k);
     let want = model.predict_proba(&zs, sub.len(), &ss, &sd);
-    let p2 = verify::check_values(draft.bytes(), &a.common.out, &[Value::f32(&[sub.len(), d], zs), Value::i64(&[2, ss.len()], [ss, sd].concat())], sub.len(), "probabilities", &want, a.common.tolerance_or(1e-4))?;
+    let p2 = verify::check_values(
+        draft.bytes(),
+        &a.common.out,
+        &[Value::f32(&[sub.len(), d], zs), Value::i64(&[2, ss.len()], [ss, sd].concat())],
+        sub.len(),
+        "probabilities",
+        &want,
+        a.common.tolerance_or(1e-4),
+    )?;
     if !(p1.tract_max_abs_diff <= a.common.tolerance_or(1e-4) && p2.ort_max_abs_diff <= a.common.tolerance_or(1e-4)) {
         bail!("parity failed");
     }
@@ -158,17 +200,35 @@ pub fn run(a: &CellArgs) -> Result<()> {
     let (la, las) = mean_std(&lr_acc);
     let (lf, lfs) = mean_std(&lr_f1);
     let cells = Cells {
-        expression: "adata.X as stored in the training file (pbmc68k_reduced: log-normalized and scaled); missing genes count as the training mean".into(),
+        expression:
+            "adata.X as stored in the training file (pbmc68k_reduced: log-normalized and scaled); missing genes count as the training mean"
+                .into(),
         pca,
-        knn: Knn { k: a.k, metric: "euclidean on PCA coordinates".into(), symmetric: "union".into(), self_loops: "none (the model adds one per cell)".into() },
+        knn: Knn {
+            k: a.k,
+            metric: "euclidean on PCA coordinates".into(),
+            symmetric: "union".into(),
+            self_loops: "none (the model adds one per cell)".into(),
+        },
     };
-    let mut card = ModelCard::new(Family::CellGat, "Cell-type classifier: GAT on a kNN cell graph built from PCA of expression", Preprocessing::Cells(cells));
+    let mut card = ModelCard::new(
+        Family::CellGat,
+        "Cell-type classifier: GAT on a kNN cell graph built from PCA of expression",
+        Preprocessing::Cells(cells),
+    );
     card.genes = m.genes.clone();
     card.classes = classes.clone();
     card.architecture = serde_json::to_value(&model.architecture)?;
     card.training = serde_json::json!({"data": a.h5ad.file_name().map(|s| s.to_string_lossy().into_owned()), "cells": n, "genes": g, "label_column": a.label_column, "split": "stratified 60/20/20 per seed", "seeds": a.seeds, "device": a.common.device});
     card.metrics = cluster_metrics.clone();
-    for (key, v) in [("test_accuracy_mean", ga), ("test_accuracy_std", gs), ("test_macro_f1_mean", gf), ("test_macro_f1_std", gfs), ("logreg_test_accuracy_mean", la), ("logreg_test_macro_f1_mean", lf)] {
+    for (key, v) in [
+        ("test_accuracy_mean", ga),
+        ("test_accuracy_std", gs),
+        ("test_macro_f1_mean", gf),
+        ("test_macro_f1_std", gfs),
+        ("logreg_test_accuracy_mean", la),
+        ("logreg_test_macro_f1_mean", lf),
+    ] {
         card.metrics.insert(key.into(), v);
     }
     record_parity(&mut card, [&p1, &p2]);
@@ -184,9 +244,19 @@ pub fn run(a: &CellArgs) -> Result<()> {
     )?;
     println!(
         "cells: GAT test accuracy {:.3} ± {:.3}, macro-F1 {:.3} ± {:.3}; logistic regression on PCA: accuracy {:.3} ± {:.3}, macro-F1 {:.3} ± {:.3} ({} seeds); {}; parity tract {:.1e} ort {:.1e}; wrote {}",
-        ga, gs, gf, gfs, la, las, lf, lfs, gat_acc.len(),
+        ga,
+        gs,
+        gf,
+        gfs,
+        la,
+        las,
+        lf,
+        lfs,
+        gat_acc.len(),
         cluster_metrics.iter().map(|(k, v)| format!("{k} {v:.3}")).collect::<Vec<_>>().join(", "),
-        p1.tract_max_abs_diff.max(p2.tract_max_abs_diff), p1.ort_max_abs_diff.max(p2.ort_max_abs_diff), a.common.out.display()
+        p1.tract_max_abs_diff.max(p2.tract_max_abs_diff),
+        p1.ort_max_abs_diff.max(p2.ort_max_abs_diff),
+        a.common.out.display()
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `train gene-gcn`, `train gene-mlp` and `train gene-compare` on an expression matrix + gene graph.
 
+use crate::pipeline::{Draft, record_parity};
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -9,13 +10,22 @@ use models::burn::prelude::Device;
 use models::fit::{Architecture, EpochLog, GeneClassifier, Samples, TrainConfig};
 use models::gene::{GeneGcnConfig, GeneMlpConfig, MessagePassing};
 use models::metrics;
-use crate::pipeline::{Draft, record_parity};
 use onnx_format::card::{Family, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `train gene-gcn` / `gene-mlp`: data, fit and export arguments.
+#[derive(Args, Debug)]
+pub struct GeneArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -235,9 +245,18 @@ fn columns(task: &Task, cols: &[usize]) -> (Vec<f32>, Vec<String>) {
 
 pub fn architecture(family: Family, f: &FitArgs) -> Result<Architecture> {
     Ok(match family {
-        Family::GeneGcn => Architecture::GeneGcn(GeneGcnConfig { num_layer: f.num_layer, channels: f.channels, embedding: f.embedding, dropout: f.dropout }),
+        Family::GeneGcn => Architecture::GeneGcn(GeneGcnConfig {
+            num_layer: f.num_layer,
+            channels: f.channels,
+            embedding: f.embedding,
+            dropout: f.dropout,
+        }),
         Family::GeneMlp => Architecture::GeneMlp(GeneMlpConfig {
-            hidden: f.hidden.split(',').map(|s| s.trim().parse().with_context(|| format!("bad --hidden `{}`", f.hidden))).collect::<Result<_>>()?,
+            hidden: f
+                .hidden
+                .split(',')
+                .map(|s| s.trim().parse().with_context(|| format!("bad --hidden `{}`", f.hidden)))
+                .collect::<Result<_>>()?,
             dropout: f.dropout,
         }),
         _ => bail!("{family} is not an expression classifier"),
@@ -269,11 +288,7 @@ pub fn fit_eval(task: &Task, d: &DataArgs, f: &FitArgs, family: Family, progress
         seed: f.seed,
         log2: task.log2,
     };
-    let bar = if progress {
-        crate::pipeline::progress(f.epochs, family.name())
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = if progress { crate::pipeline::progress(f.epochs, family.name()) } else { ProgressBar::hidden() };
     let data = Samples { values: &values, genes: &genes, labels: &task.labels, classes: &task.classes };
     let dev = device(&f.device)?;
     let model = GeneClassifier::fit(&data, &train_rows, &valid_rows, Some(&edges), arch, cfg, &dev, &mut |e: &EpochLog| {
@@ -308,7 +323,9 @@ fn card(task: &Task, o: &Outcome, family: Family, mp: Option<MessagePassing>) ->
         arch["normalization"] = serde_json::json!("D^-1/2 (A + I) D^-1/2, fixed, inside the ONNX graph");
     }
     let description = match family {
-        Family::GeneGcn => "Gene-graph convolutional classifier (Dutil et al. 2018): each gene is a node of the gene-interaction graph with its expression as input",
+        Family::GeneGcn => {
+            "Gene-graph convolutional classifier (Dutil et al. 2018): each gene is a node of the gene-interaction graph with its expression as input"
+        }
         _ => "MLP baseline on the same genes as the gene-graph GCN",
     };
     let mut card = ModelCard::new(family, description, Preprocessing::Expression(m.standardizer.describe()));
@@ -331,13 +348,25 @@ pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> 
     let task = load_task(d)?;
     eprintln!(
         "{}: {} samples, classes {:?}; {} of {} genes in the graph; log2: {}",
-        d.expression.display(), task.labels.len(), task.classes, task.graph_genes.len(), task.matrix.genes.len(), task.log2
+        d.expression.display(),
+        task.labels.len(),
+        task.classes,
+        task.graph_genes.len(),
+        task.matrix.genes.len(),
+        task.log2
     );
     let t0 = std::time::Instant::now();
     let o = fit_eval(&task, d, f, family, true)?;
     let secs = t0.elapsed().as_secs_f64();
     let m = &o.model;
-    eprintln!("{family}: {} genes, {} parameters, {} epochs (best {}), {secs:.1} s on {}", m.genes.len(), m.num_params(), m.epochs_run, m.best_epoch, f.device);
+    eprintln!(
+        "{family}: {} genes, {} parameters, {} epochs (best {}), {secs:.1} s on {}",
+        m.genes.len(),
+        m.num_params(),
+        m.epochs_run,
+        m.best_epoch,
+        f.device
+    );
     let mp = match e.message_passing.as_str() {
         "auto" => None,
         "scatter-nd" => Some(MessagePassing::ScatterNd),
@@ -345,7 +374,8 @@ pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> 
         o => bail!("--message-passing must be auto, scatter-nd or dense, not `{o}`"),
     };
     // checkpoint of the best weights
-    let ckpt_dir = e.checkpoint_dir.clone().unwrap_or_else(|| e.out.parent().map(Path::to_path_buf).unwrap_or_default().join("checkpoints"));
+    let ckpt_dir =
+        e.checkpoint_dir.clone().unwrap_or_else(|| e.out.parent().map(Path::to_path_buf).unwrap_or_default().join("checkpoints"));
     std::fs::create_dir_all(&ckpt_dir)?;
     let stem = e.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| family.name().into());
     m.save_weights(&ckpt_dir.join(format!("{stem}.bpk")))?;
@@ -359,12 +389,20 @@ pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> 
     let parity = parity?;
     let mut card = card(&task, &o, family, mp);
     record_parity(&mut card, [&parity]);
-    let input = "expression per sample, genes in the order of `genes`, raw units of the training file (see preprocessing); NaN = gene not measured";
+    let input =
+        "expression per sample, genes in the order of `genes`, raw units of the training file (see preprocessing); NaN = gene not measured";
     let size = draft.finish(card, &[("expression", input), CLASSIFIER_OUTPUTS[0], CLASSIFIER_OUTPUTS[1]], &e.out)?;
     println!(
         "{family}: test accuracy {:.3}, test ROC-AUC {:.3} ({} test samples); parity on {} samples: tract {:.1e}, ort {:.1e} (tol {:.0e}); wrote {} ({:.1} MB)",
-        o.metrics["test_accuracy"], o.metrics["test_roc_auc"], o.test_rows.len(), parity.samples,
-        parity.tract_max_abs_diff, parity.ort_max_abs_diff, parity.tolerance, e.out.display(), size as f64 / 1e6
+        o.metrics["test_accuracy"],
+        o.metrics["test_roc_auc"],
+        o.test_rows.len(),
+        parity.samples,
+        parity.tract_max_abs_diff,
+        parity.ort_max_abs_diff,
+        parity.tolerance,
+        e.out.display(),
+        size as f64 / 1e6
     );
     Ok(())
 }

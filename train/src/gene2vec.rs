@@ -3,13 +3,13 @@
 //! the held-out memberships (pair similarity and membership recovery). Exports a verified ONNX
 //! model (`gene` → `embedding`, `gene_sets`) and the table in word2vec text format.
 
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use infer::data::gmt::{DuplicateSets, Memberships, read_gmts};
 use infer::runtime::Value;
 use models::gene2vec::{Evaluation, Gene2Vec, Gene2VecConfig, PairStats, Split, evaluate, holdout, word2vec_text};
-use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use onnx_format::card::{Family, Lookup, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
@@ -49,7 +49,9 @@ pub struct Gene2VecArgs {
 }
 
 fn put_pairs(m: &mut BTreeMap<String, f64>, key: &str, p: &PairStats) {
-    for (k, v) in [("mean_cosine", p.member_mean_cosine), ("random_mean_cosine", p.random_mean_cosine), ("cosine_ratio", p.ratio), ("auc", p.auc)] {
+    for (k, v) in
+        [("mean_cosine", p.member_mean_cosine), ("random_mean_cosine", p.random_mean_cosine), ("cosine_ratio", p.ratio), ("auc", p.auc)]
+    {
         if v.is_finite() {
             m.insert(format!("{key}_{k}"), v);
         }
@@ -57,7 +59,10 @@ fn put_pairs(m: &mut BTreeMap<String, f64>, key: &str, p: &PairStats) {
 }
 
 fn pairs_line(p: &PairStats) -> String {
-    format!("ratio {:.3} (mean cosine {:.4} vs random {:.4}), AUC {:.4}, {} pairs", p.ratio, p.member_mean_cosine, p.random_mean_cosine, p.auc, p.member_pairs)
+    format!(
+        "ratio {:.3} (mean cosine {:.4} vs random {:.4}), AUC {:.4}, {} pairs",
+        p.ratio, p.member_mean_cosine, p.random_mean_cosine, p.auc, p.member_pairs
+    )
 }
 
 pub fn run(a: &Gene2VecArgs) -> Result<()> {
@@ -77,13 +82,20 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     };
     eprintln!(
         "{source}: {k} gene sets, {n} genes, {} memberships ({} duplicate genes in a set, {} blank fields, {} repeated sets dropped, {} renamed); held out {} memberships of {held_genes} genes (seed {})",
-        data.pairs.len(), report.duplicate_genes, report.blank_fields, report.dropped_sets, report.renamed_sets, held.len(), a.seed
+        data.pairs.len(),
+        report.duplicate_genes,
+        report.blank_fields,
+        report.dropped_sets,
+        report.renamed_sets,
+        held.len(),
+        a.seed
     );
     if a.holdout > 0.0 && held.len() < (a.holdout * data.pairs.len() as f64 * 0.99).floor() as usize {
         eprintln!("note: only {} memberships could be held out (each gene keeps one training membership, each set two)", held.len());
     }
 
-    let cfg = Gene2VecConfig { dim: a.dim, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed };
+    let cfg =
+        Gene2VecConfig { dim: a.dim, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed };
     let device = crate::gene::device(&a.common.device)?;
     let bar = progress(a.epochs, "gene2vec");
     let t0 = std::time::Instant::now();
@@ -106,8 +118,16 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     for (label, ids) in [("all genes", all.clone()), ("shuffled with repeats", mixed), ("one gene", vec![(n - 1) as u32])] {
         let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
         for (output, expected) in [("embedding", m.embed(&ids)), ("gene_sets", m.predict(&ids))] {
-            let p = verify::check_values(draft.bytes(), &a.common.out, std::slice::from_ref(&input), ids.len(), output, &expected, a.common.tolerance_or(1e-5))
-                .with_context(|| format!("parity of `{output}` on {label}"))?;
+            let p = verify::check_values(
+                draft.bytes(),
+                &a.common.out,
+                std::slice::from_ref(&input),
+                ids.len(),
+                output,
+                &expected,
+                a.common.tolerance_or(1e-5),
+            )
+            .with_context(|| format!("parity of `{output}` on {label}"))?;
             parities.push((label.to_string(), output, p));
         }
     }
@@ -179,21 +199,41 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         ],
         &a.common.out,
     )?;
-    onnx_format::write_atomic(&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes()).with_context(|| format!("writing {}", tsv.display()))?;
+    onnx_format::write_atomic(&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes())
+        .with_context(|| format!("writing {}", tsv.display()))?;
 
-    println!("gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}", a.dim, a.epochs, m.losses.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}",
+        a.dim,
+        a.epochs,
+        m.losses.last().copied().unwrap_or(f64::NAN)
+    );
     if !held.is_empty() {
         println!("held-out member pairs: {}", pairs_line(&e.held_out));
         println!("held-out member pairs vs the same genes paired at random: {}", pairs_line(&e.held_out_matched));
     }
     println!("training member pairs: {}", pairs_line(&e.training));
     if !held.is_empty() {
-        println!("full pre-activation W1[g] + b1 (reference): held-out {}; training {}", pairs_line(&e.held_out_preactivation), pairs_line(&e.training_preactivation));
+        println!(
+            "full pre-activation W1[g] + b1 (reference): held-out {}; training {}",
+            pairs_line(&e.held_out_preactivation),
+            pairs_line(&e.training_preactivation)
+        );
         println!("post-ReLU (reference): held-out {}; training {}", pairs_line(&e.held_out_relu), pairs_line(&e.training_relu));
         let r = &e.recovery;
         println!(
             "held-out membership recovery ({} memberships vs {} masked non-memberships of {} genes): AUC {:.4}, recall@1 {:.4}, recall@3 {:.4}, recall@5 {:.4} (chance {:.3}, {:.3}, {:.3}; set-size baseline AUC {:.4})",
-            r.memberships, r.negatives, r.genes, r.auc, r.recall_at[&1], r.recall_at[&3], r.recall_at[&5], r.chance_recall_at[&1], r.chance_recall_at[&3], r.chance_recall_at[&5], r.set_size_auc
+            r.memberships,
+            r.negatives,
+            r.genes,
+            r.auc,
+            r.recall_at[&1],
+            r.recall_at[&3],
+            r.recall_at[&5],
+            r.chance_recall_at[&1],
+            r.chance_recall_at[&3],
+            r.chance_recall_at[&5],
+            r.set_size_auc
         );
     }
     println!("parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}", a.common.out.display(), tsv.display());

@@ -24,23 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Gene-graph GCN (Dutil et al. 2018) on an expression matrix + gene graph; exports ONNX.
-    GeneGcn {
-        #[command(flatten)]
-        data: gene::DataArgs,
-        #[command(flatten)]
-        fit: gene::FitArgs,
-        #[command(flatten)]
-        export: gene::ExportArgs,
-    },
+    GeneGcn(gene::GeneArgs),
     /// MLP baseline on the same genes; exports ONNX.
-    GeneMlp {
-        #[command(flatten)]
-        data: gene::DataArgs,
-        #[command(flatten)]
-        fit: gene::FitArgs,
-        #[command(flatten)]
-        export: gene::ExportArgs,
-    },
+    GeneMlp(gene::GeneArgs),
     /// GCN node classification (Kipf & Welling) on a Planetoid-style dataset; exports ONNX.
     NodeGcn(node::NodeArgs),
     /// GAT node classification (Veličković et al.) on a Planetoid-style dataset; exports ONNX.
@@ -68,8 +54,8 @@ enum Cmd {
 
 fn main() {
     let r = match Cli::parse().cmd {
-        Cmd::GeneGcn { data, fit, export } => gene::run_export(Family::GeneGcn, &data, &fit, &export),
-        Cmd::GeneMlp { data, fit, export } => gene::run_export(Family::GeneMlp, &data, &fit, &export),
+        Cmd::GeneGcn(a) => gene::run_export(Family::GeneGcn, &a.data, &a.fit, &a.export),
+        Cmd::GeneMlp(a) => gene::run_export(Family::GeneMlp, &a.data, &a.fit, &a.export),
         Cmd::GeneCompare { data, fit, compare } => compare::run(&data, &fit, &compare),
         Cmd::NodeGcn(a) => node::run(Family::NodeGcn, &a),
         Cmd::Cells(a) => cells::run(&a),

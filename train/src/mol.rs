@@ -2,6 +2,7 @@
 //! featurizer → burn training with masked, class-balanced binary cross-entropy → per-task test
 //! ROC-AUC over seeds → verified ONNX export with the task names in the model card.
 
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -13,7 +14,6 @@ use models::burn::prelude::*;
 use models::early_stop::{Criterion, EarlyStopping};
 use models::metrics::{mean_std, nanmean, roc_auc_per_task};
 use models::mol::{MolGcn, MolGcnConfig, MolTensors};
-use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use onnx_format::card::{Family, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
@@ -199,7 +199,19 @@ fn fit(d: &Data, rows: &[Vec<usize>; 3], cfg: &MolGcnConfig, a: &MolArgs, seed: 
         for chunk in order.chunks(a.batch) {
             let (g, y) = tensors(d, chunk, &ad)?;
             let m = chunk.len();
-            let w: Vec<f32> = y.iter().enumerate().map(|(i, &l)| if l.is_nan() { 0.0 } else if l > 0.5 { w_pos[i % t] } else { 1.0 }).collect();
+            let w: Vec<f32> = y
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| {
+                    if l.is_nan() {
+                        0.0
+                    } else if l > 0.5 {
+                        w_pos[i % t]
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
             let y: Vec<f32> = y.iter().map(|l| if l.is_nan() { 0.0 } else { *l }).collect();
             let wsum: f32 = w.iter().sum::<f32>().max(1.0);
             let yt = Tensor::<2>::from_data(TensorData::new(y, [m, t]), &ad);
@@ -237,7 +249,11 @@ pub fn run(a: &MolArgs) -> Result<()> {
     }
     eprintln!(
         "{}: {} molecules ({} rows, {skipped} SMILES rejected by the featurizer), {} tasks, {:.1} s to featurize",
-        a.data.display(), d.mols.len(), rows_read, d.tasks.len(), t0.elapsed().as_secs_f64()
+        a.data.display(),
+        d.mols.len(),
+        rows_read,
+        d.tasks.len(),
+        t0.elapsed().as_secs_f64()
     );
     let cfg = MolGcnConfig { conv: a.conv.clone(), dense: a.dense, dropout: a.dropout };
     let mut per_seed = Vec::new();
@@ -262,10 +278,26 @@ pub fn run(a: &MolArgs) -> Result<()> {
     let mols: Vec<&MolGraph> = sample.iter().map(|&r| &d.mols[r]).collect();
     let batch = MolBatch::new(&mols)?;
     let expected = predict(&f.model, &d, &sample, &device)?;
-    let parity: Parity = verify::check_values(draft.bytes(), &a.common.out, &batch.values(), sample.len(), "probabilities", &expected, a.common.tolerance_or(1e-4))
-        .context("parity of the export")?;
-    let single = verify::check_values(draft.bytes(), &a.common.out, &MolBatch::new(&mols[..1])?.values(), 1, "probabilities", &expected[..d.tasks.len()], a.common.tolerance_or(1e-4))
-        .context("parity of the export on one molecule")?;
+    let parity: Parity = verify::check_values(
+        draft.bytes(),
+        &a.common.out,
+        &batch.values(),
+        sample.len(),
+        "probabilities",
+        &expected,
+        a.common.tolerance_or(1e-4),
+    )
+    .context("parity of the export")?;
+    let single = verify::check_values(
+        draft.bytes(),
+        &a.common.out,
+        &MolBatch::new(&mols[..1])?.values(),
+        1,
+        "probabilities",
+        &expected[..d.tasks.len()],
+        a.common.tolerance_or(1e-4),
+    )
+    .context("parity of the export on one molecule")?;
     let mut metrics = BTreeMap::new();
     metrics.insert("test_mean_roc_auc".into(), mean);
     metrics.insert("test_mean_roc_auc_std".into(), std);
@@ -308,8 +340,14 @@ pub fn run(a: &MolArgs) -> Result<()> {
     }
     println!(
         "mol-graphconv on {} ({} split): test mean ROC-AUC {mean:.4} ± {std:.4} over {} seeds ({:.0} s); parity on {} molecules: tract {:.1e}, ort {:.1e}; wrote {}",
-        a.data.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), a.split, per_seed.len(), t0.elapsed().as_secs_f64(),
-        sample.len(), parity.tract_max_abs_diff, parity.ort_max_abs_diff, a.common.out.display()
+        a.data.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        a.split,
+        per_seed.len(),
+        t0.elapsed().as_secs_f64(),
+        sample.len(),
+        parity.tract_max_abs_diff,
+        parity.ort_max_abs_diff,
+        a.common.out.display()
     );
     Ok(())
 }

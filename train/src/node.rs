@@ -1,6 +1,7 @@
 //! `train node-gcn` / `train node-gat`: Planetoid-style node classification, several seeds,
 //! export of one model with parity on graphs of other sizes.
 
+use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -9,7 +10,6 @@ use infer::runtime::Value;
 use models::metrics::{accuracy, argmax_rows, mean_std};
 use models::node::{NodeGatConfig, NodeGcnConfig};
 use models::node_fit::{NodeArchitecture, NodeClassifier, NodeData, NodeTrainConfig};
-use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
 use onnx_format::card::{Family, ModelCard, NodeFeatures, Preprocessing};
 use std::path::PathBuf;
 
@@ -51,18 +51,34 @@ fn induced(d: &NodeDataset, keep: usize) -> (Vec<i64>, Vec<i64>) {
 }
 
 /// Meaning of a node model's `edge_index` input.
-pub const EDGE_INDEX: (&str, &str) = ("edge_index", "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node");
+pub const EDGE_INDEX: (&str, &str) = (
+    "edge_index",
+    "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node",
+);
 
 pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
     let d = read_planetoid(&a.data)?;
     let (src, dst) = d.edge_index();
     eprintln!(
         "{}: {} nodes, {} features, {} classes, {} undirected edges; split {}/{}/{}",
-        d.name, d.num_nodes, d.num_features, d.num_classes, d.edges.len(), d.train.len(), d.val.len(), d.test.len()
+        d.name,
+        d.num_nodes,
+        d.num_features,
+        d.num_classes,
+        d.edges.len(),
+        d.train.len(),
+        d.val.len(),
+        d.test.len()
     );
     let gat = family == Family::NodeGat;
     let arch = if gat {
-        NodeArchitecture::NodeGat(NodeGatConfig { heads: a.heads, hidden: a.hidden.unwrap_or(8), dropout: a.dropout.unwrap_or(0.6), value_dropout: a.value_dropout, ..Default::default() })
+        NodeArchitecture::NodeGat(NodeGatConfig {
+            heads: a.heads,
+            hidden: a.hidden.unwrap_or(8),
+            dropout: a.dropout.unwrap_or(0.6),
+            value_dropout: a.value_dropout,
+            ..Default::default()
+        })
     } else {
         NodeArchitecture::NodeGcn(NodeGcnConfig { hidden: a.hidden.unwrap_or(16), dropout: a.dropout.unwrap_or(0.5), ..Default::default() })
     };
@@ -76,8 +92,15 @@ pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
         seed,
     };
     let data = NodeData {
-        x: &d.features, num_nodes: d.num_nodes, num_features: d.num_features, src: &src, dst: &dst,
-        labels: &d.labels, num_classes: d.num_classes, train: &d.train, val: &d.val,
+        x: &d.features,
+        num_nodes: d.num_nodes,
+        num_features: d.num_features,
+        src: &src,
+        dst: &dst,
+        labels: &d.labels,
+        num_classes: d.num_classes,
+        train: &d.train,
+        val: &d.val,
     };
     let device = crate::gene::device(&a.common.device)?;
     let test_truth: Vec<usize> = d.test.iter().map(|&i| d.labels[i] as usize).collect();
@@ -114,7 +137,8 @@ pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
         let expected = expected.unwrap_or_else(|| m.predict_proba(&x, n, &s, &t));
         let e = s.len();
         let inputs = [Value::f32(&[n, f], x), Value::i64(&[2, e], [s, t].concat())];
-        let p = verify::check_values(draft.bytes(), &a.common.out, &inputs, n, "probabilities", &expected, a.common.tolerance_or(1e-4)).with_context(|| format!("parity on {label}"))?;
+        let p = verify::check_values(draft.bytes(), &a.common.out, &inputs, n, "probabilities", &expected, a.common.tolerance_or(1e-4))
+            .with_context(|| format!("parity on {label}"))?;
         parities.push((label.to_string(), p));
         Ok(())
     };
@@ -128,11 +152,19 @@ pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
     case("self-loops and a duplicate edge", 500, s6, t6, None)?;
     let mut card = ModelCard::new(
         family,
-        if gat { "Graph attention network (Veličković et al. 2018) for node classification" } else { "Graph convolutional network (Kipf & Welling 2017) for node classification" },
+        if gat {
+            "Graph attention network (Veličković et al. 2018) for node classification"
+        } else {
+            "Graph convolutional network (Kipf & Welling 2017) for node classification"
+        },
         Preprocessing::NodeFeatures(NodeFeatures {
             row_normalize: true,
             self_loops: "input self-loops ignored, one per node added inside the model".into(),
-            normalization: if gat { "softmax attention over each node's incoming edges".into() } else { "D^-1/2 (A+I) D^-1/2 inside the model".into() },
+            normalization: if gat {
+                "softmax attention over each node's incoming edges".into()
+            } else {
+                "D^-1/2 (A+I) D^-1/2 inside the model".into()
+            },
         }),
     );
     card.classes = (0..d.num_classes).map(|c| c.to_string()).collect();
@@ -153,7 +185,12 @@ pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
     draft.finish(card, &[("x", x), EDGE_INDEX, crate::gene::CLASSIFIER_OUTPUTS[0], crate::gene::CLASSIFIER_OUTPUTS[1]], &a.common.out)?;
     println!(
         "{family} on {}: test accuracy {:.1} ± {:.1} % over {} seeds ({secs:.0} s); parity on {} graphs (full, 500-node subgraph, no edges, self-loops + duplicate): tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {}",
-        d.name, mean * 100.0, std * 100.0, accs.len(), parities.len(), a.common.out.display()
+        d.name,
+        mean * 100.0,
+        std * 100.0,
+        accs.len(),
+        parities.len(),
+        a.common.out.display()
     );
     Ok(())
 }

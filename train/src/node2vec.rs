@@ -3,6 +3,7 @@
 //! by logistic regression on the embeddings (test accuracy). Seed 0's table is exported as an
 //! ONNX Gather model (checked on tract and ONNX Runtime) and as word2vec text.
 
+use crate::pipeline::{CommonArgs, Draft, record_parity};
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -10,7 +11,6 @@ use infer::runtime::Value;
 use models::cluster::{LogisticRegression, adjusted_rand_index, kmeans, macro_f1, matched_accuracy};
 use models::metrics::{accuracy, mean_std};
 use models::node2vec::{Node2Vec, Node2VecConfig, WalkGraph};
-use crate::pipeline::{CommonArgs, Draft, record_parity};
 use onnx_format::card::{Family, Lookup, ModelCard, Preprocessing};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
@@ -140,8 +140,17 @@ fn load(a: &Node2VecArgs) -> Result<Input> {
         Some(p) => Some(read_labels(&p, &g.nodes)?),
         None => None,
     };
-    let name = if a.graph == "karate" { "karate".into() } else { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() };
-    Ok(Input { name, source: path.display().to_string(), names: g.nodes, edges: g.edges, weights: if a.unweighted { None } else { g.weights }, labels, split: None })
+    let name =
+        if a.graph == "karate" { "karate".into() } else { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default() };
+    Ok(Input {
+        name,
+        source: path.display().to_string(),
+        names: g.nodes,
+        edges: g.edges,
+        weights: if a.unweighted { None } else { g.weights },
+        labels,
+        split: None,
+    })
 }
 
 /// Per-seed evaluation numbers.
@@ -167,7 +176,8 @@ fn evaluate(x: &[f32], n: usize, d: usize, inp: &Input, clusters: Option<usize>,
     let k = clusters.unwrap_or(classes.len()).max(1);
     let xk = rows(x, d, &known);
     let (pred, _) = kmeans(&xk, known.len(), d, k, seed, restarts);
-    let mut e = Eval { kmeans_accuracy: matched_accuracy(&pred, &truth), kmeans_ari: adjusted_rand_index(&pred, &truth), ..Default::default() };
+    let mut e =
+        Eval { kmeans_accuracy: matched_accuracy(&pred, &truth), kmeans_ari: adjusted_rand_index(&pred, &truth), ..Default::default() };
     if let Some((train, val, test)) = &inp.split {
         let y = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| labels[i].unwrap()).collect() };
         let kc = classes.len();
@@ -211,13 +221,25 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     let g = WalkGraph::new(n, &inp.edges, inp.weights.as_deref())?;
     eprintln!(
         "{}: {} nodes, {} undirected edges{}{}",
-        inp.name, n, g.num_edges(), if g.is_weighted() { ", weighted" } else { "" },
+        inp.name,
+        n,
+        g.num_edges(),
+        if g.is_weighted() { ", weighted" } else { "" },
         inp.labels.as_ref().map_or(String::new(), |(_, c)| format!(", {} label classes", c.len()))
     );
     let device = crate::gene::device(&a.common.device)?;
     let cfg = |seed| Node2VecConfig {
-        dim: a.dim, p: a.p, q: a.q, walk_length: a.walk_length, walks_per_node: a.walks_per_node, window: a.window,
-        negatives: a.negatives, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed,
+        dim: a.dim,
+        p: a.p,
+        q: a.q,
+        walk_length: a.walk_length,
+        walks_per_node: a.walks_per_node,
+        window: a.window,
+        negatives: a.negatives,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed,
     };
     let mut evals: Vec<Eval> = Vec::new();
     let mut first: Option<Node2Vec> = None;
@@ -233,11 +255,15 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
                 let lr = match (e.lr_test_accuracy, e.lr_trainval_test_accuracy) {
                     (Some(t), Some(tv)) => format!(
                         "; logistic regression val accuracy {:.4}, test accuracy {t:.4} (train+val fit {tv:.4}, l2 {:.0e})",
-                        e.lr_val_accuracy.unwrap_or(f64::NAN), e.lr_l2.unwrap_or(0.0)
+                        e.lr_val_accuracy.unwrap_or(f64::NAN),
+                        e.lr_l2.unwrap_or(0.0)
                     ),
                     _ => String::new(),
                 };
-                eprintln!("seed {seed}: loss {loss:.4}, k-means accuracy {:.4} ARI {:.4}{lr} ({secs:.1} s)", e.kmeans_accuracy, e.kmeans_ari);
+                eprintln!(
+                    "seed {seed}: loss {loss:.4}, k-means accuracy {:.4} ARI {:.4}{lr} ({secs:.1} s)",
+                    e.kmeans_accuracy, e.kmeans_ari
+                );
                 evals.push(e);
             }
             None => eprintln!("seed {seed}: loss {loss:.4} ({secs:.1} s)"),
@@ -258,8 +284,16 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     mixed.shuffle(&mut rng);
     for (label, ids) in [("all nodes", all), ("shuffled with repeats", mixed), ("one node", vec![(n - 1) as u32])] {
         let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
-        let p = verify::check_values(draft.bytes(), &a.common.out, &[input], ids.len(), "embedding", &m.embed(&ids), a.common.tolerance_or(1e-6))
-            .with_context(|| format!("parity on {label}"))?;
+        let p = verify::check_values(
+            draft.bytes(),
+            &a.common.out,
+            &[input],
+            ids.len(),
+            "embedding",
+            &m.embed(&ids),
+            a.common.tolerance_or(1e-6),
+        )
+        .with_context(|| format!("parity on {label}"))?;
         parities.push((label.to_string(), p));
     }
     let worst = |f: fn(&Parity) -> f64| parities.iter().map(|(_, p)| f(p)).fold(0.0, f64::max);
@@ -276,14 +310,18 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
             let (am, asd) = put(&mut metrics, "lr_val_accuracy", evals.iter().filter_map(|e| e.lr_val_accuracy).collect());
             let (tm, tsd) = put(&mut metrics, "lr_test_accuracy", evals.iter().filter_map(|e| e.lr_test_accuracy).collect());
             let (fm, fsd) = put(&mut metrics, "lr_test_macro_f1", evals.iter().filter_map(|e| e.lr_test_macro_f1).collect());
-            let (vm, vsd) = put(&mut metrics, "lr_trainval_test_accuracy", evals.iter().filter_map(|e| e.lr_trainval_test_accuracy).collect());
+            let (vm, vsd) =
+                put(&mut metrics, "lr_trainval_test_accuracy", evals.iter().filter_map(|e| e.lr_trainval_test_accuracy).collect());
             summary.push(format!(
                 "logistic regression val accuracy {am:.4} ± {asd:.4}, test accuracy {tm:.4} ± {tsd:.4} (macro F1 {fm:.4} ± {fsd:.4}) fit on train; {vm:.4} ± {vsd:.4} fit on train+val"
             ));
         }
     }
     metrics.insert("final_loss_seed0".into(), m.losses.last().copied().unwrap_or(f64::NAN));
-    let w2v_path = a.common.out.with_file_name(format!("{}.w2v.txt", a.common.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "node2vec".into())));
+    let w2v_path = a.common.out.with_file_name(format!(
+        "{}.w2v.txt",
+        a.common.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "node2vec".into())
+    ));
     let mut card = ModelCard::new(
         Family::Node2vec,
         "Node2Vec node embeddings (Grover & Leskovec 2016): biased random walks + skip-gram with negative sampling; a lookup table",
@@ -303,12 +341,19 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     record_parity(&mut card, parities.iter().map(|(_, p)| p));
     let node = format!("node ids in 0..{n}; names in training.nodes (id = position)");
     draft.finish(card, &[("node", &node), ("embedding", "the node's embedding (skip-gram input vector)")], &a.common.out)?;
-    onnx_format::write_atomic(&w2v_path, m.to_word2vec_text(&inp.names).as_bytes()).with_context(|| format!("writing {}", w2v_path.display()))?;
+    onnx_format::write_atomic(&w2v_path, m.to_word2vec_text(&inp.names).as_bytes())
+        .with_context(|| format!("writing {}", w2v_path.display()))?;
     println!(
         "node2vec on {} ({} nodes, dim {}, p {}, q {}): {} over {} seeds ({secs:.1} s); parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}",
-        inp.name, n, a.dim, a.p, a.q,
+        inp.name,
+        n,
+        a.dim,
+        a.p,
+        a.q,
         if summary.is_empty() { "no labels to evaluate".to_string() } else { summary.join("; ") },
-        a.seeds.max(1), a.common.out.display(), w2v_path.display()
+        a.seeds.max(1),
+        a.common.out.display(),
+        w2v_path.display()
     );
     Ok(())
 }

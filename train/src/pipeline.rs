@@ -89,8 +89,15 @@ pub fn progress_with(len: usize, prefix: impl Into<String>, template: &str) -> P
 
 /// Tool versions recorded in every model card.
 pub fn tool_versions() -> std::collections::BTreeMap<String, String> {
-    [("burn", "0.22.1"), ("tract-onnx", "0.23.9"), ("ort", "2.0.0-rc.15"), ("onnxruntime", "1.31.1"), ("opset", "18"), ("bioedge", env!("CARGO_PKG_VERSION"))]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("burn", "0.22.1"),
+        ("tract-onnx", "0.23.9"),
+        ("ort", "2.0.0-rc.15"),
+        ("onnxruntime", "1.31.1"),
+        ("opset", "18"),
+        ("bioedge", env!("CARGO_PKG_VERSION")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }

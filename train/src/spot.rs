@@ -6,6 +6,7 @@
 //! the loss; the standardization is folded back into the head (`W·sd`, `b·sd + mu`) before export,
 //! so the ONNX output `expression` is log1p-normalized expression (no extra ops).
 
+use crate::pipeline::{Draft, progress_with, record_parity};
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -19,7 +20,6 @@ use models::burn::prelude::*;
 use models::burn::store::{BurnpackStore, ModuleSnapshot};
 use models::metrics::{mean, median, per_gene_r};
 use models::spot::{INPUT, OUTPUT, SpotModel, SpotModelConfig};
-use crate::pipeline::{Draft, progress_with, record_parity};
 use onnx_format::card::{Family, ModelCard, Preprocessing, SpotImage};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -86,7 +86,6 @@ pub struct SpotArgs {
     pub hed_jitter: f32,
 }
 
-
 /// One section's patches (`size × size` RGB, HWC bytes) and targets (`spots × genes`).
 struct Data {
     name: String,
@@ -112,7 +111,9 @@ fn pick(n: usize, max: Option<usize>) -> Vec<usize> {
 const RGB_FROM_HED: [[f32; 3]; 3] = [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]];
 
 fn inverse3(m: [[f32; 3]; 3]) -> [[f32; 3]; 3] {
-    let c = |r: usize, k: usize| m[(r + 1) % 3][(k + 1) % 3] * m[(r + 2) % 3][(k + 2) % 3] - m[(r + 1) % 3][(k + 2) % 3] * m[(r + 2) % 3][(k + 1) % 3];
+    let c = |r: usize, k: usize| {
+        m[(r + 1) % 3][(k + 1) % 3] * m[(r + 2) % 3][(k + 2) % 3] - m[(r + 1) % 3][(k + 2) % 3] * m[(r + 2) % 3][(k + 1) % 3]
+    };
     let det: f32 = (0..3).map(|k| m[0][k] * c(0, k)).sum();
     let mut inv = [[0f32; 3]; 3];
     for (r, row) in inv.iter_mut().enumerate() {
@@ -455,7 +456,8 @@ fn train_names(a: &SpotArgs) -> Vec<String> {
 /// Load the sections, pick the genes on the training sections, crop + resize every patch once
 /// (RGB kept for augmentation; normalized per batch).
 fn prepare(a: &SpotArgs) -> Result<Prepared> {
-    let load = |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
+    let load =
+        |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
     let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
     let eval_sec = load(&a.eval)?;
     let refs: Vec<&SpotSection> = train_secs.iter().collect();
@@ -497,7 +499,12 @@ fn init_model(a: &SpotArgs, cfg: &SpotModelConfig, ad: &Device) -> Result<(SpotM
     if let Some(p) = &a.resume {
         let r = model.load_from(&mut BurnpackStore::from_file(p)).map_err(|e| anyhow::anyhow!("resume from {}: {e}", p.display()))?;
         if !r.errors.is_empty() || !r.missing.is_empty() {
-            bail!("resume from {}: {} tensor error(s), {} missing (different --config or --genes?)", p.display(), r.errors.len(), r.missing.len());
+            bail!(
+                "resume from {}: {} tensor error(s), {} missing (different --config or --genes?)",
+                p.display(),
+                r.errors.len(),
+                r.missing.len()
+            );
         }
         eprintln!("resumed weights from {}", p.display());
         let op = p.with_extension("optim.bpk");
@@ -561,15 +568,25 @@ fn train(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, device: &Device) 
             // Pearson r is invariant to the per-gene standardization, so the raw head will do
             let m = model.valid();
             let dev = m.head.weight.val().device();
-            let r = median(&per_gene_r(&predict(&m, &data.eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?, &data.eval.targets, g));
+            let r = median(&per_gene_r(
+                &predict(&m, &data.eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?,
+                &data.eval.targets,
+                g,
+            ));
             eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": r}));
             held_out = format!("; held-out {} median r {r:.4}", data.eval.name);
         }
-        eprintln!("epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){held_out}", a.epochs, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){held_out}",
+            a.epochs,
+            t0.elapsed().as_secs_f64()
+        );
         if let Some(dir) = &a.checkpoint_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", a.config));
-            model.save_into(&mut BurnpackStore::from_file(&p).overwrite(true)).map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
+            model
+                .save_into(&mut BurnpackStore::from_file(&p).overwrite(true))
+                .map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
             let op = p.with_extension("optim.bpk");
             let _ = std::fs::remove_file(&op); // burnpack does not overwrite
             optim.save(&op).map_err(|e| anyhow::anyhow!("saving optimizer state {}: {e}", op.display()))?;
@@ -626,7 +643,8 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
     }
     let expected = ev.pred[..k * g].to_vec();
     let draft = Draft::new(m.export(vec![]));
-    let parity = verify::check_values(draft.bytes(), &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance).context("parity of the export")?;
+    let parity = verify::check_values(draft.bytes(), &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance)
+        .context("parity of the export")?;
 
     let mut metrics = BTreeMap::new();
     for (name, s) in [("model", ev.model), ("ridge", ev.ridge), ("mean_baseline", [0.0; 4])] {
@@ -640,7 +658,7 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
         metrics.insert("final_train_loss".into(), *l);
     }
     let mut eval_per_epoch = t.eval_per_epoch.clone();
-    if a.eval_every > 0 && a.epochs > 0 && a.epochs % a.eval_every == 0 {
+    if a.eval_every > 0 && a.epochs > 0 && a.epochs.is_multiple_of(a.eval_every) {
         eval_per_epoch.push(serde_json::json!({"epoch": a.epochs, "median_r": ev.model[0]}));
     }
     let sides: BTreeMap<String, f32> = data.train.iter().chain([eval]).map(|d| (d.name.clone(), d.side_px)).collect();
@@ -686,7 +704,12 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
         ],
         &a.out,
     )?;
-    println!("parity on {k} held-out patches: tract {:.1e}, ort {:.1e}; wrote {} ({g} genes)", parity.tract_max_abs_diff, parity.ort_max_abs_diff, a.out.display());
+    println!(
+        "parity on {k} held-out patches: tract {:.1e}, ort {:.1e}; wrote {} ({g} genes)",
+        parity.tract_max_abs_diff,
+        parity.ort_max_abs_diff,
+        a.out.display()
+    );
     Ok(())
 }
 

@@ -2,23 +2,19 @@
 //! (`bioedge_slide::pipeline`) and tract backend (`bioedge_runtime::Session`) as `infer slide`, behind a small
 //! wasm-bindgen API used by the page's Web Worker (`www/worker.js`).
 
-use image::RgbImage;
 use bioedge_runtime::{Backend, Options, Session, Value};
 use bioedge_slide::image_prep::{Preprocess, crop_square, decode_rgb};
 use bioedge_slide::pipeline::{card_params, downscale, grid_spots};
+use image::RgbImage;
 use std::path::Path;
 use wasm_bindgen::prelude::*;
 
-fn js(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+fn js(e: impl std::error::Error) -> JsError {
+    JsError::new(&bioedge_error::chain(&e))
 }
 
 fn check_side(side: f32) -> Result<(), JsError> {
-    if side.is_finite() && side >= 1.0 {
-        Ok(())
-    } else {
-        Err(JsError::new(&format!("patch side {side} px must be a number >= 1")))
-    }
+    if side.is_finite() && side >= 1.0 { Ok(()) } else { Err(JsError::new(&format!("patch side {side} px must be a number >= 1"))) }
 }
 
 /// A spot model (family `histology-spot`) loaded from ONNX bytes, run by tract.
@@ -82,7 +78,7 @@ impl SpotModel {
     /// `side`, as one batch; returns `[spots × genes]` row-major.
     pub fn predict(&mut self, slide: &Slide, xy: &[f32], side: f32) -> Result<Vec<f32>, JsError> {
         let n = xy.len() / 2;
-        if n == 0 || xy.len() % 2 != 0 {
+        if n == 0 || !xy.len().is_multiple_of(2) {
             return Err(JsError::new("predict: expected x, y pairs"));
         }
         check_side(side)?;
@@ -103,7 +99,11 @@ impl SpotModel {
         }
         let y = self.session.run_output(&[Value::f32(&[n, 3, s, s], input)], "expression").map_err(js)?.into_f32().map_err(js)?;
         if y.len() != n * self.genes.len() {
-            return Err(JsError::new(&format!("model returned {} values for {n} patches, expected {} genes each", y.len(), self.genes.len())));
+            return Err(JsError::new(&format!(
+                "model returned {} values for {n} patches, expected {} genes each",
+                y.len(),
+                self.genes.len()
+            )));
         }
         Ok(y)
     }

@@ -2,32 +2,27 @@
 
 use anyhow::{Context, Result};
 use infer::data::{ReadOptions, read_expression};
-use infer::runtime::{Backend, Options, Session};
+use infer::runtime::{Options, Session};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
-    #[arg(long)]
-    pub input: PathBuf,
-    /// obs column (h5ad) or label column with known types, to report accuracy.
-    #[arg(long)]
-    pub label_column: Option<String>,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
+    #[command(flatten)]
+    pub x: super::ExpressionInput,
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let card = infer::read_card(&a.model)?;
-    card.require::<onnx_format::card::Cells>().map_err(|e| infer::Error::card(&a.model, e))?;
-    let m = read_expression(&a.input, &ReadOptions { label_column: a.label_column, cls: None })?;
-    let mut session = Session::from_file(&a.model, a.backend, &Options::default())?;
-    let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &a.model, &m, &a.input)?;
+    let card = infer::read_card(&a.m.model)?;
+    card.require::<onnx_format::card::Cells>().map_err(|e| infer::Error::card(&a.m.model, e))?;
+    let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: None })?;
+    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options::default())?;
+    let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &a.m.model, &m, &a.x.input)?;
     let c = infer::classify::Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities: probs, alignment };
-    eprintln!("{}: {} cells; {}; provider {}", a.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
+    eprintln!("{}: {} cells; {}; provider {}", a.x.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
     super::report_accuracy(&c, m.labels.as_deref());
     onnx_format::write_atomic(&a.out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {}", a.out.display());

@@ -1,13 +1,12 @@
 //! `infer genes`: nearest genes and predicted gene sets from a gene2vec model.
 
 use anyhow::{Context, Result, bail};
-use infer::runtime::{Backend, Options, Session};
-use std::path::PathBuf;
+use infer::runtime::{Options, Session};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
     /// Gene whose nearest genes (cosine similarity of embeddings) to list.
     #[arg(long, required_unless_present = "sets")]
     pub similar: Option<String>,
@@ -17,13 +16,11 @@ pub struct Args {
     /// How many to list (default 20 genes, 10 sets).
     #[arg(long)]
     pub top: Option<usize>,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
 }
 
 /// Nearest genes and predicted gene sets from an exported gene2vec model (no training files needed).
 pub fn run(a: Args) -> Result<()> {
-    let (model, similar, sets, top, backend) = (a.model.as_path(), a.similar.as_deref(), a.sets.as_deref(), a.top, a.backend);
+    let (model, similar, sets, top, backend) = (a.m.model.as_path(), a.similar.as_deref(), a.sets.as_deref(), a.top, a.m.backend);
     use infer::data::gmt::find_gene;
     use infer::runtime::Value;
     let card = infer::read_card(model)?;

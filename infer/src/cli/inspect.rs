@@ -34,7 +34,13 @@ fn inspect(path: &PathBuf, json: bool) -> Result<()> {
     }
     let Some(graph) = model.graph.as_ref() else { bail!("{p}: model has no graph") };
     let opset = model.opset_import.iter().map(|o| o.version.unwrap_or(0)).max().unwrap_or(0);
-    println!("model:        {p} ({:.1} MB, IR {}, opset {opset}, {} nodes, {} initializers)", bytes.len() as f64 / 1e6, model.ir_version.unwrap_or(0), graph.node.len(), graph.initializer.len());
+    println!(
+        "model:        {p} ({:.1} MB, IR {}, opset {opset}, {} nodes, {} initializers)",
+        bytes.len() as f64 / 1e6,
+        model.ir_version.unwrap_or(0),
+        graph.node.len(),
+        graph.initializer.len()
+    );
     println!("family:       {} (card schema {})", card.family, card.schema_version);
     println!("description:  {}", card.description);
     for (kind, specs) in [("input", &card.inputs), ("output", &card.outputs)] {

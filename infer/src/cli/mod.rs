@@ -1,5 +1,30 @@
 //! The subcommands of `infer`, one module each: arguments and the steps of the command.
 
+use infer::runtime::Backend;
+use std::path::PathBuf;
+
+/// The model and the runtime: every subcommand but `inspect` takes them.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// The exported ONNX model (with its card).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// tract (pure Rust) or ort (ONNX Runtime).
+    #[arg(long, default_value = "tract")]
+    pub backend: Backend,
+}
+
+/// An expression file and, optionally, its known labels (to report accuracy).
+#[derive(clap::Args)]
+pub struct ExpressionInput {
+    /// Expression file: GSEA txt/gct, CSV/TSV, HDF5 or h5ad.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Label column (CSV/TSV) or obs column (h5ad) with known classes, to report accuracy against.
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
 pub mod cells;
 pub mod genes;
 pub mod inspect;

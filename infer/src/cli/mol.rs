@@ -1,13 +1,13 @@
 //! `infer mol`: task probabilities for SMILES with a `mol-graphconv` model.
 
 use anyhow::{Context, Result, bail};
-use infer::runtime::{Backend, Options, Session};
+use infer::runtime::{Options, Session};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
     /// SMILES strings (repeatable).
     #[arg(long, required_unless_present = "input", conflicts_with = "input")]
     pub smiles: Vec<String>,
@@ -17,8 +17,6 @@ pub struct Args {
     /// SMILES column of --input (default: `smiles`, else the first column).
     #[arg(long)]
     pub smiles_column: Option<String>,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     #[arg(long)]
@@ -26,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { model, smiles, input, smiles_column, backend, batch, out } = a;
+    let Args { m: super::ModelArgs { model, backend }, smiles, input, smiles_column, batch, out } = a;
     let card = infer::read_card(&model)?;
     infer::mol::check_family(&card, &model)?;
     let smiles = match &input {
@@ -56,7 +54,11 @@ pub fn run(a: Args) -> Result<()> {
     onnx_format::write_atomic(&out, scored.to_csv().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "{} molecules scored, {} rejected, {:.0} molecules/s (featurize + predict, {}); wrote {}",
-        scored.num_scored(), scored.errors.len(), smiles.len() as f64 / secs, session.provider, out.display()
+        scored.num_scored(),
+        scored.errors.len(),
+        smiles.len() as f64 / secs,
+        session.provider,
+        out.display()
     );
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! `infer nodes`: node classes for a graph given as sparse features and an edge list.
 
 use anyhow::{Context, Result};
-use infer::runtime::{Backend, Options, Session};
+use infer::runtime::{Options, Session};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
     /// Node features as `row col value` TSV (header first), optionally gzipped.
     #[arg(long)]
     pub features: PathBuf,
@@ -20,14 +20,12 @@ pub struct Args {
     /// Treat edges as directed (default: add the reverse of every edge).
     #[arg(long)]
     pub directed: bool,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { model, features, edges, num_nodes, directed, backend, out } = a;
+    let Args { m: super::ModelArgs { model, backend }, features, edges, num_nodes, directed, out } = a;
     use infer::nodes::{check_node_family, classify_nodes, read_coo_features_opt, read_edges};
     let card = infer::read_card(&model)?;
     check_node_family(&card, &model)?;
@@ -35,7 +33,8 @@ pub fn run(a: Args) -> Result<()> {
     let e = read_edges(&edges, n)?;
     let (src, dst) = if directed { e.iter().map(|&(a, b)| (a as i64, b as i64)).unzip() } else { infer::nodes::both_directions(&e) };
     let mut session = Session::from_file(&model, backend, &Options::default())?;
-    let probs = classify_nodes(&mut session, &card, &model, &x, n, width, &src, &dst).with_context(|| format!("{} + {}", features.display(), edges.display()))?;
+    let probs = classify_nodes(&mut session, &card, &model, &x, n, width, &src, &dst)
+        .with_context(|| format!("{} + {}", features.display(), edges.display()))?;
     let k = probs.len() / n;
     let classes: Vec<String> = (0..k).map(|c| card.classes.get(c).cloned().unwrap_or_else(|| c.to_string())).collect();
     let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();

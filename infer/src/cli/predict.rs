@@ -3,23 +3,18 @@
 use anyhow::{Context, Result};
 use infer::classify::{check_family, classify};
 use infer::data::{ReadOptions, read_expression};
-use infer::runtime::{Backend, Options, Session};
+use infer::runtime::{Options, Session};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
-    #[arg(long)]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
+    #[command(flatten)]
+    pub x: super::ExpressionInput,
     /// GSEA .cls labels for the input (optional; only used to report accuracy).
     #[arg(long)]
     pub cls: Option<PathBuf>,
-    /// Label column (CSV/TSV) or obs column (h5ad) to report accuracy against.
-    #[arg(long)]
-    pub label_column: Option<String>,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
     /// ONNX Runtime with the CUDA execution provider (build with feature `cuda`).
     #[arg(long)]
     pub cuda: bool,
@@ -30,12 +25,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let card = infer::read_card(&a.model)?;
-    check_family(&card, &a.model)?;
-    let m = read_expression(&a.input, &ReadOptions { label_column: a.label_column, cls: a.cls })?;
-    let mut session = Session::from_file(&a.model, a.backend, &Options { cuda: a.cuda, threads: 0 })?;
-    let c = classify(&mut session, &card, &m, &a.input, a.batch)?;
-    eprintln!("{}: {} samples; {}; provider {}", a.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
+    let card = infer::read_card(&a.m.model)?;
+    check_family(&card, &a.m.model)?;
+    let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: a.cls })?;
+    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options { cuda: a.cuda, threads: 0 })?;
+    let c = classify(&mut session, &card, &m, &a.x.input, a.batch)?;
+    eprintln!("{}: {} samples; {}; provider {}", a.x.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
     super::report_accuracy(&c, m.labels.as_deref());
     onnx_format::write_atomic(&a.out, c.to_csv().as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {}", a.out.display());

@@ -1,13 +1,12 @@
 //! `infer slide`: predicted expression over a whole histology image or slide.
 
 use anyhow::Result;
-use infer::runtime::Backend;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub m: super::ModelArgs,
     #[arg(long)]
     pub image: PathBuf,
     /// HER2ST-style spot file (x y ... pixel_x pixel_y [selected]).
@@ -16,8 +15,6 @@ pub struct Args {
     /// Regular grid over tissue (step = patch side).
     #[arg(long)]
     pub grid: bool,
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Patch side in pixels (default: the card's preprocessing.patch_side_um at the slide's recorded
@@ -38,8 +35,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { model, image, spots, grid: _, backend, batch, patch_side, out, heatmap, heatmap_dir, reader } = a;
-    let r = infer::slide::run(&infer::slide::SlideOptions { model, image, spots, backend, batch, patch_side, out, heatmaps: heatmap, heatmap_dir, reader })?;
+    let Args { m: super::ModelArgs { model, backend }, image, spots, grid: _, batch, patch_side, out, heatmap, heatmap_dir, reader } = a;
+    let r = infer::slide::run(&infer::slide::SlideOptions {
+        model,
+        image,
+        spots,
+        backend,
+        batch,
+        patch_side,
+        out,
+        heatmaps: heatmap,
+        heatmap_dir,
+        reader,
+    })?;
     eprintln!(
         "{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}",
         r.spots,

@@ -12,10 +12,7 @@ use std::path::Path;
 
 /// The delimiter for a file name: `,` for `.csv`/`.csv.gz`, tab otherwise.
 pub fn delimiter_for(path: &Path) -> char {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".csv") { ',' } else { '\t' }
 }
@@ -26,11 +23,7 @@ pub fn read_delimited(path: &Path, label_column: Option<&str>) -> Result<Express
 }
 
 /// Reads a samples × genes table with the given delimiter.
-pub fn read_delimited_with(
-    path: &Path,
-    delim: char,
-    label_column: Option<&str>,
-) -> Result<ExpressionMatrix> {
+pub fn read_delimited_with(path: &Path, delim: char, label_column: Option<&str>) -> Result<ExpressionMatrix> {
     let mut lines = Lines::open(path)?;
     let fmt = |line: usize, msg: String| Error::format(path, format!("line {line}: {msg}"));
 
@@ -61,11 +54,7 @@ pub fn read_delimited_with(
         let fields = split_fields(line, delim).map_err(|m| fmt(n, m))?;
         if layout.is_none() {
             // Header without the sample-id column name (one field short).
-            let cols: Vec<String> = if fields.len() == header.len() + 1 {
-                header.clone()
-            } else {
-                header[1..].to_vec()
-            };
+            let cols: Vec<String> = if fields.len() == header.len() + 1 { header.clone() } else { header[1..].to_vec() };
             if cols.is_empty() {
                 return Err(fmt(n, "no value columns".into()));
             }
@@ -74,13 +63,7 @@ pub fn read_delimited_with(
                 Some(name) => match cols.iter().position(|c| c == name) {
                     Some(i) => Some(i),
                     None => {
-                        return Err(Error::format(
-                            path,
-                            format!(
-                                "label column '{name}' not found; columns: {}",
-                                list_names(&cols)
-                            ),
-                        ));
+                        return Err(Error::format(path, format!("label column '{name}' not found; columns: {}", list_names(&cols))));
                     }
                 },
             };
@@ -88,15 +71,7 @@ pub fn read_delimited_with(
         }
         let (cols, label_idx) = layout.as_ref().expect("set above");
         if fields.len() != cols.len() + 1 {
-            return Err(fmt(
-                n,
-                format!(
-                    "expected {} fields (sample id + {} columns), found {}",
-                    cols.len() + 1,
-                    cols.len(),
-                    fields.len()
-                ),
-            ));
+            return Err(fmt(n, format!("expected {} fields (sample id + {} columns), found {}", cols.len() + 1, cols.len(), fields.len())));
         }
         let sample = fields[0].trim();
         for (j, f) in fields[1..].iter().enumerate() {
@@ -109,12 +84,7 @@ pub fn read_delimited_with(
                 None => {
                     return Err(fmt(
                         n,
-                        format!(
-                            "field {} (sample '{sample}', column '{}'): cannot parse '{}' as a number",
-                            j + 2,
-                            cols[j],
-                            f.trim()
-                        ),
+                        format!("field {} (sample '{sample}', column '{}'): cannot parse '{}' as a number", j + 2, cols[j], f.trim()),
                     ));
                 }
             }
@@ -124,18 +94,8 @@ pub fn read_delimited_with(
     let Some((cols, label_idx)) = layout else {
         return Err(Error::format(path, "no data rows after the header"));
     };
-    let genes: Vec<String> = cols
-        .into_iter()
-        .enumerate()
-        .filter(|(j, _)| Some(*j) != label_idx)
-        .map(|(_, c)| c)
-        .collect();
-    Ok(ExpressionMatrix {
-        samples,
-        genes,
-        values,
-        labels: label_idx.map(|_| labels),
-    })
+    let genes: Vec<String> = cols.into_iter().enumerate().filter(|(j, _)| Some(*j) != label_idx).map(|(_, c)| c).collect();
+    Ok(ExpressionMatrix { samples, genes, values, labels: label_idx.map(|_| labels) })
 }
 
 #[cfg(test)]
@@ -146,11 +106,7 @@ mod tests {
     #[test]
     fn csv_with_labels_and_quotes() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "x.csv",
-            "id,\"G,1\",label,G2\ns1,1,\"A, b\",2\n\"s2\",3,B,NA\n",
-        );
+        let p = write(dir.path(), "x.csv", "id,\"G,1\",label,G2\ns1,1,\"A, b\",2\n\"s2\",3,B,NA\n");
         let m = read_delimited(&p, Some("label")).unwrap();
         assert_eq!(m.samples, vec!["s1", "s2"]);
         assert_eq!(m.genes, vec!["G,1", "G2"]);
@@ -167,8 +123,7 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.tsv.gz");
-        let mut enc =
-            flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), Default::default());
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), Default::default());
         enc.write_all(b"G1\tG2\ns1\t1\t2\ns2\t3\t4\n").unwrap();
         enc.finish().unwrap();
         let m = read_delimited(&p, None).unwrap();
@@ -184,10 +139,7 @@ mod tests {
         let e = read_delimited(&p, Some("cell_type")).unwrap_err();
         assert!(matches!(e, Error::Format { .. }));
         let e = e.to_string();
-        assert!(
-            e.contains("x.tsv") && e.contains("'cell_type'") && e.contains("G1, G2"),
-            "{e}"
-        );
+        assert!(e.contains("x.tsv") && e.contains("'cell_type'") && e.contains("G1, G2"), "{e}");
     }
 
     #[test]
@@ -197,26 +149,17 @@ mod tests {
         let e = read_delimited(&p, None).unwrap_err();
         assert!(matches!(e, Error::Format { .. }));
         let e = e.to_string();
-        assert!(
-            e.contains("r.csv") && e.contains("line 3") && e.contains("found 2"),
-            "{e}"
-        );
+        assert!(e.contains("r.csv") && e.contains("line 3") && e.contains("found 2"), "{e}");
 
         let p = write(dir.path(), "n.csv", "id,G1,G2\ns1,1,x1\n");
         let e = read_delimited(&p, None).unwrap_err().to_string();
-        assert!(
-            e.contains("line 2") && e.contains("'x1'") && e.contains("'G2'") && e.contains("'s1'"),
-            "{e}"
-        );
+        assert!(e.contains("line 2") && e.contains("'x1'") && e.contains("'G2'") && e.contains("'s1'"), "{e}");
 
         let p = write(dir.path(), "q.csv", "id,G1\n\"s1,1\n");
         let e = read_delimited(&p, None).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("quote"), "{e}");
 
         let p = write(dir.path(), "h.csv", "id,G1\n");
-        assert!(matches!(
-            read_delimited(&p, None),
-            Err(Error::Format { .. })
-        ));
+        assert!(matches!(read_delimited(&p, None), Err(Error::Format { .. })));
     }
 }

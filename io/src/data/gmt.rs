@@ -14,12 +14,15 @@ use std::path::{Path, PathBuf};
 /// One gene set as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneSet {
+    /// Set name (first field).
     pub name: String,
+    /// Description (second field).
     pub description: String,
     /// Distinct genes in file order.
     pub genes: Vec<String>,
     /// Where it came from: file and 1-based line.
     pub path: PathBuf,
+    /// 1-based line number in `path`.
     pub line: usize,
 }
 
@@ -129,11 +132,17 @@ pub fn read_gmts(paths: &[PathBuf], policy: DuplicateSets) -> Result<(Vec<GeneSe
                         path,
                         format!(
                             "line {}: gene set `{}` is also defined with other genes in {} line {} (choose a policy for repeated sets: first or rename)",
-                            s.line, s.name, first.path.display(), first.line
+                            s.line,
+                            s.name,
+                            first.path.display(),
+                            first.line
                         ),
                     ));
                 }
-                let stem = path.file_name().map(|f| f.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".gmt").to_string()).unwrap_or_default();
+                let stem = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".gmt").to_string())
+                    .unwrap_or_default();
                 let mut name = format!("{}@{stem}", s.name);
                 let mut k = 2;
                 while index.contains_key(&name) {
@@ -166,21 +175,29 @@ pub struct Memberships {
 }
 
 impl Memberships {
+    /// Builds the table from `sets`: genes sorted and distinct, sets in the given order.
     pub fn new(sets: &[GeneSet]) -> Self {
         let mut genes: Vec<String> = sets.iter().flat_map(|s| s.genes.iter().cloned()).collect();
         genes.sort();
         genes.dedup();
         let id: HashMap<&str, u32> = genes.iter().enumerate().map(|(i, g)| (g.as_str(), i as u32)).collect();
-        let mut pairs: Vec<(u32, u32)> = sets.iter().enumerate().flat_map(|(s, set)| set.genes.iter().map(move |g| (g, s as u32))).map(|(g, s)| (id[g.as_str()], s)).collect();
+        let mut pairs: Vec<(u32, u32)> = sets
+            .iter()
+            .enumerate()
+            .flat_map(|(s, set)| set.genes.iter().map(move |g| (g, s as u32)))
+            .map(|(g, s)| (id[g.as_str()], s))
+            .collect();
         pairs.sort_unstable();
         pairs.dedup();
         Self { genes, sets: sets.iter().map(|s| s.name.clone()).collect(), pairs }
     }
 
+    /// Number of distinct genes.
     pub fn num_genes(&self) -> usize {
         self.genes.len()
     }
 
+    /// Number of sets.
     pub fn num_sets(&self) -> usize {
         self.sets.len()
     }
@@ -217,8 +234,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -253,7 +270,8 @@ pub fn find_gene(wanted: &str, genes: &[String]) -> Result<usize> {
     if let Some(i) = genes.iter().position(|g| g == wanted) {
         return Ok(i);
     }
-    let ci: Vec<usize> = (0..genes.len()).filter(|&i| genes[i].eq_ignore_ascii_case(wanted) || genes[i].to_lowercase() == wanted.to_lowercase()).collect();
+    let ci: Vec<usize> =
+        (0..genes.len()).filter(|&i| genes[i].eq_ignore_ascii_case(wanted) || genes[i].to_lowercase() == wanted.to_lowercase()).collect();
     match ci.as_slice() {
         [i] => Ok(*i),
         [] => {
@@ -292,11 +310,7 @@ mod tests {
     #[test]
     fn tolerates_crlf_blanks_duplicates_bom() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "a.gmt",
-            "\u{feff}S1\thttp://x\tTP53\t\tMDM2\tTP53\t\t\r\n\r\n# comment\r\nS2\t\t CDKN1A \tMDM2\t\r\n",
-        );
+        let p = write(dir.path(), "a.gmt", "\u{feff}S1\thttp://x\tTP53\t\tMDM2\tTP53\t\t\r\n\r\n# comment\r\nS2\t\t CDKN1A \tMDM2\t\r\n");
         let (sets, rep) = read_gmt(&p).unwrap();
         assert_eq!(sets.len(), 2);
         assert_eq!(sets[0].name, "S1");

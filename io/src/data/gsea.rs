@@ -45,10 +45,7 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
             match parsed {
                 Some(rc) => gct_dims = Some(rc),
                 None => {
-                    return Err(fmt(
-                        n2,
-                        format!("GCT: expected '<genes> <samples>', found '{dims}'"),
-                    ));
+                    return Err(fmt(n2, format!("GCT: expected '<genes> <samples>', found '{dims}'")));
                 }
             }
             continue;
@@ -60,20 +57,14 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
         if fields.len() < 3 {
             return Err(fmt(
                 n,
-                format!(
-                    "expected a tab-separated header 'Gene<TAB>NAME<TAB>samples...', found {} column(s)",
-                    fields.len()
-                ),
+                format!("expected a tab-separated header 'Gene<TAB>NAME<TAB>samples...', found {} column(s)", fields.len()),
             ));
         }
         break fields;
     };
     let samples: Vec<String> = header[2..].to_vec();
     if let Some(i) = samples.iter().position(|s| s.is_empty()) {
-        return Err(Error::format(
-            path,
-            format!("header: empty sample name in column {}", i + 3),
-        ));
+        return Err(Error::format(path, format!("header: empty sample name in column {}", i + 3)));
     }
     let ns = samples.len();
     let ncol = ns + 2;
@@ -92,13 +83,7 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
             fields.pop();
         }
         if fields.len() != ncol {
-            return Err(fmt(
-                n,
-                format!(
-                    "expected {ncol} tab-separated columns (gene, description, {ns} samples), found {}",
-                    fields.len()
-                ),
-            ));
+            return Err(fmt(n, format!("expected {ncol} tab-separated columns (gene, description, {ns} samples), found {}", fields.len())));
         }
         rows += 1;
         let gene = fields[0].trim();
@@ -112,12 +97,7 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
                 None => {
                     return Err(fmt(
                         n,
-                        format!(
-                            "column {} (sample '{}', gene '{gene}'): cannot parse '{}' as a number",
-                            j + 3,
-                            samples[j],
-                            f.trim()
-                        ),
+                        format!("column {} (sample '{}', gene '{gene}'): cannot parse '{}' as a number", j + 3, samples[j], f.trim()),
                     ));
                 }
             }
@@ -132,12 +112,7 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
     if let Some((r, c)) = gct_dims
         && (r != rows || c != ns)
     {
-        return Err(Error::format(
-            path,
-            format!(
-                "GCT header says {r} genes × {c} samples, table has {rows} genes × {ns} samples"
-            ),
-        ));
+        return Err(Error::format(path, format!("GCT header says {r} genes × {c} samples, table has {rows} genes × {ns} samples")));
     }
     if genes.is_empty() {
         return Err(Error::format(path, "no gene rows after the header"));
@@ -149,18 +124,8 @@ pub fn read_gsea(path: &Path) -> Result<(ExpressionMatrix, ReadReport)> {
             values[s * ng + g] = by_gene[g * ns + s];
         }
     }
-    let m = ExpressionMatrix {
-        samples,
-        genes,
-        values,
-        labels: None,
-    };
-    Ok((
-        m,
-        ReadReport {
-            dropped_duplicate_genes: dropped,
-        },
-    ))
+    let m = ExpressionMatrix { samples, genes, values, labels: None };
+    Ok((m, ReadReport { dropped_duplicate_genes: dropped }))
 }
 
 /// True when a header line looks like a GSEA table (`Gene<TAB>NAME` or `NAME<TAB>Description`).
@@ -184,61 +149,34 @@ pub fn read_cls(path: &Path) -> Result<Vec<String>> {
         return Err(Error::format(path, "empty .cls file"));
     };
     if first.to_ascii_lowercase().starts_with("#numeric") {
-        return Err(fmt(
-            *n1,
-            "continuous (#numeric) .cls files are not supported".into(),
-        ));
+        return Err(fmt(*n1, "continuous (#numeric) .cls files are not supported".into()));
     }
     let head: Vec<&str> = first.split_whitespace().collect();
     let (n_samples, n_classes) = match head.as_slice() {
         [a, b, ..] => match (a.parse::<usize>(), b.parse::<usize>()) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
-                return Err(fmt(
-                    *n1,
-                    format!("expected '<samples> <classes> 1', found '{first}'"),
-                ));
+                return Err(fmt(*n1, format!("expected '<samples> <classes> 1', found '{first}'")));
             }
         },
         _ => {
-            return Err(fmt(
-                *n1,
-                format!("expected '<samples> <classes> 1', found '{first}'"),
-            ));
+            return Err(fmt(*n1, format!("expected '<samples> <classes> 1', found '{first}'")));
         }
     };
     let Some((n2, second)) = content.get(1) else {
         return Err(Error::format(path, "missing line 2 ('# NAME1 NAME2 ...')"));
     };
     let Some(names) = second.strip_prefix('#') else {
-        return Err(fmt(
-            *n2,
-            format!("expected '# NAME1 NAME2 ...', found '{second}'"),
-        ));
+        return Err(fmt(*n2, format!("expected '# NAME1 NAME2 ...', found '{second}'")));
     };
     let names: Vec<String> = names.split_whitespace().map(String::from).collect();
     if names.len() != n_classes {
-        return Err(fmt(
-            *n2,
-            format!(
-                "line 1 says {n_classes} classes, found {} names",
-                names.len()
-            ),
-        ));
+        return Err(fmt(*n2, format!("line 1 says {n_classes} classes, found {} names", names.len())));
     }
-    let labels: Vec<String> = content[2..]
-        .iter()
-        .flat_map(|(_, l)| l.split_whitespace().map(String::from))
-        .collect();
+    let labels: Vec<String> = content[2..].iter().flat_map(|(_, l)| l.split_whitespace().map(String::from)).collect();
     let label_line = content.get(2).map_or(3, |(n, _)| *n);
     if labels.len() != n_samples {
-        return Err(fmt(
-            label_line,
-            format!(
-                "line 1 says {n_samples} samples, found {} labels",
-                labels.len()
-            ),
-        ));
+        return Err(fmt(label_line, format!("line 1 says {n_samples} samples, found {} labels", labels.len())));
     }
     if labels.iter().all(|l| names.contains(l)) {
         return Ok(labels);
@@ -250,9 +188,7 @@ pub fn read_cls(path: &Path) -> Result<Vec<String>> {
         match index(l) {
             Some(k) => out.push(names[k].clone()),
             None => {
-                let bad = labels
-                    .iter()
-                    .position(|l| !names.contains(l) && index(l).is_none());
+                let bad = labels.iter().position(|l| !names.contains(l) && index(l).is_none());
                 let msg = match bad {
                     Some(b) => format!(
                         "label '{}' of sample {} is neither a class name ({}) nor an index below {}",
@@ -261,10 +197,7 @@ pub fn read_cls(path: &Path) -> Result<Vec<String>> {
                         names.join(", "),
                         names.len()
                     ),
-                    None => format!(
-                        "labels mix class names ('{l}', sample {}) and indices",
-                        i + 1
-                    ),
+                    None => format!("labels mix class names ('{l}', sample {}) and indices", i + 1),
                 };
                 return Err(fmt(label_line, msg));
             }
@@ -311,11 +244,7 @@ mod tests {
     #[test]
     fn gct_and_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "x.gct",
-            "#1.2\n3\t2\nNAME\tDescription\ts1\ts2\nA\tna\t1\t2\nB\tna\t3\tNA\nA\tdup\t5\t6\n",
-        );
+        let p = write(dir.path(), "x.gct", "#1.2\n3\t2\nNAME\tDescription\ts1\ts2\nA\tna\t1\t2\nB\tna\t3\tNA\nA\tdup\t5\t6\n");
         let (m, rep) = read_gsea(&p).unwrap();
         assert_eq!(m.genes, vec!["A", "B"]);
         assert_eq!(m.samples, vec!["s1", "s2"]);
@@ -323,11 +252,7 @@ mod tests {
         assert_eq!(&m.values[..3], &[1.0, 3.0, 2.0]);
         assert!(m.values[3].is_nan());
 
-        let bad = write(
-            dir.path(),
-            "y.gct",
-            "#1.2\n5\t2\nNAME\tDescription\ts1\ts2\nA\tna\t1\t2\n",
-        );
+        let bad = write(dir.path(), "y.gct", "#1.2\n5\t2\nNAME\tDescription\ts1\ts2\nA\tna\t1\t2\n");
         let e = read_gsea(&bad).unwrap_err().to_string();
         assert!(e.contains("y.gct") && e.contains("5 genes"), "{e}");
     }
@@ -335,28 +260,15 @@ mod tests {
     #[test]
     fn malformed_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "r.txt",
-            "Gene\tNAME\ts1\ts2\nA\tx\t1\t2\nB\tx\t1\n",
-        );
+        let p = write(dir.path(), "r.txt", "Gene\tNAME\ts1\ts2\nA\tx\t1\t2\nB\tx\t1\n");
         let e = read_gsea(&p).unwrap_err();
         assert!(matches!(e, Error::Format { .. }));
         let e = e.to_string();
-        assert!(
-            e.contains("r.txt") && e.contains("line 3") && e.contains("found 3"),
-            "{e}"
-        );
+        assert!(e.contains("r.txt") && e.contains("line 3") && e.contains("found 3"), "{e}");
 
         let p = write(dir.path(), "n.txt", "Gene\tNAME\ts1\ts2\nA\tx\t1\tabc\n");
         let e = read_gsea(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("line 2")
-                && e.contains("'abc'")
-                && e.contains("s2")
-                && e.contains("gene 'A'"),
-            "{e}"
-        );
+        assert!(e.contains("line 2") && e.contains("'abc'") && e.contains("s2") && e.contains("gene 'A'"), "{e}");
 
         let p = write(dir.path(), "e.txt", "");
         assert!(matches!(read_gsea(&p), Err(Error::Format { .. })));
@@ -367,11 +279,7 @@ mod tests {
     #[test]
     fn trailing_tab_is_tolerated() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "t.txt",
-            "Gene\tNAME\ts1\ts2\t\r\nA\tx\t1\t2\t\r\n",
-        );
+        let p = write(dir.path(), "t.txt", "Gene\tNAME\ts1\ts2\t\r\nA\tx\t1\t2\t\r\n");
         let (m, _) = read_gsea(&p).unwrap();
         assert_eq!(m.samples, vec!["s1", "s2"]);
         assert_eq!(m.values, vec![1.0, 2.0]);
@@ -386,10 +294,7 @@ mod tests {
         assert_eq!(read_cls(&p).unwrap(), vec!["y", "x", "y"]);
         let p = write(dir.path(), "c.cls", "3 2 1\n# x y\nx y\n");
         let e = read_cls(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("c.cls") && e.contains("3 samples") && e.contains("found 2"),
-            "{e}"
-        );
+        assert!(e.contains("c.cls") && e.contains("3 samples") && e.contains("found 2"), "{e}");
         let p = write(dir.path(), "d.cls", "2 2 1\n# x y\nx z\n");
         let e = read_cls(&p).unwrap_err().to_string();
         assert!(e.contains("'z'") && e.contains("sample 2"), "{e}");

@@ -20,8 +20,7 @@
 
 use super::ExpressionMatrix;
 use super::h5util::{
-    Compressed, dataset, densify, group, h5err, hdf5_error, is_dataset, is_group, open,
-    read_compressed, read_i64, read_strings, shape,
+    Compressed, dataset, densify, group, h5err, hdf5_error, is_dataset, is_group, open, read_compressed, read_i64, read_strings, shape,
 };
 use crate::error::{Error, Result};
 use hdf5::types::VarLenUnicode;
@@ -34,10 +33,7 @@ pub fn read_hdf5(path: &Path) -> Result<ExpressionMatrix> {
         if let Some(g) = tenx_group(&file) {
             return read_10x(path, &g);
         }
-        return Err(Error::format(
-            path,
-            "no dataset '/X' (expected /X, /genes, /samples[, /labels])",
-        ));
+        return Err(Error::format(path, "no dataset '/X' (expected /X, /genes, /samples[, /labels])"));
     }
     let x = dataset(path, &file, "X")?;
     let genes = read_strings(path, &dataset(path, &file, "genes")?)?;
@@ -46,39 +42,23 @@ pub fn read_hdf5(path: &Path) -> Result<ExpressionMatrix> {
     match shape(path, &x)?.as_slice() {
         [r, c] if *r == ns && *c == ng => {}
         [r, c] if *r == ng && *c == ns => {
-            return Err(Error::format(
-                path,
-                format!(
-                    "/X is {r} × {c} = genes × samples; expected samples × genes ({ns} × {ng})"
-                ),
-            ));
+            return Err(Error::format(path, format!("/X is {r} × {c} = genes × samples; expected samples × genes ({ns} × {ng})")));
         }
         s => {
-            return Err(Error::format(
-                path,
-                format!("/X has shape {s:?}, expected [{ns}, {ng}] (/samples × /genes)"),
-            ));
+            return Err(Error::format(path, format!("/X has shape {s:?}, expected [{ns}, {ng}] (/samples × /genes)")));
         }
     }
     let values = super::h5util::read_f32(path, &x)?;
     let labels = if is_dataset(&file, "labels") {
         let l = read_strings(path, &dataset(path, &file, "labels")?)?;
         if l.len() != ns {
-            return Err(Error::format(
-                path,
-                format!("/labels has {} entries, /samples {ns}", l.len()),
-            ));
+            return Err(Error::format(path, format!("/labels has {} entries, /samples {ns}", l.len())));
         }
         Some(l)
     } else {
         None
     };
-    Ok(ExpressionMatrix {
-        samples,
-        genes,
-        values,
-        labels,
-    })
+    Ok(ExpressionMatrix { samples, genes, values, labels })
 }
 
 fn tenx_group(file: &hdf5::File) -> Option<hdf5::Group> {
@@ -87,28 +67,15 @@ fn tenx_group(file: &hdf5::File) -> Option<hdf5::Group> {
     }
     // v2: one group per genome holding gene_names.
     let names = file.member_names().ok()?;
-    names
-        .iter()
-        .find(|n| is_group(file, n) && file.group(n).is_ok_and(|g| g.link_exists("gene_names")))
-        .and_then(|n| file.group(n).ok())
+    names.iter().find(|n| is_group(file, n) && file.group(n).is_ok_and(|g| g.link_exists("gene_names"))).and_then(|n| file.group(n).ok())
 }
 
 fn read_10x(path: &Path, g: &hdf5::Group) -> Result<ExpressionMatrix> {
     let dims = read_i64(path, &dataset(path, g, "shape")?)?;
     let [n_features, n_barcodes] = dims.as_slice() else {
-        return Err(Error::format(
-            path,
-            format!(
-                "{}/shape should have 2 entries, has {}",
-                g.name(),
-                dims.len()
-            ),
-        ));
+        return Err(Error::format(path, format!("{}/shape should have 2 entries, has {}", g.name(), dims.len())));
     };
-    let (nf, nb) = (
-        usize::try_from(*n_features).unwrap_or(0),
-        usize::try_from(*n_barcodes).unwrap_or(0),
-    );
+    let (nf, nb) = (usize::try_from(*n_features).unwrap_or(0), usize::try_from(*n_barcodes).unwrap_or(0));
     let samples = read_strings(path, &dataset(path, g, "barcodes")?)?;
     let genes = if is_group(g, "features") {
         read_strings(path, &dataset(path, &group(path, g, "features")?, "name")?)?
@@ -118,35 +85,20 @@ fn read_10x(path: &Path, g: &hdf5::Group) -> Result<ExpressionMatrix> {
     if samples.len() != nb || genes.len() != nf {
         return Err(Error::format(
             path,
-            format!(
-                "{}: shape says {nf} features × {nb} barcodes, found {} names and {} barcodes",
-                g.name(),
-                genes.len(),
-                samples.len()
-            ),
+            format!("{}: shape says {nf} features × {nb} barcodes, found {} names and {} barcodes", g.name(), genes.len(), samples.len()),
         ));
     }
     // Stored CSC over features × barcodes = CSR over barcodes × features.
     let c: Compressed = read_compressed(path, g, nb, nf)?;
     let values = densify(path, &c, nb, nf, true)?;
-    Ok(ExpressionMatrix {
-        samples,
-        genes,
-        values,
-        labels: None,
-    })
+    Ok(ExpressionMatrix { samples, genes, values, labels: None })
 }
 
 fn vlen_strings(path: &Path, what: &str, v: &[String]) -> Result<Vec<VarLenUnicode>> {
     v.iter()
         .enumerate()
         .map(|(i, s)| {
-            s.parse::<VarLenUnicode>().map_err(|e| {
-                Error::Input(format!(
-                    "{}: {what}[{i}] cannot be written: {e}",
-                    path.display()
-                ))
-            })
+            s.parse::<VarLenUnicode>().map_err(|e| Error::Input(format!("{}: {what}[{i}] cannot be written: {e}", path.display())))
         })
         .collect()
 }
@@ -157,35 +109,17 @@ pub fn write_hdf5(path: &Path, m: &ExpressionMatrix) -> Result<()> {
     let (ns, ng) = (m.samples.len(), m.genes.len());
     let err = |what: &str| h5err(path, what.to_string());
     let file = hdf5::File::create(path).map_err(err("cannot create"))?;
-    file.new_dataset::<f32>()
-        .shape((ns, ng))
-        .create("X")
-        .and_then(|x| x.write_raw(&m.values))
-        .map_err(err("writing /X"))?;
+    file.new_dataset::<f32>().shape((ns, ng)).create("X").and_then(|x| x.write_raw(&m.values)).map_err(err("writing /X"))?;
     let genes = vlen_strings(path, "genes", &m.genes)?;
-    file.new_dataset_builder()
-        .with_data(&genes)
-        .create("genes")
-        .map_err(err("writing /genes"))?;
+    file.new_dataset_builder().with_data(&genes).create("genes").map_err(err("writing /genes"))?;
     let samples = vlen_strings(path, "samples", &m.samples)?;
-    file.new_dataset_builder()
-        .with_data(&samples)
-        .create("samples")
-        .map_err(err("writing /samples"))?;
+    file.new_dataset_builder().with_data(&samples).create("samples").map_err(err("writing /samples"))?;
     if let Some(labels) = &m.labels {
         let labels = vlen_strings(path, "labels", labels)?;
-        file.new_dataset_builder()
-            .with_data(&labels)
-            .create("labels")
-            .map_err(err("writing /labels"))?;
+        file.new_dataset_builder().with_data(&labels).create("labels").map_err(err("writing /labels"))?;
     }
-    let tag: VarLenUnicode = "infer-expression"
-        .parse()
-        .map_err(|_| hdf5_error(path, "attribute"))?;
-    file.new_attr::<VarLenUnicode>()
-        .create("format")
-        .and_then(|a| a.write_scalar(&tag))
-        .map_err(err("writing attribute format"))?;
+    let tag: VarLenUnicode = "infer-expression".parse().map_err(|_| hdf5_error(path, "attribute"))?;
+    file.new_attr::<VarLenUnicode>().create("format").and_then(|a| a.write_scalar(&tag)).map_err(err("writing attribute format"))?;
     file.close().map_err(err("closing"))?;
     Ok(())
 }
@@ -227,22 +161,10 @@ mod tests {
             let f = hdf5::File::create(&p).unwrap();
             let x = f.new_dataset::<f64>().shape((2, 2)).create("X").unwrap();
             x.write_raw(&[1.0f64, 2.0, 3.0, 4.0]).unwrap();
-            let g: Vec<FixedAscii<5>> = ["A", "BCDEF"]
-                .iter()
-                .map(|s| FixedAscii::from_ascii(s).unwrap())
-                .collect();
-            f.new_dataset_builder()
-                .with_data(&g)
-                .create("genes")
-                .unwrap();
-            let s: Vec<FixedAscii<3>> = ["x", "yy"]
-                .iter()
-                .map(|s| FixedAscii::from_ascii(s).unwrap())
-                .collect();
-            f.new_dataset_builder()
-                .with_data(&s)
-                .create("samples")
-                .unwrap();
+            let g: Vec<FixedAscii<5>> = ["A", "BCDEF"].iter().map(|s| FixedAscii::from_ascii(s).unwrap()).collect();
+            f.new_dataset_builder().with_data(&g).create("genes").unwrap();
+            let s: Vec<FixedAscii<3>> = ["x", "yy"].iter().map(|s| FixedAscii::from_ascii(s).unwrap()).collect();
+            f.new_dataset_builder().with_data(&s).create("samples").unwrap();
         }
         let m = read_hdf5(&p).unwrap();
         assert_eq!(m.genes, vec!["A", "BCDEF"]);
@@ -260,16 +182,9 @@ mod tests {
             let x = f.new_dataset::<f32>().shape((2, 3)).create("X").unwrap();
             x.write_raw(&[0f32; 6]).unwrap();
             let g: Vec<VarLenUnicode> = ["a", "b"].iter().map(|s| s.parse().unwrap()).collect();
-            f.new_dataset_builder()
-                .with_data(&g)
-                .create("genes")
-                .unwrap();
-            let s: Vec<VarLenUnicode> =
-                ["a", "b", "c"].iter().map(|s| s.parse().unwrap()).collect();
-            f.new_dataset_builder()
-                .with_data(&s)
-                .create("samples")
-                .unwrap();
+            f.new_dataset_builder().with_data(&g).create("genes").unwrap();
+            let s: Vec<VarLenUnicode> = ["a", "b", "c"].iter().map(|s| s.parse().unwrap()).collect();
+            f.new_dataset_builder().with_data(&s).create("samples").unwrap();
         }
         let e = read_hdf5(&p).unwrap_err().to_string();
         assert!(e.contains("t.h5") && e.contains("genes × samples"), "{e}");

@@ -13,9 +13,8 @@
 
 use super::ExpressionMatrix;
 use super::h5util::{
-    Column, attr_ints, attr_string, compound_field, compound_fields, dataset, densify, group,
-    h5err, hdf5_error, is_dataset, is_group, join, open, read_compressed, read_f32, read_i64,
-    read_strings, shape,
+    Column, attr_ints, attr_string, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error, is_dataset, is_group,
+    join, open, read_compressed, read_f32, read_i64, read_strings, shape,
 };
 use super::text::list_names;
 use crate::error::{Error, Result};
@@ -29,11 +28,7 @@ pub fn read_h5ad(path: &Path, label_column: Option<&str>) -> Result<ExpressionMa
 
 /// Like [`read_h5ad`] for another matrix: `"X"`, `"raw"` (`raw/X` with `raw/var` names;
 /// legacy `raw.X`/`raw.var`) or `"layers/<name>"`.
-pub fn read_h5ad_matrix(
-    path: &Path,
-    matrix: &str,
-    label_column: Option<&str>,
-) -> Result<ExpressionMatrix> {
+pub fn read_h5ad_matrix(path: &Path, matrix: &str, label_column: Option<&str>) -> Result<ExpressionMatrix> {
     let file = open(path)?;
     let (x_path, var_path) = match matrix {
         "X" => ("X".to_string(), "var"),
@@ -42,10 +37,7 @@ pub fn read_h5ad_matrix(
         "raw" => return Err(Error::format(path, "no raw matrix (raw/X or raw.X)")),
         m if m.starts_with("layers/") => (m.to_string(), "var"),
         m => {
-            return Err(Error::Input(format!(
-                "{}: unknown matrix '{m}' (X, raw, layers/<name>)",
-                path.display()
-            )));
+            return Err(Error::Input(format!("{}: unknown matrix '{m}' (X, raw, layers/<name>)", path.display())));
         }
     };
     let obs = Frame::open(path, &file, "obs")?;
@@ -55,11 +47,7 @@ pub fn read_h5ad_matrix(
     if rows != samples.len() || cols != genes.len() {
         return Err(Error::format(
             path,
-            format!(
-                "{x_path} is {rows} × {cols}, but obs has {} names and {var_path} {}",
-                samples.len(),
-                genes.len()
-            ),
+            format!("{x_path} is {rows} × {cols}, but obs has {} names and {var_path} {}", samples.len(), genes.len()),
         ));
     }
     let labels = match label_column {
@@ -67,30 +55,16 @@ pub fn read_h5ad_matrix(
         Some(col) => {
             let columns = obs.columns(path)?;
             if !columns.iter().any(|c| c == col) {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "obs column '{col}' not found; obs columns: {}",
-                        list_names(&columns)
-                    ),
-                ));
+                return Err(Error::format(path, format!("obs column '{col}' not found; obs columns: {}", list_names(&columns))));
             }
             let l = obs.column(path, &file, col)?;
             if l.len() != samples.len() {
-                return Err(Error::format(
-                    path,
-                    format!("obs/{col} has {} entries, obs {}", l.len(), samples.len()),
-                ));
+                return Err(Error::format(path, format!("obs/{col} has {} entries, obs {}", l.len(), samples.len())));
             }
             Some(l)
         }
     };
-    Ok(ExpressionMatrix {
-        samples,
-        genes,
-        values,
-        labels,
-    })
+    Ok(ExpressionMatrix { samples, genes, values, labels })
 }
 
 /// The obs column names (not the index).
@@ -105,13 +79,7 @@ pub fn read_obs_column(path: &Path, column: &str) -> Result<Vec<String>> {
     let obs = Frame::open(path, &file, "obs")?;
     let columns = obs.columns(path)?;
     if !columns.iter().any(|c| c == column) {
-        return Err(Error::format(
-            path,
-            format!(
-                "obs column '{column}' not found; obs columns: {}",
-                list_names(&columns)
-            ),
-        ));
+        return Err(Error::format(path, format!("obs column '{column}' not found; obs columns: {}", list_names(&columns))));
     }
     obs.column(path, &file, column)
 }
@@ -119,8 +87,11 @@ pub fn read_obs_column(path: &Path, column: &str) -> Result<Vec<String>> {
 /// A dense row-major matrix: `values[r * cols + c]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DenseMatrix {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// `rows × cols` values, row-major.
     pub values: Vec<f32>,
 }
 
@@ -131,20 +102,14 @@ pub fn read_obsm(path: &Path, name: &str) -> Result<DenseMatrix> {
         if rows.checked_mul(cols) == Some(values.len()) {
             Ok(DenseMatrix { rows, cols, values })
         } else {
-            Err(Error::format(
-                path,
-                format!("obsm/{name}: {} values for {rows} × {cols}", values.len()),
-            ))
+            Err(Error::format(path, format!("obsm/{name}: {} values for {rows} × {cols}", values.len())))
         }
     };
     if is_group(&file, "obsm") {
         let g = group(path, &file, "obsm")?;
         if !is_dataset(&g, name) {
             let names = g.member_names().map_err(h5err(path, "obsm"))?;
-            return Err(Error::format(
-                path,
-                format!("no dense obsm/{name}; obsm has: {}", list_names(&names)),
-            ));
+            return Err(Error::format(path, format!("no dense obsm/{name}; obsm has: {}", list_names(&names))));
         }
         let ds = dataset(path, &g, name)?;
         return match shape(path, &ds)?.as_slice() {
@@ -156,30 +121,21 @@ pub fn read_obsm(path: &Path, name: &str) -> Result<DenseMatrix> {
                 let r = *r;
                 to_array(r, 1, read_f32(path, &ds)?)
             }
-            s => Err(Error::format(
-                path,
-                format!("obsm/{name} has shape {s:?}, expected 2-D"),
-            )),
+            s => Err(Error::format(path, format!("obsm/{name} has shape {s:?}, expected 2-D"))),
         };
     }
     if is_dataset(&file, "obsm") {
         let ds = dataset(path, &file, "obsm")?;
         let fields = compound_fields(path, &ds)?;
         if !fields.iter().any(|f| f == name) {
-            return Err(Error::format(
-                path,
-                format!("no obsm field '{name}'; obsm has: {}", list_names(&fields)),
-            ));
+            return Err(Error::format(path, format!("no obsm field '{name}'; obsm has: {}", list_names(&fields))));
         }
         let rows = shape(path, &ds)?.first().copied().unwrap_or(0);
         return match compound_field(path, &ds, name)? {
             Column::Array(v, w) => to_array(rows, w, v),
             Column::Float(v) => to_array(rows, 1, v.into_iter().map(|x| x as f32).collect()),
             Column::Int(v) => to_array(rows, 1, v.into_iter().map(|x| x as f32).collect()),
-            _ => Err(Error::format(
-                path,
-                format!("obsm field '{name}' is not numeric"),
-            )),
+            _ => Err(Error::format(path, format!("obsm field '{name}' is not numeric"))),
         };
     }
     Err(Error::format(path, "no obsm"))
@@ -188,10 +144,15 @@ pub fn read_obsm(path: &Path, name: &str) -> Result<DenseMatrix> {
 /// A sparse matrix in CSR form (rows over `indptr`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparseMatrix {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Row offsets into `indices`/`values` (`rows + 1` entries): row `r` is `indptr[r]..indptr[r + 1]`.
     pub indptr: Vec<usize>,
+    /// Column index of each stored value.
     pub indices: Vec<u32>,
+    /// Stored (non-zero) values.
     pub values: Vec<f32>,
 }
 
@@ -206,10 +167,7 @@ pub fn read_obsp(path: &Path, name: &str) -> Result<SparseMatrix> {
     } else if is_group(&file, &legacy) {
         legacy
     } else {
-        return Err(Error::format(
-            path,
-            format!("no sparse {modern} (or legacy {legacy})"),
-        ));
+        return Err(Error::format(path, format!("no sparse {modern} (or legacy {legacy})")));
     };
     let g = group(path, &file, &loc)?;
     let (rows, cols, csr) = sparse_meta(path, &g)?;
@@ -250,40 +208,24 @@ impl SparseMatrix {
                 next[j] += 1;
             }
         }
-        SparseMatrix {
-            rows: self.cols,
-            cols: self.rows,
-            indptr,
-            indices,
-            values,
-        }
+        SparseMatrix { rows: self.cols, cols: self.rows, indptr, indices, values }
     }
 }
 
 /// (rows, cols, is_csr) of a sparse group.
 fn sparse_meta(path: &Path, g: &Group) -> Result<(usize, usize, bool)> {
-    let enc =
-        attr_string(path, g, "encoding-type").or_else(|| attr_string(path, g, "h5sparse_format"));
+    let enc = attr_string(path, g, "encoding-type").or_else(|| attr_string(path, g, "h5sparse_format"));
     let csr = match enc.as_deref() {
         Some("csr_matrix" | "csr") => true,
         Some("csc_matrix" | "csc") => false,
         other => {
-            return Err(Error::format(
-                path,
-                format!(
-                    "'{}': not a sparse matrix group (encoding {other:?})",
-                    g.name()
-                ),
-            ));
+            return Err(Error::format(path, format!("'{}': not a sparse matrix group (encoding {other:?})", g.name())));
         }
     };
     let dims = attr_ints(g, "shape").or_else(|| attr_ints(g, "h5sparse_shape"));
     match dims.as_deref() {
         Some([r, c]) if *r >= 0 && *c >= 0 => Ok((*r as usize, *c as usize, csr)),
-        _ => Err(Error::format(
-            path,
-            format!("'{}': missing or bad 'shape' attribute", g.name()),
-        )),
+        _ => Err(Error::format(path, format!("'{}': missing or bad 'shape' attribute", g.name()))),
     }
 }
 
@@ -325,20 +267,12 @@ impl Frame {
 
     fn index_name(&self, path: &Path) -> String {
         match self {
-            Frame::Group(g) => attr_string(path, g, "_index").unwrap_or_else(|| {
-                if g.link_exists("_index") {
-                    "_index".into()
-                } else {
-                    "index".into()
-                }
-            }),
+            Frame::Group(g) => {
+                attr_string(path, g, "_index").unwrap_or_else(|| if g.link_exists("_index") { "_index".into() } else { "index".into() })
+            }
             Frame::Compound(ds) => {
                 let fields = compound_fields(path, ds).unwrap_or_default();
-                if fields.iter().any(|f| f == "index") {
-                    "index".into()
-                } else {
-                    "_index".into()
-                }
+                if fields.iter().any(|f| f == "index") { "index".into() } else { "_index".into() }
             }
         }
     }
@@ -357,10 +291,7 @@ impl Frame {
             Frame::Group(g) => g.member_names().map_err(h5err(path, g.name()))?,
             Frame::Compound(ds) => compound_fields(path, ds)?,
         };
-        Ok(all
-            .into_iter()
-            .filter(|c| *c != index && c != "__categories")
-            .collect())
+        Ok(all.into_iter().filter(|c| *c != index && c != "__categories").collect())
     }
 
     fn column(&self, path: &Path, file: &File, col: &str) -> Result<Vec<String>> {
@@ -374,16 +305,9 @@ impl Frame {
                 } else if cg.link_exists("values") && cg.link_exists("mask") {
                     let values = read_strings(path, &dataset(path, &cg, "values")?)?;
                     let mask = read_strings(path, &dataset(path, &cg, "mask")?)?;
-                    Ok(values
-                        .into_iter()
-                        .zip(mask)
-                        .map(|(v, m)| if m == "True" { "NA".into() } else { v })
-                        .collect())
+                    Ok(values.into_iter().zip(mask).map(|(v, m)| if m == "True" { "NA".into() } else { v }).collect())
                 } else {
-                    Err(hdf5_error(
-                        path,
-                        format!("'{}': unsupported column encoding", cg.name()),
-                    ))
+                    Err(hdf5_error(path, format!("'{}': unsupported column encoding", cg.name())))
                 }
             }
             Frame::Group(g) => {
@@ -404,10 +328,7 @@ impl Frame {
                         let cats = read_strings(path, &dataset(path, file, &cats_path)?)?;
                         decode(path, &join(&ds.name(), col), &codes, &cats)
                     }
-                    Column::Array(..) => Err(Error::format(
-                        path,
-                        format!("{}: '{col}' is an array", ds.name()),
-                    )),
+                    Column::Array(..) => Err(Error::format(path, format!("{}: '{col}' is an array", ds.name()))),
                     c => Ok(c.into_strings()),
                 }
             }
@@ -423,15 +344,9 @@ fn decode(path: &Path, what: &str, codes: &[i64], cats: &[String]) -> Result<Vec
             if c < 0 {
                 Ok("NA".to_string())
             } else {
-                cats.get(c as usize).cloned().ok_or_else(|| {
-                    Error::format(
-                        path,
-                        format!(
-                            "{what}: code {c} at row {i} but only {} categories",
-                            cats.len()
-                        ),
-                    )
-                })
+                cats.get(c as usize)
+                    .cloned()
+                    .ok_or_else(|| Error::format(path, format!("{what}: code {c} at row {i} but only {} categories", cats.len())))
             }
         })
         .collect()
@@ -469,34 +384,22 @@ mod tests {
         assert_eq!(c["CD14+ Monocyte"], 129);
         assert_eq!(c["CD4+/CD45RA+/CD25- Naive T"], 8);
         // Scaled data: z-scores in about -2.03..28.4.
-        let (lo, hi) = legacy
-            .values
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        assert!(
-            lo > -2.1 && lo < -2.0 && hi > 28.0 && hi < 28.5,
-            "{lo} {hi}"
-        );
+        let (lo, hi) = legacy.values.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(lo > -2.1 && lo < -2.0 && hi > 28.0 && hi < 28.5, "{lo} {hi}");
 
         let l1 = read_obs_column(&test_data(LEGACY), "louvain").unwrap();
         let l2 = read_obs_column(&test_data(MODERN), "louvain").unwrap();
         assert_eq!(l1, l2);
         assert_eq!(counts(&l1).len(), 11);
         // Numeric columns agree too.
-        assert_eq!(
-            read_obs_column(&test_data(LEGACY), "n_genes").unwrap(),
-            read_obs_column(&test_data(MODERN), "n_genes").unwrap()
-        );
+        assert_eq!(read_obs_column(&test_data(LEGACY), "n_genes").unwrap(), read_obs_column(&test_data(MODERN), "n_genes").unwrap());
 
         let mut cols = obs_columns(&test_data(MODERN)).unwrap();
         let mut cols_legacy = obs_columns(&test_data(LEGACY)).unwrap();
         cols.sort();
         cols_legacy.sort();
         assert_eq!(cols, cols_legacy);
-        assert!(
-            cols.contains(&"bulk_labels".to_string()) && cols.len() == 8,
-            "{cols:?}"
-        );
+        assert!(cols.contains(&"bulk_labels".to_string()) && cols.len() == 8, "{cols:?}");
     }
 
     #[test]
@@ -514,9 +417,7 @@ mod tests {
         let u = read_obsm(&test_data(MODERN), "X_umap").unwrap();
         assert_eq!((u.rows, u.cols), (700, 2));
         assert_eq!(u, read_obsm(&test_data(LEGACY), "X_umap").unwrap());
-        let e = read_obsm(&test_data(MODERN), "X_tsne")
-            .unwrap_err()
-            .to_string();
+        let e = read_obsm(&test_data(MODERN), "X_tsne").unwrap_err().to_string();
         assert!(e.contains("X_pca"), "{e}");
 
         let g1 = read_obsp(&test_data(LEGACY), "connectivities").unwrap();
@@ -533,13 +434,7 @@ mod tests {
             let e = read_h5ad(&test_data(f), Some("cell_type")).unwrap_err();
             assert!(matches!(e, Error::Format { .. }));
             let e = e.to_string();
-            assert!(
-                e.contains(".h5ad")
-                    && e.contains("'cell_type'")
-                    && e.contains("bulk_labels")
-                    && e.contains("louvain"),
-                "{e}"
-            );
+            assert!(e.contains(".h5ad") && e.contains("'cell_type'") && e.contains("bulk_labels") && e.contains("louvain"), "{e}");
         }
     }
 
@@ -560,11 +455,7 @@ mod tests {
 
     fn str_attr(loc: &hdf5::Location, name: &str, value: &str) {
         let v: VarLenUnicode = value.parse().unwrap();
-        loc.new_attr::<VarLenUnicode>()
-            .create(name)
-            .unwrap()
-            .write_scalar(&v)
-            .unwrap();
+        loc.new_attr::<VarLenUnicode>().create(name).unwrap().write_scalar(&v).unwrap();
     }
 
     /// CSC X and the anndata 0.7 `__categories` layout, written here.
@@ -577,49 +468,20 @@ mod tests {
             // 3 cells × 2 genes: [[1,0],[0,2],[3,4]] as CSC.
             let x = f.create_group("X").unwrap();
             str_attr(&x, "encoding-type", "csc_matrix");
-            x.new_attr::<i64>()
-                .shape(2)
-                .create("shape")
-                .unwrap()
-                .write(&[3i64, 2])
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[1f64, 3., 2., 4.])
-                .create("data")
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[0i32, 2, 1, 2])
-                .create("indices")
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[0i32, 2, 4])
-                .create("indptr")
-                .unwrap();
+            x.new_attr::<i64>().shape(2).create("shape").unwrap().write(&[3i64, 2]).unwrap();
+            x.new_dataset_builder().with_data(&[1f64, 3., 2., 4.]).create("data").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 2, 1, 2]).create("indices").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 2, 4]).create("indptr").unwrap();
             let obs = f.create_group("obs").unwrap();
             str_attr(&obs, "_index", "_index");
-            obs.new_dataset_builder()
-                .with_data(&vlen(&["c1", "c2", "c3"]))
-                .create("_index")
-                .unwrap();
-            obs.new_dataset_builder()
-                .with_data(&[1i8, -1, 0])
-                .create("kind")
-                .unwrap();
+            obs.new_dataset_builder().with_data(&vlen(&["c1", "c2", "c3"])).create("_index").unwrap();
+            obs.new_dataset_builder().with_data(&[1i8, -1, 0]).create("kind").unwrap();
             let cats = obs.create_group("__categories").unwrap();
-            cats.new_dataset_builder()
-                .with_data(&vlen(&["T", "B"]))
-                .create("kind")
-                .unwrap();
-            obs.new_dataset_builder()
-                .with_data(&[0.5f64, 1.0, 2.0])
-                .create("score")
-                .unwrap();
+            cats.new_dataset_builder().with_data(&vlen(&["T", "B"])).create("kind").unwrap();
+            obs.new_dataset_builder().with_data(&[0.5f64, 1.0, 2.0]).create("score").unwrap();
             let var = f.create_group("var").unwrap();
             str_attr(&var, "_index", "_index");
-            var.new_dataset_builder()
-                .with_data(&vlen(&["G1", "G2"]))
-                .create("_index")
-                .unwrap();
+            var.new_dataset_builder().with_data(&vlen(&["G1", "G2"])).create("_index").unwrap();
         }
         let m = read_h5ad(&p, Some("kind")).unwrap();
         assert_eq!(m.samples, vec!["c1", "c2", "c3"]);
@@ -638,31 +500,14 @@ mod tests {
             let f = hdf5::File::create(&p).unwrap();
             let x = f.create_group("X").unwrap();
             str_attr(&x, "encoding-type", "csr_matrix");
-            x.new_attr::<i64>()
-                .shape(2)
-                .create("shape")
-                .unwrap()
-                .write(&[2i64, 2])
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[1f32, 2.])
-                .create("data")
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[0i32, 5])
-                .create("indices")
-                .unwrap();
-            x.new_dataset_builder()
-                .with_data(&[0i32, 1, 2])
-                .create("indptr")
-                .unwrap();
+            x.new_attr::<i64>().shape(2).create("shape").unwrap().write(&[2i64, 2]).unwrap();
+            x.new_dataset_builder().with_data(&[1f32, 2.]).create("data").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 5]).create("indices").unwrap();
+            x.new_dataset_builder().with_data(&[0i32, 1, 2]).create("indptr").unwrap();
             for name in ["obs", "var"] {
                 let g = f.create_group(name).unwrap();
                 str_attr(&g, "_index", "_index");
-                g.new_dataset_builder()
-                    .with_data(&vlen(&["a", "b"]))
-                    .create("_index")
-                    .unwrap();
+                g.new_dataset_builder().with_data(&vlen(&["a", "b"])).create("_index").unwrap();
             }
         }
         let e = read_h5ad(&p, None).unwrap_err();
@@ -674,10 +519,7 @@ mod tests {
     fn corrupt_h5ad_is_hdf5_error() {
         let dir = tempfile::tempdir().unwrap();
         let full = std::fs::read(test_data(LEGACY)).unwrap();
-        for (i, len) in [100usize, full.len() / 3, full.len() - 1000]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, len) in [100usize, full.len() / 3, full.len() - 1000].into_iter().enumerate() {
             let p = dir.path().join(format!("cut{i}.h5ad"));
             std::fs::write(&p, &full[..len]).unwrap();
             let e = read_h5ad(&p, Some("bulk_labels")).unwrap_err();

@@ -2,33 +2,17 @@
 //! string/number encodings found in real files, and errors that name the file.
 
 use crate::error::{Error, Result};
-use hdf5::types::{
-    CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor as TD, VarLenAscii,
-    VarLenUnicode,
-};
+use hdf5::types::{CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor as TD, VarLenAscii, VarLenUnicode};
 use hdf5::{Attribute, Dataset, Datatype, Group, Location};
 use std::path::Path;
 
-pub(crate) fn h5err(
-    path: &Path,
-    what: impl std::fmt::Display,
-) -> impl Fn(hdf5::Error) -> Error + '_ {
+pub(crate) fn h5err(path: &Path, what: impl std::fmt::Display) -> impl Fn(hdf5::Error) -> Error + '_ {
     let what = what.to_string();
-    move |e| Error::Hdf5 {
-        path: path.to_path_buf(),
-        msg: if what.is_empty() {
-            e.to_string()
-        } else {
-            format!("{what}: {e}")
-        },
-    }
+    move |e| Error::Hdf5 { path: path.to_path_buf(), msg: if what.is_empty() { e.to_string() } else { format!("{what}: {e}") } }
 }
 
 pub(crate) fn hdf5_error(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Hdf5 {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    Error::Hdf5 { path: path.to_path_buf(), msg: msg.into() }
 }
 
 /// Opens a file read-only; a missing file is an I/O error, anything HDF5 rejects an HDF5 error.
@@ -46,55 +30,41 @@ pub(crate) fn is_dataset(g: &Group, name: &str) -> bool {
 }
 
 pub(crate) fn dataset(path: &Path, g: &Group, name: &str) -> Result<Dataset> {
-    g.dataset(name)
-        .map_err(h5err(path, format!("dataset '{}'", join(&g.name(), name))))
+    g.dataset(name).map_err(h5err(path, format!("dataset '{}'", join(&g.name(), name))))
 }
 
 pub(crate) fn group(path: &Path, g: &Group, name: &str) -> Result<Group> {
-    g.group(name)
-        .map_err(h5err(path, format!("group '{}'", join(&g.name(), name))))
+    g.group(name).map_err(h5err(path, format!("group '{}'", join(&g.name(), name))))
 }
 
 pub(crate) fn join(parent: &str, name: &str) -> String {
-    if parent.ends_with('/') {
-        format!("{parent}{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
+    if parent.ends_with('/') { format!("{parent}{name}") } else { format!("{parent}/{name}") }
 }
 
 pub(crate) fn shape(path: &Path, ds: &Dataset) -> Result<Vec<usize>> {
-    ds.get_shape()
-        .map_err(h5err(path, format!("shape of '{}'", ds.name())))
+    ds.get_shape().map_err(h5err(path, format!("shape of '{}'", ds.name())))
 }
 
 /// Length of a 1-D dataset (error for any other rank).
 pub(crate) fn len_1d(path: &Path, ds: &Dataset) -> Result<usize> {
     match shape(path, ds)?.as_slice() {
         [n] => Ok(*n),
-        s => Err(hdf5_error(
-            path,
-            format!("'{}': expected a 1-D dataset, shape is {s:?}", ds.name()),
-        )),
+        s => Err(hdf5_error(path, format!("'{}': expected a 1-D dataset, shape is {s:?}", ds.name()))),
     }
 }
 
 pub(crate) fn descriptor(path: &Path, ds: &Dataset) -> Result<TD> {
-    ds.dtype()
-        .and_then(|t| t.to_descriptor())
-        .map_err(h5err(path, format!("datatype of '{}'", ds.name())))
+    ds.dtype().and_then(|t| t.to_descriptor()).map_err(h5err(path, format!("datatype of '{}'", ds.name())))
 }
 
 /// Reads a whole dataset (any numeric type) as f32, in row-major order.
 pub(crate) fn read_f32(path: &Path, ds: &Dataset) -> Result<Vec<f32>> {
-    ds.read_raw::<f32>()
-        .map_err(h5err(path, format!("reading '{}' as numbers", ds.name())))
+    ds.read_raw::<f32>().map_err(h5err(path, format!("reading '{}' as numbers", ds.name())))
 }
 
 /// Reads a whole dataset (any integer type) as i64.
 pub(crate) fn read_i64(path: &Path, ds: &Dataset) -> Result<Vec<i64>> {
-    ds.read_raw::<i64>()
-        .map_err(h5err(path, format!("reading '{}' as integers", ds.name())))
+    ds.read_raw::<i64>().map_err(h5err(path, format!("reading '{}' as integers", ds.name())))
 }
 
 /// Reads raw bytes with an explicit memory type (for types only known at run time).
@@ -130,11 +100,7 @@ fn fixed_strings(bytes: &[u8], width: usize, n: usize) -> Vec<String> {
 }
 
 fn fmt_f64(v: f64) -> String {
-    if v.is_nan() {
-        "NA".to_string()
-    } else {
-        v.to_string()
-    }
+    if v.is_nan() { "NA".to_string() } else { v.to_string() }
 }
 
 /// Reads a 1-D dataset as strings: string datasets of any kind, and numbers/booleans as text.
@@ -156,25 +122,10 @@ pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             Ok(fixed_strings(&read_bytes(path, ds, &mem, n * w)?, w, n))
         }
-        TD::Integer(_) | TD::Unsigned(_) => {
-            Ok(read_i64(path, ds)?.iter().map(|v| v.to_string()).collect())
-        }
-        TD::Float(_) => Ok(ds
-            .read_raw::<f64>()
-            .map_err(err())?
-            .into_iter()
-            .map(fmt_f64)
-            .collect()),
-        TD::Boolean => Ok(ds
-            .read_raw::<bool>()
-            .map_err(err())?
-            .iter()
-            .map(|b| if *b { "True" } else { "False" }.to_string())
-            .collect()),
-        t => Err(hdf5_error(
-            path,
-            format!("'{name}': cannot read type {t:?} as strings"),
-        )),
+        TD::Integer(_) | TD::Unsigned(_) => Ok(read_i64(path, ds)?.iter().map(|v| v.to_string()).collect()),
+        TD::Float(_) => Ok(ds.read_raw::<f64>().map_err(err())?.into_iter().map(fmt_f64).collect()),
+        TD::Boolean => Ok(ds.read_raw::<bool>().map_err(err())?.iter().map(|b| if *b { "True" } else { "False" }.to_string()).collect()),
+        t => Err(hdf5_error(path, format!("'{name}': cannot read type {t:?} as strings"))),
     }
 }
 
@@ -194,10 +145,7 @@ impl Column {
             Column::Str(v) => v,
             Column::Int(v) => v.iter().map(|x| x.to_string()).collect(),
             Column::Float(v) => v.into_iter().map(fmt_f64).collect(),
-            Column::Bool(v) => v
-                .iter()
-                .map(|b| if *b { "True" } else { "False" }.to_string())
-                .collect(),
+            Column::Bool(v) => v.iter().map(|b| if *b { "True" } else { "False" }.to_string()).collect(),
             Column::Array(_, w) => vec![format!("<array of {w}>")],
         }
     }
@@ -207,10 +155,7 @@ impl Column {
 pub(crate) fn compound_fields(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     match descriptor(path, ds)? {
         TD::Compound(c) => Ok(c.fields.into_iter().map(|f| f.name).collect()),
-        _ => Err(hdf5_error(
-            path,
-            format!("'{}' is not a compound dataset", ds.name()),
-        )),
+        _ => Err(hdf5_error(path, format!("'{}' is not a compound dataset", ds.name()))),
     }
 }
 
@@ -218,49 +163,26 @@ pub(crate) fn compound_fields(path: &Path, ds: &Dataset) -> Result<Vec<String>> 
 pub(crate) fn compound_field(path: &Path, ds: &Dataset, field: &str) -> Result<Column> {
     let n = len_1d(path, ds)?;
     let TD::Compound(ct) = descriptor(path, ds)? else {
-        return Err(hdf5_error(
-            path,
-            format!("'{}' is not a compound dataset", ds.name()),
-        ));
+        return Err(hdf5_error(path, format!("'{}' is not a compound dataset", ds.name())));
     };
     let Some(f) = ct.fields.iter().find(|f| f.name == field) else {
         let names: Vec<String> = ct.fields.iter().map(|f| f.name.clone()).collect();
-        return Err(hdf5_error(
-            path,
-            format!(
-                "'{}' has no field '{field}'; fields: {}",
-                ds.name(),
-                names.join(", ")
-            ),
-        ));
+        return Err(hdf5_error(path, format!("'{}' has no field '{field}'; fields: {}", ds.name(), names.join(", "))));
     };
     let mem_ty = match &f.ty {
         t @ (TD::FixedAscii(_) | TD::FixedUnicode(_) | TD::Boolean) => t.clone(),
         TD::Integer(_) | TD::Unsigned(_) => TD::Integer(IntSize::U8),
         TD::Float(_) => TD::Float(FloatSize::U8),
-        TD::FixedArray(inner, w)
-            if matches!(**inner, TD::Float(_) | TD::Integer(_) | TD::Unsigned(_)) =>
-        {
+        TD::FixedArray(inner, w) if matches!(**inner, TD::Float(_) | TD::Integer(_) | TD::Unsigned(_)) => {
             TD::FixedArray(Box::new(TD::Float(FloatSize::U4)), *w)
         }
         t => {
-            return Err(hdf5_error(
-                path,
-                format!(
-                    "'{}': field '{field}' has unsupported type {t:?}",
-                    ds.name()
-                ),
-            ));
+            return Err(hdf5_error(path, format!("'{}': field '{field}' has unsupported type {t:?}", ds.name())));
         }
     };
     let size = mem_ty.size();
     let mem = Datatype::from_descriptor(&TD::Compound(CompoundType {
-        fields: vec![CompoundField {
-            name: field.to_string(),
-            ty: mem_ty.clone(),
-            offset: 0,
-            index: 0,
-        }],
+        fields: vec![CompoundField { name: field.to_string(), ty: mem_ty.clone(), offset: 0, index: 0 }],
         size,
     }))
     .map_err(h5err(path, format!("'{}': field '{field}'", ds.name())))?;
@@ -268,25 +190,11 @@ pub(crate) fn compound_field(path: &Path, ds: &Dataset, field: &str) -> Result<C
     Ok(match mem_ty {
         TD::FixedAscii(w) | TD::FixedUnicode(w) => Column::Str(fixed_strings(&bytes, w, n)),
         TD::Boolean => Column::Bool(bytes.iter().map(|&b| b != 0).collect()),
-        TD::Integer(_) => Column::Int(
-            bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-        ),
-        TD::Float(_) => Column::Float(
-            bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-        ),
-        TD::FixedArray(_, w) => Column::Array(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_ne_bytes(c.try_into().unwrap_or([0; 4])))
-                .collect(),
-            w,
-        ),
+        TD::Integer(_) => Column::Int(bytes.chunks_exact(8).map(|c| i64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+        TD::Float(_) => Column::Float(bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+        TD::FixedArray(_, w) => {
+            Column::Array(bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap_or([0; 4]))).collect(), w)
+        }
         _ => unreachable!("mem_ty is one of the types above"),
     })
 }
@@ -300,21 +208,13 @@ fn attr_read_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             let mut buf = vec![0u8; n * w];
-            let rc = hdf5::sync::sync(|| unsafe {
-                hdf5_sys::h5a::H5Aread(a.id(), mem.id(), buf.as_mut_ptr().cast())
-            });
+            let rc = hdf5::sync::sync(|| unsafe { hdf5_sys::h5a::H5Aread(a.id(), mem.id(), buf.as_mut_ptr().cast()) });
             if rc < 0 {
-                return Err(hdf5_error(
-                    path,
-                    format!("reading attribute '{}' failed", a.name()),
-                ));
+                return Err(hdf5_error(path, format!("reading attribute '{}' failed", a.name())));
             }
             Ok(fixed_strings(&buf, w, n))
         }
-        t => Err(hdf5_error(
-            path,
-            format!("attribute '{}' is not a string ({t:?})", a.name()),
-        )),
+        t => Err(hdf5_error(path, format!("attribute '{}' is not a string ({t:?})", a.name()))),
     }
 }
 
@@ -339,70 +239,33 @@ pub(crate) struct Compressed {
 
 /// Reads `data`, `indices`, `indptr` of a sparse group and checks them against the shape
 /// (`major` = length of the axis `indptr` runs over, `minor` = the other one).
-pub(crate) fn read_compressed(
-    path: &Path,
-    g: &Group,
-    major: usize,
-    minor: usize,
-) -> Result<Compressed> {
+pub(crate) fn read_compressed(path: &Path, g: &Group, major: usize, minor: usize) -> Result<Compressed> {
     let data = read_f32(path, &dataset(path, g, "data")?)?;
     let indices = read_i64(path, &dataset(path, g, "indices")?)?;
     let indptr = read_i64(path, &dataset(path, g, "indptr")?)?;
     let gname = g.name();
     let bad = |msg: String| Error::format(path, format!("sparse matrix '{gname}': {msg}"));
     if data.len() != indices.len() {
-        return Err(bad(format!(
-            "data has {} entries, indices {}",
-            data.len(),
-            indices.len()
-        )));
+        return Err(bad(format!("data has {} entries, indices {}", data.len(), indices.len())));
     }
     if indptr.len() != major + 1 {
-        return Err(bad(format!(
-            "indptr has {} entries, expected {}",
-            indptr.len(),
-            major + 1
-        )));
+        return Err(bad(format!("indptr has {} entries, expected {}", indptr.len(), major + 1)));
     }
-    if indptr[0] != 0
-        || indptr.windows(2).any(|w| w[1] < w[0])
-        || indptr[major] as usize != data.len()
-    {
-        return Err(bad(format!(
-            "indptr is not 0..={} non-decreasing",
-            data.len()
-        )));
+    if indptr[0] != 0 || indptr.windows(2).any(|w| w[1] < w[0]) || indptr[major] as usize != data.len() {
+        return Err(bad(format!("indptr is not 0..={} non-decreasing", data.len())));
     }
     if let Some(i) = indices.iter().position(|&i| i < 0 || i as usize >= minor) {
-        return Err(bad(format!(
-            "index {} at position {i} is outside 0..{minor}",
-            indices[i]
-        )));
+        return Err(bad(format!("index {} at position {i} is outside 0..{minor}", indices[i])));
     }
-    Ok(Compressed {
-        data,
-        indices,
-        indptr,
-    })
+    Ok(Compressed { data, indices, indptr })
 }
 
 /// Dense row-major `rows × cols` from a compressed matrix; `csr` says whether `indptr` runs over rows.
-pub(crate) fn densify(
-    path: &Path,
-    c: &Compressed,
-    rows: usize,
-    cols: usize,
-    csr: bool,
-) -> Result<Vec<f32>> {
+pub(crate) fn densify(path: &Path, c: &Compressed, rows: usize, cols: usize, csr: bool) -> Result<Vec<f32>> {
     let total = rows
         .checked_mul(cols)
         .filter(|&t| t <= isize::MAX as usize / 4)
-        .ok_or_else(|| {
-            Error::format(
-                path,
-                format!("matrix {rows} × {cols} is too large to densify"),
-            )
-        })?;
+        .ok_or_else(|| Error::format(path, format!("matrix {rows} × {cols} is too large to densify")))?;
     let mut out = vec![0f32; total];
     let major = if csr { rows } else { cols };
     for m in 0..major {

@@ -19,8 +19,11 @@ use std::path::{Path, PathBuf};
 /// A dense expression matrix: `values[s * genes.len() + g]` is sample `s`, gene `g`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpressionMatrix {
+    /// Sample names, one per row.
     pub samples: Vec<String>,
+    /// Gene names, one per column.
     pub genes: Vec<String>,
+    /// `samples × genes` values, row-major.
     pub values: Vec<f32>,
     /// One label per sample, when the source has labels.
     pub labels: Option<Vec<String>>,
@@ -46,10 +49,15 @@ pub struct ReadReport {
 /// File formats [`read_expression`] recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// GSEA expression table (`.gct`, or `.txt` with a GSEA header).
     Gsea,
+    /// Comma-separated table (`.csv`).
     Csv,
+    /// Tab-separated table (`.tsv`, `.tab`, or another `.txt`).
     Tsv,
+    /// HDF5 in the documented layout (`.h5`, `.hdf5`).
     Hdf5,
+    /// AnnData file (`.h5ad`).
     H5ad,
 }
 
@@ -57,10 +65,7 @@ pub enum Format {
 /// `.h5ad`; `.h5`/`.hdf5`; `.csv`; `.tsv`/`.tab`; `.gct`; `.txt` → GSEA when the header starts with
 /// `Gene<TAB>NAME` (or `NAME<TAB>Description`), else TSV.
 pub fn detect_format(path: &Path) -> Result<Format> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let base = name.strip_suffix(".gz").unwrap_or(&name);
     let ext = base.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
     Ok(match ext {
@@ -96,10 +101,7 @@ pub fn read_expression(path: &Path, opts: &ReadOptions) -> Result<ExpressionMatr
 }
 
 /// [`read_expression`] that also says what was dropped.
-pub fn read_expression_with_report(
-    path: &Path,
-    opts: &ReadOptions,
-) -> Result<(ExpressionMatrix, ReadReport)> {
+pub fn read_expression_with_report(path: &Path, opts: &ReadOptions) -> Result<(ExpressionMatrix, ReadReport)> {
     let label = opts.label_column.as_deref();
     let format = detect_format(path)?;
     let (mut m, mut report) = match format {
@@ -114,18 +116,12 @@ pub fn read_expression_with_report(
         }
         Format::Csv | Format::Tsv => {
             let delim = if format == Format::Csv { ',' } else { '\t' };
-            (
-                delim::read_delimited_with(path, delim, label)?,
-                ReadReport::default(),
-            )
+            (delim::read_delimited_with(path, delim, label)?, ReadReport::default())
         }
         #[cfg(feature = "hdf5")]
         Format::Hdf5 => {
             if let Some(col) = label.filter(|c| *c != "labels") {
-                return Err(Error::Input(format!(
-                    "{}: HDF5 matrices take labels only from /labels, not '{col}'",
-                    path.display()
-                )));
+                return Err(Error::Input(format!("{}: HDF5 matrices take labels only from /labels, not '{col}'", path.display())));
             }
             (h5::read_hdf5(path)?, ReadReport::default())
         }
@@ -133,38 +129,28 @@ pub fn read_expression_with_report(
         Format::H5ad => (h5ad::read_h5ad(path, label)?, ReadReport::default()),
         #[cfg(not(feature = "hdf5"))]
         Format::Hdf5 | Format::H5ad => {
-            return Err(Error::Unsupported(format!(
-                "{}: HDF5 support is not compiled in (feature `hdf5`)",
-                path.display()
-            )));
+            return Err(Error::Unsupported(format!("{}: HDF5 support is not compiled in (feature `hdf5`)", path.display())));
         }
     };
     report.dropped_duplicate_genes += m.drop_duplicate_genes();
     if let Some(cls) = &opts.cls {
         let labels = gsea::read_cls(cls)?;
         if labels.len() != m.samples.len() {
-            return Err(Error::format(
-                cls,
-                format!(
-                    "{} labels, but {} has {} samples",
-                    labels.len(),
-                    path.display(),
-                    m.samples.len()
-                ),
-            ));
+            return Err(Error::format(cls, format!("{} labels, but {} has {} samples", labels.len(), path.display(), m.samples.len())));
         }
         m.labels = Some(labels);
     }
-    m.check_shape()
-        .map_err(|e| Error::format(path, e.to_string()))?;
+    m.check_shape().map_err(|e| Error::format(path, e.to_string()))?;
     Ok((m, report))
 }
 
 impl ExpressionMatrix {
+    /// Number of samples (rows).
     pub fn n_samples(&self) -> usize {
         self.samples.len()
     }
 
+    /// Number of genes (columns).
     pub fn n_genes(&self) -> usize {
         self.genes.len()
     }
@@ -179,10 +165,7 @@ impl ExpressionMatrix {
     pub fn check_shape(&self) -> Result<()> {
         let (s, g) = (self.samples.len(), self.genes.len());
         if s.checked_mul(g) != Some(self.values.len()) {
-            return Err(Error::Input(format!(
-                "matrix has {} values, expected {s} samples × {g} genes",
-                self.values.len()
-            )));
+            return Err(Error::Input(format!("matrix has {} values, expected {s} samples × {g} genes", self.values.len())));
         }
         if let Some(l) = &self.labels
             && l.len() != s
@@ -228,11 +211,8 @@ impl ExpressionMatrix {
         }
         let ng = self.genes.len();
         if self.values.len().is_multiple_of(ng) {
-            self.values = self
-                .values
-                .chunks_exact(ng)
-                .flat_map(|row| row.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v))
-                .collect();
+            self.values =
+                self.values.chunks_exact(ng).flat_map(|row| row.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v)).collect();
         }
         let mut it = keep.iter();
         self.genes.retain(|_| *it.next().unwrap_or(&true));
@@ -251,9 +231,7 @@ pub(crate) fn write_test_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Path of a file in the shared test data (`../shared/data` beside the workspace).
 #[cfg(test)]
 pub(crate) fn test_data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel)
 }
 
 #[cfg(test)]
@@ -263,10 +241,7 @@ mod tests {
 
     #[test]
     fn dispatch_gsea_with_cls() {
-        let opts = ReadOptions {
-            label_column: None,
-            cls: Some(test_data("gseapy_leukemia/Leukemia.cls")),
-        };
+        let opts = ReadOptions { label_column: None, cls: Some(test_data("gseapy_leukemia/Leukemia.cls")) };
         let p = test_data("gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz");
         assert_eq!(detect_format(&p).unwrap(), Format::Gsea);
         let (m, rep) = read_expression_with_report(&p, &opts).unwrap();
@@ -282,15 +257,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "x.txt", "Gene\tNAME\ts1\ts2\nA\t-\t1\t2\n");
         let cls = write(dir.path(), "x.cls", "3 2 1\n# a b\na b a\n");
-        let opts = ReadOptions {
-            label_column: None,
-            cls: Some(cls),
-        };
+        let opts = ReadOptions { label_column: None, cls: Some(cls) };
         let e = read_expression(&p, &opts).unwrap_err().to_string();
-        assert!(
-            e.contains("x.cls") && e.contains("3 labels") && e.contains("2 samples"),
-            "{e}"
-        );
+        assert!(e.contains("x.cls") && e.contains("3 labels") && e.contains("2 samples"), "{e}");
     }
 
     #[test]
@@ -304,23 +273,14 @@ mod tests {
         assert_eq!(rep.dropped_duplicate_genes, 1);
 
         let p = write(dir.path(), "t.CSV", "id,A,y\ns1,1,u\n");
-        let opts = ReadOptions {
-            label_column: Some("y".into()),
-            cls: None,
-        };
+        let opts = ReadOptions { label_column: Some("y".into()), cls: None };
         let m = read_expression(&p, &opts).unwrap();
         assert_eq!(m.labels, Some(vec!["u".to_string()]));
 
         let p = write(dir.path(), "t.xlsx", "");
-        assert!(matches!(
-            read_expression(&p, &ReadOptions::default()),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(read_expression(&p, &ReadOptions::default()), Err(Error::Unsupported(_))));
         let p = write(dir.path(), "g.txt", "Gene\tNAME\ts1\nA\t-\t1\n");
-        let opts = ReadOptions {
-            label_column: Some("y".into()),
-            cls: None,
-        };
+        let opts = ReadOptions { label_column: Some("y".into()), cls: None };
         assert!(matches!(read_expression(&p, &opts), Err(Error::Input(_))));
     }
 
@@ -333,27 +293,12 @@ mod tests {
             labels: None,
         };
         assert_eq!(m.count_non_finite(), 2);
-        let e = m
-            .check_finite(Path::new("data.csv"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("data.csv")
-                && e.contains("2 non-finite")
-                && e.contains("'s2'")
-                && e.contains("'A'"),
-            "{e}"
-        );
-        let ok = ExpressionMatrix {
-            values: vec![1.0; 4],
-            ..m.clone()
-        };
+        let e = m.check_finite(Path::new("data.csv")).unwrap_err().to_string();
+        assert!(e.contains("data.csv") && e.contains("2 non-finite") && e.contains("'s2'") && e.contains("'A'"), "{e}");
+        let ok = ExpressionMatrix { values: vec![1.0; 4], ..m.clone() };
         ok.check_finite(Path::new("x")).unwrap();
         assert_eq!(ok.row(1), &[1.0, 1.0]);
-        let bad = ExpressionMatrix {
-            values: vec![1.0; 3],
-            ..m
-        };
+        let bad = ExpressionMatrix { values: vec![1.0; 3], ..m };
         assert!(bad.check_shape().is_err());
     }
 
@@ -361,10 +306,7 @@ mod tests {
     #[test]
     fn dispatch_hdf5_formats() {
         let p = test_data("scanpy_pbmc68k_reduced/pbmc68k_reduced.anndata0.12.h5ad");
-        let opts = ReadOptions {
-            label_column: Some("bulk_labels".into()),
-            cls: None,
-        };
+        let opts = ReadOptions { label_column: Some("bulk_labels".into()), cls: None };
         let m = read_expression(&p, &opts).unwrap();
         assert_eq!((m.n_samples(), m.n_genes()), (700, 765));
         m.check_finite(&p).unwrap();
@@ -378,9 +320,6 @@ mod tests {
         let junk = dir.path().join("junk.h5");
         std::fs::write(&junk, vec![7u8; 10_000]).unwrap();
         let e = read_expression(&junk, &ReadOptions::default()).unwrap_err();
-        assert!(
-            matches!(e, Error::Hdf5 { .. }) && e.to_string().contains("junk.h5"),
-            "{e}"
-        );
+        assert!(matches!(e, Error::Hdf5 { .. }) && e.to_string().contains("junk.h5"), "{e}");
     }
 }

@@ -12,10 +12,7 @@ pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            MultiGzDecoder::new(reader),
-        )))
+        Ok(Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(reader))))
     } else {
         Ok(Box::new(reader))
     }
@@ -30,13 +27,9 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Opens `path` for reading line by line (gzip detected as in [`open_text`]).
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(Lines {
-            reader: open_text(path)?,
-            path: path.to_path_buf(),
-            buf: String::new(),
-            line_no: 0,
-        })
+        Ok(Lines { reader: open_text(path)?, path: path.to_path_buf(), buf: String::new(), line_no: 0 })
     }
 
     /// The next line as `(line number, text)`, or `None` at the end of the file.
@@ -45,10 +38,7 @@ impl Lines {
         let n = match self.reader.read_line(&mut self.buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Error::format(
-                    &self.path,
-                    format!("line {}: {e}", self.line_no + 1),
-                ));
+                return Err(Error::format(&self.path, format!("line {}: {e}", self.line_no + 1)));
             }
             Err(e) => return Err(Error::io(&self.path, e)),
         };
@@ -90,10 +80,7 @@ pub fn split_fields(line: &str, delim: char) -> std::result::Result<Vec<String>,
                 }
                 Some(c) if c == delim => fields.push(field),
                 Some(c) => {
-                    return Err(format!(
-                        "unexpected '{c}' after closing quote in field {}",
-                        fields.len() + 1
-                    ));
+                    return Err(format!("unexpected '{c}' after closing quote in field {}", fields.len() + 1));
                 }
             }
         } else {
@@ -144,14 +131,8 @@ mod tests {
 
     #[test]
     fn split_plain_and_quoted() {
-        assert_eq!(
-            split_fields("a,b,,c", ',').unwrap(),
-            vec!["a", "b", "", "c"]
-        );
-        assert_eq!(
-            split_fields("\"a,1\",\"b\"\"x\",c", ',').unwrap(),
-            vec!["a,1", "b\"x", "c"]
-        );
+        assert_eq!(split_fields("a,b,,c", ',').unwrap(), vec!["a", "b", "", "c"]);
+        assert_eq!(split_fields("\"a,1\",\"b\"\"x\",c", ',').unwrap(), vec!["a,1", "b\"x", "c"]);
         assert_eq!(split_fields("", ',').unwrap(), vec![""]);
         assert_eq!(split_fields("x,\"\"", ',').unwrap(), vec!["x", ""]);
         assert!(split_fields("\"abc", ',').is_err());
@@ -175,8 +156,7 @@ mod tests {
         let plain = dir.path().join("a.txt");
         std::fs::write(&plain, "x\r\ny\n\nz").unwrap();
         let gz = dir.path().join("a.txt.gz");
-        let mut enc =
-            flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), Default::default());
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), Default::default());
         enc.write_all(b"x\r\ny\n\nz").unwrap();
         enc.finish().unwrap();
         for p in [&plain, &gz] {
@@ -185,15 +165,7 @@ mod tests {
             while let Some((n, l)) = lines.next_line().unwrap() {
                 got.push((n, l.to_string()));
             }
-            assert_eq!(
-                got,
-                vec![
-                    (1, "x".into()),
-                    (2, "y".into()),
-                    (3, "".into()),
-                    (4, "z".into())
-                ]
-            );
+            assert_eq!(got, vec![(1, "x".into()), (2, "y".into()), (3, "".into()), (4, "z".into())]);
         }
     }
 

@@ -8,20 +8,16 @@ use onnx_format::builder::Attr;
 
 impl Lower {
     /// `x @ W (+ b)`; burn stores `W` as `[in, out]`.
-    pub fn linear(&mut self, x: &str, name: &str, l: &Linear) -> String {
-        let w = self.param(&format!("{name}.weight"), &l.weight);
-        let y = self.op2("MatMul", x, &w);
+    pub fn linear(&self, x: &str, name: &str, l: &Linear) -> String {
+        let y = self.op2("MatMul", x, &self.param(&format!("{name}.weight"), &l.weight));
         match &l.bias {
-            Some(bias) => {
-                let b = self.param(&format!("{name}.bias"), bias);
-                self.op2("Add", &y, &b)
-            }
+            Some(b) => self.bias(&y, &format!("{name}.bias"), b),
             None => y,
         }
     }
 
     /// `LayerNormalization` over the last axis, with the module's epsilon.
-    pub fn layer_norm(&mut self, x: &str, name: &str, ln: &LayerNorm) -> String {
+    pub fn layer_norm(&self, x: &str, name: &str, ln: &LayerNorm) -> String {
         let g = self.param(&format!("{name}.gamma"), &ln.gamma);
         let beta = match &ln.beta {
             Some(p) => self.param(&format!("{name}.beta"), p),
@@ -32,19 +28,18 @@ impl Lower {
     }
 
     /// Inference batch norm folded to `x · scale + shift`.
-    pub fn batch_norm(&mut self, x: &str, name: &str, n: &BatchNorm) -> String {
+    pub fn batch_norm(&self, x: &str, name: &str, n: &BatchNorm) -> String {
         let (gamma, beta) = (crate::to_vec(n.gamma.val()), crate::to_vec(n.beta.val()));
         let (mean, var) = (crate::to_vec(n.running_mean.value()), crate::to_vec(n.running_var.value()));
         let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + n.epsilon as f32).sqrt()).collect();
         let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
         let s = self.init_f32(&format!("{name}.scale"), &[scale.len()], scale);
         let t = self.init_f32(&format!("{name}.shift"), &[shift.len()], shift);
-        let y = self.op2("Mul", x, &s);
-        self.op2("Add", &y, &t)
+        self.op2("Add", &self.op2("Mul", x, &s), &t)
     }
 
     /// ONNX `Conv` (weights `[out, in, kh, kw]` in both).
-    pub fn conv2d(&mut self, x: &str, name: &str, c: &Conv2d) -> String {
+    pub fn conv2d(&self, x: &str, name: &str, c: &Conv2d) -> String {
         let mut inputs = vec![x.to_string(), self.param(&format!("{name}.weight"), &c.weight)];
         if let Some(bias) = &c.bias {
             inputs.push(self.param(&format!("{name}.bias"), bias));
@@ -67,19 +62,14 @@ impl Lower {
     }
 
     /// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
-    pub fn gelu(&mut self, x: &str) -> String {
-        let sqrt2 = self.scalar("sqrt2", std::f32::consts::SQRT_2);
-        let one = self.scalar("one", 1.0);
-        let half = self.scalar("half", 0.5);
-        let e = self.op2("Div", x, &sqrt2);
-        let e = self.op1("Erf", &e);
-        let e = self.op2("Add", &e, &one);
-        let y = self.op2("Mul", x, &e);
-        self.op2("Mul", &y, &half)
+    pub fn gelu(&self, x: &str) -> String {
+        let e = self.op1("Erf", &self.op2("Div", x, &self.scalar("sqrt2", std::f32::consts::SQRT_2)));
+        let e = self.op2("Add", &e, &self.scalar("one", 1.0));
+        self.op2("Mul", &self.op2("Mul", x, &e), &self.scalar("half", 0.5))
     }
 
     /// Rows of the embedding table at `ids`, written to `out`.
-    pub fn embedding(&mut self, ids: &str, name: &str, e: &Embedding, out: &str) -> String {
+    pub fn embedding(&self, ids: &str, name: &str, e: &Embedding, out: &str) -> String {
         let table = self.param(name, &e.weight);
         self.node_to("Gather", &[&table, ids], &[out], &[("axis", Attr::Int(0))]);
         out.to_string()
@@ -107,5 +97,4 @@ mod tests {
             assert_eq!(ln_epsilon(&LayerNormConfig::new(4).with_epsilon(eps).init(&device)), eps);
         }
     }
-
 }

@@ -26,8 +26,7 @@ pub fn python() -> PathBuf {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    out
+    cmd.output().expect("spawn")
 }
 
 pub fn ok(cmd: &mut Command) -> String {
@@ -70,8 +69,31 @@ pub fn models() -> &'static Models {
         for (fam, name, mp) in [("gene-gcn", "gcn", "auto"), ("gene-gcn", "gcn-scatter", "scatter-nd"), ("gene-mlp", "mlp", "auto")] {
             let out = dir.join(format!("{name}.onnx"));
             ok(Command::new(bin("train"))
-                .args([fam, "--genes", "300", "--epochs", "40", "--patience", "15", "--channels", "8", "--num-layer", "2", "--train-size", "24", "--message-passing", mp])
-                .arg("--expression").arg(&expr).arg("--cls").arg(&cls).arg("--graph").arg(&graph).arg("--out").arg(&out));
+                .args([
+                    fam,
+                    "--genes",
+                    "300",
+                    "--epochs",
+                    "40",
+                    "--patience",
+                    "15",
+                    "--channels",
+                    "8",
+                    "--num-layer",
+                    "2",
+                    "--train-size",
+                    "24",
+                    "--message-passing",
+                    mp,
+                ])
+                .arg("--expression")
+                .arg(&expr)
+                .arg("--cls")
+                .arg(&cls)
+                .arg("--graph")
+                .arg(&graph)
+                .arg("--out")
+                .arg(&out));
             paths.push(out);
         }
         Models { dir, gcn: paths[0].clone(), gcn_scatter: paths[1].clone(), mlp: paths[2].clone() }
@@ -124,7 +146,9 @@ pub fn relabel(card: &mut onnx_format::card::ModelCard, family: onnx_format::Fam
     let text = || "test".to_string();
     card.family = family;
     card.preprocessing = match family.preprocessing_kind() {
-        "expression" => Preprocessing::Expression(Expression { log2: false, floor: 1.0, steps: text(), missing_genes: text(), input_units: text() }),
+        "expression" => {
+            Preprocessing::Expression(Expression { log2: false, floor: 1.0, steps: text(), missing_genes: text(), input_units: text() })
+        }
         "node-features" => Preprocessing::NodeFeatures(NodeFeatures { row_normalize: true, self_loops: text(), normalization: text() }),
         "lookup" => Preprocessing::Lookup(Lookup { ids: text() }),
         "molecule" => Preprocessing::Molecule(infer::mol::card_preprocessing()),
