@@ -278,17 +278,9 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
     }
     let d = infer::nodes::read_planetoid(data)?;
     let (src, dst) = d.edge_index();
-    let nd = NodeData {
-        x: &d.features,
-        num_nodes: d.num_nodes,
-        num_features: d.num_features,
-        src: &src,
-        dst: &dst,
-        labels: &d.labels,
-        num_classes: d.num_classes,
-        train: &d.train,
-        val: &d.val,
-    };
+    let infer::nodes::NodeDataset { features: x, num_nodes, num_features, labels, num_classes, train, val, .. } = &d;
+    let (num_nodes, num_features, num_classes) = (*num_nodes, *num_features, *num_classes);
+    let nd = NodeData { x, num_nodes, num_features, src: &src, dst: &dst, labels, num_classes, train, val };
     let device = Device::flex();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("train_torch.py");
     println!("training ms per epoch on {} (one step + one validation forward; lower is better), {} epochs, CPU", d.name, epochs);

@@ -9,6 +9,7 @@ pub mod fit;
 pub mod gene;
 pub mod gene2vec;
 pub mod graph;
+pub mod loss;
 pub mod metrics;
 pub mod mol;
 pub mod node;

@@ -64,11 +64,6 @@ pub struct NodeData<'a> {
     pub val: &'a [usize],
 }
 
-enum Net {
-    Gcn(Box<NodeGcn>),
-    Gat(Box<NodeGat>),
-}
-
 /// A trained node classifier with its settings and training record.
 pub struct NodeClassifier {
     /// The architecture and its settings.
@@ -79,7 +74,7 @@ pub struct NodeClassifier {
     pub epochs_run: usize,
     /// Epoch whose weights were kept.
     pub best_epoch: usize,
-    net: Net,
+    net: Box<dyn Fitted>,
     device: Device,
 }
 
@@ -125,15 +120,6 @@ impl Exportable<()> for NodeGat {
 /// A fitted network: forward, embedding, export.
 trait Fitted: NodeNet + Exportable<()> {}
 impl<T: NodeNet + Exportable<()>> Fitted for T {}
-
-impl Net {
-    fn get(&self) -> &dyn Fitted {
-        match self {
-            Net::Gcn(m) => m.as_ref(),
-            Net::Gat(m) => m.as_ref(),
-        }
-    }
-}
 
 fn idx(v: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]), device)
@@ -214,11 +200,11 @@ impl NodeClassifier {
         let (net, epochs_run, best_epoch) = match &arch {
             NodeArchitecture::NodeGcn(c) => {
                 let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
-                (Net::Gcn(Box::new(m)), e, b)
+                (Box::new(m) as Box<dyn Fitted>, e, b)
             }
             NodeArchitecture::NodeGat(c) => {
                 let (m, e, b) = run(c.init(d.num_features, d.num_classes, &ad), d, &cfg, &ad, on_epoch);
-                (Net::Gat(Box::new(m)), e, b)
+                (Box::new(m) as Box<dyn Fitted>, e, b)
             }
         };
         Ok(Self { architecture: arch, train: cfg, epochs_run, best_epoch, net, device: ad })
@@ -227,13 +213,13 @@ impl NodeClassifier {
     /// Class probabilities `[num_nodes, K]` for a graph.
     pub fn predict_proba(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> Vec<f32> {
         let (x, e) = self.graph(x, num_nodes, src, dst);
-        crate::to_vec(softmax(self.net.get().logits(x, &e), 1))
+        crate::to_vec(softmax(self.net.logits(x, &e), 1))
     }
 
     /// Hidden node representations (first layer output) for clustering.
     pub fn embed(&self, x: &[f32], num_nodes: usize, src: &[i64], dst: &[i64]) -> (Vec<f32>, usize) {
         let (x, e) = self.graph(x, num_nodes, src, dst);
-        let h = self.net.get().embed(x, &e);
+        let h = self.net.embed(x, &e);
         let d = h.dims()[1];
         (crate::to_vec(h), d)
     }
@@ -247,19 +233,19 @@ impl NodeClassifier {
 
     /// The ONNX model of the fitted network (see [`NodeGcn::export`], [`NodeGat::export`]).
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        self.net.get().to_onnx((), metadata)
+        self.net.to_onnx((), metadata)
     }
 
     /// The model family, for the model card.
     pub fn family(&self) -> onnx_format::Family {
-        match self.net {
-            Net::Gcn(_) => onnx_format::Family::NodeGcn,
-            Net::Gat(_) => onnx_format::Family::NodeGat,
+        match self.architecture {
+            NodeArchitecture::NodeGcn(_) => onnx_format::Family::NodeGcn,
+            NodeArchitecture::NodeGat(_) => onnx_format::Family::NodeGat,
         }
     }
 
     /// Number of trained scalar weights.
     pub fn num_params(&self) -> usize {
-        self.net.get().param_count()
+        self.net.param_count()
     }
 }

@@ -12,6 +12,7 @@ use models::burn::module::Module;
 use models::burn::optim::{AdamConfig, GradientsParams};
 use models::burn::prelude::*;
 use models::early_stop::{Criterion, EarlyStopping};
+use models::loss::bce_with_logits;
 use models::metrics::{mean_std, nanmean, roc_auc_per_task};
 use models::mol::{MolGcn, MolGcnConfig, MolTensors};
 use onnx_format::card::{Family, ModelCard, Preprocessing};
@@ -217,9 +218,7 @@ fn fit(d: &Data, rows: &[Vec<usize>; 3], cfg: &MolGcnConfig, a: &MolArgs, seed: 
             let yt = Tensor::<2>::from_data(TensorData::new(y, [m, t]), &ad);
             let wt = Tensor::<2>::from_data(TensorData::new(w, [m, t]), &ad);
             let z = model.forward(&g);
-            // stable BCE with logits: max(z,0) - z y + log(1 + exp(-|z|))
-            let l = z.clone().clamp_min(0.0) - z.clone() * yt + (z.abs().neg().exp() + 1.0).log();
-            let loss = (l * wt).sum().div_scalar(wsum);
+            let loss = (bce_with_logits(z, yt) * wt).sum().div_scalar(wsum);
             total += loss.clone().into_scalar::<f32>() as f64 * m as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(a.lr, model, grads);
