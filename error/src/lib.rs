@@ -98,3 +98,20 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Exit code of a panic: a bug, not bad input (`EX_SOFTWARE`).
+pub const EXIT_INTERNAL: i32 = 70;
+
+/// For binaries: a panic is a bug, so say so, ask for a report and exit with [`EXIT_INTERNAL`];
+/// a closed stdout (`infer inspect --json m.onnx | head`) ends the program quietly instead.
+pub fn report_panics_as_bugs() {
+    std::panic::set_hook(Box::new(|info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        eprintln!("internal error (a bug in bioedge; please report it with the command line): {info}");
+        std::process::exit(EXIT_INTERNAL);
+    }));
+}

@@ -29,7 +29,11 @@ enum Cmd {
     Slide(cli::slide::Args),
 }
 
+/// Exit codes: 0 done; 2 bad input or usage (a file, a value, a model that does not fit the
+/// command: fix the input, do not retry); 3 runtime failure (the inference runtime failed on
+/// valid input: may be retried, e.g. elsewhere); 70 internal error (a bug: please report it).
 fn main() {
+    infer::error::report_panics_as_bugs();
     let r = match Cli::parse().cmd {
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Predict(a) => cli::predict::run(a),
@@ -41,6 +45,6 @@ fn main() {
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(cli::exit_code(&e));
     }
 }

@@ -90,8 +90,11 @@ pub fn card_of(model: &pb::ModelProto, path: &str) -> Result<ModelCard, Error> {
     Ok(card)
 }
 
-/// Write `bytes` to `path` atomically: a temp file in the same folder, then rename.
+/// Write `bytes` to `path` atomically: a temp file in the same folder, then rename. Refuses a
+/// `path` that exists and is not a regular file (a symlink, FIFO, device or folder would be
+/// replaced by a regular file, or written through).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    check_output_kind(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -109,6 +112,51 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// An error when `path` exists and is not a regular file (symlinks are not followed).
+pub fn check_output_kind(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => {
+            let kind = if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else if m.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file (a device, FIFO or socket)"
+            };
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("output path is {kind}; give a path to a regular file")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An error when the output `out` is one of the `inputs` (the same file, also through links or
+/// another spelling of the path), so a run never writes over what it reads.
+pub fn check_not_an_input(out: &Path, inputs: &[&Path]) -> std::io::Result<()> {
+    let Ok(o) = std::fs::metadata(out) else { return Ok(()) };
+    for i in inputs {
+        let same = std::fs::metadata(i).is_ok_and(|m| same_file(&m, &o))
+            || std::fs::canonicalize(i).ok().is_some_and(|c| std::fs::canonicalize(out).ok() == Some(c));
+        if same {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("output {} is the input {}; nothing written (the input is left as it was)", out.display(), i.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Encode a model to bytes.

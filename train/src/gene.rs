@@ -345,6 +345,9 @@ pub const CLASSIFIER_OUTPUTS: [(&str, &str); 2] =
     [("probabilities", "class probabilities (softmax), classes in the order of `classes`"), ("logits", "unnormalized class scores")];
 
 pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Result<()> {
+    let mut inputs = vec![d.expression.as_path(), d.graph.as_path()];
+    inputs.extend(d.cls.as_deref());
+    crate::pipeline::check_out(&e.out, &inputs)?;
     let task = load_task(d)?;
     eprintln!(
         "{}: {} samples, classes {:?}; {} of {} genes in the graph; log2: {}",

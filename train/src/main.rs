@@ -52,7 +52,10 @@ enum Cmd {
     },
 }
 
+/// Exit codes: 0 done; 2 an error (bad input, or a failed parity check: nothing written); 70 an
+/// internal error (a bug: please report it).
 fn main() {
+    infer::error::report_panics_as_bugs();
     let r = match Cli::parse().cmd {
         Cmd::GeneGcn(a) => gene::run_export(Family::GeneGcn, &a.data, &a.fit, &a.export),
         Cmd::GeneMlp(a) => gene::run_export(Family::GeneMlp, &a.data, &a.fit, &a.export),
@@ -67,6 +70,6 @@ fn main() {
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(2);
     }
 }

@@ -57,6 +57,7 @@ pub const EDGE_INDEX: (&str, &str) = (
 );
 
 pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
+    crate::pipeline::check_out(&a.common.out, &[])?;
     let d = read_planetoid(&a.data)?;
     let (src, dst) = d.edge_index();
     eprintln!(

@@ -22,6 +22,13 @@ pub struct CommonArgs {
     pub tolerance: Option<f64>,
 }
 
+/// Refuse, before any work, an output path that is one of the inputs or not a regular file.
+pub fn check_out(out: &Path, inputs: &[&Path]) -> Result<()> {
+    onnx_format::check_output_kind(out).with_context(|| out.display().to_string())?;
+    onnx_format::check_not_an_input(out, inputs)?;
+    Ok(())
+}
+
 impl CommonArgs {
     pub fn tolerance_or(&self, default: f64) -> f64 {
         self.tolerance.unwrap_or(default)

@@ -1,0 +1,107 @@
+//! Hostile use: outputs that would destroy inputs or are not regular files, a closed stdout, exit
+//! codes. Every case ends in a clear error (or a quiet, correct exit), never a panic, and leaves
+//! the inputs byte for byte as they were. (Issue 17 grows this file to every case it lists.)
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `cmd`, expects exit code `code` and no panic; returns stderr.
+fn exits(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{cmd:?}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    err
+}
+
+fn copy(from: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::copy(from, &p).unwrap();
+    p
+}
+
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let m = models();
+    let dir = tempfile::tempdir().unwrap();
+    let (expr, cls) = leukemia();
+    let input = copy(&expr, dir.path(), "expr.txt.gz");
+    let model = copy(&m.gcn, dir.path(), "gcn.onnx");
+    let before = (std::fs::read(&input).unwrap(), std::fs::read(&model).unwrap());
+    let predict = |out: &Path| {
+        let mut c = Command::new(bin("infer"));
+        c.arg("predict").arg("--model").arg(&model).arg("--input").arg(&input).arg("--cls").arg(&cls).arg("--out").arg(out);
+        c
+    };
+    // the input itself, the model, another spelling of the input's path, a hard link to it
+    let other_spelling = dir.path().join(".").join("expr.txt.gz");
+    let hard = dir.path().join("hard.txt.gz");
+    std::fs::hard_link(&input, &hard).unwrap();
+    for out in [&input, &model, &other_spelling, &hard] {
+        let err = exits(&mut predict(out), 2);
+        assert!(err.contains("is the input"), "{err}");
+    }
+    // a symbolic link to the input, a FIFO, a device, a folder: not regular files
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let fifo = dir.path().join("fifo.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (out, what) in [
+        (link.as_path(), "symbolic link"),
+        (fifo.as_path(), "not a regular file"),
+        (Path::new("/dev/full"), "not a regular file"),
+        (dir.path(), "folder"),
+    ] {
+        let err = exits(&mut predict(out), 2);
+        assert!(err.contains(what), "{}: {err}", out.display());
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(!std::fs::metadata(&fifo).unwrap().is_file());
+    assert_eq!((std::fs::read(&input).unwrap(), std::fs::read(&model).unwrap()), before);
+    // a regular new file works
+    exits(&mut predict(&dir.path().join("preds.csv")), 0);
+    // train: the output must not be the gene-set file it reads
+    let gmt = copy(&data("msigdb_hallmark/h.all.v7.0.symbols.gmt"), dir.path(), "sets.gmt");
+    let gmt_before = std::fs::read(&gmt).unwrap();
+    let err = exits(Command::new(bin("train")).args(["gene2vec", "--epochs", "1"]).arg("--gmt").arg(&gmt).arg("--out").arg(&gmt), 2);
+    assert!(err.contains("is the input"), "{err}");
+    // ... nor the word2vec text written beside it (`--out sets.onnx` writes `sets.tsv`)
+    let gmt_tsv = copy(&gmt, dir.path(), "sets2.tsv");
+    let err = exits(
+        Command::new(bin("train"))
+            .args(["gene2vec", "--epochs", "1"])
+            .arg("--gmt")
+            .arg(&gmt_tsv)
+            .arg("--out")
+            .arg(dir.path().join("sets2.onnx")),
+        2,
+    );
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&gmt).unwrap(), gmt_before);
+    assert_eq!(std::fs::read(&gmt_tsv).unwrap(), gmt_before);
+}
+
+#[test]
+fn closed_stdout_and_exit_codes() {
+    let m = models();
+    // `infer inspect --json ... | head -c 10`: a quiet exit, no panic message
+    let mut child =
+        Command::new(bin("infer")).args(["inspect", "--json"]).arg(&m.gcn).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away before the card is printed
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // bad input: 2
+    let dir = tempfile::tempdir().unwrap();
+    let not_onnx = dir.path().join("x.onnx");
+    std::fs::write(&not_onnx, b"not a model").unwrap();
+    let err = exits(Command::new(bin("infer")).arg("inspect").arg(&not_onnx), 2);
+    assert!(err.contains("not an ONNX model"), "{err}");
+    // a missing file names the file and its cause once
+    let err = exits(Command::new(bin("infer")).arg("inspect").arg(dir.path().join("missing.onnx")), 2);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
