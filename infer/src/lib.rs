@@ -5,7 +5,7 @@
 //! | [`runtime`] | `bioedge-runtime` | tract and ONNX Runtime behind one `Session`; parity |
 //! | [`data`], [`graph`], [`spots`] | `bioedge-io` | readers: expression tables, gene sets, gene graphs, spatial spots |
 //! | [`chem`] | `bioedge-chem` | SMILES → DeepChem atom features |
-//! | [`image_prep`], [`wsi`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
+//! | [`image_prep`], [`wsi`], [`open`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
 //! | [`classify`], [`nodes`], [`cells`], [`genes`], [`mol`], [`slide`] | here | one task per `infer` subcommand |
 #![warn(missing_docs)]
 
@@ -17,7 +17,7 @@ pub use bioedge_runtime as runtime;
 pub use bioedge_runtime::{Backend, Session, Value};
 #[cfg(feature = "openslide")]
 pub use bioedge_slide::openslide;
-pub use bioedge_slide::{image_prep, tiled, wsi};
+pub use bioedge_slide::{image_prep, open, tiled, wsi};
 pub use onnx_format::{ModelCard, read_card};
 
 pub mod align;

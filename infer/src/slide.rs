@@ -7,7 +7,7 @@ pub use bioedge_slide::pipeline::*;
 use crate::error::{Error, Result};
 use bioedge_runtime::{Backend, Options, Session};
 use bioedge_slide::image_prep::{image_dimensions, load_rgb};
-use bioedge_slide::wsi::Reader;
+use bioedge_slide::open::Reader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -91,7 +91,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         return Err(Error::Input(format!("--patch-side {s} must be >= 1 px")));
     }
     // Whole-slide image: read by regions; anything else is decoded whole.
-    let mut slide = bioedge_slide::wsi::open(&o.image, o.reader)?;
+    let mut slide = bioedge_slide::open::open(&o.image, o.reader)?;
     // Patch side: given; else the card's physical size at the slide's resolution; else the card's pixels.
     let side = match (o.patch_side, card_patch_um(&card), slide.as_ref().and_then(|t| t.mpp())) {
         (Some(s), _, _) => s,

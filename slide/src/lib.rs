@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod image_prep;
+pub mod open;
 #[cfg(feature = "openslide")]
 pub mod openslide;
 pub mod pipeline;

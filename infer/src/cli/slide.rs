@@ -31,7 +31,7 @@ pub struct Args {
     /// How to read the image: auto (OpenSlide for vendor formats when built with it, the
     /// tiled-TIFF reader for tiled/pyramidal TIFFs, else decode whole), tiff, openslide, image.
     #[arg(long, default_value = "auto")]
-    pub reader: infer::wsi::Reader,
+    pub reader: infer::open::Reader,
 }
 
 pub fn run(a: Args) -> Result<()> {
