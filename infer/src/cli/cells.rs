@@ -9,10 +9,11 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub m: super::ModelArgs,
-    #[command(flatten)]
-    pub x: super::ExpressionInput,
+    /// Where to write `cell,predicted,p_<type>...` (CSV).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub x: super::ExpressionInput,
 }
 
 pub fn run(a: Args) -> Result<()> {
