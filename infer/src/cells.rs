@@ -54,6 +54,9 @@ fn jacobi(mut a: Vec<f64>, m: usize) -> (Vec<f64>, Vec<f64>) {
 /// Fit on `x [n, g]` (row-major): block power iteration on the covariance, then Rayleigh–Ritz.
 /// Deterministic; components are sign-fixed (largest |loading| positive).
 pub fn fit_pca(x: &[f32], n: usize, g: usize, n_pcs: usize) -> Result<Pca> {
+    if n_pcs == 0 {
+        return Err(Error::Input("the number of principal components must be at least 1".into()));
+    }
     if n < 2 || g == 0 || x.len() != n * g {
         return Err(Error::Input(format!("PCA needs at least 2 cells and 1 gene, got {n} × {g} ({} values)", x.len())));
     }

@@ -105,3 +105,37 @@ fn closed_stdout_and_exit_codes() {
     let err = exits(Command::new(bin("infer")).arg("inspect").arg(dir.path().join("missing.onnx")), 2);
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+#[test]
+fn huge_or_zero_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("f.tsv");
+    std::fs::write(&feats, "row\tcol\tvalue\n0\t3\t1\n1\t0\t1\n").unwrap();
+    let edges = dir.path().join("e.tsv");
+    std::fs::write(&edges, "src\tdst\n0\t1\n").unwrap();
+    let gcn = dir.path().join("gcn.onnx");
+    let device = models::burn::prelude::Device::flex();
+    let m = models::node::NodeGcnConfig::default().init(4, 2, &device);
+    std::fs::write(&gcn, with_node_card(m.export(vec![]), onnx_format::Family::NodeGcn, 2)).unwrap();
+    let out = dir.path().join("n.csv");
+    for (n, want) in [("4611686018427387904", "32 bits"), ("1000000000000", "32 bits"), ("1000000000", "over the limit")] {
+        let mut c = Command::new(bin("infer"));
+        c.args(["nodes", "--num-nodes", n])
+            .arg("--model")
+            .arg(&gcn)
+            .arg("--features")
+            .arg(&feats)
+            .arg("--edges")
+            .arg(&edges)
+            .arg("--out")
+            .arg(&out);
+        let err = exits(&mut c, 2);
+        assert!(err.contains(want), "{n}: {err}");
+    }
+    assert!(!out.exists());
+    let h5ad = data("scanpy_pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
+    let mut c = Command::new(bin("train"));
+    c.args(["cells", "--n-pcs", "0", "--seeds", "1"]).arg("--h5ad").arg(&h5ad).arg("--out").arg(dir.path().join("c.onnx"));
+    let err = exits(&mut c, 2);
+    assert!(err.contains("at least 1"), "{err}");
+}

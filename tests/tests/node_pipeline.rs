@@ -8,7 +8,7 @@ use common::*;
 use infer::runtime::{Backend, Options, Session, Value};
 use models::burn::prelude::*;
 use models::node::{LoopedEdges, NodeGatConfig, NodeGcnConfig};
-use onnx_format::card::{Family, ModelCard, NodeFeatures, Preprocessing};
+use onnx_format::card::Family;
 use std::path::Path;
 use std::process::Command;
 
@@ -38,23 +38,14 @@ fn graph(n: usize, undirected_edges: usize, seed: u64) -> (Vec<f32>, Vec<i64>, V
     (x, s, d)
 }
 
-/// The export with a node-classifier card.
-fn with_card(mut m: onnx_format::pb::ModelProto, family: Family) -> Vec<u8> {
-    let prep = NodeFeatures { row_normalize: true, self_loops: "re-added".into(), normalization: "inside".into() };
-    let mut card = ModelCard::new(family, "test", Preprocessing::NodeFeatures(prep));
-    card.classes = (0..K).map(|c| format!("c{c}")).collect();
-    card.embed(&mut m, &[("x", "features"), ("edge_index", "edges"), ("probabilities", "p"), ("logits", "l")]).unwrap();
-    onnx_format::encode(&m)
-}
-
 /// (family, exported bytes, burn forward)
 fn models() -> Vec<(&'static str, Vec<u8>, Box<dyn Fn(&[f32], usize, &[i64], &[i64]) -> Vec<f32>>)> {
     let device = Device::flex();
     device.seed(3);
     let gcn = NodeGcnConfig::default().init(F, K, &device).valid();
     let gat = NodeGatConfig { heads: 4, hidden: 5, ..Default::default() }.init(F, K, &device).valid();
-    let gcn_bytes = with_card(gcn.export(vec![]), Family::NodeGcn);
-    let gat_bytes = with_card(gat.export(vec![]), Family::NodeGat);
+    let gcn_bytes = with_node_card(gcn.export(vec![]), Family::NodeGcn, K);
+    let gat_bytes = with_node_card(gat.export(vec![]), Family::NodeGat, K);
     let fwd = |logits: Tensor<2>| models::to_vec(models::burn::tensor::activation::softmax(logits, 1));
     let dev = device.clone();
     let dev2 = device.clone();

@@ -168,3 +168,13 @@ pub fn relabel(card: &mut onnx_format::card::ModelCard, family: onnx_format::Fam
         card.classes = vec!["c0".into()];
     }
 }
+
+/// A node classifier's export with a node-classifier card (`classes` classes named `c0`, `c1`, ...).
+pub fn with_node_card(mut m: onnx_format::pb::ModelProto, family: onnx_format::Family, classes: usize) -> Vec<u8> {
+    use onnx_format::card::{ModelCard, NodeFeatures, Preprocessing};
+    let prep = NodeFeatures { row_normalize: true, self_loops: "re-added".into(), normalization: "inside".into() };
+    let mut card = ModelCard::new(family, "test", Preprocessing::NodeFeatures(prep));
+    card.classes = (0..classes).map(|c| format!("c{c}")).collect();
+    card.embed(&mut m, &[("x", "features"), ("edge_index", "edges"), ("probabilities", "p"), ("logits", "l")]).unwrap();
+    onnx_format::encode(&m)
+}
