@@ -192,6 +192,9 @@ impl NodeClassifier {
         if d.x.len() != d.num_nodes * d.num_features {
             return Err(Error::Input(format!("features: {} values for {} nodes × {} features", d.x.len(), d.num_nodes, d.num_features)));
         }
+        if d.num_classes < 2 {
+            return Err(Error::Input(format!("node labels have {} class(es); a classifier needs at least 2", d.num_classes)));
+        }
         if d.train.is_empty() || d.val.is_empty() {
             return Err(Error::Input("need training and validation nodes".into()));
         }

@@ -139,3 +139,24 @@ fn huge_or_zero_sizes_are_refused() {
     let err = exits(&mut c, 2);
     assert!(err.contains("at least 1"), "{err}");
 }
+
+#[test]
+fn one_class_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cora = data("planetoid/derived/cora");
+    let prefix = dir.path().join("one");
+    for suffix in [".edges.tsv", ".features.coo.tsv.gz", ".splits.tsv"] {
+        std::fs::copy(format!("{}{suffix}", cora.display()), format!("{}{suffix}", prefix.display())).unwrap();
+    }
+    let labels = std::fs::read_to_string(format!("{}.labels.tsv", cora.display())).unwrap();
+    let one: Vec<String> = labels
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l.to_string() } else { format!("{}\t0", l.split('\t').next().unwrap()) })
+        .collect();
+    std::fs::write(format!("{}.labels.tsv", prefix.display()), one.join("\n") + "\n").unwrap();
+    let out = dir.path().join("m.onnx");
+    let err = exits(Command::new(bin("train")).args(["node-gcn", "--seeds", "1"]).arg("--data").arg(&prefix).arg("--out").arg(&out), 2);
+    assert!(err.contains("at least 2"), "{err}");
+    assert!(!out.exists());
+}
