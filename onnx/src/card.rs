@@ -529,8 +529,16 @@ impl ModelCard {
         Ok(())
     }
 
-    /// The card's inputs/outputs must be the graph's (names, shapes, dtypes, in order).
+    /// The card's inputs/outputs must be the graph's (names, shapes, dtypes, in order), and a
+    /// lookup's table must have a row per name the card lists.
     pub fn check_graph(&self, model: &pb::ModelProto) -> Result<(), CardError> {
+        if matches!(self.preprocessing, Preprocessing::Lookup(_))
+            && !self.genes.is_empty()
+            && let Some(rows) = lookup_rows(model)
+            && rows != self.genes.len()
+        {
+            return Err(CardError::Graph(format!("the card names {} genes, the embedding table has {rows} rows", self.genes.len())));
+        }
         let (inputs, outputs) = graph_io(model);
         for (what, card, graph) in [("inputs", &self.inputs, &inputs), ("outputs", &self.outputs, &outputs)] {
             let strip = |v: &[TensorSpec]| v.iter().map(|s| format!("{} {}[{}]", s.name, s.dtype, s.shape.join(", "))).collect::<Vec<_>>();
@@ -546,6 +554,16 @@ impl ModelCard {
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(ModelCard)).expect("schema is JSON")
     }
+}
+
+/// Rows of the table that the graph's first input indexes with a `Gather` (a lookup model), if any.
+fn lookup_rows(model: &pb::ModelProto) -> Option<usize> {
+    let g = model.graph.as_ref()?;
+    let ids = g.input.first()?.name.as_deref()?;
+    let gather = g.node.iter().find(|n| n.op_type.as_deref() == Some("Gather") && n.input.get(1).map(String::as_str) == Some(ids))?;
+    let table = gather.input.first()?;
+    let init = g.initializer.iter().find(|t| t.name.as_ref() == Some(table))?;
+    init.dims.first().map(|&d| d as usize)
 }
 
 /// Inputs and outputs of a graph as specs (meaning empty); initializers listed as inputs are skipped.

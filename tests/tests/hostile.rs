@@ -160,3 +160,22 @@ fn one_class_is_an_error_not_a_panic() {
     assert!(err.contains("at least 2"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_card_naming_more_genes_than_the_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("g.onnx");
+    let mut c = Command::new(bin("train"));
+    c.args(["gene2vec", "--epochs", "1", "--holdout", "0"])
+        .arg("--gmt")
+        .arg(data("msigdb_hallmark/h.all.v7.0.symbols.gmt"))
+        .arg("--out")
+        .arg(&model);
+    exits(&mut c, 0);
+    let bad = dir.path().join("more-genes.onnx");
+    rewrite_card(&model, &bad, |c| c.genes.extend(["EXTRA1".to_string(), "EXTRA2".to_string()]));
+    for backend in ["tract", "ort"] {
+        let err = exits(Command::new(bin("infer")).args(["genes", "--similar", "TP53", "--backend", backend]).arg("--model").arg(&bad), 2);
+        assert!(err.contains("the card names 4386 genes, the embedding table has 4384 rows"), "{err}");
+    }
+}
