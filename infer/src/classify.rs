@@ -88,7 +88,4 @@ pub fn probabilities_csv(id_header: &str, ids: &[String], classes: &[String], pr
     s
 }
 
-/// Quote a CSV field when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-}
+pub use bioedge_slide::pipeline::csv_field;

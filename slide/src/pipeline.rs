@@ -294,17 +294,22 @@ pub fn to_csv(spots: &[SlideSpot], genes: &[String], values: &[f32]) -> String {
     let mut s = String::from("id,pixel_x,pixel_y");
     for g in genes {
         s.push(',');
-        s.push_str(g);
+        s.push_str(&csv_field(g));
     }
     s.push('\n');
     for (sp, row) in spots.iter().zip(values.chunks(genes.len())) {
-        s += &format!("{},{:.2},{:.2}", sp.id, sp.x, sp.y);
+        s += &format!("{},{:.2},{:.2}", csv_field(&sp.id), sp.x, sp.y);
         for v in row {
             s += &format!(",{v:.6}");
         }
         s.push('\n');
     }
     s
+}
+
+/// A CSV field, quoted (RFC 4180) when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// Viridis-like colour map for `t` in [0, 1].
@@ -393,6 +398,17 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(viridis(0.0), [68, 1, 84]);
         assert_eq!(viridis(1.0), [253, 231, 37]);
+    }
+
+    #[test]
+    fn slide_csv_quotes_gene_names() {
+        let spots = [SlideSpot { id: "r1c2".into(), x: 1.0, y: 2.0 }];
+        let genes: Vec<String> = ["A,B", "say \"x\"", "C\nD", "ERBB2"].iter().map(|s| s.to_string()).collect();
+        let csv = to_csv(&spots, &genes, &[0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(
+            csv,
+            "id,pixel_x,pixel_y,\"A,B\",\"say \"\"x\"\"\",\"C\nD\",ERBB2\nr1c2,1.00,2.00,0.500000,1.000000,1.500000,2.000000\n"
+        );
     }
 
     #[test]
