@@ -214,18 +214,6 @@ impl GraphBuilder {
     pub fn transpose(&mut self, a: &str, perm: &[i64]) -> String {
         self.node("Transpose", &[a], &[("perm", Attr::Ints(perm.to_vec()))])
     }
-    /// `x @ w + b` for a 2-D weight `[in, out]` given as data.
-    pub fn linear(&mut self, x: &str, name: &str, w: (&[usize], Vec<f32>), b: Option<Vec<f32>>) -> String {
-        let wn = self.init_f32(&format!("{name}.weight"), w.0, w.1);
-        let y = self.op2("MatMul", x, &wn);
-        match b {
-            Some(b) => {
-                let bn = self.init_f32(&format!("{name}.bias"), &[b.len()], b);
-                self.op2("Add", &y, &bn)
-            }
-            None => y,
-        }
-    }
 
     /// Finish: a model with opset 18, the given producer and metadata.
     pub fn finish(self, producer: &str, metadata: Vec<(String, String)>) -> pb::ModelProto {

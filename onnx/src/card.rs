@@ -673,6 +673,22 @@ mod tests {
         }
     }
 
+    /// `Family::preprocessing_kind` and the families each `Prep` accepts say the same thing.
+    #[test]
+    fn card_family_kinds_agree_with_prep_families() {
+        fn agree<P: Prep>() {
+            for f in Family::ALL {
+                assert_eq!(P::FAMILIES.contains(&f), f.preprocessing_kind() == P::KIND, "{f} and {}", P::KIND);
+            }
+        }
+        agree::<Expression>();
+        agree::<NodeFeatures>();
+        agree::<Cells>();
+        agree::<Lookup>();
+        agree::<Molecule>();
+        agree::<SpotImage>();
+    }
+
     #[test]
     fn card_embed_needs_a_meaning_for_every_tensor() {
         let mut m = model();

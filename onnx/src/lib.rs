@@ -114,6 +114,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Before any work: an error (naming `out`) when the output `out` is not a regular file
+/// ([`check_output_kind`]) or is one of the `inputs` ([`check_not_an_input`]).
+pub fn check_output<'a>(out: &Path, inputs: impl IntoIterator<Item = &'a Path>) -> std::io::Result<()> {
+    check_output_kind(out).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", out.display())))?;
+    check_not_an_input(out, &inputs.into_iter().collect::<Vec<_>>())
+}
+
 /// An error when `path` exists and is not a regular file (symlinks are not followed).
 pub fn check_output_kind(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {

@@ -159,6 +159,12 @@ fn one_class_is_an_error_not_a_panic() {
     let err = exits(Command::new(bin("train")).args(["node-gcn", "--seeds", "1"]).arg("--data").arg(&prefix).arg("--out").arg(&out), 2);
     assert!(err.contains("at least 2"), "{err}");
     assert!(!out.exists());
+    // the output may not be one of the dataset's files either
+    let labels = format!("{}.labels.tsv", prefix.display());
+    let before = std::fs::read(&labels).unwrap();
+    let err = exits(Command::new(bin("train")).args(["node-gcn", "--seeds", "1"]).arg("--data").arg(&prefix).arg("--out").arg(&labels), 2);
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&labels).unwrap(), before);
 }
 
 #[test]

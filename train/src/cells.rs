@@ -70,7 +70,7 @@ fn rows(x: &[f32], d: usize, idx: &[usize]) -> Vec<f32> {
 }
 
 pub fn run(a: &CellArgs) -> Result<()> {
-    crate::pipeline::check_out(&a.common.out, &[&a.h5ad])?;
+    onnx_format::check_output(&a.common.out, [a.h5ad.as_path()])?;
     let m = read_h5ad(&a.h5ad, Some(&a.label_column))?;
     m.check_finite(&a.h5ad)?;
     let (n, g) = (m.samples.len(), m.genes.len());

@@ -347,7 +347,7 @@ pub const CLASSIFIER_OUTPUTS: [(&str, &str); 2] =
 pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Result<()> {
     let mut inputs = vec![d.expression.as_path(), d.graph.as_path()];
     inputs.extend(d.cls.as_deref());
-    crate::pipeline::check_out(&e.out, &inputs)?;
+    onnx_format::check_output(&e.out, inputs)?;
     let task = load_task(d)?;
     eprintln!(
         "{}: {} samples, classes {:?}; {} of {} genes in the graph; log2: {}",

@@ -68,7 +68,7 @@ fn pairs_line(p: &PairStats) -> String {
 pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let tsv = a.common.out.with_extension("tsv");
     for out in [&a.common.out, &tsv] {
-        crate::pipeline::check_out(out, &a.gmt.iter().map(|p| p.as_path()).collect::<Vec<_>>())?;
+        onnx_format::check_output(out, a.gmt.iter().map(|p| p.as_path()))?;
     }
     if !(0.0..1.0).contains(&a.holdout) {
         bail!("--holdout {} must be in [0, 1)", a.holdout);

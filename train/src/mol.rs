@@ -240,7 +240,7 @@ fn fit(d: &Data, rows: &[Vec<usize>; 3], cfg: &MolGcnConfig, a: &MolArgs, seed: 
 }
 
 pub fn run(a: &MolArgs) -> Result<()> {
-    crate::pipeline::check_out(&a.common.out, &[&a.data])?;
+    onnx_format::check_output(&a.common.out, [a.data.as_path()])?;
     let device = crate::gene::device(&a.common.device)?;
     let t0 = std::time::Instant::now();
     let (d, rows_read, skipped) = load(a)?;

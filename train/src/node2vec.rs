@@ -216,7 +216,7 @@ fn put(metrics: &mut BTreeMap<String, f64>, key: &str, v: Vec<f64>) -> (f64, f64
 }
 
 pub fn run(a: &Node2VecArgs) -> Result<()> {
-    crate::pipeline::check_out(&a.common.out, &[])?;
+    onnx_format::check_output(&a.common.out, [Path::new(&a.graph)])?;
     let inp = load(a)?;
     let n = inp.names.len();
     let g = WalkGraph::new(n, &inp.edges, inp.weights.as_deref())?;

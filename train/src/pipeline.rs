@@ -22,13 +22,6 @@ pub struct CommonArgs {
     pub tolerance: Option<f64>,
 }
 
-/// Refuse, before any work, an output path that is one of the inputs or not a regular file.
-pub fn check_out(out: &Path, inputs: &[&Path]) -> Result<()> {
-    onnx_format::check_output_kind(out).with_context(|| out.display().to_string())?;
-    onnx_format::check_not_an_input(out, inputs)?;
-    Ok(())
-}
-
 impl CommonArgs {
     pub fn tolerance_or(&self, default: f64) -> f64 {
         self.tolerance.unwrap_or(default)
@@ -61,9 +54,6 @@ impl Draft {
         let graph = |b: &[u8]| onnx_format::decode(b, "export").map(|m| m.graph);
         if graph(&bytes)? != graph(&self.bytes)? {
             bail!("internal error: the graph changed after verification; nothing written");
-        }
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         onnx_format::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
         Ok(bytes.len())

@@ -424,7 +424,7 @@ pub fn run(a: &SpotArgs) -> Result<()> {
 
 /// The model config of `--config`, after checking the arguments.
 fn check_args(a: &SpotArgs) -> Result<SpotModelConfig> {
-    crate::pipeline::check_out(&a.out, &[])?;
+    onnx_format::check_output(&a.out, [])?;
     let base = match a.config.as_str() {
         "small" => SpotModelConfig::small(),
         "large" => SpotModelConfig::large(),

@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::check_out(&a.out, &[Some(&a.m.model), Some(&a.x.input)])?;
+    onnx_format::check_output(&a.out, [a.m.model.as_path(), &a.x.input])?;
     let card = infer::read_card(&a.m.model)?;
     card.require::<onnx_format::card::Cells>().map_err(|e| infer::Error::card(&a.m.model, e))?;
     let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: None })?;

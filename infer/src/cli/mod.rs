@@ -1,8 +1,7 @@
 //! The subcommands of `infer`, one module each: arguments and the steps of the command.
 
-use anyhow::Context;
 use infer::runtime::Backend;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Exit code for an error (see `main`): 3 when the runtime failed, else 2 (bad input).
 pub fn exit_code(e: &anyhow::Error) -> i32 {
@@ -10,14 +9,6 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         Some(infer::Error::Runtime { .. }) => 3,
         _ => 2,
     }
-}
-
-/// Refuse, before any work, an output path that is one of the inputs or not a regular file.
-pub fn check_out(out: &Path, inputs: &[Option<&Path>]) -> anyhow::Result<()> {
-    onnx_format::check_output_kind(out).with_context(|| out.display().to_string())?;
-    let inputs: Vec<&Path> = inputs.iter().flatten().copied().collect();
-    onnx_format::check_not_an_input(out, &inputs)?;
-    Ok(())
 }
 
 /// The model and the runtime: every subcommand but `inspect` takes them.

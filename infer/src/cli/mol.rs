@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let Args { m: super::ModelArgs { model, backend }, smiles, input, smiles_column, batch, out } = a;
-    super::check_out(&out, &[Some(&model), input.as_deref()])?;
+    onnx_format::check_output(&out, [model.as_path()].into_iter().chain(input.as_deref()))?;
     let card = infer::read_card(&model)?;
     infer::mol::check_family(&card, &model)?;
     let smiles = match &input {

@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let Args { m: super::ModelArgs { model, backend }, features, edges, num_nodes, directed, out } = a;
-    super::check_out(&out, &[Some(&model), Some(&features), Some(&edges)])?;
+    onnx_format::check_output(&out, [model.as_path(), &features, &edges])?;
     use infer::nodes::{check_node_family, classify_nodes, read_coo_features_opt, read_edges};
     let card = infer::read_card(&model)?;
     check_node_family(&card, &model)?;

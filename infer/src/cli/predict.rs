@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::check_out(&a.out, &[Some(&a.m.model), Some(&a.x.input), a.cls.as_deref()])?;
+    onnx_format::check_output(&a.out, [a.m.model.as_path(), &a.x.input].into_iter().chain(a.cls.as_deref()))?;
     let card = infer::read_card(&a.m.model)?;
     check_family(&card, &a.m.model)?;
     let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: a.cls })?;

@@ -36,7 +36,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let Args { m: super::ModelArgs { model, backend }, image, spots, grid: _, batch, patch_side, out, heatmap, heatmap_dir, reader } = a;
-    super::check_out(&out, &[Some(&model), Some(&image), spots.as_deref()])?;
+    onnx_format::check_output(&out, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
     let r = infer::slide::run(&infer::slide::SlideOptions {
         model,
         image,
