@@ -66,6 +66,11 @@ fn int(path: &Path, no: usize, s: &str) -> Result<i64> {
     s.parse().map_err(|_| Error::format(path, format!("line {no}: `{s}` is not an integer")))
 }
 
+/// Every file [`read_planetoid`] may read for `prefix` (whether it exists or not).
+pub fn planetoid_files(prefix: &Path) -> Vec<PathBuf> {
+    [".edges.tsv", ".features.coo.tsv.gz", ".features.coo.tsv", ".labels.tsv", ".splits.tsv"].iter().map(|s| file(prefix, s)).collect()
+}
+
 /// Load `<prefix>.edges.tsv` (src dst), `<prefix>.features.coo.tsv[.gz]` (row col value),
 /// `<prefix>.labels.tsv` (node label, -1 = none) and `<prefix>.splits.tsv` (node train|val|test).
 pub fn read_planetoid(prefix: &Path) -> Result<NodeDataset> {

@@ -340,6 +340,7 @@ mod tests {
 
     #[test]
     fn fit_and_predict_separate_two_classes() {
+        let _rng = crate::test_rng();
         let (values, genes, labels, classes) = toy();
         let data = Samples { values: &values, genes: &genes, labels: &labels, classes: &classes };
         let train: Vec<usize> = (0..30).collect();
@@ -360,6 +361,7 @@ mod tests {
 
     #[test]
     fn fit_rejects_bad_input() {
+        let _rng = crate::test_rng();
         let (values, genes, labels, classes) = toy();
         let data = Samples { values: &values[..10], genes: &genes, labels: &labels, classes: &classes };
         let arch = Architecture::GeneMlp(GeneMlpConfig::default());

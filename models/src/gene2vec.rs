@@ -532,6 +532,7 @@ mod tests {
 
     #[test]
     fn holdout_keeps_a_training_membership_per_gene() {
+        let _rng = crate::test_rng();
         // gene g in sets 0..=(g % 4); 40 genes, 6 sets
         let pairs: Vec<(u32, u32)> = (0..40u32).flat_map(|g| (0..=(g % 4)).map(move |s| (g, s))).collect();
         let sp = holdout(&pairs, 6, 0.3, 1, 1);
@@ -557,6 +558,7 @@ mod tests {
     /// Two blocks of genes with disjoint sets: one set per block is held out for some genes.
     #[test]
     fn learns_sets_and_scores_held_out_pairs() {
+        let _rng = crate::test_rng();
         // genes 0..30 in sets 0,1,2 (each gene in two of them), genes 30..60 in sets 3,4,5
         let mut pairs = Vec::new();
         for g in 0..60u32 {
@@ -595,6 +597,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_inputs() {
+        let _rng = crate::test_rng();
         let d = Device::flex();
         assert!(Gene2Vec::fit(3, 2, &[], &[], Gene2VecConfig::default(), &d, &mut |_, _| {}).is_err());
         assert!(Gene2Vec::fit(3, 2, &[(3, 0)], &[], Gene2VecConfig::default(), &d, &mut |_, _| {}).is_err());

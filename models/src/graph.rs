@@ -98,6 +98,7 @@ mod tests {
 
     #[test]
     fn normalization_matches_dense_formula() {
+        let _rng = crate::test_rng();
         // path 0-1-2 plus an isolated node 3, duplicate and self-loop in the input
         let g = NormalizedGraph::gcn(4, &[(0, 1), (1, 0), (1, 2), (2, 2)]);
         assert_eq!(g.num_edges(), 4 + 4);
@@ -111,6 +112,7 @@ mod tests {
 
     #[test]
     fn propagate_equals_dense_matmul() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         let g = NormalizedGraph::gcn(5, &[(0, 1), (1, 2), (3, 4), (0, 4)]);
         let h = Tensor::<3>::random([5, 2, 3], burn::tensor::Distribution::Default, &device);

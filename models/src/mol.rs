@@ -267,6 +267,7 @@ mod tests {
 
     #[test]
     fn segment_max_matches_and_has_gradients() {
+        let _rng = crate::test_rng();
         let device = Device::flex().autodiff();
         let vals = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 5.0, 3.0, 5.0, 2.0, -1.0], [3, 2]), &device).require_grad();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 0, 1], [3]), &device);
@@ -280,6 +281,7 @@ mod tests {
 
     #[test]
     fn forward_shapes_and_molecule_independence() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         let m = MolGcnConfig::default().init(6, 3, &device);
         let g = batch(&device);

@@ -461,6 +461,7 @@ mod tests {
 
     #[test]
     fn alias_table_matches_weights() {
+        let _rng = crate::test_rng();
         let t = AliasTable::new(&[1.0, 2.0, 0.0, 5.0]);
         let mut rng = StdRng::seed_from_u64(1);
         let mut f = [0f64; 4];
@@ -474,6 +475,7 @@ mod tests {
 
     #[test]
     fn second_order_transition_probabilities() {
+        let _rng = crate::test_rng();
         // α: 1/p to 0, 1 to 2, 1/q to 3; p = 2, q = 0.5 → 0.5 : 1 : 2
         let g = triangle_plus_tail(None);
         let f = step_freq(&g, 2.0, 0.5, 70_000);
@@ -514,6 +516,7 @@ mod tests {
 
     #[test]
     fn p_and_q_bias_walks() {
+        let _rng = crate::test_rng();
         // on a cycle there are no common neighbours: return ∝ 1/p, forward ∝ 1/q
         let g = cycle(30);
         assert!((return_rate(&g, 1.0, 1.0) - 0.5).abs() < 0.05);
@@ -539,6 +542,7 @@ mod tests {
 
     #[test]
     fn graph_building_and_walk_edges() {
+        let _rng = crate::test_rng();
         assert!(WalkGraph::new(2, &[(0, 2)], None).is_err());
         assert!(WalkGraph::new(2, &[(0, 1)], Some(&[0.0])).is_err());
         assert!(WalkGraph::new(2, &[(0, 1)], Some(&[1.0, 2.0])).is_err());
@@ -558,6 +562,7 @@ mod tests {
     /// Two 6-cliques joined by one edge: the embedding separates them.
     #[test]
     fn embeds_two_communities() {
+        let _rng = crate::test_rng();
         let mut e = Vec::new();
         for base in [0u32, 6] {
             for a in 0..6 {

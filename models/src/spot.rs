@@ -399,6 +399,7 @@ mod tests {
 
     #[test]
     fn spot_shapes_and_dynamic_batch() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         device.seed(1);
         let cfg = SpotModelConfig::small().with_genes(7);
@@ -420,6 +421,7 @@ mod tests {
 
     #[test]
     fn spot_export_uses_opset18_ops_only() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         device.seed(2);
         let m = tiny().init(&device);
@@ -458,6 +460,7 @@ mod tests {
 
     #[test]
     fn spot_adam_steps_decrease_mse() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         device.seed(4);
         let ad = device.clone().autodiff();

@@ -12,7 +12,6 @@
 use crate::error::{Error, Result};
 use image::imageops::FilterType;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
-use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
 
@@ -27,8 +26,8 @@ pub const MAX_IMAGE_ALLOC: u64 = 4 << 30;
 /// Largest patch side accepted by [`crop_square`], in pixels.
 pub const MAX_PATCH_SIDE: f32 = 16_384.0;
 
-/// Preprocessing parameters; serialisable so a model card can record them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Preprocessing parameters (the model card records them as [`onnx_format::card::ImageNorm`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Preprocess {
     /// Output side in pixels (the model input is `size × size`).
     pub size: u32,

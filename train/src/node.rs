@@ -57,10 +57,7 @@ pub const EDGE_INDEX: (&str, &str) = (
 );
 
 pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
-    let inputs: Vec<PathBuf> = [".edges.tsv", ".features.coo.tsv", ".features.coo.tsv.gz", ".labels.tsv", ".splits.tsv"]
-        .iter()
-        .map(|s| PathBuf::from(format!("{}{s}", a.data.display())))
-        .collect();
+    let inputs = infer::nodes::planetoid_files(&a.data);
     onnx_format::check_output(&a.common.out, inputs.iter().map(|p| p.as_path()))?;
     let d = read_planetoid(&a.data)?;
     let (src, dst) = d.edge_index();

@@ -92,6 +92,7 @@ mod tests {
 
     #[test]
     fn layer_norm_reads_the_module_epsilon() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         for eps in [1e-5, 1e-3, 1.5e-7] {
             assert_eq!(ln_epsilon(&LayerNormConfig::new(4).with_epsilon(eps).init(&device)), eps);

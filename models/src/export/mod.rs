@@ -203,6 +203,7 @@ mod tests {
 
     #[test]
     fn constants_are_shared() {
+        let _rng = crate::test_rng();
         let cx = Lower::new("t");
         let a = cx.axes(&[2]);
         assert_eq!(cx.ints("shape", &[2]), a);
@@ -218,6 +219,7 @@ mod tests {
 
     #[test]
     fn exports_are_deterministic() {
+        let _rng = crate::test_rng();
         let device = Device::flex();
         let m = crate::gene::GeneMlpConfig { hidden: vec![3], dropout: 0.0 }.init(4, 2, &device);
         let pre = crate::preprocess::Standardizer { log2: true, floor: 1.0, mean: vec![0.0; 4], std: vec![1.0; 4] };
