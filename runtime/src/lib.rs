@@ -87,6 +87,9 @@ pub struct Options {
     pub cuda: bool,
     /// Intra-op threads (0 = runtime default).
     pub threads: usize,
+    /// Compute only these graph outputs (empty: all); the nodes that only feed the others are
+    /// never run. A Gene2Vec `embedding` lookup then skips its genes × sets layer.
+    pub outputs: Vec<String>,
 }
 
 enum Inner {
@@ -113,8 +116,20 @@ pub struct Session {
 impl Session {
     /// Load ONNX bytes; `origin` names the file in messages.
     pub fn from_bytes(bytes: &[u8], origin: &Path, backend: Backend, opts: &Options) -> Result<Self> {
-        let model = onnx_format::decode(bytes, &origin.display().to_string())
+        let mut model = onnx_format::decode(bytes, &origin.display().to_string())
             .map_err(|e| Error::Model { path: origin.into(), msg: e.to_string() })?;
+        let pruned;
+        let bytes = if opts.outputs.is_empty() {
+            bytes
+        } else {
+            let graph = model.graph.as_mut().ok_or_else(|| Error::Model { path: origin.into(), msg: "model has no graph".into() })?;
+            if let Some(missing) = opts.outputs.iter().find(|o| !graph.output.iter().any(|v| v.name.as_ref() == Some(o))) {
+                return Err(Error::Input(format!("{}: the model has no output `{missing}`", origin.display())));
+            }
+            graph.output.retain(|v| v.name.as_ref().is_some_and(|n| opts.outputs.contains(n)));
+            pruned = onnx_format::encode(&model);
+            &pruned[..]
+        };
         let graph = model.graph.as_ref().ok_or_else(|| Error::Model { path: origin.into(), msg: "model has no graph".into() })?;
         let init: std::collections::HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
         let inputs: Vec<String> = graph.input.iter().filter_map(|v| v.name.clone()).filter(|n| !init.contains(n.as_str())).collect();

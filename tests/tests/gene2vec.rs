@@ -27,7 +27,7 @@ fn number_after(text: &str, key: &str) -> f64 {
 
 fn train(out: &Path, epochs: usize) -> String {
     ok(Command::new(bin("train"))
-        .args(["gene2vec", "--dim", "100", "--epochs", &epochs.to_string(), "--lr", "0.01", "--holdout", "0.1", "--seed", "0"])
+        .args(["gene2vec", "--dim", "100", "--epochs", &epochs.to_string(), "--holdout", "0.1", "--seed", "0"])
         .arg("--gmt")
         .arg(hallmark())
         .arg("--out")
@@ -44,17 +44,23 @@ fn infer_genes(model: &Path, args: &[&str]) -> Command {
 fn hallmark_embeddings_export_and_queries() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("g2v.onnx");
-    let log = train(&out, 5);
+    let log = train(&out, 15);
     let held = line(&log, "held-out member pairs: ratio");
-    let (ratio, auc) = (number_after(held, "ratio"), number_after(held, "AUC"));
-    assert!(ratio > 1.5 && auc > 0.55, "held-out pairs: ratio {ratio}, AUC {auc}:\n{log}");
+    let (member, random, auc) = (number_after(held, "mean cosine"), number_after(held, "vs random"), number_after(held, "AUC"));
+    assert!(member > random + 0.05 && auc > 0.6, "held-out pairs: mean cosine {member} vs {random}, AUC {auc}:\n{log}");
     let matched = number_after(line(&log, "held-out member pairs vs the same genes"), "AUC");
-    assert!(matched > 0.55, "held-out vs matched control AUC {matched}:\n{log}");
+    assert!(matched > 0.6, "held-out vs matched control AUC {matched}:\n{log}");
+    let degree = number_after(line(&log, "held-out member pairs vs degree-matched"), "AUC");
+    assert!(degree > 0.6, "held-out vs degree-matched control AUC {degree}:\n{log}");
     let train_auc = number_after(line(&log, "training member pairs"), "AUC");
     assert!(train_auc > 0.85, "training pairs AUC {train_auc}:\n{log}");
     let rec = line(&log, "held-out membership recovery");
     let (rec_auc, r1, c1) = (number_after(rec, "AUC"), number_after(rec, "recall@1"), number_after(rec, "chance"));
-    assert!(rec_auc > 0.6 && r1 > 2.0 * c1, "recovery AUC {rec_auc}, recall@1 {r1} (chance {c1}):\n{log}");
+    let size_auc = number_after(rec, "set-size baseline AUC");
+    assert!(
+        rec_auc > size_auc + 0.05 && r1 > 2.0 * c1,
+        "recovery AUC {rec_auc} (set size {size_auc}), recall@1 {r1} (chance {c1}):\n{log}"
+    );
 
     // the card: vocabulary, set names, metrics
     let card = onnx_format::read_card(&out).unwrap();
@@ -145,6 +151,8 @@ fn untrained_model_scores_at_chance() {
     let dir = tempfile::tempdir().unwrap();
     let log = train(&dir.path().join("untrained.onnx"), 0);
     let auc = number_after(line(&log, "held-out member pairs: ratio"), "AUC");
+    let degree = number_after(line(&log, "held-out member pairs vs degree-matched"), "AUC");
+    assert!(degree < 0.53, "untrained: degree-matched {degree}:\n{log}");
     let train_auc = number_after(line(&log, "training member pairs"), "AUC");
     let rec = number_after(line(&log, "held-out membership recovery"), "AUC");
     assert!(auc < 0.53 && train_auc < 0.53 && rec < 0.56, "untrained: held-out {auc}, training {train_auc}, recovery {rec}:\n{log}");
@@ -177,4 +185,37 @@ fn malformed_gmt_is_a_clean_error() {
     let log = ok(&mut run(&[&a, &b], &["--duplicate-sets", "rename", "--dim", "4", "--holdout", "0"]));
     assert!(log.contains("2 gene sets, 5 genes") && log.contains("1 renamed"), "{log}");
     assert_eq!(onnx_format::read_card(&out).unwrap().classes, ["S1", "S1@b"]);
+}
+
+/// GO Biological Process (6,036 sets) merged with the hallmark sets: the scale where the seed's
+/// objective collapsed (held-out pairs below random). A short run already ranks held-out
+/// co-members above degree-matched random pairs and recovers memberships better than set size.
+#[test]
+fn go_bp_and_hallmark_embeddings_beat_degree_matched_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("go.onnx");
+    let go = data("go_bp_enrichr/GO_Biological_Process_2021.gmt");
+    let log = ok(Command::new(bin("train"))
+        .args(["gene2vec", "--epochs", "6", "--seed", "0", "--gmt"])
+        .arg(hallmark())
+        .arg(&go)
+        .arg("--out")
+        .arg(&out));
+    assert!(log.contains("6086 gene sets, 15209 genes"), "{log}");
+    let degree = number_after(line(&log, "held-out member pairs vs degree-matched"), "AUC");
+    assert!(degree > 0.72, "held-out vs degree-matched AUC {degree}:\n{log}");
+    let rec = line(&log, "held-out membership recovery");
+    let (rec_auc, size_auc) = (number_after(rec, "AUC"), number_after(rec, "set-size baseline AUC"));
+    assert!(rec_auc > size_auc + 0.03, "recovery AUC {rec_auc} vs set size {size_auc}:\n{log}");
+    let card = onnx_format::read_card(&out).unwrap();
+    assert_eq!(card.training["epoch_seconds"].as_array().unwrap().len(), 6);
+
+    // neighbours of TP53 with the sets they share with it (from the GMT files)
+    let o = ok(infer_genes(&out, &["--similar", "TP53", "--top", "10", "--gmt"]).arg(&go).arg(hallmark()));
+    assert!(o.contains("rank\tgene\tcosine\tshared_sets\tsmallest_shared_set"), "{o}");
+    let rows: Vec<Vec<&str>> = o.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 10);
+    let sharing = rows.iter().filter(|r| r[3].parse::<usize>().unwrap() > 0).count();
+    assert!(sharing >= 7, "{sharing}/10 neighbours of TP53 share a set with it:\n{o}");
+    assert!(rows.iter().all(|r| (r[3] == "0") == (r[4] == "-")), "{o}");
 }

@@ -3,7 +3,7 @@
 //! the held-out memberships (pair similarity and membership recovery). Exports a verified ONNX
 //! model (`gene` → `embedding`, `gene_sets`) and the table in word2vec text format.
 
-use crate::pipeline::{CommonArgs, Draft, progress, record_parity};
+use crate::pipeline::{CommonArgs, Draft, progress_with, record_parity};
 use crate::verify::{self, Parity};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -16,6 +16,13 @@ use rand::{SeedableRng, rngs::StdRng};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Which cells carry a loss (`models::gene2vec::Objective`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Objective {
+    Sampled,
+    Full,
+}
+
 #[derive(Args, Debug)]
 pub struct Gene2VecArgs {
     /// GMT files (MSigDB format); several are merged.
@@ -27,12 +34,24 @@ pub struct Gene2VecArgs {
     pub duplicate_sets: DuplicateSets,
     #[arg(long, default_value_t = 100)]
     pub dim: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 15)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 3e-3)]
+    /// Adam's learning rate (hidden bias and output layer; the embedding table too with
+    /// --embedding-lr 0).
+    #[arg(long, default_value_t = 1e-2)]
     pub lr: f64,
+    /// SGD step of the embedding table on each gene's summed gradient; 0: Adam, as the seed.
+    #[arg(long, default_value_t = 0.025)]
+    pub embedding_lr: f64,
+    /// Cells with a loss: `sampled` (memberships + --negatives sampled non-members each, as
+    /// word2vec) or `full` (every gene × set cell, as the seed).
+    #[arg(long, default_value = "sampled")]
+    pub objective: Objective,
+    /// Sampled non-member sets per membership (--objective sampled).
+    #[arg(long, default_value_t = 5)]
+    pub negatives: usize,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Fraction of memberships held out for evaluation (0: train on all, no held-out scores).
@@ -64,6 +83,9 @@ fn pairs_line(p: &PairStats) -> String {
         p.ratio, p.member_mean_cosine, p.random_mean_cosine, p.auc, p.member_pairs
     )
 }
+
+/// Parity checks run on at most this many genes × sets outputs (3 copies: burn, tract, ONNX Runtime).
+const PARITY_CELLS: usize = 16 << 20;
 
 pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let tsv = a.common.out.with_extension("tsv");
@@ -98,28 +120,55 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         eprintln!("note: only {} memberships could be held out (each gene keeps one training membership, each set two)", held.len());
     }
 
-    let cfg =
-        Gene2VecConfig { dim: a.dim, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed };
+    let cfg = Gene2VecConfig {
+        dim: a.dim,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        objective: match a.objective {
+            Objective::Sampled => models::gene2vec::Objective::Sampled,
+            Objective::Full => models::gene2vec::Objective::Full,
+        },
+        negatives: a.negatives,
+        embedding_lr: a.embedding_lr,
+    };
     let device = crate::gene::device(&a.common.device)?;
-    let bar = progress(a.epochs, "gene2vec");
+    let batches = n.div_ceil(a.batch_size.max(1));
+    let bar = progress_with(a.epochs * batches, "gene2vec", "{prefix} [{bar:30}] epoch {msg} {per_sec} ETA {eta}");
     let t0 = std::time::Instant::now();
-    let m = Gene2Vec::fit(n, k, train, &split.masked(), cfg, &device, &mut |e, loss| {
-        bar.set_position(e as u64);
-        bar.set_message(format!("loss {loss:.4}"));
+    let mut t_epoch = t0;
+    let cfg_objective = a.objective;
+    let m = Gene2Vec::fit(n, k, train, &split.masked(), cfg, &device, &mut |st| {
+        bar.set_position(((st.epoch - 1) * st.batches + st.batch) as u64);
+        if st.batch == 1 || st.epoch_loss.is_some() {
+            bar.set_message(format!("{}/{}{}", st.epoch, a.epochs, st.epoch_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default()));
+        }
+        if let Some(l) = st.epoch_loss {
+            bar.suspend(|| eprintln!("epoch {}/{}: loss {l:.4} ({:.1} s)", st.epoch, a.epochs, t_epoch.elapsed().as_secs_f64()));
+            t_epoch = std::time::Instant::now();
+        }
     })?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let all: Vec<u32> = (0..n as u32).collect();
     let table = m.embeddings();
-    let probs = m.predict(&all);
-    let e: Evaluation = evaluate(&table, &m.hidden_bias(), &probs, k, &split, a.seed);
+    let e: Evaluation = evaluate(&table, &m.hidden_bias(), &m.predict_cells(&split.masked()), k, &split, a.seed);
 
-    // the export against burn: every gene in order, a shuffled draw with repeats, one gene
+    // the export against burn: every gene in order (evenly spaced genes when genes × sets
+    // outputs would pass PARITY_CELLS: memory stays bounded), a shuffled draw with repeats, one gene
     let draft = Draft::new(m.export(vec![]));
     let mut parities: Vec<(String, &str, Parity)> = Vec::new();
-    let mut mixed: Vec<u32> = all.iter().chain(all.iter().take(n.min(7))).copied().collect();
+    let (label, ordered): (String, Vec<u32>) = if n * k <= PARITY_CELLS {
+        ("all genes".into(), all.clone())
+    } else {
+        let c = (PARITY_CELLS / k).max(1);
+        (format!("{c} evenly spaced genes"), (0..c).map(|i| (i * n / c) as u32).collect())
+    };
+    let mut mixed: Vec<u32> = ordered.iter().chain(ordered.iter().take(n.min(7))).copied().collect();
     mixed.shuffle(&mut StdRng::seed_from_u64(0));
-    for (label, ids) in [("all genes", all.clone()), ("shuffled with repeats", mixed), ("one gene", vec![(n - 1) as u32])] {
+    for (label, ids) in [(label, ordered), ("shuffled with repeats".into(), mixed), ("one gene".into(), vec![(n - 1) as u32])] {
         let input = Value::i64(&[ids.len()], ids.iter().map(|&v| v as i64).collect());
         for (output, expected) in [("embedding", m.embed(&ids)), ("gene_sets", m.predict(&ids))] {
             let p = verify::check_values(
@@ -132,7 +181,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
                 a.common.tolerance_or(1e-5),
             )
             .with_context(|| format!("parity of `{output}` on {label}"))?;
-            parities.push((label.to_string(), output, p));
+            parities.push((label.clone(), output, p));
         }
     }
     let worst = |f: fn(&Parity) -> f64| parities.iter().map(|(_, _, p)| f(p)).fold(0.0, f64::max);
@@ -142,6 +191,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     if !held.is_empty() {
         put_pairs(&mut metrics, "heldout_pairs", &e.held_out);
         put_pairs(&mut metrics, "heldout_pairs_matched", &e.held_out_matched);
+        put_pairs(&mut metrics, "heldout_pairs_degree_matched", &e.held_out_degree_matched);
         put_pairs(&mut metrics, "preactivation_heldout_pairs", &e.held_out_preactivation);
         put_pairs(&mut metrics, "relu_heldout_pairs", &e.held_out_relu);
         let r = &e.recovery;
@@ -162,7 +212,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let tsv = a.common.out.with_extension("tsv");
     let mut card = ModelCard::new(
         Family::Gene2vec,
-        "Gene2Vec from gene sets: one-hot gene → hidden layer (its weight row is the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy",
+        "Gene2Vec from gene sets: one-hot gene → hidden layer (its weight row is the embedding) → ReLU → sigmoid gene-set memberships, trained with binary cross-entropy on memberships and sampled (or all) non-memberships",
         Preprocessing::Lookup(Lookup { ids: "a gene id is its position in `genes` (symbols as in the GMT files, case kept)".into() }),
     );
     card.genes = data.genes.clone();
@@ -178,12 +228,18 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         "reader": {"duplicate_genes_in_a_set": report.duplicate_genes, "blank_fields": report.blank_fields, "repeated_sets_dropped": report.dropped_sets, "renamed_sets": report.renamed_sets, "duplicate_set_policy": format!("{:?}", a.duplicate_sets)},
         "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
             "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
-        "loss": "mean binary cross-entropy on logits over genes × sets, minibatches of genes, Adam",
+        "loss": match cfg_objective {
+            Objective::Sampled => "binary cross-entropy on logits over each gene's memberships and `negatives` non-member sets per membership drawn by training set size^0.75 (with repeats), averaged over those cells; minibatches of genes",
+            Objective::Full => "mean binary cross-entropy on logits over genes × sets (every cell, as the seed); minibatches of genes",
+        },
+        "optimizer": if a.embedding_lr > 0.0 { "plain SGD on the embedding table (summed gradient of a gene's cells, step embedding_lr); Adam (lr) on the hidden bias and output layer" } else { "Adam (lr) on every weight" },
+        "epoch_seconds": m.epoch_seconds,
         "loss_per_epoch": m.losses,
         "evaluation": e,
         "metric_definitions": {
             "heldout_pairs": "for each held-out membership (g, S): g paired with every training member of S; cosine of embeddings; ratio = mean ÷ mean over 100000 random distinct gene pairs; auc = ROC-AUC of these pairs vs the random pairs",
             "heldout_pairs_matched": "the same held-out pairs against one control pair per pair: g with a uniformly random other gene",
+            "heldout_pairs_degree_matched": "the same held-out pairs against one control pair per pair (g, h): two random genes with the training set counts of g and h (the nearest count that has genes when none other has it)",
             "train_pairs": "every pair of training members of a set (sampled above 1e6 pairs), against the same random pairs",
             "heldout_membership": "predicted set probabilities on the masked cells of held-out genes; auc = held-out memberships vs masked non-memberships; recall_at_k = held-out memberships in the top k of their gene's masked cells (chance_recall_at_k: a random ranking); set_size_auc ranks sets by training size alone",
         },
@@ -215,6 +271,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     if !held.is_empty() {
         println!("held-out member pairs: {}", pairs_line(&e.held_out));
         println!("held-out member pairs vs the same genes paired at random: {}", pairs_line(&e.held_out_matched));
+        println!("held-out member pairs vs degree-matched random pairs: {}", pairs_line(&e.held_out_degree_matched));
     }
     println!("training member pairs: {}", pairs_line(&e.training));
     if !held.is_empty() {
