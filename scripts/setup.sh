@@ -2,7 +2,8 @@
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
 # libhdf5-dev, libopenslide-dev (for `infer --features openslide`), mesa-vulkan-drivers (lavapipe:
 # a CPU Vulkan device, so the wgpu training path is tested without a GPU), a Python venv for cross-checks
-# and baselines (onnx, onnxruntime, numpy, pillow, rdkit, tifffile + imagecodecs, jsonschema), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
+# and baselines (onnx, onnxruntime, numpy, pillow, rdkit, tifffile + imagecodecs, jsonschema; anndata, scanpy, squidpy and
+# shapely read `infer slide`/`infer cells` outputs in the tests), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
 # toolchain (below). Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -23,9 +24,11 @@ if [ ! -x "$BIOEDGE_PYTHON" ]; then
   echo "setup: creating $BIOEDGE_CACHE/venv"
   python3 -m venv "$BIOEDGE_CACHE/venv"
 fi
-if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, imagecodecs, jsonschema, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
-  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit, tifffile, imagecodecs, jsonschema into the venv"
-  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile "imagecodecs==2026.3.6" "jsonschema==4.*"
+if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, imagecodecs, jsonschema, anndata, scanpy, squidpy, shapely, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" 2>/dev/null; then
+  echo "setup: installing onnx, onnxruntime==$ORT_VERSION, numpy, pillow, rdkit, tifffile, imagecodecs, jsonschema, anndata, scanpy, squidpy, shapely into the venv"
+  # imagecodecs 2025.11: squidpy 1.6-1.8 require imagecodecs < 2026 (the tiled-TIFF fixtures pass with either)
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile "imagecodecs==2025.11.11" "jsonschema==4.*" \
+    "anndata==0.12.*" "scanpy==1.11.*" "squidpy==1.8.*" "shapely==2.*"
 fi
 
 # ONNX Runtime for Rust (`ort` with load-dynamic): the library inside the PyPI wheel.

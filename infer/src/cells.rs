@@ -178,6 +178,47 @@ pub fn classify_cells(
     Ok((session.run_output(&inputs, "probabilities")?.into_f32()?, alignment))
 }
 
+/// Writes `out`: a copy of the h5ad file `input` (anndata ≥ 0.8 layout) with the cell types added
+/// — `obs["predicted"]` (categorical over the card's classes, in class order),
+/// `obsm["bioedge_probabilities"]` (cells × classes, float32, columns in `uns["bioedge"]["classes"]`
+/// order) and `uns["bioedge"]` (the model card as JSON, the classes, the model path). Same-named
+/// entries are replaced; everything else is copied unchanged. The copy is made beside `out` under a
+/// temporary name and renamed into place, so `out` appears complete or not at all; `input` is only
+/// read.
+#[cfg(feature = "hdf5")]
+pub fn annotate_h5ad(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    model: &std::path::Path,
+    c: &crate::classify::Classification,
+    card: &onnx_format::ModelCard,
+) -> Result<()> {
+    use crate::data::h5ad_write::{Array, ArrayData, Categorical, Column, Staged, Value, add_to_h5ad, annotatable};
+    let n = annotatable(input)?;
+    let k = c.classes.len();
+    if n != c.samples.len() || c.probabilities.len() != n * k {
+        return Err(Error::Input(format!("{}: {n} cells in obs, {} classified", input.display(), c.samples.len())));
+    }
+    let predicted: Vec<&str> = c.probabilities.chunks(k).map(|row| c.classes[crate::classify::argmax(row)].as_str()).collect();
+    let obs = vec![("predicted".to_string(), Column::Categorical(Categorical::from_values(&predicted, Some(&c.classes))))];
+    let obsm = vec![("bioedge_probabilities".to_string(), Array::new(vec![n, k], ArrayData::F32(c.probabilities.clone()))?)];
+    let card_json = serde_json::to_string(card).map_err(|e| Error::Input(format!("model card as JSON: {e}")))?;
+    let uns = vec![(
+        "bioedge".to_string(),
+        Value::Dict(vec![
+            ("tool".into(), Value::Str(format!("bioedge infer cells {}", env!("CARGO_PKG_VERSION")))),
+            ("model".into(), Value::Str(model.display().to_string())),
+            ("classes".into(), Value::Strings(c.classes.clone())),
+            ("genes_matched".into(), Value::Str(c.alignment.summary())),
+            ("model_card".into(), Value::Str(card_json)),
+        ]),
+    )];
+    let staged = Staged::copy_of(input, out)?;
+    add_to_h5ad(staged.path(), input, &obs, &obsm, &uns)?;
+    staged.commit()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

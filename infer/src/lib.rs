@@ -7,6 +7,7 @@
 //! | [`chem`] | `bioedge-chem` | SMILES → DeepChem atom features |
 //! | [`image_prep`], [`wsi`], [`open`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
 //! | [`classify`], [`nodes`], [`cells`], [`genes`], [`mol`], [`slide`] | here | one task per `infer` subcommand |
+//! | [`slide_outputs`] | here | `infer slide`'s AnnData (scanpy/squidpy) and GeoJSON (QuPath) outputs |
 #![warn(missing_docs)]
 
 pub use bioedge_chem as chem;
@@ -27,3 +28,4 @@ pub mod genes;
 pub mod mol;
 pub mod nodes;
 pub mod slide;
+pub mod slide_outputs;

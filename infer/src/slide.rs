@@ -1,13 +1,18 @@
 //! `infer slide`: a spot model over a whole image or slide, at the spots of a spot file or on a
-//! grid over tissue; a per-spot CSV and heatmap PNGs, written together at the end. The pieces
+//! grid over tissue; a per-spot CSV, an AnnData `.h5ad` and a QuPath GeoJSON
+//! ([`crate::slide_outputs`]) and heatmap PNGs, all rendered before any is written. The pieces
 //! (tissue mask, grid, batched prediction, heatmaps) are [`bioedge_slide::pipeline`]'s.
 
 pub use bioedge_slide::pipeline::*;
 
+#[cfg(feature = "hdf5")]
+use crate::data::h5ad_write::{Staged, Value};
 use crate::error::{Error, Result};
+use crate::slide_outputs::{ClassifyRule, HIRES_SIDE, LOWRES_SIDE, OutputFormat, SpatialImages};
 use bioedge_runtime::{Backend, Options, Session};
 use bioedge_slide::image_prep::{image_dimensions, load_rgb};
 use bioedge_slide::open::Reader;
+use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,8 +31,12 @@ pub struct SlideOptions {
     pub batch: usize,
     /// Patch side in pixels; default from the model card (`preprocessing.patch_side_px`).
     pub patch_side: Option<f32>,
-    /// Per-spot CSV to write.
-    pub out: PathBuf,
+    /// Files to write, the format from each extension ([`OutputFormat`]): `.csv`, `.h5ad`, `.geojson`.
+    pub outputs: Vec<PathBuf>,
+    /// Classify spots by one gene's prediction (GeoJSON `classification`, h5ad `obs["classification"]`).
+    pub classify: Option<ClassifyRule>,
+    /// Keep only the N most variable genes in the GeoJSON measurements.
+    pub top_genes: Option<usize>,
     /// Genes to draw a heatmap for.
     pub heatmaps: Vec<String>,
     /// Directory for the heatmap PNGs (needed when `heatmaps` is not empty).
@@ -53,12 +62,17 @@ pub struct SlideSummary {
     pub provider: String,
     /// Seconds spent cropping + running (after decoding).
     pub predict_s: f64,
-    /// Files written: the CSV, then the heatmaps.
+    /// Files written: the outputs in the order given, then the heatmaps.
     pub written: Vec<PathBuf>,
 }
 
 /// Spots from a HER2ST spot file; all must lie inside a `w × h` image.
 pub fn file_spots(path: &Path, w: u32, h: u32) -> Result<Vec<SlideSpot>> {
+    Ok(file_spots_with_array(path, w, h)?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// [`file_spots`] with each spot's array coordinates (array_row, array_col) = the file's (y, x).
+pub fn file_spots_with_array(path: &Path, w: u32, h: u32) -> Result<Vec<(SlideSpot, (i64, i64))>> {
     let (spots, _) = crate::spots::read_spot_file(path)?;
     if spots.is_empty() {
         return Err(Error::format(path, "no selected spots"));
@@ -71,7 +85,7 @@ pub fn file_spots(path: &Path, w: u32, h: u32) -> Result<Vec<SlideSpot>> {
             format!("{} spot(s) outside the {w}×{h} image, first {} at ({:.1}, {:.1})", outside.len(), s.key, s.pixel_x, s.pixel_y),
         ));
     }
-    Ok(spots.into_iter().map(|s| SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }).collect())
+    Ok(spots.into_iter().map(|s| (SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }, (s.array_y as i64, s.array_x as i64))).collect())
 }
 
 fn safe_name(g: &str) -> String {
@@ -90,6 +104,12 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if let Some(s) = o.patch_side.filter(|s| !(s.is_finite() && *s >= 1.0)) {
         return Err(Error::Input(format!("--patch-side {s} must be >= 1 px")));
     }
+    let outputs = check_outputs(o)?;
+    let has = |f: OutputFormat| outputs.iter().any(|(_, g)| *g == f);
+    let classify = match &o.classify {
+        Some(rule) => Some((rule, gene_indices_for("--classify", std::slice::from_ref(&rule.gene), &card.genes)?[0])),
+        None => None,
+    };
     // Whole-slide image: read by regions; anything else is decoded whole.
     let mut slide = bioedge_slide::open::open(&o.image, o.reader)?;
     // Patch side: given; else the card's physical size at the slide's resolution; else the card's pixels.
@@ -114,7 +134,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         None => image_dimensions(&o.image)?,
     };
     let file = match &o.spots {
-        Some(p) => Some(file_spots(p, w, h)?),
+        Some(p) => Some(file_spots_with_array(p, w, h)?),
         None => None,
     };
     let t0 = Instant::now();
@@ -130,22 +150,45 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             Some(img)
         }
     };
-    let spots = match (file, &img, &mut slide) {
-        (Some(s), _, _) => s,
-        (None, Some(img), _) => grid_spots(img, side),
-        (None, None, Some(t)) => grid_spots_slide(t.as_mut(), side)?,
-        (None, None, None) => unreachable!("either an image or a slide reader"),
+    // The tissue mask: for the grid, and for the tissue fraction of each spot in the h5ad.
+    let mask = match (&img, &mut slide) {
+        _ if file.is_some() && !has(OutputFormat::H5ad) => None,
+        (Some(img), _) => Some(TissueMask::of_image(img)),
+        (None, Some(t)) => Some(TissueMask::of_slide(t.as_mut())?),
+        (None, None) => unreachable!("either an image or a slide reader"),
+    };
+    let (spots, array): (Vec<SlideSpot>, Vec<(i64, i64)>) = match (file, &mask) {
+        (Some(s), _) => s.into_iter().unzip(),
+        (None, Some(m)) => {
+            let spots = m.grid(side);
+            // grid row and column back from the centres ((i + 0.5) × side)
+            let array = spots.iter().map(|s| ((s.y / side - 0.5).round() as i64, (s.x / side - 0.5).round() as i64)).collect();
+            (spots, array)
+        }
+        (None, None) => unreachable!("a grid run computes the mask"),
     };
     if spots.is_empty() {
         return Err(Error::Input(format!("{}: no tissue spots found on the grid (patch side {side} px)", o.image.display())));
     }
-    // Heatmap background now: the slide reader moves to the producer thread below.
+    // Downscaled copies now: the slide reader moves to the producer thread below.
     let want_heat = o.heatmap_dir.is_some() && !heat.is_empty();
-    let background = match (&img, &mut slide) {
-        _ if !want_heat => None,
-        (Some(img), _) => Some(downscale(img, HEATMAP_SIDE)).map(|(bg, f)| (bg, f as f32)),
-        (None, Some(t)) => Some(slide_overview(t.as_mut(), HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)),
-        (None, None) => None,
+    // (copy, its pixel size in level-0 pixels along x and y)
+    let mut overview = |max_side: u32| -> Result<(RgbImage, (f32, f32))> {
+        match (&img, &mut slide) {
+            (Some(img), _) => Ok(downscale(img, max_side)).map(|(bg, f)| (bg, (f as f32, f as f32))),
+            (None, Some(t)) => slide_overview(t.as_mut(), max_side),
+            (None, None) => unreachable!("either an image or a slide reader"),
+        }
+    };
+    let background = if want_heat { Some(overview(HEATMAP_SIDE)?).map(|(bg, f)| (bg, f.0)) } else { None };
+    let images = if has(OutputFormat::H5ad) {
+        // one scale factor per image (scanpy's convention): the mean of x and y, which differ
+        // only by the rounding of a pyramid level's size
+        let ((hires, fh), (lowres, fl)) = (overview(HIRES_SIDE)?, overview(LOWRES_SIDE)?);
+        let scalef = |f: (f32, f32)| 2.0 / (f.0 as f64 + f.1 as f64);
+        Some(SpatialImages { hires, hires_scalef: scalef(fh), lowres, lowres_scalef: scalef(fl) })
+    } else {
+        None
     };
     let source = match (&img, slide) {
         (Some(img), _) => Patches::Image(img),
@@ -154,30 +197,162 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     };
     let mut session = Session::from_file(&o.model, o.backend, &Options::default())?;
     let t1 = Instant::now();
-    let values = predict_from(&mut session, source, &spots, side, &prep, o.batch, card.genes.len())?;
+    let k = card.genes.len();
+    let values = predict_from(&mut session, source, &spots, side, &prep, o.batch, k)?;
     let predict_s = t1.elapsed().as_secs_f64();
-    // Render everything before writing anything.
-    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(o.out.clone(), to_csv(&spots, &card.genes, &values).into_bytes())];
+    // Render everything before writing anything (the h5ad into a temporary file beside its output).
+    let high = classify.map(|(rule, g)| rule.apply(&values, k, g));
+    let classes = classify.zip(high.as_deref()).map(|((rule, _), high)| (rule, high));
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut written = Vec::new();
+    for (path, format) in &outputs {
+        written.push(path.clone());
+        match format {
+            OutputFormat::Csv => files.push((path.clone(), to_csv(&spots, &card.genes, &values).into_bytes())),
+            OutputFormat::GeoJson => {
+                let keep = crate::slide_outputs::top_variable_genes(&values, k, o.top_genes.unwrap_or(k));
+                let json = crate::slide_outputs::to_geojson(&spots, &card.genes, &values, side, (w, h), &keep, classes);
+                files.push((path.clone(), json.into_bytes()));
+            }
+            OutputFormat::H5ad => {
+                let (Some(mask), Some(images)) = (&mask, &images) else { unreachable!("an h5ad run computes the mask and the images") };
+                let tissue: Vec<f32> = spots.iter().map(|s| mask.fraction(s.x, s.y, side)).collect();
+                let parts =
+                    H5adParts { spots: &spots, array: &array, tissue: &tissue, values: &values, side, images, classes, card: &card };
+                staged.push(h5ad_output(o, path, &parts, &session.provider)?);
+            }
+        }
+    }
     if let (Some(dir), Some((bg, f))) = (o.heatmap_dir.as_ref(), background.as_ref()) {
-        let (bg, f) = (bg, *f);
-        let k = card.genes.len();
         for &g in &heat {
             let col: Vec<f32> = values.iter().skip(g).step_by(k).copied().collect();
-            files.push((dir.join(format!("{}.png", safe_name(&card.genes[g]))), heatmap_png(bg, f, &spots, &col, side)?));
+            let p = dir.join(format!("{}.png", safe_name(&card.genes[g])));
+            written.push(p.clone());
+            files.push((p, heatmap_png(bg, *f, &spots, &col, side)?));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     for (p, bytes) in &files {
         onnx_format::write_atomic(p, bytes).map_err(|e| Error::io(p, e))?;
     }
+    for s in staged {
+        s.commit()?;
+    }
     Ok(SlideSummary {
         spots: spots.len(),
-        genes: card.genes.len(),
+        genes: k,
         width: w,
         height: h,
         patch_side: side,
         provider: session.provider.clone(),
         predict_s,
-        written: files.into_iter().map(|(p, _)| p).collect(),
+        written,
     })
+}
+
+/// The outputs with their formats; an error for an unknown extension, a path given twice, or
+/// `--top-genes` / `--classify` with no output that uses them.
+fn check_outputs(o: &SlideOptions) -> Result<Vec<(PathBuf, OutputFormat)>> {
+    if o.outputs.is_empty() {
+        return Err(Error::Input("give at least one --out (.csv, .h5ad or .geojson)".into()));
+    }
+    let mut out: Vec<(PathBuf, OutputFormat)> = Vec::new();
+    for p in &o.outputs {
+        let f = OutputFormat::of(p)?;
+        #[cfg(not(feature = "hdf5"))]
+        if f == OutputFormat::H5ad {
+            return Err(no_hdf5());
+        }
+        if out.iter().any(|(q, _)| q == p) {
+            return Err(Error::Input(format!("--out {} is given twice", p.display())));
+        }
+        out.push((p.clone(), f));
+    }
+    let has = |f: OutputFormat| out.iter().any(|(_, g)| *g == f);
+    if o.top_genes == Some(0) {
+        return Err(Error::Input("--top-genes must be at least 1".into()));
+    }
+    if o.top_genes.is_some() && !has(OutputFormat::GeoJson) {
+        return Err(Error::Input("--top-genes applies to a .geojson output; none was given".into()));
+    }
+    if o.classify.is_some() && !has(OutputFormat::GeoJson) && !has(OutputFormat::H5ad) {
+        return Err(Error::Input("--classify applies to .geojson and .h5ad outputs; none was given".into()));
+    }
+    Ok(out)
+}
+
+/// What the h5ad output is made of (besides the run's options).
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
+struct H5adParts<'a> {
+    spots: &'a [SlideSpot],
+    array: &'a [(i64, i64)],
+    tissue: &'a [f32],
+    values: &'a [f32],
+    side: f32,
+    images: &'a SpatialImages,
+    classes: Option<(&'a ClassifyRule, &'a [bool])>,
+    card: &'a onnx_format::ModelCard,
+}
+
+/// The h5ad output, written to a temporary file beside `path`.
+#[cfg(feature = "hdf5")]
+fn h5ad_output(o: &SlideOptions, path: &Path, p: &H5adParts, provider: &str) -> Result<Staged> {
+    let library_id = o.image.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty()).unwrap_or("slide".into());
+    let a = crate::slide_outputs::to_anndata(&crate::slide_outputs::SlideAnnData {
+        spots: p.spots,
+        array: p.array,
+        tissue: p.tissue,
+        values: p.values,
+        side: p.side,
+        library_id,
+        images: p.images,
+        classes: p.classes,
+        card: p.card,
+        run: run_parameters(o, p.side, provider),
+    })?;
+    crate::data::h5ad_write::stage_h5ad(path, &a)
+}
+
+/// Without HDF5 support: the error [`check_outputs`] gives first.
+#[cfg(not(feature = "hdf5"))]
+fn h5ad_output(_: &SlideOptions, _: &Path, _: &H5adParts, _: &str) -> Result<Staged> {
+    Err(no_hdf5())
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn no_hdf5() -> Error {
+    Error::Unsupported("this build of infer has no HDF5 support for .h5ad outputs; rebuild it with `--features hdf5`".into())
+}
+
+/// Stand-in for the h5ad writer's temporary file in builds without HDF5 (never made).
+#[cfg(not(feature = "hdf5"))]
+struct Staged;
+
+#[cfg(not(feature = "hdf5"))]
+impl Staged {
+    fn commit(self) -> Result<PathBuf> {
+        Err(no_hdf5())
+    }
+}
+
+/// The run's parameters, for `uns["bioedge"]` of the h5ad.
+#[cfg(feature = "hdf5")]
+fn run_parameters(o: &SlideOptions, side: f32, provider: &str) -> Vec<(String, Value)> {
+    let text = |p: &Path| Value::Str(p.display().to_string());
+    let mut v = vec![
+        ("tool".to_string(), Value::Str(format!("bioedge infer slide {}", env!("CARGO_PKG_VERSION")))),
+        ("model".to_string(), text(&o.model)),
+        ("image".to_string(), text(&o.image)),
+        ("spots".to_string(), o.spots.as_deref().map(text).unwrap_or(Value::Str("grid over tissue".into()))),
+        ("patch_side_px".to_string(), Value::F64(side as f64)),
+        ("backend".to_string(), Value::Str(o.backend.name().into())),
+        ("provider".to_string(), Value::Str(provider.to_string())),
+        ("batch".to_string(), Value::I64(o.batch as i64)),
+        ("values".to_string(), Value::Str("X holds the model's output per spot (see model_card.outputs)".into())),
+    ];
+    if let Some(r) = &o.classify {
+        v.push(("classify".to_string(), Value::Str(format!("{}>{}", r.gene, r.threshold))));
+    }
+    v
 }

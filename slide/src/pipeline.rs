@@ -73,6 +73,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Index of each requested gene in `genes`; an unknown one is an error listing close spellings.
 pub fn gene_indices(wanted: &[String], genes: &[String]) -> Result<Vec<usize>> {
+    gene_indices_for("--heatmap", wanted, genes)
+}
+
+/// [`gene_indices`] for the command-line option `option` (named in the error).
+pub fn gene_indices_for(option: &str, wanted: &[String], genes: &[String]) -> Result<Vec<usize>> {
     wanted
         .iter()
         .map(|w| {
@@ -84,7 +89,7 @@ pub fn gene_indices(wanted: &[String], genes: &[String]) -> Result<Vec<usize>> {
             near.sort();
             let near: Vec<&str> = near.iter().take(5).map(|(_, g)| g.as_str()).collect();
             let hint = if near.is_empty() { "no close spellings".to_string() } else { format!("did you mean {}?", near.join(", ")) };
-            Err(Error::Input(format!("--heatmap gene `{w}` is not an output of the model ({} genes); {hint}", genes.len())))
+            Err(Error::Input(format!("{option} gene `{w}` is not an output of the model ({} genes); {hint}", genes.len())))
         })
         .collect()
 }
@@ -139,11 +144,90 @@ pub fn tissue_mask(img: &RgbImage) -> (Vec<bool>, u32, u32, u32) {
     (g.iter().map(|&v| v < t).collect(), small.width(), small.height(), f)
 }
 
+/// A tissue mask (Otsu on a low-resolution copy, `true` = tissue) and where its pixels lie on
+/// level 0 of the image: the tissue grid and each spot's tissue fraction come from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TissueMask {
+    /// `width × height` flags, row-major.
+    pub mask: Vec<bool>,
+    /// Mask width in pixels.
+    pub width: u32,
+    /// Mask height in pixels.
+    pub height: u32,
+    /// Size of a mask pixel in level-0 pixels (x, y).
+    pub factor: (f32, f32),
+    /// Level-0 image size (width, height).
+    pub image: (u32, u32),
+}
+
+impl TissueMask {
+    /// The mask of an image decoded whole ([`tissue_mask`]).
+    pub fn of_image(img: &RgbImage) -> TissueMask {
+        let (mask, width, height, f) = tissue_mask(img);
+        TissueMask { mask, width, height, factor: (f as f32, f as f32), image: img.dimensions() }
+    }
+
+    /// The mask of a slide read by regions, from its smallest level at least [`MASK_SIDE`] px long.
+    pub fn of_slide(t: &mut dyn SlideReader) -> Result<TissueMask> {
+        let (small, factor) = slide_overview(t, MASK_SIDE)?;
+        let g = grey(&small);
+        let th = otsu(&g);
+        Ok(TissueMask {
+            mask: g.iter().map(|&v| v < th).collect(),
+            width: small.width(),
+            height: small.height(),
+            factor,
+            image: t.dimensions(),
+        })
+    }
+
+    /// (tissue, all) mask pixels under the square patch of side `side` centred at (`x`, `y`).
+    fn counts(&self, x: f32, y: f32, side: f32) -> (usize, usize) {
+        let (mw, mh, f) = (self.width, self.height, self.factor);
+        // Patch bounds in mask pixels.
+        let lo = |v: f32, f: f32| ((v - side / 2.0).max(0.0) / f).floor() as u32;
+        let hi = |v: f32, f: f32, m: u32| (((v + side / 2.0) / f).ceil() as u32).min(m);
+        let (x0, x1, y0, y1) = (lo(x, f.0).min(mw - 1), hi(x, f.0, mw), lo(y, f.1).min(mh - 1), hi(y, f.1, mh));
+        let (mut n, mut t) = (0usize, 0usize);
+        for my in y0..y1.max(y0 + 1) {
+            for mx in x0..x1.max(x0 + 1) {
+                n += 1;
+                t += self.mask[(my * mw + mx) as usize] as usize;
+            }
+        }
+        (t, n)
+    }
+
+    /// Fraction of the patch of side `side` centred at (`x`, `y`) that is tissue.
+    pub fn fraction(&self, x: f32, y: f32, side: f32) -> f32 {
+        let (t, n) = self.counts(x, y, side);
+        t as f32 / n.max(1) as f32
+    }
+
+    /// Grid spots (step = patch side) whose patch is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
+    pub fn grid(&self, side: f32) -> Vec<SlideSpot> {
+        let (w, h) = self.image;
+        let mut out = Vec::new();
+        let (nx, ny) = ((w as f32 / side).floor().max(1.0) as u32, (h as f32 / side).floor().max(1.0) as u32);
+        for r in 0..ny {
+            for c in 0..nx {
+                let (x, y) = ((c as f32 + 0.5) * side, (r as f32 + 0.5) * side);
+                if x >= w as f32 || y >= h as f32 {
+                    continue;
+                }
+                let (t, n) = self.counts(x, y, side);
+                if t as f32 >= MIN_TISSUE * n as f32 {
+                    out.push(SlideSpot { id: format!("r{r}c{c}"), x, y });
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Grid spots (step = patch side) whose patch is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
 pub fn grid_spots(img: &RgbImage, side: f32) -> Vec<SlideSpot> {
-    let (mask, mw, mh, f) = tissue_mask(img);
-    let (w, h) = img.dimensions();
-    grid_from_mask(&mask, mw, mh, (f as f32, f as f32), w, h, side)
+    TissueMask::of_image(img).grid(side)
 }
 
 /// Smallest level whose long side is at least `side` px (level 0 if none).
@@ -163,41 +247,7 @@ pub fn slide_overview(t: &mut dyn SlideReader, max_side: u32) -> Result<(RgbImag
 
 /// [`grid_spots`] for a slide read by regions: the mask comes from a low-resolution level.
 pub fn grid_spots_slide(t: &mut dyn SlideReader, side: f32) -> Result<Vec<SlideSpot>> {
-    let (small, f) = slide_overview(t, MASK_SIDE)?;
-    let g = grey(&small);
-    let th = otsu(&g);
-    let mask: Vec<bool> = g.iter().map(|&v| v < th).collect();
-    let (w, h) = t.dimensions();
-    Ok(grid_from_mask(&mask, small.width(), small.height(), f, w, h, side))
-}
-
-/// Grid spots over a `w × h` image from a `mw × mh` mask; `f`: mask pixel size in image pixels.
-fn grid_from_mask(mask: &[bool], mw: u32, mh: u32, f: (f32, f32), w: u32, h: u32, side: f32) -> Vec<SlideSpot> {
-    let mut out = Vec::new();
-    let (nx, ny) = ((w as f32 / side).floor().max(1.0) as u32, (h as f32 / side).floor().max(1.0) as u32);
-    for r in 0..ny {
-        for c in 0..nx {
-            let (x, y) = ((c as f32 + 0.5) * side, (r as f32 + 0.5) * side);
-            if x >= w as f32 || y >= h as f32 {
-                continue;
-            }
-            // Patch bounds in mask pixels.
-            let lo = |v: f32, f: f32| ((v - side / 2.0).max(0.0) / f).floor() as u32;
-            let hi = |v: f32, f: f32, m: u32| (((v + side / 2.0) / f).ceil() as u32).min(m);
-            let (x0, x1, y0, y1) = (lo(x, f.0).min(mw - 1), hi(x, f.0, mw), lo(y, f.1).min(mh - 1), hi(y, f.1, mh));
-            let (mut n, mut t) = (0usize, 0usize);
-            for my in y0..y1.max(y0 + 1) {
-                for mx in x0..x1.max(x0 + 1) {
-                    n += 1;
-                    t += mask[(my * mw + mx) as usize] as usize;
-                }
-            }
-            if t as f32 >= MIN_TISSUE * n as f32 {
-                out.push(SlideSpot { id: format!("r{r}c{c}"), x, y });
-            }
-        }
-    }
-    out
+    Ok(TissueMask::of_slide(t)?.grid(side))
 }
 
 /// Where patches come from: a decoded image, or level 0 of a slide read by regions.

@@ -406,6 +406,8 @@ struct Trained {
 /// The held-out evaluation: predictions and [`summarize`]d per-gene r.
 struct Evaluation {
     pred: Vec<f32>,
+    /// Held-out Pearson r per gene (constant predictions: 0).
+    model_r: Vec<f64>,
     model: [f64; 4],
     ridge: [f64; 4],
     lambda: f64,
@@ -630,7 +632,7 @@ fn evaluate(a: &SpotArgs, t: &Trained, data: &Prepared) -> Result<Evaluation> {
     println!("  {}", line(&format!("ridge baseline (λ={lambda})"), sr, top));
     println!("  {}", line("training-mean baseline", [0.0; 4], top));
     println!("  (training-mean baseline: constant prediction, Pearson r undefined, reported as 0)");
-    Ok(Evaluation { pred, model: sm, ridge: sr, lambda })
+    Ok(Evaluation { pred, model_r, model: sm, ridge: sr, lambda })
 }
 
 /// Parity on a few held-out patches, then the verified export with its card.
@@ -694,6 +696,7 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
         "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
         "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
         "parity": parity,
+        "eval_per_gene_pearson_r": ev.model_r,
     });
     card.metrics = metrics;
     record_parity(&mut card, [&parity]);

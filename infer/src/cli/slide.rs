@@ -21,8 +21,18 @@ pub struct Args {
     /// microns per pixel when both exist, else the card's preprocessing.patch_side_px).
     #[arg(long)]
     pub patch_side: Option<f32>,
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output file, the format from its extension (repeatable): `.csv` (id, pixel x/y, one column
+    /// per gene), `.h5ad` (AnnData for scanpy/squidpy: predictions, spot positions, the slide image),
+    /// `.geojson` (spot squares with measurements, for QuPath's "Import objects from file").
+    #[arg(long, required = true)]
+    pub out: Vec<PathBuf>,
+    /// Classify spots by one gene's prediction, e.g. `ERBB2>1.5`: "ERBB2 high" / "ERBB2 low" in the
+    /// GeoJSON `classification` and the h5ad's `obs["classification"]`.
+    #[arg(long, value_name = "GENE>THRESHOLD")]
+    pub classify: Option<infer::slide_outputs::ClassifyRule>,
+    /// GeoJSON: keep only the N genes whose predictions vary most over the slide as measurements.
+    #[arg(long, value_name = "N")]
+    pub top_genes: Option<usize>,
     /// Gene to draw a heatmap PNG for (repeatable).
     #[arg(long)]
     pub heatmap: Vec<String>,
@@ -35,8 +45,23 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { m: super::ModelArgs { model, backend }, image, spots, grid: _, batch, patch_side, out, heatmap, heatmap_dir, reader } = a;
-    onnx_format::check_output(&out, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
+    let Args {
+        m: super::ModelArgs { model, backend },
+        image,
+        spots,
+        grid: _,
+        batch,
+        patch_side,
+        out,
+        classify,
+        top_genes,
+        heatmap,
+        heatmap_dir,
+        reader,
+    } = a;
+    for o in &out {
+        onnx_format::check_output(o, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
+    }
     let r = infer::slide::run(&infer::slide::SlideOptions {
         model,
         image,
@@ -44,7 +69,9 @@ pub fn run(a: Args) -> Result<()> {
         backend,
         batch,
         patch_side,
-        out,
+        outputs: out,
+        classify,
+        top_genes,
         heatmaps: heatmap,
         heatmap_dir,
         reader,

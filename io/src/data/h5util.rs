@@ -199,7 +199,8 @@ pub(crate) fn compound_field(path: &Path, ds: &Dataset, field: &str) -> Result<C
     })
 }
 
-fn attr_read_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
+/// The strings of a string attribute (variable-length or fixed, any shape).
+pub(crate) fn attr_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
     let err = || h5err(path, format!("attribute '{}'", a.name()));
     let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(err())?;
     let n = a.get_shape().map_err(err())?.iter().product::<usize>();
@@ -221,7 +222,7 @@ fn attr_read_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
 /// A string attribute (scalar or first element of an array); `None` when absent or not a string.
 pub(crate) fn attr_string(path: &Path, loc: &Location, name: &str) -> Option<String> {
     let a = loc.attr(name).ok()?;
-    attr_read_strings(path, &a).ok()?.into_iter().next()
+    attr_strings(path, &a).ok()?.into_iter().next()
 }
 
 /// An integer array attribute; `None` when absent or not integers.

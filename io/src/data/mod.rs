@@ -9,6 +9,8 @@ pub mod h5;
 #[cfg(feature = "hdf5")]
 pub mod h5ad;
 #[cfg(feature = "hdf5")]
+pub mod h5ad_write;
+#[cfg(feature = "hdf5")]
 mod h5util;
 pub mod text;
 
