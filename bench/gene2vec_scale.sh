@@ -11,7 +11,7 @@ source scripts/env.sh
 epochs=${1:-2}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo build -q --release -p train --features "$BIOEDGE_FEATURES" 2>/dev/null || cargo build -q --release --workspace --features "$BIOEDGE_FEATURES"
+cargo build -q --release --workspace --features "$BIOEDGE_FEATURES"
 "$BIOEDGE_PYTHON" - "$work/seed_scale.gmt" <<'PY'
 import sys, numpy as np
 rng = np.random.default_rng(0)
