@@ -22,11 +22,28 @@ fn key(s: &str) -> String {
 }
 
 impl Alignment {
-    /// Match by symbol (case-insensitive); error when nothing overlaps.
+    /// Match by symbol (case-insensitive); error when nothing overlaps, or when a gene the
+    /// model uses comes twice in the input (which column feeds it would be a silent guess:
+    /// collapse probes to genes first). Repeats of genes the model does not use are ignored.
     pub fn new(model_genes: &[String], input_genes: &[String]) -> Result<Self> {
         let mut pos: HashMap<String, usize> = HashMap::with_capacity(input_genes.len());
+        let mut repeated: HashMap<String, usize> = HashMap::new();
         for (i, g) in input_genes.iter().enumerate() {
-            pos.entry(key(g)).or_insert(i);
+            if let Some(&first) = pos.get(&key(g)) {
+                repeated.entry(key(g)).or_insert(first);
+            } else {
+                pos.insert(key(g), i);
+            }
+        }
+        if let Some(g) = model_genes.iter().find(|g| repeated.contains_key(&key(g))) {
+            let cols: Vec<String> =
+                input_genes.iter().enumerate().filter(|(_, x)| key(x) == key(g)).map(|(i, x)| format!("{} (`{x}`)", i + 1)).collect();
+            return Err(Error::Input(format!(
+                "gene `{g}` of the model comes {} times in the input, gene columns {}: which one feeds the model would be a guess; \
+                 keep one column per gene (e.g. average or pick the probes of a gene) and run again",
+                cols.len(),
+                cols.join(", ")
+            )));
         }
         let index: Vec<Option<usize>> = model_genes.iter().map(|g| pos.get(&key(g)).copied()).collect();
         let matched = index.iter().filter(|i| i.is_some()).count();
@@ -93,5 +110,16 @@ mod tests {
     fn no_overlap_is_an_error() {
         let e = Alignment::new(&["A".into()], &["Z".into()]).unwrap_err().to_string();
         assert!(e.contains("no gene"), "{e}");
+    }
+
+    #[test]
+    fn a_model_gene_twice_is_an_error_other_repeats_are_not() {
+        let model: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let input: Vec<String> = ["a", "X", "X", "B", "A"].iter().map(|s| s.to_string()).collect();
+        let e = Alignment::new(&model, &input).unwrap_err().to_string();
+        assert!(e.contains("gene `A`") && e.contains("2 times") && e.contains("1 (`a`), 5 (`A`)"), "{e}");
+        let input: Vec<String> = ["A", "X", "x", "B"].iter().map(|s| s.to_string()).collect();
+        let a = Alignment::new(&model, &input).unwrap();
+        assert_eq!((a.matched, a.extra), (2, 2));
     }
 }

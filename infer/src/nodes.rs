@@ -40,17 +40,18 @@ fn first_existing(prefix: &Path, suffixes: &[&str]) -> Result<PathBuf> {
     suffixes.iter().map(|s| file(prefix, s)).find(|p| p.exists()).ok_or_else(|| Error::format(file(prefix, suffixes[0]), "not found"))
 }
 
-/// Rows of a TSV with a header; each row split on tabs/whitespace.
+/// Rows of a TSV, each split on tabs/whitespace; `#` lines are comments. The first other line
+/// is a header when its first field is not an integer (a header may also sit in a comment, as
+/// in `# 2708 nodes x 1433 features; row col value`: then the first line is data).
 fn rows(path: &Path, min_cols: usize) -> Result<Vec<(usize, Vec<String>)>> {
     let mut lines = Lines::open(path)?;
     let mut out = Vec::new();
-    let mut header = true;
+    let mut first = true;
     while let Some((no, line)) = lines.next_line()? {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        if header {
-            header = false;
+        if std::mem::take(&mut first) && line.split_whitespace().next().is_some_and(|f| f.parse::<i64>().is_err()) {
             continue;
         }
         let f: Vec<String> = line.split_whitespace().map(String::from).collect();
@@ -312,5 +313,24 @@ mod tests {
         std::fs::write(file(&p, ".splits.tsv"), "node\tsplit\n0\ttrain\n").unwrap();
         let e = read_planetoid(&p).unwrap_err().to_string();
         assert!(e.contains("g.edges.tsv") && e.contains("out of range"), "{e}");
+    }
+
+    /// The shipped Cora features put their header in a comment: the first line is data.
+    #[test]
+    fn header_in_a_comment_keeps_the_first_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.tsv");
+        std::fs::write(&p, "# 2 nodes x 3 features; row\tcol\tvalue\n0\t2\t1\n1\t0\t0.5\n").unwrap();
+        let (f, w) = read_coo_features(&p, 2).unwrap();
+        assert_eq!((f, w), (vec![0.0, 0.0, 1.0, 0.5, 0.0, 0.0], 3));
+        std::fs::write(&p, "row col value\n0\t2\t1\n").unwrap();
+        assert_eq!(read_coo_features(&p, 1).unwrap(), (vec![0.0, 0.0, 1.0], 3));
+        std::fs::write(&p, "# header in comment\nrow col value\n0\t2\t1\n").unwrap();
+        assert_eq!(read_coo_features(&p, 1).unwrap(), (vec![0.0, 0.0, 1.0], 3));
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/planetoid/derived/cora.features.coo.tsv.gz");
+        let (f, w) = read_coo_features(&shipped, 2708).unwrap();
+        assert_eq!(w, 1433);
+        assert_eq!(f[19], 1.0, "the first triple (0, 19, 1) is read");
+        assert_eq!(f.iter().filter(|&&v| v != 0.0).count(), 49216, "nnz as the file's comment says");
     }
 }

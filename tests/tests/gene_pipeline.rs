@@ -284,3 +284,58 @@ fn train_rejects_bad_arguments_without_output() {
         assert!(!out.exists());
     }
 }
+
+/// `train gene-gcn` on each documented input format (issue 17: the bundled `.cls` used to be
+/// applied to any `--expression`, so no other format could be trained): the same 48 samples and
+/// classes from TSV, CSV, HDF5 and h5ad (written by Python anndata); a file without labels is a
+/// clear error, not the Leukemia labels.
+#[test]
+fn train_gene_gcn_on_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = leukemia_matrix();
+    let labels = data.labels.clone().unwrap();
+    let g = data.genes.len();
+    let table = |sep: &str| {
+        let mut s = format!("sample{sep}{}{sep}label\n", data.genes.join(sep));
+        for (i, name) in data.samples.iter().enumerate() {
+            let row: Vec<String> = data.values[i * g..(i + 1) * g].iter().map(|v| v.to_string()).collect();
+            s += &format!("{name}{sep}{}{sep}{}\n", row.join(sep), labels[i]);
+        }
+        s
+    };
+    let (tsv, csv, h5, h5ad) = (dir.path().join("x.tsv"), dir.path().join("x.csv"), dir.path().join("x.h5"), dir.path().join("x.h5ad"));
+    std::fs::write(&tsv, table("\t")).unwrap();
+    std::fs::write(&csv, table(",")).unwrap();
+    infer::data::h5::write_hdf5(&h5, &data).unwrap();
+    let script = "import sys, anndata, numpy as np, pandas as pd\n\
+        rows = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1])]\n\
+        X = np.array([[float(v) for v in r[1:-1]] for r in rows[1:]], dtype=np.float32)\n\
+        obs = pd.DataFrame({'cell_type': pd.Categorical([r[-1] for r in rows[1:]])}, index=[r[0] for r in rows[1:]])\n\
+        anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=rows[0][1:-1])).write_h5ad(sys.argv[2])\n";
+    ok(Command::new(python()).arg("-c").arg(script).arg(&tsv).arg(&h5ad));
+    let train = |input: &Path, extra: &[&str], out: &Path| {
+        let mut c = Command::new(bin("train"));
+        c.args(["gene-gcn", "--epochs", "2", "--genes", "100"]).arg("--expression").arg(input).args(extra);
+        c.arg("--graph").arg(common::data("gene_graphs/genemania.adjlist.gz")).arg("--out").arg(out);
+        c
+    };
+    let cases: [(&Path, &[&str]); 4] = [
+        (&tsv, &["--label-column", "label"]),
+        (&csv, &["--label-column", "label"]),
+        (&h5ad, &["--label-column", "cell_type"]),
+        (&h5, &[]), // `/labels` in the file
+    ];
+    for (input, extra) in cases {
+        let out = dir.path().join(format!("{}.onnx", input.extension().unwrap().to_string_lossy()));
+        let log = ok(&mut train(input, extra, &out));
+        assert!(log.contains("48 samples") && log.contains("\"ALL\", \"AML\""), "{}: {log}", input.display());
+        assert_eq!(infer::read_card(&out).unwrap().classes, ["ALL", "AML"]);
+    }
+    // no labels in the file and none given: an error naming the file, no output
+    let nolabel = dir.path().join("nolabel.tsv");
+    write_tsv(&data, &(0..g).collect::<Vec<_>>(), 0, false, &nolabel);
+    let out = dir.path().join("nolabel.onnx");
+    let e = fails(&mut train(&nolabel, &[], &out));
+    assert!(e.contains("nolabel.tsv") && e.contains("no labels"), "{e}");
+    assert!(!out.exists());
+}

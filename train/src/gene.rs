@@ -27,13 +27,24 @@ pub struct GeneArgs {
     pub export: ExportArgs,
 }
 
+const DEFAULT_EXPRESSION: &str = "../shared/data/gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz";
+const DEFAULT_CLS: &str = "../shared/data/gseapy_leukemia/Leukemia.cls";
+
+impl DataArgs {
+    /// The labels file: `--cls`, or the bundled one with the bundled expression file.
+    pub fn cls(&self) -> Option<PathBuf> {
+        self.cls.clone().or_else(|| (self.expression == Path::new(DEFAULT_EXPRESSION)).then(|| DEFAULT_CLS.into()))
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Expression matrix (GSEA txt/gct, CSV/TSV, HDF5, h5ad).
-    #[arg(long, default_value = "../shared/data/gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz")]
+    #[arg(long, default_value = DEFAULT_EXPRESSION)]
     pub expression: PathBuf,
-    /// GSEA .cls labels (for GSEA inputs).
-    #[arg(long, default_value = "../shared/data/gseapy_leukemia/Leukemia.cls")]
+    /// GSEA .cls labels (for GSEA inputs). Default: the bundled Leukemia.cls, only with the
+    /// bundled expression file (never applied to another --expression).
+    #[arg(long)]
     pub cls: Option<PathBuf>,
     /// Label column (CSV/TSV) or obs column (h5ad).
     #[arg(long)]
@@ -133,7 +144,7 @@ pub struct Task {
 }
 
 pub fn load_task(a: &DataArgs) -> Result<Task> {
-    let opts = ReadOptions { label_column: a.label_column.clone(), cls: a.cls.clone() };
+    let opts = ReadOptions { label_column: a.label_column.clone(), cls: a.cls() };
     let matrix = read_expression(&a.expression, &opts)?;
     matrix.check_finite(&a.expression)?;
     let Some(raw_labels) = matrix.labels.clone() else {
@@ -164,7 +175,7 @@ pub fn load_task(a: &DataArgs) -> Result<Task> {
     };
     let sources = serde_json::json!({
         "expression": file_info(&a.expression),
-        "labels": a.cls.as_ref().map(|p| file_info(p)).unwrap_or(serde_json::json!(a.label_column)),
+        "labels": a.cls().as_ref().map(|p| file_info(p)).unwrap_or(serde_json::json!(a.label_column)),
         "graph": file_info(&a.graph),
         "samples": matrix.samples.len(),
         "genes_in_file": matrix.genes.len(),
@@ -346,7 +357,8 @@ pub const CLASSIFIER_OUTPUTS: [(&str, &str); 2] =
 
 pub fn run_export(family: Family, d: &DataArgs, f: &FitArgs, e: &ExportArgs) -> Result<()> {
     let mut inputs = vec![d.expression.as_path(), d.graph.as_path()];
-    inputs.extend(d.cls.as_deref());
+    let cls = d.cls();
+    inputs.extend(cls.as_deref());
     onnx_format::check_output(&e.out, inputs)?;
     let task = load_task(d)?;
     eprintln!(
