@@ -67,6 +67,12 @@ pub enum SmilesError {
     /// The SMILES is empty, blank or has no atoms.
     #[error("empty SMILES")]
     Empty,
+    /// Longer than [`MAX_SMILES_LEN`]: refused before parsing (memory and time stay bounded).
+    #[error("SMILES of {len} characters is over the limit of {MAX_SMILES_LEN} (bioedge_chem::MAX_SMILES_LEN)")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// A character that cannot start an atom, bond or ring closure here.
     #[error("unexpected character `{ch}` at position {pos}")]
     UnexpectedChar {
@@ -151,8 +157,15 @@ pub enum SmilesError {
     },
 }
 
+/// Longest SMILES accepted, in bytes: 20,000 characters hold molecules of several thousand atoms
+/// (the longest in Tox21 has 342 characters); a 1,000,000-atom string took 2.8 GB.
+pub const MAX_SMILES_LEN: usize = 20_000;
+
 /// Parse one SMILES and compute the 75 DeepChem atom features per atom.
 pub fn featurize(smiles: &str) -> Result<MolGraph, SmilesError> {
+    if smiles.len() > MAX_SMILES_LEN {
+        return Err(SmilesError::TooLong { len: smiles.len() });
+    }
     let (atoms, bonds) = parse::parse(smiles)?;
     let mol = Mol::build(atoms, bonds)?;
     Ok(graph(&mol))

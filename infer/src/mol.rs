@@ -97,7 +97,7 @@ pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Resul
 pub struct Table {
     /// Column names from the first non-blank line.
     pub header: Vec<String>,
-    /// Data rows, fields as read (a row may be shorter than the header).
+    /// Data rows, fields as read (each as long as the header: a ragged row is an error).
     pub rows: Vec<Vec<String>>,
 }
 
@@ -115,7 +115,7 @@ impl Table {
             let f = split_fields(line, delim).map_err(|e| Error::format(path, format!("line {no}: {e}")))?;
             match &header {
                 None => header = Some(f),
-                Some(h) if f.len() > h.len() => {
+                Some(h) if f.len() != h.len() => {
                     return Err(Error::format(path, format!("line {no}: {} fields, the header has {}", f.len(), h.len())));
                 }
                 Some(_) => rows.push(f),

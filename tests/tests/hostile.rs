@@ -185,3 +185,40 @@ fn a_card_naming_more_genes_than_the_table_is_refused() {
         assert!(err.contains("the card names 4386 genes, the embedding table has 4384 rows"), "{err}");
     }
 }
+
+/// Molecules: a ragged row, task columns with no usable labels, a SMILES far over the length
+/// limit; each a clear error (or a rejected row), no model or table written for the bad runs.
+#[test]
+fn ragged_unlabelled_and_huge_molecules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    let train = |csv: &Path| {
+        let mut c = Command::new(bin("train"));
+        c.args(["mol", "--seeds", "1", "--epochs", "1", "--conv", "8", "--dense", "8"]).arg("--data").arg(csv).arg("--out").arg(&out);
+        c
+    };
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, "smiles,a,b\nCCO,1,0\nCCN\nCCC,0,1\n").unwrap();
+    let err = exits(&mut train(&ragged), 2);
+    assert!(err.contains("ragged.csv") && err.contains("line 3") && err.contains("1 fields, the header has 3"), "{err}");
+    assert!(!out.exists());
+    let unlabelled = dir.path().join("unlabelled.csv");
+    let rows: String = ["CCO", "CCN", "c1ccccc1", "CC(=O)O"].iter().map(|s| format!("{s},,1\n")).collect();
+    std::fs::write(&unlabelled, format!("smiles,a,b\n{rows}")).unwrap();
+    let err = exits(&mut train(&unlabelled), 2);
+    assert!(err.contains("no task column has both a 0 and a 1"), "{err}");
+    assert!(!out.exists());
+    // a model from 40 Tox21 rows, then a 1,000,000-character SMILES among good ones
+    let tox = std::fs::read_to_string(data("tox21/tox21.csv")).unwrap();
+    let small = dir.path().join("small.csv");
+    std::fs::write(&small, tox.lines().take(41).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let _ = exits(&mut train(&small), 0);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, format!("smiles\nCCO\n{}\nc1ccccc1\n", "C".repeat(1_000_000))).unwrap();
+    let table = dir.path().join("scores.csv");
+    let err = exits(Command::new(bin("infer")).arg("mol").arg("--model").arg(&out).arg("--input").arg(&input).arg("--out").arg(&table), 0);
+    assert!(err.contains("1000000 characters is over the limit"), "{err}");
+    let scores = std::fs::read_to_string(&table).unwrap();
+    assert_eq!(scores.lines().count(), 4, "{}", &scores[..scores.len().min(500)]);
+    assert!(scores.contains("over the limit"));
+}

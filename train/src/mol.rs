@@ -98,6 +98,26 @@ fn load(a: &MolArgs) -> Result<(Data, usize, usize)> {
             });
         }
     }
+    // a task needs both classes somewhere; with none such there is nothing to learn or score
+    let k = tasks.len();
+    let usable: Vec<&String> = (0..k)
+        .filter(|&j| {
+            let col = || labels.iter().skip(j).step_by(k);
+            col().any(|&v| v == 1.0) && col().any(|&v| v == 0.0)
+        })
+        .map(|j| &tasks[j])
+        .collect();
+    if usable.is_empty() {
+        bail!(
+            "{}: no task column has both a 0 and a 1 label among the {} readable molecules (tasks: {}); nothing to train",
+            a.data.display(),
+            ok.len(),
+            tasks.join(", ")
+        );
+    }
+    if usable.len() < k {
+        eprintln!("note: {} of {k} tasks have a single class and are not scored", k - usable.len());
+    }
     let mols = ok.into_iter().map(|(_, g)| g).collect();
     Ok((Data { mols, labels, tasks }, n, bad.len()))
 }
