@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+/// Resource limits checked before allocating.
+pub mod limits;
+
 /// Everything that can go wrong at the edge. Messages name the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -120,9 +120,6 @@ fn check_node(path: &Path, no: usize, v: i64, n: usize) -> Result<u32> {
     Ok(v as u32)
 }
 
-/// Largest dense feature matrix the node readers allocate, in values (2^30 f32 = 4 GiB).
-pub const MAX_DENSE_VALUES: usize = 1 << 30;
-
 /// Sparse features as `row col value` lines (header first) into a dense `[n, F]` matrix;
 /// F = largest column + 1.
 pub fn read_coo_features(path: &Path, n: usize) -> Result<(Vec<f32>, usize)> {
@@ -158,11 +155,7 @@ pub fn read_coo_features_opt(path: &Path, n: Option<usize>) -> Result<(Vec<f32>,
         num_features = num_features.max(col as usize + 1);
         triples.push((row as usize, col as usize, v));
     }
-    let values = n.checked_mul(num_features).filter(|&v| v <= MAX_DENSE_VALUES).ok_or_else(|| {
-        Error::Input(format!(
-            "{n} nodes × {num_features} features is over the limit of {MAX_DENSE_VALUES} dense values (infer::nodes::MAX_DENSE_VALUES)"
-        ))
-    })?;
+    let values = crate::error::limits::MAX_VALUES.check_dims(&[n, num_features], format_args!("{}: nodes × features", path.display()))?;
     let mut features = vec![0f32; values];
     for (r, c, v) in triples {
         features[r * num_features + c] = v;

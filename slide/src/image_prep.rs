@@ -228,6 +228,11 @@ pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
     if format == ImageFormat::Jpeg {
         check_jpeg_complete(bytes).map_err(|m| Error::format(name, m))?;
     }
+    // the pixel budget from the header, before the decoder allocates (a small PNG can declare 30000²)
+    let header = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions();
+    if let Ok((w, h)) = header {
+        crate::error::limits::MAX_PIXELS.check(w as u64 * h as u64, format_args!("{}: a {w} × {h} image decoded whole", name.display()))?;
+    }
     reader.limits(limits());
     let img = reader.decode().map_err(|e| Error::format(name, format!("cannot decode {format:?} image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {

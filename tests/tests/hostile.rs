@@ -222,3 +222,68 @@ fn ragged_unlabelled_and_huge_molecules() {
     assert_eq!(scores.lines().count(), 4, "{}", &scores[..scores.len().min(500)]);
     assert!(scores.contains("over the limit"));
 }
+
+/// Declared sizes are checked before allocating (bioedge_error::limits): a CSR h5ad whose
+/// `shape` says 700 × 2^40 (was an abort), and a PNG whose header declares 30000 × 30000 pixels
+/// (was a 2.7 GB decode); both a clear error naming the limit and how to raise it.
+#[test]
+fn declared_sizes_over_the_limits_are_refused() {
+    let m = models();
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("huge.h5ad");
+    let script = r#"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "w")
+f.attrs["encoding-type"] = "anndata"; f.attrs["encoding-version"] = "0.1.0"
+x = f.create_group("X"); x.attrs["encoding-type"] = "csr_matrix"; x.attrs["encoding-version"] = "0.1.0"
+x.attrs["shape"] = np.array([700, 2**40], dtype=np.int64)
+x["data"] = np.ones(3, np.float32); x["indices"] = np.array([0, 1, 2]); x["indptr"] = np.array([0] * 700 + [3])
+for name, n in [("obs", 700), ("var", 3)]:
+    g = f.create_group(name); g.attrs["encoding-type"] = "dataframe"; g.attrs["encoding-version"] = "0.2.0"
+    g.attrs["_index"] = "_index"; g.attrs["column-order"] = np.array([], dtype="S")
+    g.create_dataset("_index", data=np.array([f"{name}{i}" for i in range(n)], dtype=h5py.string_dtype()))
+"#;
+    ok(Command::new(python()).arg("-c").arg(script).arg(&h5ad));
+    let before = std::fs::read(&h5ad).unwrap();
+    let out = dir.path().join("p.csv");
+    let err =
+        exits(Command::new(bin("infer")).arg("predict").arg("--model").arg(&m.gcn).arg("--input").arg(&h5ad).arg("--out").arg(&out), 2);
+    assert!(err.contains("700 × 1099511627776") && err.contains("over the limit") && err.contains("BIOEDGE_MAX_VALUES"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read(&h5ad).unwrap(), before);
+
+    // a PNG header declaring 30000 × 30000 RGB (no pixel data needed: the check reads the header)
+    fn chunk(kind: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut c = (body.len() as u32).to_be_bytes().to_vec();
+        c.extend(kind);
+        c.extend(body);
+        c.extend(crc32(&[kind, body].concat()).to_be_bytes());
+        c
+    }
+    fn crc32(b: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &x in b {
+            c ^= x as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let mut ihdr = 30000u32.to_be_bytes().to_vec();
+    ihdr.extend(30000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let png: Vec<u8> =
+        [b"\x89PNG\r\n\x1a\n".to_vec(), chunk(b"IHDR", &ihdr), chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]), chunk(b"IEND", &[])].concat();
+    let bomb = dir.path().join("bomb.png");
+    std::fs::write(&bomb, &png).unwrap();
+    let (sm, card) = spot_model(&["ERBB2", "CD24"], 1);
+    let model = dir.path().join("spot.onnx");
+    write_spot_model(&model, &sm, &card);
+    let out = dir.path().join("s.csv");
+    let mut c = Command::new(bin("infer"));
+    c.arg("slide").arg("--model").arg(&model).arg("--image").arg(&bomb).arg("--grid").arg("--out").arg(&out);
+    let err = exits(&mut c, 2);
+    assert!(err.contains("30000 × 30000") && err.contains("BIOEDGE_MAX_PIXELS"), "{err}");
+    assert!(!out.exists());
+}

@@ -57,13 +57,20 @@ pub(crate) fn descriptor(path: &Path, ds: &Dataset) -> Result<TD> {
     ds.dtype().and_then(|t| t.to_descriptor()).map_err(h5err(path, format!("datatype of '{}'", ds.name())))
 }
 
+/// The declared size of `ds` against [`MAX_VALUES`](crate::error::limits::MAX_VALUES), before reading it.
+pub(crate) fn check_size(path: &Path, ds: &Dataset) -> Result<usize> {
+    crate::error::limits::MAX_VALUES.check_dims(&shape(path, ds)?, format_args!("{}: dataset '{}'", path.display(), ds.name()))
+}
+
 /// Reads a whole dataset (any numeric type) as f32, in row-major order.
 pub(crate) fn read_f32(path: &Path, ds: &Dataset) -> Result<Vec<f32>> {
+    check_size(path, ds)?;
     ds.read_raw::<f32>().map_err(h5err(path, format!("reading '{}' as numbers", ds.name())))
 }
 
 /// Reads a whole dataset (any integer type) as i64.
 pub(crate) fn read_i64(path: &Path, ds: &Dataset) -> Result<Vec<i64>> {
+    check_size(path, ds)?;
     ds.read_raw::<i64>().map_err(h5err(path, format!("reading '{}' as integers", ds.name())))
 }
 
@@ -114,6 +121,7 @@ fn varlen_strings(c: &hdf5::Container, t: &TD) -> hdf5::Result<Vec<String>> {
 
 pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     let n = len_1d(path, ds)?;
+    check_size(path, ds)?;
     let name = ds.name();
     let err = || h5err(path, format!("reading '{name}' as strings"));
     match descriptor(path, ds)? {
@@ -263,10 +271,7 @@ pub(crate) fn read_compressed(path: &Path, g: &Group, major: usize, minor: usize
 
 /// Dense row-major `rows × cols` from a compressed matrix; `csr` says whether `indptr` runs over rows.
 pub(crate) fn densify(path: &Path, c: &Compressed, rows: usize, cols: usize, csr: bool) -> Result<Vec<f32>> {
-    let total = rows
-        .checked_mul(cols)
-        .filter(|&t| t <= isize::MAX as usize / 4)
-        .ok_or_else(|| Error::format(path, format!("matrix {rows} × {cols} is too large to densify")))?;
+    let total = crate::error::limits::MAX_VALUES.check_dims(&[rows, cols], format_args!("{}: sparse matrix densified", path.display()))?;
     let mut out = vec![0f32; total];
     let major = if csr { rows } else { cols };
     for m in 0..major {
