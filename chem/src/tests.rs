@@ -372,4 +372,7 @@ fn large_inputs_do_not_overflow() {
     assert_eq!(featurize(&chain).unwrap().num_atoms, 50_000);
     let branches = format!("{}C{}", "C(".repeat(10_000), ")".repeat(10_000));
     assert_eq!(featurize(&branches).unwrap().num_atoms, 10_001);
+    // over MAX_SMILES_LEN: refused before parsing
+    let e = featurize(&"C".repeat(crate::MAX_SMILES_LEN + 1)).unwrap_err().to_string();
+    assert!(e.contains("100001 characters is over the limit"), "{e}");
 }

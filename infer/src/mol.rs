@@ -101,28 +101,57 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-impl Table {
-    /// Reads the whole table (plain or gzipped); blank lines are skipped.
-    pub fn read(path: &Path) -> Result<Self> {
+/// A delimited table read row by row (bounded memory for long files): the header first, then
+/// [`TableReader::next_row`]; blank lines are skipped, a row with another field count than the
+/// header is an error.
+pub struct TableReader {
+    path: std::path::PathBuf,
+    delim: char,
+    lines: Lines,
+    /// Column names from the first non-blank line.
+    pub header: Vec<String>,
+}
+
+impl TableReader {
+    /// Opens `path` (plain or gzipped) and reads its header.
+    pub fn open(path: &Path) -> Result<Self> {
         let delim = crate::data::delim::delimiter_for(path);
         let mut lines = Lines::open(path)?;
-        let mut header: Option<Vec<String>> = None;
-        let mut rows = Vec::new();
         while let Some((no, line)) = lines.next_line()? {
             if line.trim().is_empty() {
                 continue;
             }
-            let f = split_fields(line, delim).map_err(|e| Error::format(path, format!("line {no}: {e}")))?;
-            match &header {
-                None => header = Some(f),
-                Some(h) if f.len() != h.len() => {
-                    return Err(Error::format(path, format!("line {no}: {} fields, the header has {}", f.len(), h.len())));
-                }
-                Some(_) => rows.push(f),
-            }
+            let header = split_fields(line, delim).map_err(|e| Error::format(path, format!("line {no}: {e}")))?;
+            return Ok(Self { path: path.to_path_buf(), delim, lines, header });
         }
-        let header = header.ok_or_else(|| Error::format(path, "empty file (expected a header line)"))?;
-        Ok(Self { header, rows })
+        Err(Error::format(path, "empty file (expected a header line)"))
+    }
+
+    /// The next data row, or `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<Vec<String>>> {
+        while let Some((no, line)) = self.lines.next_line()? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f = split_fields(line, self.delim).map_err(|e| Error::format(&self.path, format!("line {no}: {e}")))?;
+            if f.len() != self.header.len() {
+                return Err(Error::format(&self.path, format!("line {no}: {} fields, the header has {}", f.len(), self.header.len())));
+            }
+            return Ok(Some(f));
+        }
+        Ok(None)
+    }
+}
+
+impl Table {
+    /// Reads the whole table (plain or gzipped); blank lines are skipped.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut r = TableReader::open(path)?;
+        let mut rows = Vec::new();
+        while let Some(f) = r.next_row()? {
+            rows.push(f);
+        }
+        Ok(Self { header: r.header, rows })
     }
 
     /// Index of the column named `name`; an error naming `path` and the columns if there is none.
@@ -141,9 +170,17 @@ impl Table {
 
 /// The SMILES column: the named one, else `smiles`/`SMILES`/`canonical_smiles`, else the first.
 pub fn smiles_column(t: &Table, name: Option<&str>, path: &Path) -> Result<usize> {
+    smiles_column_of(&t.header, name, path)
+}
+
+/// [`smiles_column`] on a header.
+pub fn smiles_column_of(header: &[String], name: Option<&str>, path: &Path) -> Result<usize> {
     match name {
-        Some(n) => t.column(n, path),
-        None => Ok(t.header.iter().position(|h| matches!(h.to_lowercase().as_str(), "smiles" | "canonical_smiles")).unwrap_or(0)),
+        Some(n) => header
+            .iter()
+            .position(|h| h == n)
+            .ok_or_else(|| Error::format(path, format!("no column `{n}` (columns: {})", header.join(", ")))),
+        None => Ok(header.iter().position(|h| matches!(h.to_lowercase().as_str(), "smiles" | "canonical_smiles")).unwrap_or(0)),
     }
 }
 
@@ -208,6 +245,18 @@ pub struct Scored {
     pub errors: Vec<RowError>,
 }
 
+/// The header line of [`Scored::to_csv`].
+pub fn csv_header(tasks: &[String]) -> String {
+    use crate::classify::csv_field;
+    let mut out = String::from("row,smiles");
+    for t in tasks {
+        out.push(',');
+        out.push_str(&csv_field(t));
+    }
+    out.push_str(",error\n");
+    out
+}
+
 /// Featurize, batch and predict; invalid SMILES are reported and skipped, never fatal.
 pub fn score(session: &mut Session, tasks: &[String], smiles: &[String], batch: usize) -> Result<Scored> {
     let (ok, errors) = featurize_rows(smiles);
@@ -228,16 +277,19 @@ impl Scored {
     /// `row,smiles,<task>...,error`: one line per input row; rejected rows have empty
     /// probabilities and the reason.
     pub fn to_csv(&self) -> String {
+        let mut out = csv_header(&self.tasks);
+        out.push_str(&self.csv_rows(0));
+        out
+    }
+
+    /// The CSV lines of the rows without the header, numbered from `first_row + 1` (for outputs
+    /// written in chunks).
+    pub fn csv_rows(&self, first_row: usize) -> String {
         use crate::classify::csv_field;
-        let mut out = String::from("row,smiles");
-        for t in &self.tasks {
-            out.push(',');
-            out.push_str(&csv_field(t));
-        }
-        out.push_str(",error\n");
+        let mut out = String::new();
         let mut errs = self.errors.iter().peekable();
         for (i, (s, p)) in self.smiles.iter().zip(&self.probabilities).enumerate() {
-            out.push_str(&format!("{},{}", i + 1, csv_field(s)));
+            out.push_str(&format!("{},{}", first_row + i + 1, csv_field(s)));
             match p {
                 Some(p) => {
                     for v in p {

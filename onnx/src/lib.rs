@@ -15,7 +15,7 @@ pub use card::{CardError, Family, ModelCard};
 
 use prost::Message;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opset of the default domain used by every exporter.
 pub const OPSET: i64 = 18;
@@ -94,24 +94,67 @@ pub fn card_of(model: &pb::ModelProto, path: &str) -> Result<ModelCard, Error> {
 /// `path` that exists and is not a regular file (a symlink, FIFO, device or folder would be
 /// replaced by a regular file, or written through).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    check_output_kind(path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// A file written in pieces (bounded memory for long outputs) that appears at its path only when
+/// [`AtomicFile::commit`] succeeds: it is written to a temp file in the same folder and renamed.
+/// Dropped without a commit (an error on the way, a panic), the temp file is removed and `path`
+/// is untouched.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Starts the temp file for `path` (same refusals as [`write_atomic`]).
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        check_output_kind(path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = std::fs::File::create(&tmp)?;
+        Ok(Self { tmp, path: path.to_path_buf(), file: Some(std::io::BufWriter::new(file)) })
     }
-    result
+
+    /// Flushes, syncs and renames the temp file onto the path.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("not committed yet");
+        let result = (|| {
+            let f = file.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&self.tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("not committed yet").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("not committed yet").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Before any work: an error (naming `out`) when the output `out` is not a regular file
