@@ -8,6 +8,7 @@
 //! | [`image_prep`], [`wsi`], [`open`], [`tiled`] | `bioedge-slide` | image contract, whole-slide readers, tissue grid |
 //! | [`classify`], [`nodes`], [`cells`], [`genes`], [`mol`], [`slide`] | here | one task per `infer` subcommand |
 //! | [`slide_outputs`] | here | `infer slide`'s AnnData (scanpy/squidpy) and GeoJSON (QuPath) outputs |
+//! | [`slide_results`] | here | `infer slide --results-dir`: WSInfer-style results folder and run metadata |
 #![warn(missing_docs)]
 
 pub use bioedge_chem as chem;
@@ -29,3 +30,4 @@ pub mod mol;
 pub mod nodes;
 pub mod slide;
 pub mod slide_outputs;
+pub mod slide_results;

@@ -1,7 +1,9 @@
 //! `infer slide`: a spot model over a whole image or slide, at the spots of a spot file or on a
 //! grid over tissue; a per-spot CSV, an AnnData `.h5ad` and a QuPath GeoJSON
-//! ([`crate::slide_outputs`]) and heatmap PNGs, all rendered before any is written. The pieces
-//! (tissue mask, grid, batched prediction, heatmaps) are [`bioedge_slide::pipeline`]'s.
+//! ([`crate::slide_outputs`]) and heatmap PNGs with their legend, all rendered before any is
+//! written; either at the paths given or in a WSInfer-style results folder with run metadata
+//! ([`crate::slide_results`]). The pieces (tissue mask, grid, batched prediction, heatmaps) are
+//! [`bioedge_slide::pipeline`]'s.
 
 pub use bioedge_slide::pipeline::*;
 
@@ -9,12 +11,14 @@ pub use bioedge_slide::pipeline::*;
 use crate::data::h5ad_write::{Staged, Value};
 use crate::error::{Error, Result};
 use crate::slide_outputs::{ClassifyRule, HIRES_SIDE, LOWRES_SIDE, OutputFormat, SpatialImages};
+use crate::slide_results::{Existing, Prior, ResultsLayout};
 use bioedge_runtime::{Backend, Options, Session};
 use bioedge_slide::image_prep::{image_dimensions, load_rgb};
 use bioedge_slide::open::Reader;
 use image::RgbImage;
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// What `infer slide` does.
 #[derive(Debug, Clone)]
@@ -29,6 +33,9 @@ pub struct SlideOptions {
     pub backend: Backend,
     /// Patches per model run.
     pub batch: usize,
+    /// Intra-op threads of ONNX Runtime (0: its default, one per core). tract runs the model on
+    /// one thread in this build (its matrix products are not built multithreaded).
+    pub threads: usize,
     /// Patch side in pixels; default from the model card (`preprocessing.patch_side_px`).
     pub patch_side: Option<f32>,
     /// Files to write, the format from each extension ([`OutputFormat`]): `.csv`, `.h5ad`, `.geojson`.
@@ -39,15 +46,24 @@ pub struct SlideOptions {
     pub top_genes: Option<usize>,
     /// Genes to draw a heatmap for.
     pub heatmaps: Vec<String>,
-    /// Directory for the heatmap PNGs (needed when `heatmaps` is not empty).
+    /// Directory for the heatmap PNGs (needed when `heatmaps` is not empty and there is no results folder).
     pub heatmap_dir: Option<PathBuf>,
+    /// Draw the outline of the tissue mask on the heatmaps.
+    pub heatmap_outline: bool,
+    /// A WSInfer-style results folder ([`crate::slide_results`]) instead of `outputs` and `heatmap_dir`.
+    pub results_dir: Option<PathBuf>,
+    /// What to do when the results folder already has this slide's results.
+    pub existing: Existing,
     /// How the image is read.
     pub reader: Reader,
 }
 
-/// What a run did, for the log.
+/// What a run did, for the log and `--summary-json`.
 #[derive(Debug, Clone)]
 pub struct SlideSummary {
+    /// The slide was skipped: the results folder has its finished results (`--skip-existing`);
+    /// the counts below are that run's.
+    pub skipped: bool,
     /// Spots predicted.
     pub spots: usize,
     /// Genes predicted per spot.
@@ -60,10 +76,49 @@ pub struct SlideSummary {
     pub patch_side: f32,
     /// Execution provider that ran the model (e.g. `tract`, `ort-cpu`).
     pub provider: String,
+    /// Seconds reading: the model card, decoding or opening the slide, tissue mask, overviews.
+    pub read_s: f64,
+    /// Seconds loading the model into the runtime.
+    pub load_s: f64,
     /// Seconds spent cropping + running (after decoding).
     pub predict_s: f64,
-    /// Files written: the outputs in the order given, then the heatmaps.
+    /// Seconds rendering and writing the outputs.
+    pub write_s: f64,
+    /// Seconds of the whole run.
+    pub total_s: f64,
+    /// Files written: the outputs in the order given, then the heatmaps, then the run metadata.
     pub written: Vec<PathBuf>,
+    /// The run metadata of the slide (results folder only).
+    pub metadata: Option<PathBuf>,
+}
+
+impl SlideSummary {
+    /// Predicted spots per second of prediction.
+    pub fn spots_per_s(&self) -> f64 {
+        if self.predict_s > 0.0 { self.spots as f64 / self.predict_s } else { 0.0 }
+    }
+
+    /// The one-line JSON of `--summary-json` for `image`: `status` `ok` or `skipped`,
+    /// `exit_code` 0, counts, `seconds`, `provider`, `outputs` (written now), `metadata`.
+    pub fn to_json(&self, image: &Path) -> serde_json::Value {
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        json!({
+            "status": if self.skipped { "skipped" } else { "ok" },
+            "exit_code": 0,
+            "slide": image.display().to_string(),
+            "spots": self.spots,
+            "genes": self.genes,
+            "width": self.width,
+            "height": self.height,
+            "patch_side_px": self.patch_side,
+            "provider": self.provider,
+            "seconds": {"read": r3(self.read_s), "load_model": r3(self.load_s), "predict": r3(self.predict_s),
+                        "write": r3(self.write_s), "total": r3(self.total_s)},
+            "spots_per_s": r3(self.spots_per_s()),
+            "outputs": self.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "metadata": self.metadata.as_ref().map(|p| p.display().to_string()),
+        })
+    }
 }
 
 /// Spots from a HER2ST spot file; all must lie inside a `w × h` image.
@@ -88,43 +143,134 @@ pub fn file_spots_with_array(path: &Path, w: u32, h: u32) -> Result<Vec<(SlideSp
     Ok(spots.into_iter().map(|s| (SlideSpot { id: s.key, x: s.pixel_x, y: s.pixel_y }, (s.array_y as i64, s.array_x as i64))).collect())
 }
 
-fn safe_name(g: &str) -> String {
-    g.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+/// The units of a spot model's predictions for the heatmap legend, from its card's `targets`.
+fn heatmap_units(card: &onnx_format::ModelCard) -> String {
+    let t = card.require::<onnx_format::card::SpotImage>().map(|s| s.targets.trim().to_string()).unwrap_or_default();
+    if t.starts_with("log1p") || t.is_empty() { "log1p expression".into() } else { t }
 }
 
-/// The whole command. Checks everything (card, genes, spot positions, image) before writing;
-/// the CSV and heatmaps are written atomically at the end.
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+}
+
+/// What the results folder means for this run: `Ok(Some(summary))` when the slide is skipped.
+fn results_prior(o: &SlideOptions, layout: &ResultsLayout, files: &[PathBuf], start: Instant) -> Result<Option<SlideSummary>> {
+    let meta = layout.metadata();
+    match (crate::slide_results::prior(layout, files)?, o.existing) {
+        (Prior::None, _) | (_, Existing::Overwrite) | (Prior::Partial(_), Existing::Skip) => Ok(None),
+        (Prior::Finished(m), Existing::Skip) => {
+            crate::slide_results::check_same_slide(&m, &o.image, &meta)?;
+            eprintln!("slide: {} is finished ({}); skipped (--skip-existing)", o.image.display(), meta.display());
+            let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+            Ok(Some(SlideSummary {
+                skipped: true,
+                spots: n(&m["timings"]["spots"]) as usize,
+                genes: n(&m["model"]["genes"]) as usize,
+                width: n(&m["slide"]["width"]) as u32,
+                height: n(&m["slide"]["height"]) as u32,
+                patch_side: m["parameters"]["patch_side_px"].as_f64().unwrap_or(0.0) as f32,
+                provider: m["provider"].as_str().unwrap_or("").to_string(),
+                read_s: 0.0,
+                load_s: 0.0,
+                predict_s: 0.0,
+                write_s: 0.0,
+                total_s: start.elapsed().as_secs_f64(),
+                written: Vec::new(),
+                metadata: Some(meta),
+            }))
+        }
+        (Prior::Finished(m), Existing::Refuse) => Err(Error::Input(format!(
+            "{} already has the finished results of {} ({}, {}); nothing written. Pass --skip-existing to skip finished slides \
+             or --overwrite to redo them",
+            layout.dir.display(),
+            o.image.display(),
+            meta.display(),
+            m["finished_utc"].as_str().unwrap_or("time unknown")
+        ))),
+        (Prior::Partial(there), Existing::Refuse) => Err(Error::Input(format!(
+            "{} already has results of {} from an unfinished run (no {}): {}; nothing written. Pass --skip-existing or \
+             --overwrite to redo the slide",
+            layout.dir.display(),
+            o.image.display(),
+            file_name(&meta),
+            there.iter().map(|p| layout.relative(p)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The whole command. Checks everything (card, genes, spot positions, image, the results
+/// folder) before writing; each output is written atomically at the end, the run metadata last.
 pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
-    let card = crate::read_card(&o.model)?;
+    let start = Instant::now();
+    let started = SystemTime::now();
+    let model_bytes = std::fs::read(&o.model).map_err(|e| Error::io(&o.model, e))?;
+    let card = onnx_format::card_from_bytes(&model_bytes, &o.model.display().to_string())?;
     let (prep, card_side) = card_params(&card, &o.model)?;
     let heat = gene_indices(&o.heatmaps, &card.genes)?;
-    if !heat.is_empty() && o.heatmap_dir.is_none() {
-        return Err(Error::Input("--heatmap needs --heatmap-dir".into()));
+    if o.results_dir.is_some() && (!o.outputs.is_empty() || o.heatmap_dir.is_some()) {
+        return Err(Error::Input("--results-dir names every output itself; leave out --out and --heatmap-dir".into()));
+    }
+    if o.results_dir.is_none() && o.existing != Existing::Refuse {
+        return Err(Error::Input(format!("--{} applies to --results-dir", o.existing.name())));
+    }
+    if !heat.is_empty() && o.heatmap_dir.is_none() && o.results_dir.is_none() {
+        return Err(Error::Input("--heatmap needs --heatmap-dir (or --results-dir)".into()));
+    }
+    if o.heatmap_outline && heat.is_empty() {
+        return Err(Error::Input("--heatmap-outline applies to heatmaps; give --heatmap GENE".into()));
     }
     if let Some(s) = o.patch_side.filter(|s| !(s.is_finite() && *s >= 1.0)) {
         return Err(Error::Input(format!("--patch-side {s} must be >= 1 px")));
     }
-    let outputs = check_outputs(o)?;
+    let layout = o.results_dir.as_deref().map(|d| ResultsLayout::new(d, &o.image)).transpose()?;
+    let given: Vec<PathBuf> = match &layout {
+        Some(l) => l.outputs(),
+        None => o.outputs.clone(),
+    };
+    let outputs = check_outputs(o, &given)?;
     let has = |f: OutputFormat| outputs.iter().any(|(_, g)| *g == f);
+    let heat_paths: Vec<PathBuf> = heat
+        .iter()
+        .map(|&g| match (&layout, &o.heatmap_dir) {
+            (Some(l), _) => l.heatmap(&card.genes[g]),
+            (None, Some(dir)) => dir.join(format!("{}.png", crate::slide_results::safe_name(&card.genes[g]))),
+            (None, None) => unreachable!("checked: heatmaps need a folder"),
+        })
+        .collect();
+    if let Some(l) = &layout {
+        let inputs: Vec<&Path> = [o.model.as_path(), &o.image].into_iter().chain(o.spots.as_deref()).collect();
+        let files: Vec<PathBuf> = given.iter().chain(&heat_paths).cloned().collect();
+        for p in files.iter().chain(std::iter::once(&l.metadata())) {
+            onnx_format::check_output(p, inputs.iter().copied()).map_err(|e| Error::io(p, e))?;
+        }
+        if let Some(skipped) = results_prior(o, l, &files, start)? {
+            return Ok(skipped);
+        }
+    }
     let classify = match &o.classify {
         Some(rule) => Some((rule, gene_indices_for("--classify", std::slice::from_ref(&rule.gene), &card.genes)?[0])),
         None => None,
     };
     // Whole-slide image: read by regions; anything else is decoded whole.
     let mut slide = bioedge_slide::open::open(&o.image, o.reader)?;
+    let reader_kind = slide.as_ref().map(|t| t.kind()).unwrap_or_else(|| "image (decoded whole)".into());
+    let mpp = slide.as_ref().and_then(|t| t.mpp());
     // Patch side: given; else the card's physical size at the slide's resolution; else the card's pixels.
-    let side = match (o.patch_side, card_patch_um(&card), slide.as_ref().and_then(|t| t.mpp())) {
-        (Some(s), _, _) => s,
+    let (side, side_from) = match (o.patch_side, card_patch_um(&card), mpp) {
+        (Some(s), _, _) => (s, "--patch-side"),
         (None, Some(um), Some((mx, my))) => {
             let mpp = (mx + my) / 2.0;
             let s = (um as f64 / mpp) as f32;
             eprintln!("slide: patch side {s:.1} px = {um} µm at {mpp:.4} µm/px (the slide's resolution)");
-            s
+            (s, "model card patch_side_um at the slide's microns per pixel")
         }
-        (None, _, _) => card_side.ok_or_else(|| Error::Model {
-            path: o.model.clone(),
-            msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into(),
-        })?,
+        (None, _, _) => (
+            card_side.ok_or_else(|| Error::Model {
+                path: o.model.clone(),
+                msg: "model card has no preprocessing.patch_side_px; pass --patch-side".into(),
+            })?,
+            "model card patch_side_px",
+        ),
     };
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("{}: patch side {side} px is below 1 px", o.image.display())));
@@ -150,9 +296,10 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             Some(img)
         }
     };
-    // The tissue mask: for the grid, and for the tissue fraction of each spot in the h5ad.
+    let want_heat = !heat.is_empty();
+    // The tissue mask: for the grid, each spot's tissue fraction in the h5ad, the heatmap outline.
     let mask = match (&img, &mut slide) {
-        _ if file.is_some() && !has(OutputFormat::H5ad) => None,
+        _ if file.is_some() && !has(OutputFormat::H5ad) && !o.heatmap_outline => None,
         (Some(img), _) => Some(TissueMask::of_image(img)),
         (None, Some(t)) => Some(TissueMask::of_slide(t.as_mut())?),
         (None, None) => unreachable!("either an image or a slide reader"),
@@ -171,7 +318,6 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         return Err(Error::Input(format!("{}: no tissue spots found on the grid (patch side {side} px)", o.image.display())));
     }
     // Downscaled copies now: the slide reader moves to the producer thread below.
-    let want_heat = o.heatmap_dir.is_some() && !heat.is_empty();
     // (copy, its pixel size in level-0 pixels along x and y)
     let mut overview = |max_side: u32| -> Result<(RgbImage, (f32, f32))> {
         match (&img, &mut slide) {
@@ -195,11 +341,18 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         (None, Some(t)) => Patches::Slide(t),
         (None, None) => unreachable!("either an image or a slide reader"),
     };
-    let mut session = Session::from_file(&o.model, o.backend, &Options::default())?;
+    let read_s = start.elapsed().as_secs_f64();
+    let t_load = Instant::now();
+    if o.threads > 0 && o.backend == Backend::Tract {
+        eprintln!("slide: --threads {} applies to ONNX Runtime (--backend ort); tract runs the model on one thread", o.threads);
+    }
+    let mut session = Session::from_bytes(&model_bytes, &o.model, o.backend, &Options { threads: o.threads, ..Options::default() })?;
+    let load_s = t_load.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let k = card.genes.len();
     let values = predict_from(&mut session, source, &spots, side, &prep, o.batch, k)?;
     let predict_s = t1.elapsed().as_secs_f64();
+    let t_write = Instant::now();
     // Render everything before writing anything (the h5ad into a temporary file beside its output).
     let high = classify.map(|(rule, g)| rule.apply(&values, k, g));
     let classes = classify.zip(high.as_deref()).map(|((rule, _), high)| (rule, high));
@@ -224,14 +377,16 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             }
         }
     }
-    if let (Some(dir), Some((bg, f))) = (o.heatmap_dir.as_ref(), background.as_ref()) {
-        for &g in &heat {
+    if let Some((bg, f)) = background.as_ref() {
+        let units = heatmap_units(&card);
+        let outline = if o.heatmap_outline { mask.as_ref() } else { None };
+        for (&g, p) in heat.iter().zip(&heat_paths) {
             let col: Vec<f32> = values.iter().skip(g).step_by(k).copied().collect();
-            let p = dir.join(format!("{}.png", safe_name(&card.genes[g])));
+            let text =
+                HeatmapText { gene: card.genes[g].clone(), units: units.clone(), model: file_name(&o.model), slide: file_name(&o.image) };
             written.push(p.clone());
-            files.push((p, heatmap_png(bg, *f, &spots, &col, side)?));
+            files.push((p.clone(), heatmap_png(bg, *f, &spots, &col, side, &text, outline)?));
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     for (p, bytes) in &files {
         onnx_format::write_atomic(p, bytes).map_err(|e| Error::io(p, e))?;
@@ -239,26 +394,123 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     for s in staged {
         s.commit()?;
     }
-    Ok(SlideSummary {
+    let mut summary = SlideSummary {
+        skipped: false,
         spots: spots.len(),
         genes: k,
         width: w,
         height: h,
         patch_side: side,
         provider: session.provider.clone(),
+        read_s,
+        load_s,
         predict_s,
+        write_s: t_write.elapsed().as_secs_f64(),
+        total_s: 0.0,
         written,
-    })
+        metadata: None,
+    };
+    if let Some(l) = &layout {
+        let meta_path = l.metadata();
+        summary.total_s = start.elapsed().as_secs_f64();
+        let meta = metadata_document(o, l, &model_bytes, &card, &summary, (started, &reader_kind, mpp, side_from), &heat);
+        onnx_format::write_atomic(&meta_path, meta.as_bytes()).map_err(|e| Error::io(&meta_path, e))?;
+        summary.written.push(meta_path.clone());
+        summary.metadata = Some(meta_path);
+    }
+    summary.write_s = t_write.elapsed().as_secs_f64();
+    summary.total_s = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The run metadata of a slide in a results folder ([`crate::slide_results`]).
+fn metadata_document(
+    o: &SlideOptions,
+    l: &ResultsLayout,
+    model_bytes: &[u8],
+    card: &onnx_format::ModelCard,
+    s: &SlideSummary,
+    (started, reader_kind, mpp, side_from): (SystemTime, &str, Option<(f64, f64)>, &str),
+    heat: &[usize],
+) -> String {
+    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    let heatmaps: serde_json::Map<String, serde_json::Value> =
+        heat.iter().map(|&g| (card.genes[g].clone(), json!(l.relative(&l.heatmap(&card.genes[g]))))).collect();
+    let mut outputs = serde_json::Map::new();
+    for p in l.outputs() {
+        if let Ok(f) = OutputFormat::of(&p) {
+            outputs.insert(format!("{f:?}").to_lowercase(), json!(l.relative(&p)));
+        }
+    }
+    outputs.insert("heatmaps".into(), serde_json::Value::Object(heatmaps));
+    let size = std::fs::metadata(&o.image).map(|m| m.len()).ok();
+    let mut doc = serde_json::Map::new();
+    doc.insert("tool".into(), json!({"name": "bioedge infer slide", "versions": crate::slide_results::versions(o.backend)}));
+    doc.insert(
+        "model".into(),
+        json!({
+            "path": o.model.display().to_string(),
+            "file_name": file_name(&o.model),
+            "sha256": crate::slide_results::sha256_hex(model_bytes),
+            "card_sha256": crate::slide_results::stored_card(model_bytes).map(|c| crate::slide_results::sha256_hex(c.as_bytes())),
+            "family": card.family.name(),
+            "genes": card.genes.len(),
+        }),
+    );
+    doc.insert(
+        "slide".into(),
+        json!({
+            "path": o.image.display().to_string(),
+            "canonical_path": crate::slide_results::canonical(&o.image),
+            "stem": l.stem,
+            "bytes": size,
+            "width": s.width,
+            "height": s.height,
+            "reader": reader_kind,
+            "mpp": mpp.map(|(x, y)| (x + y) / 2.0),
+            "mpp_xy": mpp.map(|(x, y)| [x, y]),
+        }),
+    );
+    doc.insert(
+        "parameters".into(),
+        json!({
+            "backend": o.backend.name(),
+            "threads": o.threads,
+            "batch": o.batch,
+            "reader": format!("{:?}", o.reader).to_lowercase(),
+            "spots": o.spots.as_ref().map(|p| p.display().to_string()),
+            "grid": o.spots.is_none(),
+            "patch_side_px": s.patch_side,
+            "patch_side_from": side_from,
+            "classify": o.classify.as_ref().map(|r| format!("{}>{}", r.gene, r.threshold)),
+            "top_genes": o.top_genes,
+            "heatmaps": o.heatmaps,
+            "heatmap_outline": o.heatmap_outline,
+            "existing": o.existing.name(),
+        }),
+    );
+    doc.insert("provider".into(), json!(s.provider));
+    doc.insert(
+        "timings".into(),
+        json!({
+            "read_s": r3(s.read_s), "load_model_s": r3(s.load_s), "predict_s": r3(s.predict_s), "write_s": r3(s.write_s),
+            "total_s": r3(s.total_s), "spots": s.spots, "spots_per_s": r3(s.spots_per_s()),
+        }),
+    );
+    doc.insert("outputs".into(), serde_json::Value::Object(outputs));
+    doc.insert("started_utc".into(), json!(crate::slide_results::utc_iso(started)));
+    doc.insert("finished_utc".into(), json!(crate::slide_results::utc_iso(SystemTime::now())));
+    crate::slide_results::run_metadata(doc)
 }
 
 /// The outputs with their formats; an error for an unknown extension, a path given twice, or
 /// `--top-genes` / `--classify` with no output that uses them.
-fn check_outputs(o: &SlideOptions) -> Result<Vec<(PathBuf, OutputFormat)>> {
-    if o.outputs.is_empty() {
-        return Err(Error::Input("give at least one --out (.csv, .h5ad or .geojson)".into()));
+fn check_outputs(o: &SlideOptions, paths: &[PathBuf]) -> Result<Vec<(PathBuf, OutputFormat)>> {
+    if paths.is_empty() {
+        return Err(Error::Input("give at least one --out (.csv, .h5ad or .geojson), or --results-dir".into()));
     }
     let mut out: Vec<(PathBuf, OutputFormat)> = Vec::new();
-    for p in &o.outputs {
+    for p in paths {
         let f = OutputFormat::of(p)?;
         #[cfg(not(feature = "hdf5"))]
         if f == OutputFormat::H5ad {
@@ -349,6 +601,7 @@ fn run_parameters(o: &SlideOptions, side: f32, provider: &str) -> Vec<(String, V
         ("backend".to_string(), Value::Str(o.backend.name().into())),
         ("provider".to_string(), Value::Str(provider.to_string())),
         ("batch".to_string(), Value::I64(o.batch as i64)),
+        ("threads".to_string(), Value::I64(o.threads as i64)),
         ("values".to_string(), Value::Str("X holds the model's output per spot (see model_card.outputs)".into())),
     ];
     if let Some(r) = &o.classify {

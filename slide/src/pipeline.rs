@@ -1,5 +1,6 @@
 //! Whole-image inference for spot models: predicted expression at given spot positions or on a
-//! regular grid over tissue, batched through the runtime; a per-spot CSV and heatmap PNGs.
+//! regular grid over tissue, batched through the runtime; a per-spot CSV and heatmap PNGs
+//! ([`crate::heatmap`]).
 //!
 //! Tissue mask: the image is box-downscaled so its long side is at most [`MASK_SIDE`] px and
 //! converted to grey (Rec. 601 luma); Otsu's threshold splits it and tissue is the darker class
@@ -13,6 +14,8 @@
 //! OpenSlide) are never decoded whole: the mask and heatmap background come from the smallest
 //! level at least [`MASK_SIDE`] / [`HEATMAP_SIDE`] px long (streamed), patches are read from
 //! level 0 on demand.
+
+pub use crate::heatmap::{HeatmapLayout, HeatmapText, heatmap_image, heatmap_png};
 
 use crate::image_prep::{Preprocess, crop_square, crop_square_from};
 use crate::wsi::SlideReader;
@@ -369,37 +372,6 @@ pub fn viridis(t: f32) -> [u8; 3] {
     let i = (t.floor() as usize).min(3);
     let f = t - i as f32;
     std::array::from_fn(|c| (STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f).round() as u8)
-}
-
-/// PNG bytes: filled squares (side = patch side) coloured by `values` (min→max) over `background`,
-/// a copy of the image downscaled by `factor`.
-pub fn heatmap_png(background: &RgbImage, factor: f32, spots: &[SlideSpot], values: &[f32], side: f32) -> Result<Vec<u8>> {
-    let mut img = background.clone();
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let half = (side / 2.0 / factor).max(1.0);
-    let (w, h) = img.dimensions();
-    for (sp, &v) in spots.iter().zip(values) {
-        let col = viridis((v - lo) / span);
-        let (cx, cy) = (sp.x / factor, sp.y / factor);
-        let x0 = (cx - half).max(0.0) as u32;
-        let y0 = (cy - half).max(0.0) as u32;
-        let x1 = ((cx + half).ceil() as u32).min(w);
-        let y1 = ((cy + half).ceil() as u32).min(h);
-        for y in y0..y1 {
-            for x in x0..x1 {
-                let p = img.get_pixel_mut(x, y);
-                for (v, &k) in p.0.iter_mut().zip(&col) {
-                    *v = ((*v as u32 + 3 * k as u32) / 4) as u8;
-                }
-            }
-        }
-    }
-    let mut buf = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .map_err(|e| Error::Input(format!("encoding heatmap PNG: {e}")))?;
-    Ok(buf)
 }
 
 #[cfg(test)]

@@ -93,7 +93,9 @@ fn tiled_tiff_matches_png() {
     assert_same(&ra, &rb);
     assert_same(&ra, &rc);
     let bg = infer::image_prep::load_rgb(heat.join("G2.png")).unwrap();
-    assert_eq!(bg.dimensions(), (1161, 1064));
+    // the grid (level 1, 871×798, would be too small: level 0 box-downscaled by 3) plus the legend
+    let l = infer::slide::HeatmapLayout::new(1161, 1064);
+    assert_eq!(bg.dimensions(), (l.width, l.height));
 
     // Spots at the corners and edges: patches padded past the border the same way.
     let spots = dir.path().join("spots.tsv");
@@ -218,7 +220,8 @@ mod openslide {
         let (ra, rb) = (read_csv(&a), read_csv(&b));
         assert!(ra.len() > 20, "{} grid spots", ra.len());
         assert_same(&ra, &rb);
-        assert_eq!(infer::image_prep::load_rgb(heat.join("G4.png")).unwrap().dimensions(), (1161, 1064));
+        let l = infer::slide::HeatmapLayout::new(1161, 1064);
+        assert_eq!(infer::image_prep::load_rgb(heat.join("G4.png")).unwrap().dimensions(), (l.width, l.height));
         // Aperio's MPP = 0.5 and 200 µm in the card: 400 px patches, as the PNG with --patch-side 400.
         let (a, b) = (dir.path().join("decoded-400.csv"), dir.path().join("svs-400.csv"));
         ok(slide(&model, &decoded, &a).args(["--grid", "--patch-side", "400"]));

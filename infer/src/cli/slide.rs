@@ -1,6 +1,7 @@
 //! `infer slide`: predicted expression over a whole histology image or slide.
 
 use anyhow::Result;
+use infer::slide_results::Existing;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -17,6 +18,11 @@ pub struct Args {
     pub grid: bool,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Intra-op threads of ONNX Runtime (--backend ort; default: one per core). tract runs the
+    /// model on one thread in this build (its matrix products are not built multithreaded), so
+    /// for tract this is recorded but changes nothing. Patches are cropped on one more thread.
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub threads: usize,
     /// Patch side in pixels (default: the card's preprocessing.patch_side_um at the slide's recorded
     /// microns per pixel when both exist, else the card's preprocessing.patch_side_px).
     #[arg(long)]
@@ -24,8 +30,20 @@ pub struct Args {
     /// Output file, the format from its extension (repeatable): `.csv` (id, pixel x/y, one column
     /// per gene), `.h5ad` (AnnData for scanpy/squidpy: predictions, spot positions, the slide image),
     /// `.geojson` (spot squares with measurements, for QuPath's "Import objects from file").
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "results_dir", conflicts_with = "results_dir")]
     pub out: Vec<PathBuf>,
+    /// Results folder, WSInfer's layout, files named by the slide's file stem:
+    /// model-outputs-csv/STEM.csv, model-outputs-geojson/STEM.geojson, model-outputs-h5ad/STEM.h5ad,
+    /// heatmaps/STEM_GENE.png and, written last, run_metadata_STEM.json (model SHA-256, versions,
+    /// parameters, timings). A slide with results there is refused unless --skip-existing or --overwrite.
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// With --results-dir: skip a slide whose run metadata is there (finished); redo an unfinished one.
+    #[arg(long, requires = "results_dir", conflicts_with = "overwrite")]
+    pub skip_existing: bool,
+    /// With --results-dir: redo the slide even when it has results there, replacing them.
+    #[arg(long, requires = "results_dir")]
+    pub overwrite: bool,
     /// Classify spots by one gene's prediction, e.g. `ERBB2>1.5`: "ERBB2 high" / "ERBB2 low" in the
     /// GeoJSON `classification` and the h5ad's `obs["classification"]`.
     #[arg(long, value_name = "GENE>THRESHOLD")]
@@ -33,11 +51,23 @@ pub struct Args {
     /// GeoJSON: keep only the N genes whose predictions vary most over the slide as measurements.
     #[arg(long, value_name = "N")]
     pub top_genes: Option<usize>,
-    /// Gene to draw a heatmap PNG for (repeatable).
+    /// Gene to draw a heatmap PNG for (repeatable): the slide with the spots coloured by the
+    /// prediction, the gene, model and slide named, a colour bar with units and its end values.
     #[arg(long)]
     pub heatmap: Vec<String>,
-    #[arg(long)]
+    /// Folder of the heatmaps (GENE.png) when there is no --results-dir.
+    #[arg(long, conflicts_with = "results_dir")]
     pub heatmap_dir: Option<PathBuf>,
+    /// Draw the outline of the tissue mask (Otsu) on the heatmaps.
+    #[arg(long, requires = "heatmap")]
+    pub heatmap_outline: bool,
+    /// Print one JSON line on stdout at the end: status ("ok", "skipped" or "error"), exit_code
+    /// (0 done, 2 bad input, 3 runtime failure), slide, spots, genes, seconds (read, load_model,
+    /// predict, write, total), spots_per_s, provider, outputs written, metadata; "error" with
+    /// the message on failure. A bug (exit code 70) and a usage error found by the argument parser
+    /// (exit code 2, before the run) print no line.
+    #[arg(long)]
+    pub summary_json: bool,
     /// How to read the image: auto (OpenSlide for vendor formats when built with it, the
     /// tiled-TIFF reader for tiled/pyramidal TIFFs, else decode whole), tiff, openslide, image.
     #[arg(long, default_value = "auto")]
@@ -45,48 +75,83 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let (summary_json, image) = (a.summary_json, a.image.clone());
+    let r = run_slide(a);
+    if summary_json {
+        let line = match &r {
+            Ok(s) => s.to_json(&image),
+            Err(e) => serde_json::json!({
+                "status": "error",
+                "exit_code": super::exit_code(e),
+                "slide": image.display().to_string(),
+                "error": format!("{e:#}"),
+            }),
+        };
+        println!("{line}");
+    }
+    r.map(|_| ())
+}
+
+fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
     let Args {
         m: super::ModelArgs { model, backend },
         image,
         spots,
         grid: _,
         batch,
+        threads,
         patch_side,
         out,
+        results_dir,
+        skip_existing,
+        overwrite,
         classify,
         top_genes,
         heatmap,
         heatmap_dir,
+        heatmap_outline,
+        summary_json: _,
         reader,
     } = a;
     for o in &out {
         onnx_format::check_output(o, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
     }
+    let existing = match (skip_existing, overwrite) {
+        (true, _) => Existing::Skip,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
     let r = infer::slide::run(&infer::slide::SlideOptions {
         model,
         image,
         spots,
         backend,
         batch,
+        threads,
         patch_side,
         outputs: out,
         classify,
         top_genes,
         heatmaps: heatmap,
         heatmap_dir,
+        heatmap_outline,
+        results_dir,
+        existing,
         reader,
     })?;
-    eprintln!(
-        "{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}",
-        r.spots,
-        r.genes,
-        r.width,
-        r.height,
-        r.patch_side,
-        r.predict_s,
-        r.spots as f64 / r.predict_s.max(1e-9),
-        r.provider,
-        r.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    );
-    Ok(())
+    if !r.skipped {
+        eprintln!(
+            "{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}",
+            r.spots,
+            r.genes,
+            r.width,
+            r.height,
+            r.patch_side,
+            r.predict_s,
+            r.spots_per_s(),
+            r.provider,
+            r.written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(r)
 }
