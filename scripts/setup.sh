@@ -11,7 +11,9 @@ ORT_VERSION=1.31.1
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for p in libhdf5-dev libopenslide-dev mesa-vulkan-drivers pkg-config chromium; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# slurm-wlm + munge: the single-node Slurm cluster of the cohort workflow's test
+# (workflows/slides/slurm_local.sh); no slurmdbd/MariaDB, the executor reads job states from squeue
+for p in libhdf5-dev libopenslide-dev mesa-vulkan-drivers pkg-config chromium slurm-wlm munge; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -38,6 +40,14 @@ if [ ! -f "$lib" ]; then
   mkdir -p "$(dirname "$lib")"
   cp "$src" "$lib.tmp" && mv "$lib.tmp" "$lib"
   echo "setup: ONNX Runtime $ORT_VERSION library at $lib"
+fi
+
+# Cohort workflow (workflows/slides, tests/tests/cohort.rs): Snakemake and its Slurm executor
+# plugin in the venv (slurm-wlm and munge come with the apt list above). Measured on a 2-core
+# machine: this pip install 17 s; apt-get update + install of slurm-wlm munge 16 s.
+if ! "$BIOEDGE_PYTHON" -c "import snakemake, snakemake_executor_plugin_slurm; assert snakemake.__version__.startswith('9.')" 2>/dev/null; then
+  echo "setup: installing snakemake 9 and snakemake-executor-plugin-slurm into the venv"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "snakemake==9.*" "snakemake-executor-plugin-slurm==2.*"
 fi
 
 # Browser build and tests (wasm/, tests/js/, bench/browser.mjs): the wasm32 target, wasm-bindgen-cli
