@@ -56,6 +56,73 @@ pub struct SlideOptions {
     pub existing: Existing,
     /// How the image is read.
     pub reader: Reader,
+    /// Memory budget in MB ([`memory_plan`]); `None`: no check.
+    pub memory_mb: Option<u64>,
+}
+
+/// A run's estimated peak memory, in bytes, by part (the rule `--memory-mb` checks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryPlan {
+    /// The process, runtime and buffers that do not scale with the input: 150 MB.
+    pub base: u64,
+    /// The model: 3 × its file (weights as read, as loaded by the runtime, and the plan).
+    pub model: u64,
+    /// The image: W × H × 3 when decoded whole (and a tissue mask of W × H / 64 bytes); 64 MB of
+    /// region cache for a slide read by regions.
+    pub image: u64,
+    /// Per patch in flight: the crop (side² × 3) and the model input (size² × 3 × 4 bytes), times
+    /// 3 batches (being cropped, queued, in the model).
+    pub per_patch: u64,
+}
+
+impl MemoryPlan {
+    /// The total for `batch` patches per model run.
+    pub fn total(&self, batch: usize) -> u64 {
+        self.base + self.model + self.image + self.per_patch * batch as u64
+    }
+}
+
+/// The estimate for a `w × h` image (decoded whole unless `regions`), patches of `side` px fed
+/// to a model input of `size` px, and a model file of `model_bytes`.
+pub fn memory_plan(w: u32, h: u32, regions: bool, side: f32, size: u32, model_bytes: usize) -> MemoryPlan {
+    let px = w as u64 * h as u64;
+    let crop = (side.ceil() as u64).pow(2) * 3;
+    MemoryPlan {
+        base: 150 << 20,
+        model: 3 * model_bytes as u64,
+        image: if regions { 64 << 20 } else { px * 3 + px / 64 },
+        per_patch: 3 * (crop + (size as u64).pow(2) * 3 * 4),
+    }
+}
+
+/// The batch that fits `budget_mb` (at most `batch`), or an error naming what does not fit.
+fn fit_memory(plan: &MemoryPlan, batch: usize, budget_mb: u64, image: &Path, regions: bool) -> Result<usize> {
+    let budget = budget_mb << 20;
+    let mb = |b: u64| b.div_ceil(1 << 20);
+    if plan.total(1) > budget {
+        let hint = if regions {
+            "raise --memory-mb".to_string()
+        } else {
+            format!(
+                "the image decoded whole needs {} MB: convert it to a tiled pyramid (read by regions; e.g. `vips tiffsave in.jpg out.tif --tile --pyramid`) or raise --memory-mb",
+                mb(plan.image)
+            )
+        };
+        return Err(Error::Input(format!(
+            "{}: this run needs about {} MB with one patch per batch (model {} MB, image {} MB, {} MB fixed), over --memory-mb {budget_mb}; {hint}",
+            image.display(),
+            mb(plan.total(1)),
+            mb(plan.model),
+            mb(plan.image),
+            mb(plan.base)
+        )));
+    }
+    let fits = ((budget - plan.total(0)) / plan.per_patch.max(1)) as usize;
+    if fits < batch {
+        eprintln!("slide: --batch {batch} lowered to {fits} to stay within --memory-mb {budget_mb}");
+        return Ok(fits.max(1));
+    }
+    Ok(batch)
 }
 
 /// What a run did, for the log and `--summary-json`.
@@ -283,6 +350,13 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         Some(p) => Some(file_spots_with_array(p, w, h)?),
         None => None,
     };
+    let batch = match o.memory_mb {
+        Some(mb) => {
+            let plan = memory_plan(w, h, slide.is_some(), side, prep.size, model_bytes.len());
+            fit_memory(&plan, o.batch, mb, &o.image, slide.is_some())?
+        }
+        None => o.batch,
+    };
     let t0 = Instant::now();
     let img = match &slide {
         Some(t) => {
@@ -350,7 +424,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let load_s = t_load.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let k = card.genes.len();
-    let values = predict_from(&mut session, source, &spots, side, &prep, o.batch, k)?;
+    let values = predict_from(&mut session, source, &spots, side, &prep, batch, k)?;
     let predict_s = t1.elapsed().as_secs_f64();
     let t_write = Instant::now();
     // Render everything before writing anything (the h5ad into a temporary file beside its output).
@@ -608,4 +682,28 @@ fn run_parameters(o: &SlideOptions, side: f32, provider: &str) -> Vec<(String, V
         v.push(("classify".to_string(), Value::Str(format!("{}>{}", r.gene, r.threshold))));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_budget_lowers_the_batch_or_refuses() {
+        // a HER2ST-sized JPEG decoded whole: 9,300 × 9,900 × 3 ≈ 263 MB
+        let plan = memory_plan(9300, 9900, false, 290.0, 224, 20 << 20);
+        assert_eq!(plan.image, 9300 * 9900 * 3 + 9300 * 9900 / 64);
+        assert_eq!(plan.per_patch, 3 * (290 * 290 * 3 + 224 * 224 * 12));
+        let img = Path::new("slide.jpg");
+        assert_eq!(fit_memory(&plan, 16, 4096, img, false).unwrap(), 16);
+        let need_one = plan.total(1).div_ceil(1 << 20);
+        let b = fit_memory(&plan, 16, need_one + 5, img, false).unwrap();
+        assert!((1..16).contains(&b) && plan.total(b) <= (need_one + 5) << 20, "{b}");
+        let e = fit_memory(&plan, 16, 300, img, false).unwrap_err().to_string();
+        assert!(e.contains("slide.jpg") && e.contains("tiled pyramid") && e.contains("--memory-mb 300"), "{e}");
+        // read by regions: the image part is the region cache
+        let regions = memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20);
+        assert_eq!(regions.image, 64 << 20);
+        assert_eq!(fit_memory(&regions, 16, 1024, img, true).unwrap(), 16);
+    }
 }

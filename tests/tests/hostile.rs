@@ -287,3 +287,29 @@ for name, n in [("obs", 700), ("var", 3)]:
     assert!(err.contains("30000 × 30000") && err.contains("BIOEDGE_MAX_PIXELS"), "{err}");
     assert!(!out.exists());
 }
+
+/// `infer slide --memory-mb`: a budget the whole-image decode cannot fit is refused before any
+/// work (exit 2, a hint to convert to a tiled pyramid); a tight one lowers the batch.
+#[test]
+fn slide_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sm, card) = spot_model(&["ERBB2", "CD24"], 1);
+    let model = dir.path().join("spot.onnx");
+    write_spot_model(&model, &sm, &card);
+    let image = data("her2st/B4/BT10737_D2_HE.jpg");
+    let spots = data("her2st/B4/B4_selection.tsv");
+    let out = dir.path().join("s.csv");
+    let run = |mb: &str| {
+        let mut c = Command::new(bin("infer"));
+        c.arg("slide").arg("--model").arg(&model).arg("--image").arg(&image).arg("--spots").arg(&spots);
+        c.args(["--batch", "64", "--memory-mb", mb]).arg("--out").arg(&out);
+        c
+    };
+    let err = exits(&mut run("200"), 2);
+    assert!(err.contains("--memory-mb 200") && err.contains("tiled pyramid"), "{err}");
+    assert!(!out.exists());
+    // the decode (≈ 267 MB) fits in 500 MB with room for fewer than 64 patches in flight
+    let err = exits(&mut run("500"), 0);
+    assert!(err.contains("--batch 64 lowered to"), "{err}");
+    assert!(out.exists());
+}

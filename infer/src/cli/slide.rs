@@ -72,6 +72,11 @@ pub struct Args {
     /// tiled-TIFF reader for tiled/pyramidal TIFFs, else decode whole), tiff, openslide, image.
     #[arg(long, default_value = "auto")]
     pub reader: infer::open::Reader,
+    /// Memory budget in MB (e.g. a cluster job's request): checked against the run's estimated
+    /// peak before any work; --batch is lowered to fit, a whole-image decode that cannot fit is
+    /// an error (exit 2) suggesting a tiled pyramid. Default: no check.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -112,6 +117,7 @@ fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
         heatmap_outline,
         summary_json: _,
         reader,
+        memory_mb,
     } = a;
     for o in &out {
         onnx_format::check_output(o, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
@@ -138,6 +144,7 @@ fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
         results_dir,
         existing,
         reader,
+        memory_mb,
     })?;
     if !r.skipped {
         eprintln!(
