@@ -34,7 +34,9 @@ pub enum Objective {
     /// dominates the loss.
     Full,
     /// The gene's memberships plus `negatives` non-member sets per membership, drawn by training
-    /// set size^0.75 with repeats (word2vec's negative sampling).
+    /// set size^0.75 with repeats (word2vec's negative sampling). The logits then learn
+    /// membership ÷ the set's sampling rate; after training `log(negatives × P_n(S))` is added to
+    /// each set's output bias, so a gene's sets rank by membership (the embedding is unchanged).
     Sampled,
 }
 
@@ -236,7 +238,19 @@ impl Gene2Vec {
             losses.push(sum / done as f64);
             epoch_seconds.push(t0.elapsed().as_secs_f64());
         }
-        Ok(Self { config: cfg, num_genes, num_sets, losses, epoch_seconds, model: model.valid(), device: ad })
+        let mut model = model.valid();
+        if cfg.objective == Objective::Sampled {
+            // sampled negatives learn z = log(membership / (k · d_g · P_n(S))): add log(k · P_n(S))
+            // back to each set's bias so a gene's sets rank by membership, not by membership / size^0.75
+            let total: f64 = size.iter().map(|c| c.powf(0.75)).sum();
+            let shift: Vec<f32> =
+                size.iter().map(|&c| if c > 0.0 { ((cfg.negatives as f64) * c.powf(0.75) / total).ln() as f32 } else { 0.0 }).collect();
+            if let Some(b) = model.output.bias.take() {
+                let shift = Tensor::<1>::from_data(TensorData::new(shift, [num_sets]), device);
+                model.output.bias = Some(b.map(|t| t + shift));
+            }
+        }
+        Ok(Self { config: cfg, num_genes, num_sets, losses, epoch_seconds, model, device: ad })
     }
 
     /// Embedding width.

@@ -229,7 +229,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
             "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
         "loss": match cfg_objective {
-            Objective::Sampled => "binary cross-entropy on logits over each gene's memberships and `negatives` non-member sets per membership drawn by training set size^0.75 (with repeats), averaged over those cells; minibatches of genes",
+            Objective::Sampled => "binary cross-entropy on logits over each gene's memberships and `negatives` non-member sets per membership drawn by training set size^0.75 (with repeats), averaged over those cells; minibatches of genes; after training, each set's output bias gets log(negatives × P_n(S)) added back (sampling learns membership ÷ the set's sampling rate), so a gene's sets rank by membership",
             Objective::Full => "mean binary cross-entropy on logits over genes × sets (every cell, as the seed); minibatches of genes",
         },
         "optimizer": if a.embedding_lr > 0.0 { "plain SGD on the embedding table (summed gradient of a gene's cells, step embedding_lr); Adam (lr) on the hidden bias and output layer" } else { "Adam (lr) on every weight" },
