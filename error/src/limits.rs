@@ -34,8 +34,17 @@ pub const MAX_PIXELS: Limit = Limit {
     default: 1 << 28,
 };
 
+/// Spots (patches) of one slide run: a grid's cells over the whole image, or a spot file's rows
+/// (2^20 = 1,048,576: a 100k × 80k-pixel slide in 90-pixel patches).
+pub const MAX_SPOTS: Limit = Limit {
+    unit: "spots",
+    what: "patches of one `infer slide` run (grid cells over the whole image, or spot file rows); a tiny --patch-side is the usual cause",
+    env: "BIOEDGE_MAX_SPOTS",
+    default: 1 << 20,
+};
+
 /// Every limit, for documentation (README's limits table) and `infer inspect`-style listings.
-pub const ALL: [Limit; 2] = [MAX_VALUES, MAX_PIXELS];
+pub const ALL: [Limit; 3] = [MAX_VALUES, MAX_PIXELS, MAX_SPOTS];
 
 impl Limit {
     /// The limit in force: the environment variable when set to a number, else the default.

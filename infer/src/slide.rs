@@ -346,8 +346,18 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         Some(t) => t.dimensions(),
         None => image_dimensions(&o.image)?,
     };
+    if o.spots.is_none() {
+        // the grid's cells over the whole image bound its spots: checked before any decode
+        let cells = (w as f64 / side as f64).ceil() * (h as f64 / side as f64).ceil();
+        crate::error::limits::MAX_SPOTS
+            .check(cells as u64, format_args!("{}: a grid of {side} px patches over {w} × {h} pixels", o.image.display()))?;
+    }
     let file = match &o.spots {
-        Some(p) => Some(file_spots_with_array(p, w, h)?),
+        Some(p) => {
+            let f = file_spots_with_array(p, w, h)?;
+            crate::error::limits::MAX_SPOTS.check(f.len() as u64, p.display())?;
+            Some(f)
+        }
         None => None,
     };
     let batch = match o.memory_mb {

@@ -313,3 +313,19 @@ fn slide_memory_budget() {
     assert!(err.contains("--batch 64 lowered to"), "{err}");
     assert!(out.exists());
 }
+
+/// `--patch-side 1` on a HER2ST JPEG: 86 M grid cells, refused before decoding (MAX_SPOTS).
+#[test]
+fn a_tiny_patch_side_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sm, card) = spot_model(&["ERBB2", "CD24"], 1);
+    let model = dir.path().join("spot.onnx");
+    write_spot_model(&model, &sm, &card);
+    let out = dir.path().join("g.csv");
+    let mut c = Command::new(bin("infer"));
+    c.arg("slide").arg("--model").arg(&model).arg("--image").arg(data("her2st/B4/BT10737_D2_HE.jpg"));
+    c.args(["--grid", "--patch-side", "1"]).arg("--out").arg(&out);
+    let err = exits(&mut c, 2);
+    assert!(err.contains("a grid of 1 px patches over 9272 × 9923 pixels") && err.contains("BIOEDGE_MAX_SPOTS"), "{err}");
+    assert!(!out.exists());
+}
