@@ -2,7 +2,7 @@
 
 use crate::data::ExpressionMatrix;
 use crate::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How the input's columns map onto the model's genes.
 #[derive(Debug, Clone)]
@@ -27,15 +27,15 @@ impl Alignment {
     /// collapse probes to genes first). Repeats of genes the model does not use are ignored.
     pub fn new(model_genes: &[String], input_genes: &[String]) -> Result<Self> {
         let mut pos: HashMap<String, usize> = HashMap::with_capacity(input_genes.len());
-        let mut repeated: HashMap<String, usize> = HashMap::new();
+        let mut repeated: HashSet<String> = HashSet::new();
         for (i, g) in input_genes.iter().enumerate() {
-            if let Some(&first) = pos.get(&key(g)) {
-                repeated.entry(key(g)).or_insert(first);
+            if let std::collections::hash_map::Entry::Vacant(e) = pos.entry(key(g)) {
+                e.insert(i);
             } else {
-                pos.insert(key(g), i);
+                repeated.insert(key(g));
             }
         }
-        if let Some(g) = model_genes.iter().find(|g| repeated.contains_key(&key(g))) {
+        if let Some(g) = model_genes.iter().find(|g| repeated.contains(&key(g))) {
             let cols: Vec<String> =
                 input_genes.iter().enumerate().filter(|(_, x)| key(x) == key(g)).map(|(i, x)| format!("{} (`{x}`)", i + 1)).collect();
             return Err(Error::Input(format!(

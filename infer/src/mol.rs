@@ -156,10 +156,7 @@ impl Table {
 
     /// Index of the column named `name`; an error naming `path` and the columns if there is none.
     pub fn column(&self, name: &str, path: &Path) -> Result<usize> {
-        self.header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Error::format(path, format!("no column `{name}` (columns: {})", self.header.join(", "))))
+        column_of(&self.header, name, path)
     }
 
     /// The column's value on a row (`""` when the row is short).
@@ -173,13 +170,15 @@ pub fn smiles_column(t: &Table, name: Option<&str>, path: &Path) -> Result<usize
     smiles_column_of(&t.header, name, path)
 }
 
+/// Index of the column named `name` in `header`; an error naming `path` and the columns if there is none.
+fn column_of(header: &[String], name: &str, path: &Path) -> Result<usize> {
+    header.iter().position(|h| h == name).ok_or_else(|| Error::format(path, format!("no column `{name}` (columns: {})", header.join(", "))))
+}
+
 /// [`smiles_column`] on a header.
 pub fn smiles_column_of(header: &[String], name: Option<&str>, path: &Path) -> Result<usize> {
     match name {
-        Some(n) => header
-            .iter()
-            .position(|h| h == n)
-            .ok_or_else(|| Error::format(path, format!("no column `{n}` (columns: {})", header.join(", ")))),
+        Some(n) => column_of(header, n, path),
         None => Ok(header.iter().position(|h| matches!(h.to_lowercase().as_str(), "smiles" | "canonical_smiles")).unwrap_or(0)),
     }
 }

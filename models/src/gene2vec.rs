@@ -541,8 +541,11 @@ fn held_out_pairs(held: &[(u32, u32)], tm: &[Vec<u32>], rng: &mut StdRng) -> Vec
     (0..MAX_PAIRS)
         .map(|_| {
             let (g, s) = held[table.sample(rng)];
-            let others: Vec<u32> = tm[s as usize].iter().copied().filter(|&h| h != g).collect();
-            (g as usize, others[rng.random_range(0..others.len())] as usize)
+            // the k-th member other than g, without copying the set (a held-out gene is not among
+            // its set's training members, so this is the k-th member)
+            let members = &tm[s as usize];
+            let k = rng.random_range(0..count(g, s));
+            (g as usize, *members.iter().filter(|&&h| h != g).nth(k).expect("k < count") as usize)
         })
         .collect()
 }

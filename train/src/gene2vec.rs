@@ -139,7 +139,6 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     let bar = progress_with(a.epochs * batches, "gene2vec", "{prefix} [{bar:30}] epoch {msg} {per_sec} ETA {eta}");
     let t0 = std::time::Instant::now();
     let mut t_epoch = t0;
-    let cfg_objective = a.objective;
     let m = Gene2Vec::fit(n, k, train, &split.masked(), cfg, &device, &mut |st| {
         bar.set_position(((st.epoch - 1) * st.batches + st.batch) as u64);
         if st.batch == 1 || st.epoch_loss.is_some() {
@@ -228,7 +227,7 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
         "reader": {"duplicate_genes_in_a_set": report.duplicate_genes, "blank_fields": report.blank_fields, "repeated_sets_dropped": report.dropped_sets, "renamed_sets": report.renamed_sets, "duplicate_set_policy": format!("{:?}", a.duplicate_sets)},
         "holdout": {"fraction": a.holdout, "seed": a.seed, "train_memberships": train.len(), "held_out_memberships": held.len(), "held_out_genes": held_genes, "masked_negatives": split.held_negatives.len(), "negatives_per_held_out_membership": a.holdout_negatives,
             "rule": "random memberships held out while the gene keeps ≥ 1 and the set ≥ 2 training memberships (genes in one set are never held out); held-out memberships and, per held-out gene, random non-member sets are masked (no loss)"},
-        "loss": match cfg_objective {
+        "loss": match a.objective {
             Objective::Sampled => "binary cross-entropy on logits over each gene's memberships and `negatives` non-member sets per membership drawn by training set size^0.75 (with repeats), averaged over those cells; minibatches of genes; after training, each set's output bias gets log(negatives × P_n(S)) added back (sampling learns membership ÷ the set's sampling rate), so a gene's sets rank by membership",
             Objective::Full => "mean binary cross-entropy on logits over genes × sets (every cell, as the seed); minibatches of genes",
         },
