@@ -85,8 +85,12 @@ impl std::str::FromStr for Backend {
 pub struct Options {
     /// ONNX Runtime: use the CUDA execution provider (feature `cuda`).
     pub cuda: bool,
-    /// Intra-op threads (0 = runtime default).
+    /// Threads per run, for tract and ONNX Runtime alike: 0 = one per core
+    /// ([`thread_count`]), N = exactly N.
     pub threads: usize,
+    /// tract: run the one plan over the model's symbolic dims instead of a plan optimised per
+    /// set of input shapes (for comparisons; slower).
+    pub symbolic: bool,
     /// Compute only these graph outputs (empty: all); the nodes that only feed the others are
     /// never run. A Gene2Vec `embedding` lookup then skips its genes × sets layer.
     pub outputs: Vec<String>,
@@ -97,9 +101,17 @@ enum Inner {
     #[allow(dead_code)]
     Never(std::convert::Infallible),
     #[cfg(feature = "tract")]
-    Tract(tract::Session),
+    Tract(Box<tract::Session>),
     #[cfg(feature = "ort")]
     Ort(ort_rt::Session),
+}
+
+/// The most threads `Options::threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// The threads a run uses for `Options::threads`: `threads`, or one per core when 0.
+pub fn thread_count(threads: usize) -> usize {
+    if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 
 /// A loaded model ready to run.
@@ -111,6 +123,8 @@ pub struct Session {
     pub outputs: Vec<String>,
     /// The execution provider that actually runs the model (e.g. "tract", "ort-cpu", "ort-cuda").
     pub provider: String,
+    /// Threads a run uses (on the CPU).
+    pub threads: usize,
 }
 
 impl Session {
@@ -137,30 +151,41 @@ impl Session {
         let err = |msg: String| Error::Model { path: origin.into(), msg };
         // ONNX Runtime 1.31 runs ScatterND with a reduction in parallel without synchronization:
         // with several threads, concurrent updates of one target are lost (measured: errors up to
-        // 4.3 on a 200k-update scatter). Such models run single-threaded in ONNX Runtime.
+        // 4.3 on a 200k-update scatter). Such models run single-threaded in ONNX Runtime. Our
+        // exports have none (segment sums are sorted prefix sums, decisions §5); older exports may.
+        #[cfg_attr(not(feature = "ort"), allow(unused_variables))]
         let racy_scatter = graph.node.iter().any(|n| {
             n.op_type.as_deref() == Some("ScatterND")
                 && n.attribute.iter().any(|a| a.name.as_deref() == Some("reduction") && a.s.as_deref().is_some_and(|s| s != b"none"))
         });
-        let opts = &Options { threads: if racy_scatter { 1 } else { opts.threads }, ..opts.clone() };
-        let (inner, provider) = match backend {
+        if opts.threads > MAX_THREADS {
+            return Err(Error::Input(format!("{} threads asked for; at most {MAX_THREADS}", opts.threads)));
+        }
+        let threads = thread_count(opts.threads);
+        let (inner, provider, threads) = match backend {
             #[cfg(feature = "tract")]
-            Backend::Tract => (Inner::Tract(tract::Session::new(bytes).map_err(err)?), "tract".to_string()),
+            Backend::Tract => {
+                // without the `tract-threads` feature (wasm) tract runs on one thread
+                let threads = if cfg!(feature = "tract-threads") { threads } else { 1 };
+                (Inner::Tract(Box::new(tract::Session::new(bytes, threads, opts.symbolic).map_err(err)?)), "tract".to_string(), threads)
+            }
             #[cfg(feature = "ort")]
             Backend::Ort => {
+                let threads = if racy_scatter { 1 } else { threads };
+                let opts = &Options { threads, ..opts.clone() };
                 let (s, p) = ort_rt::Session::new(bytes, opts).map_err(|e| match e {
                     ort_rt::LoadError::Library(m) => Error::Runtime { backend: "ort", msg: m },
                     ort_rt::LoadError::Model(m) => err(m),
                 })?;
-                (Inner::Ort(s), if racy_scatter { format!("{p} (1 thread: ScatterND reduction)") } else { p })
+                (Inner::Ort(s), if racy_scatter { format!("{p} (1 thread: ScatterND reduction)") } else { p }, threads)
             }
             #[allow(unreachable_patterns)]
             other => {
-                let _ = opts;
+                let _ = (opts, threads);
                 return Err(Error::Unsupported(format!("backend {} is not compiled in (cargo feature `{}`)", other.name(), other.name())));
             }
         };
-        Ok(Self { inner, inputs, outputs, provider })
+        Ok(Self { inner, inputs, outputs, provider, threads })
     }
 
     /// Load the ONNX model file at `path`.
@@ -188,6 +213,16 @@ impl Session {
         }
     }
 
+    /// tract: how many plans specialised to one set of input shapes this session holds (at most
+    /// 8, least recently used dropped first); 0 for ONNX Runtime.
+    pub fn shape_plans(&self) -> usize {
+        match &self.inner {
+            #[cfg(feature = "tract")]
+            Inner::Tract(s) => s.shape_plans(),
+            _ => 0,
+        }
+    }
+
     /// Run and return the output called `name`.
     pub fn run_output(&mut self, inputs: &[Value], name: &str) -> Result<Value> {
         let i = self
@@ -202,20 +237,159 @@ impl Session {
 #[cfg(feature = "tract")]
 mod tract {
     use super::Value;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tract_onnx::prelude::multithread::Executor;
     use tract_onnx::prelude::*;
 
+    /// Plans kept per session, one per input shape (least recently used dropped first).
+    const PLANS: usize = 8;
+
+    /// One per thread count: a rayon pool is built once per process, not per session or run.
+    static EXECUTORS: Mutex<Vec<(usize, Executor)>> = Mutex::new(Vec::new());
+
+    /// The executor for `threads` (≥ 1). One thread is tract's single-thread path: a one-thread
+    /// pool (`Executor::multithread(1)`) would use every core (sonos/tract#2894).
+    fn executor(threads: usize) -> Executor {
+        #[cfg(feature = "tract-threads")]
+        if threads > 1 {
+            let mut pools = EXECUTORS.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, e)) = pools.iter().find(|(n, _)| *n == threads) {
+                return e.clone();
+            }
+            let e = Executor::multithread_with_name(threads, "bioedge-tract");
+            pools.push((threads, e.clone()));
+            return e;
+        }
+        let _ = (threads, &EXECUTORS);
+        Executor::SingleThread
+    }
+
+    type Plan = Arc<TypedRunnableModel>;
+    type Shapes = Vec<Vec<usize>>;
+
+    /// A tract model and its plans. A plan optimised for the concrete input shapes runs faster
+    /// than the plan over the file's symbolic dims, but costs an optimisation pass: a shape
+    /// runs on the symbolic plan the first time it is seen and gets its own plan the second
+    /// time (at once where the symbolic plan cannot run the model).
     pub struct Session {
-        plan: Arc<TypedRunnableModel>,
+        /// The decluttered model, input dims still symbolic.
+        model: TypedModel,
+        /// Per input, per axis: the symbol the axis binds (None: a fixed size or an expression).
+        input_symbols: Vec<Vec<Option<Symbol>>>,
+        /// The plan over symbolic dims, once built.
+        symbolic_plan: Option<Plan>,
+        /// The symbolic plan failed to build or to run: shapes go straight to their own plan.
+        symbolic_fails: bool,
+        /// Plans optimised for one set of input shapes, most recently used last; None where
+        /// specialising failed (the symbolic plan runs those).
+        plans: Vec<(Shapes, Option<Plan>)>,
+        /// Shapes run once on the symbolic plan, most recent last.
+        seen: Vec<Shapes>,
+        options: RunOptions,
+        /// Run everything on the symbolic plan.
+        symbolic: bool,
     }
 
     impl Session {
-        pub fn new(bytes: &[u8]) -> Result<Self, String> {
-            let plan = tract_onnx::onnx()
+        /// `threads` ≥ 1; `symbolic`: never specialise per input shape.
+        pub fn new(bytes: &[u8], threads: usize, symbolic: bool) -> Result<Self, String> {
+            let model = tract_onnx::onnx()
                 .model_for_read(&mut &bytes[..])
-                .and_then(|m| m.into_optimized())
-                .and_then(|m| m.into_runnable())
+                .and_then(|m| m.into_typed())
+                .and_then(|m| m.into_decluttered())
                 .map_err(|e| format!("tract cannot load the model: {e:#}"))?;
-            Ok(Self { plan })
+            let input_symbols = model
+                .input_outlets()
+                .map_err(|e| format!("{e:#}"))?
+                .iter()
+                .map(|o| {
+                    let fact = model.outlet_fact(*o)?;
+                    Ok(fact.shape.iter().map(|d| if let TDim::Sym(s) = d { Some(s.clone()) } else { None }).collect())
+                })
+                .collect::<TractResult<Vec<Vec<Option<Symbol>>>>>()
+                .map_err(|e| format!("{e:#}"))?;
+            let options = RunOptions { executor: Some(executor(threads)), ..Default::default() };
+            // nothing to specialise: one plan
+            let symbolic = symbolic || input_symbols.iter().flatten().all(Option::is_none);
+            let mut s = Self {
+                model,
+                input_symbols,
+                symbolic_plan: None,
+                symbolic_fails: false,
+                plans: Vec::new(),
+                seen: Vec::new(),
+                options,
+                symbolic,
+            };
+            if s.symbolic {
+                s.symbolic_plan()?;
+            }
+            Ok(s)
+        }
+
+        fn symbolic_plan(&mut self) -> Result<Plan, String> {
+            if let Some(p) = &self.symbolic_plan {
+                return Ok(p.clone());
+            }
+            let p = self
+                .model
+                .clone()
+                .into_optimized()
+                .and_then(|m| m.into_runnable_with_options(&self.options))
+                .map_err(|e| format!("tract cannot optimize the model: {e:#}"))?;
+            self.symbolic_plan = Some(p.clone());
+            Ok(p)
+        }
+
+        /// The symbols of the inputs bound to the sizes of `shapes`; None when an input's rank
+        /// differs or one symbol would take two sizes (the run then reports the mismatch).
+        fn bindings(&self, shapes: &[Vec<usize>]) -> Option<HashMap<Symbol, TDim>> {
+            let mut subs: HashMap<Symbol, TDim> = HashMap::new();
+            for (axes, shape) in self.input_symbols.iter().zip(shapes) {
+                if axes.len() != shape.len() {
+                    return None;
+                }
+                for (sym, &n) in axes.iter().zip(shape) {
+                    if let Some(sym) = sym {
+                        let n = TDim::Val(n as i64);
+                        if subs.insert(sym.clone(), n.clone()).is_some_and(|old| old != n) {
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(subs)
+        }
+
+        /// The cached plan for `shapes` (Some(None): specialising them failed before).
+        fn cached(&mut self, shapes: &Shapes) -> Option<Option<Plan>> {
+            let i = self.plans.iter().position(|(k, _)| k == shapes)?;
+            let hit = self.plans.remove(i);
+            let plan = hit.1.clone();
+            self.plans.push(hit);
+            Some(plan)
+        }
+
+        /// Optimise the model for `shapes` and cache the plan (or the failure).
+        fn specialise(&mut self, shapes: Shapes) -> Option<Plan> {
+            let plan = self.bindings(&shapes).and_then(|subs| {
+                self.model
+                    .set_symbols(&subs)
+                    .and_then(|m| m.into_optimized())
+                    .and_then(|m| m.into_runnable_with_options(&self.options))
+                    .ok()
+            });
+            if self.plans.len() == PLANS {
+                self.plans.remove(0);
+            }
+            self.seen.retain(|k| *k != shapes);
+            self.plans.push((shapes, plan.clone()));
+            plan
+        }
+
+        pub fn shape_plans(&self) -> usize {
+            self.plans.iter().filter(|(_, p)| p.is_some()).count()
         }
 
         pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
@@ -228,7 +402,7 @@ mod tract {
                 .map(|t| t.map(|t| t.into_tvalue()))
                 .collect::<TractResult<_>>()
                 .map_err(|e| format!("{e:#}"))?;
-            let out = self.plan.run(tensors).map_err(|e| format!("{e:#}"))?;
+            let out = self.run_tensors(inputs.iter().map(|v| v.shape().to_vec()).collect(), tensors)?;
             out.into_iter()
                 .map(|t| {
                     let shape = t.shape().to_vec();
@@ -241,6 +415,45 @@ mod tract {
                     }
                 })
                 .collect()
+        }
+
+        fn run_tensors(&mut self, shapes: Shapes, tensors: TVec<TValue>) -> Result<TVec<TValue>, String> {
+            let err = |e: TractError| format!("{e:#}");
+            if self.symbolic {
+                return self.symbolic_plan()?.run(tensors).map_err(err);
+            }
+            match self.cached(&shapes) {
+                Some(Some(plan)) => return plan.run(tensors).map_err(err),
+                Some(None) => return self.symbolic_plan()?.run(tensors).map_err(err),
+                None => (),
+            }
+            let mut failed = None;
+            if !self.symbolic_fails && !self.seen.contains(&shapes) {
+                // first sight: the symbolic plan, which needs no optimisation pass
+                match self.symbolic_plan().and_then(|p| p.run(tensors.clone()).map_err(err)) {
+                    Ok(out) => {
+                        if self.seen.len() == PLANS {
+                            self.seen.remove(0);
+                        }
+                        self.seen.push(shapes);
+                        return Ok(out);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            match self.specialise(shapes) {
+                Some(plan) => {
+                    let out = plan.run(tensors).map_err(err)?;
+                    // the model is fine, its symbolic plan is not (e.g. a TopK whose k is an
+                    // expression of the input dims)
+                    self.symbolic_fails |= failed.is_some();
+                    Ok(out)
+                }
+                None => match failed {
+                    Some(e) => Err(e),
+                    None => self.symbolic_plan()?.run(tensors).map_err(err),
+                },
+            }
         }
     }
 }
@@ -307,9 +520,7 @@ mod ort_rt {
             let env = environment().map_err(LoadError::Library)?;
             let m = |e: ort::Error| LoadError::Model(format!("ONNX Runtime cannot load the model: {e}"));
             let mut b = OrtSession::builder(env).map_err(m)?;
-            if opts.threads > 0 {
-                b = b.with_intra_threads(opts.threads).map_err(|e| m(e.into()))?;
-            }
+            b = b.with_intra_threads(super::thread_count(opts.threads)).map_err(|e| m(e.into()))?;
             #[allow(unused_mut)]
             let mut provider = "ort-cpu".to_string();
             if opts.cuda {

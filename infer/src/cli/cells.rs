@@ -37,7 +37,7 @@ pub fn run(a: Args) -> Result<()> {
     let card = infer::read_card(&a.m.model)?;
     card.require::<onnx_format::card::Cells>().map_err(|e| infer::Error::card(&a.m.model, e))?;
     let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: None })?;
-    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options::default())?;
+    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options { threads: a.m.threads, ..Default::default() })?;
     let (probs, alignment) = infer::cells::classify_cells(&mut session, &card, &a.m.model, &m, &a.x.input)?;
     let c = infer::classify::Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities: probs, alignment };
     eprintln!("{}: {} cells; {}; provider {}", a.x.input.display(), c.samples.len(), c.alignment.summary(), session.provider);

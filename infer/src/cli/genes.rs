@@ -24,14 +24,16 @@ pub struct Args {
 
 /// Nearest genes and predicted gene sets from an exported gene2vec model (no training files needed).
 pub fn run(a: Args) -> Result<()> {
-    let (model, similar, sets, top, backend) = (a.m.model.as_path(), a.similar.as_deref(), a.sets.as_deref(), a.top, a.m.backend);
+    let (model, similar, sets, top, backend, threads) =
+        (a.m.model.as_path(), a.similar.as_deref(), a.sets.as_deref(), a.top, a.m.backend, a.m.threads);
     use infer::data::gmt::find_gene;
     use infer::runtime::Value;
     let card = infer::read_card(model)?;
     card.require_family("a gene embedding", &[onnx_format::Family::Gene2vec]).map_err(|e| infer::Error::card(model, e))?;
     let n = card.genes.len();
     // each query computes only its own output (the embedding lookup skips the genes × sets layer)
-    let session = |output: &str| Session::from_file(model, backend, &Options { outputs: vec![output.into()], ..Default::default() });
+    let session =
+        |output: &str| Session::from_file(model, backend, &Options { outputs: vec![output.into()], threads, ..Default::default() });
     let lookup = |name: &str| find_gene(name, &card.genes).with_context(|| model.display().to_string());
     if let Some(name) = similar {
         let i = lookup(name)?;

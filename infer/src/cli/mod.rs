@@ -20,6 +20,9 @@ pub struct ModelArgs {
     /// tract (pure Rust) or ort (ONNX Runtime).
     #[arg(long, default_value = "tract")]
     pub backend: Backend,
+    /// Threads per model run, for tract and ONNX Runtime alike (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub threads: usize,
 }
 
 /// An expression file and, optionally, its known labels (to report accuracy).

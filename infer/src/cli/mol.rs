@@ -28,7 +28,7 @@ pub struct Args {
 const CHUNK: usize = 4096;
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { m: super::ModelArgs { model, backend }, smiles, input, smiles_column, batch, out } = a;
+    let Args { m: super::ModelArgs { model, backend, threads }, smiles, input, smiles_column, batch, out } = a;
     onnx_format::check_output(&out, [model.as_path()].into_iter().chain(input.as_deref()))?;
     let card = infer::read_card(&model)?;
     infer::mol::check_family(&card, &model)?;
@@ -56,7 +56,7 @@ pub fn run(a: Args) -> Result<()> {
             None => Ok(given.by_ref().take(CHUNK).collect()),
         }
     };
-    let mut session = Session::from_file(&model, backend, &Options::default())?;
+    let mut session = Session::from_file(&model, backend, &Options { threads, ..Default::default() })?;
     // the table goes to a temp file chunk by chunk and appears at `out` only when all went well
     let mut file = onnx_format::AtomicFile::create(&out).with_context(|| format!("writing {}", out.display()))?;
     file.write_all(infer::mol::csv_header(&card.classes).as_bytes())?;

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let Args { m: super::ModelArgs { model, backend }, features, edges, num_nodes, directed, out } = a;
+    let Args { m: super::ModelArgs { model, backend, threads }, features, edges, num_nodes, directed, out } = a;
     onnx_format::check_output(&out, [model.as_path(), &features, &edges])?;
     use infer::nodes::{check_node_family, classify_nodes, read_coo_features_opt, read_edges};
     let card = infer::read_card(&model)?;
@@ -33,7 +33,7 @@ pub fn run(a: Args) -> Result<()> {
     let (x, width, n) = read_coo_features_opt(&features, num_nodes)?;
     let e = read_edges(&edges, n)?;
     let (src, dst) = if directed { e.iter().map(|&(a, b)| (a as i64, b as i64)).unzip() } else { infer::nodes::both_directions(&e) };
-    let mut session = Session::from_file(&model, backend, &Options::default())?;
+    let mut session = Session::from_file(&model, backend, &Options { threads, ..Default::default() })?;
     let probs = classify_nodes(&mut session, &card, &model, &x, n, width, &src, &dst)
         .with_context(|| format!("{} + {}", features.display(), edges.display()))?;
     let k = probs.len() / n;

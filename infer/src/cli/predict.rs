@@ -29,7 +29,7 @@ pub fn run(a: Args) -> Result<()> {
     let card = infer::read_card(&a.m.model)?;
     check_family(&card, &a.m.model)?;
     let m = read_expression(&a.x.input, &ReadOptions { label_column: a.x.label_column, cls: a.cls })?;
-    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options { cuda: a.cuda, ..Default::default() })?;
+    let mut session = Session::from_file(&a.m.model, a.m.backend, &Options { cuda: a.cuda, threads: a.m.threads, ..Default::default() })?;
     let c = classify(&mut session, &card, &m, &a.x.input, a.batch)?;
     eprintln!("{}: {} samples; {}; provider {}", a.x.input.display(), c.samples.len(), c.alignment.summary(), session.provider);
     super::report_accuracy(&c, m.labels.as_deref());

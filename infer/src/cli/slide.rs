@@ -18,11 +18,6 @@ pub struct Args {
     pub grid: bool,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Intra-op threads of ONNX Runtime (--backend ort; default: one per core). tract runs the
-    /// model on one thread in this build (its matrix products are not built multithreaded), so
-    /// for tract this is recorded but changes nothing. Patches are cropped on one more thread.
-    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
-    pub threads: usize,
     /// Patch side in pixels (default: the card's preprocessing.patch_side_um at the slide's recorded
     /// microns per pixel when both exist, else the card's preprocessing.patch_side_px).
     #[arg(long)]
@@ -99,12 +94,11 @@ pub fn run(a: Args) -> Result<()> {
 
 fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
     let Args {
-        m: super::ModelArgs { model, backend },
+        m: super::ModelArgs { model, backend, threads },
         image,
         spots,
         grid: _,
         batch,
-        threads,
         patch_side,
         out,
         results_dir,
