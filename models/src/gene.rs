@@ -3,7 +3,7 @@
 //! gene identity (one value per gene) before a small dense classifier. The MLP baseline sees the
 //! same genes. Each model has its ONNX export right beside its forward.
 
-use crate::export::{Head, Lower, dims};
+use crate::export::{Head, Lower, SegmentSum, dims};
 use crate::graph::{GraphTensors, NormalizedGraph, propagate};
 use crate::preprocess::Standardizer;
 use burn::module::Param;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MessagePassing {
-    /// Gather by source + ScatterND-add by destination with `[E, 1]` indices.
+    /// Gather by source + a segment sum by destination (`Lower::scatter_add`; the CLI name is historical).
     ScatterNd,
     /// MatMul with the dense normalized adjacency `[N, N]` (small graphs only).
     Dense,
@@ -148,7 +148,7 @@ fn standardized_input(cx: &Lower, pre: &Standardizer) -> String {
 
 /// The fixed gene graph in the exported model.
 enum Edges {
-    /// Gather by source, ScatterND-add by target (`dst` is `[E, 1]`).
+    /// Gather by source, segment sum by target (`dst` is `[E, 1]`, with a fixed segment layout).
     Sparse { src: String, dst: String, w: String },
     /// The dense adjacency `[N, N]` and N.
     Dense(String, i64),
@@ -158,11 +158,15 @@ impl Edges {
     fn new(cx: &Lower, g: &NormalizedGraph, mp: MessagePassing) -> Self {
         let (n, e) = (g.num_nodes, g.num_edges());
         match mp {
-            MessagePassing::ScatterNd => Edges::Sparse {
-                src: cx.init_i64("edge_src", &[e], g.src.clone()),
-                dst: cx.init_i64("edge_dst", &[e, 1], g.dst.clone()),
-                w: cx.init_f32("edge_weight", &[e, 1, 1], g.weight.clone()),
-            },
+            MessagePassing::ScatterNd => {
+                let dst = cx.init_i64("edge_dst", &[e, 1], g.dst.clone());
+                cx.fixed_segment_layout(&dst, &g.dst, n, SegmentSum::fixed(&g.dst, n));
+                Edges::Sparse {
+                    src: cx.init_i64("edge_src", &[e], g.src.clone()),
+                    dst,
+                    w: cx.init_f32("edge_weight", &[e, 1, 1], g.weight.clone()),
+                }
+            }
             MessagePassing::Dense => Edges::Dense(cx.init_f32("adjacency", &[n, n], g.dense()), n as i64),
         }
     }

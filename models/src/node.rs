@@ -325,7 +325,9 @@ impl NodeGat {
         let cx = Lower::new("node_gat");
         let (x, e) = graph_inputs(&cx, self.layer1.linear.weight.dims()[0], self.row_norm);
         let h = self.layer1.export(&cx, &x, &e, "layer1");
-        let h = cx.node("Elu", &[&h], &[("alpha", Attr::Float(1.0))]);
+        // ELU as Relu(x) + exp(min(x, 0)) − 1: ONNX Runtime's Elu rounds differently with the thread count
+        let neg = cx.op2("Sub", &cx.op1("Exp", &cx.op2("Min", &h, &cx.scalar("zero", 0.0))), &cx.scalar("one", 1.0));
+        let h = cx.op2("Add", &cx.op1("Relu", &h), &neg);
         let logits = self.layer2.export(&cx, &h, &e, "layer2");
         cx.finish_classifier(&logits, "num_nodes", self.layer2.bias.dims()[0], Head::Softmax, metadata)
     }
@@ -335,7 +337,7 @@ impl NodeGat {
 struct OnnxEdges {
     src: String,
     dst: String,
-    /// `[E', 1]` targets for ScatterND.
+    /// `[E', 1]` targets (the segment index of the sums).
     dst_col: String,
     keep: String,
     /// `[1]` = num_nodes

@@ -4,6 +4,68 @@ use super::{Lower, dims};
 use onnx_format::builder::{Attr, Dim, Elem};
 use onnx_format::pb::ModelProto;
 
+/// How a segment sum `out[idx[e]] += vals[e]` is lowered (docs/decisions.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentSum {
+    /// ScatterND with reduction=add: ONNX Runtime loses updates with several threads.
+    ScatterNd,
+    /// ScatterElements with reduction=add (ONNX Runtime runs it on one thread).
+    ScatterElements,
+    /// Messages sorted by target (TopK), f64 CumSum, differences at the segment bounds.
+    #[default]
+    Sorted,
+    /// Padded neighbour lists `[N, K_max, C]` (Gather), summed over K; memory N·K_max·C. Only for
+    /// graphs known at export ([`Lower::fixed_segment_layout`]); elsewhere it means `Sorted`.
+    Padded,
+}
+
+impl SegmentSum {
+    /// The form for a graph known at export (`dst` targets in `0..n`): padded neighbour lists when
+    /// they hold at most twice the edges, else sorted segments.
+    pub fn fixed(dst: &[i64], n: usize) -> Self {
+        let mut counts = vec![0usize; n];
+        dst.iter().for_each(|&d| counts[d as usize] += 1);
+        let k = counts.iter().copied().max().unwrap_or(0);
+        if n * k <= 2 * dst.len().max(1) { SegmentSum::Padded } else { SegmentSum::Sorted }
+    }
+}
+
+/// The layout of one index tensor's segments: graph values shared by every sum over it.
+#[derive(Debug, Clone)]
+pub(super) struct Segments {
+    form: SegmentSum,
+    /// `[E, 1]`
+    idx_col: String,
+    /// `[1]` = N
+    n_shape: String,
+    /// Sorted: edge order by target `[E]` and E as `[1]`; each target's first and past-the-end
+    /// position `[N]` in that order.
+    perm: String,
+    e_shape: String,
+    starts: String,
+    ends: String,
+    /// Padded: `[N·K]` edge ids (E = empty slot), and K as `[1]`.
+    table: String,
+    k: String,
+}
+
+impl Segments {
+    fn bare(form: SegmentSum, idx_col: &str, n_shape: &str) -> Self {
+        let (idx_col, n_shape) = (idx_col.to_string(), n_shape.to_string());
+        Self {
+            form,
+            idx_col,
+            n_shape,
+            perm: String::new(),
+            e_shape: String::new(),
+            starts: String::new(),
+            ends: String::new(),
+            table: String::new(),
+            k: String::new(),
+        }
+    }
+}
+
 /// How a classifier turns logits into `probabilities`.
 #[derive(Debug, Clone, Copy)]
 pub enum Head {
@@ -42,19 +104,168 @@ impl Lower {
         self.node("ConstantOfShape", &[shape], &[("value", Attr::ScalarTensor(value))])
     }
 
-    /// Zeros of `shape` with `out[idx[e]] += vals[e]` (ScatterND add; `idx` `[E, 1]`).
+    /// Zeros of `shape` with `out[idx[e]] += vals[e]`: a segment sum over `idx` (`[E, 1]`), in the
+    /// form of `idx`'s layout ([`Lower::fixed_segment_layout`], else [`Lower::set_segment_sum`]'s form).
+    /// `shape` is the output's runtime shape: `[N, …]` with `vals` `[E, …]`.
     pub fn scatter_add(&self, shape: &str, idx: &str, vals: &str) -> String {
-        let zeros = self.fill(shape, 0.0);
-        self.node("ScatterND", &[&zeros, idx, vals], &[("reduction", Attr::Str("add".into()))])
+        let seg = self.segments_of(shape, idx);
+        self.segment_sum(&seg, shape, vals)
+    }
+
+    /// The layout of `idx`, made on first use for outputs of runtime shape `shape` `[N, …]`.
+    fn segments_of(&self, shape: &str, idx: &str) -> Segments {
+        if !self.segments.borrow().contains_key(idx) {
+            let n_shape = self.rows(shape, &self.ints("first", &[0]));
+            let seg = self.segment_plan(idx, &n_shape, self.segment_sum.get());
+            self.segments.borrow_mut().insert(idx.to_string(), seg);
+        }
+        self.segments.borrow()[idx].clone()
+    }
+
+    /// The form of segment sums over index tensors that have no layout yet (default [`SegmentSum::Sorted`]).
+    pub fn set_segment_sum(&self, form: SegmentSum) {
+        self.segment_sum.set(form);
+    }
+
+    /// Sums over the constant `idx` (`[E, 1]`, values `dst`, `n` segments) take the form `form`, with
+    /// the layout computed here (sort order, segment bounds, padded table as initializers).
+    pub fn fixed_segment_layout(&self, idx: &str, dst: &[i64], n: usize, form: SegmentSum) {
+        let e = dst.len();
+        let mut perm: Vec<i64> = (0..e as i64).collect();
+        perm.sort_by_key(|&i| dst[i as usize]); // stable: ties keep edge order, as TopK does
+        let mut counts = vec![0i64; n];
+        for &d in dst {
+            counts[d as usize] += 1;
+        }
+        let mut acc = 0;
+        let ends: Vec<i64> = counts
+            .iter()
+            .map(|c| {
+                acc += c;
+                acc
+            })
+            .collect();
+        let starts: Vec<i64> = ends.iter().zip(&counts).map(|(a, c)| a - c).collect();
+        let k = counts.iter().copied().max().unwrap_or(0).max(1) as usize;
+        let mut table = vec![e as i64; n * k];
+        for (pos, &i) in perm.iter().enumerate() {
+            let d = dst[i as usize] as usize;
+            table[d * k + pos - starts[d] as usize] = i;
+        }
+        let seg = match form {
+            SegmentSum::ScatterNd | SegmentSum::ScatterElements => Segments::bare(form, idx, &self.ints("segments", &[n as i64])),
+            SegmentSum::Sorted => Segments {
+                perm: self.init_i64("segment_perm", &[e], perm),
+                e_shape: self.ints("edges", &[e as i64]),
+                starts: self.init_i64("segment_starts", &[n], starts),
+                ends: self.init_i64("segment_ends", &[n], ends),
+                ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
+            },
+            SegmentSum::Padded => Segments {
+                table: self.init_i64("segment_table", &[n * k], table),
+                k: self.ints("segment_width", &[k as i64]),
+                ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
+            },
+        };
+        self.segments.borrow_mut().insert(idx.to_string(), seg);
+    }
+
+    /// The in-graph layout of the segments of `idx` for `form`.
+    fn segment_plan(&self, idx_col: &str, n_shape: &str, form: SegmentSum) -> Segments {
+        // padded lists have a data-dependent width, which tract cannot shape: fixed layouts only
+        let form = if form == SegmentSum::Padded { SegmentSum::Sorted } else { form };
+        let mut seg = Segments::bare(form, idx_col, n_shape);
+        if matches!(form, SegmentSum::ScatterNd | SegmentSum::ScatterElements) {
+            return seg;
+        }
+        let idx = self.squeeze(idx_col, 1);
+        let e_shape = self.op1("Shape", &idx);
+        // a stable sort by target: ONNX TopK breaks ties by the lower index
+        let (sorted, perm) = (format!("{idx}_sorted"), format!("{idx}_perm"));
+        let attrs = [("axis", Attr::Int(0)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))];
+        self.node_to("TopK", &[&idx, &e_shape], &[&sorted, &perm], &attrs);
+        // counts and bounds in f32 (exact below 2^24 edges; tract keeps integer shape arithmetic symbolic)
+        let int = |x: &str| self.node("Cast", &[x], &[("to", Attr::Int(7))]);
+        let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+        let counts = self.node("ScatterElements", &[&self.fill(n_shape, 0.0), &idx, &self.fill(&e_shape, 1.0)], &attrs);
+        let ends = self.node("CumSum", &[&counts, &self.index(0)], &[]);
+        seg.starts = int(&self.op2("Sub", &ends, &counts));
+        seg.ends = int(&ends);
+        seg.perm = perm;
+        seg.e_shape = e_shape;
+        seg
+    }
+
+    /// `out[seg.idx[e]] += vals[e]` into zeros of `shape`.
+    fn segment_sum(&self, seg: &Segments, shape: &str, vals: &str) -> String {
+        if seg.form == SegmentSum::ScatterNd {
+            let zeros = self.fill(shape, 0.0);
+            return self.node("ScatterND", &[&zeros, &seg.idx_col, vals], &[("reduction", Attr::Str("add".into()))]);
+        }
+        // one row per message: [E, R]
+        let m = self.node("Flatten", &[vals], &[("axis", Attr::Int(1))]);
+        let sums = match seg.form {
+            SegmentSum::ScatterNd => unreachable!(),
+            SegmentSum::ScatterElements => {
+                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
+                let zeros = self.fill(&self.concat(&[&seg.n_shape, &r], 0), 0.0);
+                let idx = self.op2("Expand", &seg.idx_col, &self.op1("Shape", &m));
+                let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+                self.node("ScatterElements", &[&zeros, &idx, &m], &attrs)
+            }
+            SegmentSum::Sorted => {
+                // a zero row E leads the target-sorted messages
+                let m = self.op2("Pad", &self.node("Cast", &[&m], &[("to", Attr::Int(11))]), &self.ints("pad_bottom", &[0, 0, 1, 0]));
+                let m = self.rows(&m, &self.concat(&[&seg.e_shape, &seg.perm], 0));
+                self.sorted_sums(seg, &m)
+            }
+            SegmentSum::Padded => {
+                // [N·K, R] rows of the padded neighbour lists (a zero row for empty slots), summed over K
+                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
+                let m = self.op2("Pad", &m, &self.ints("pad_bottom", &[0, 0, 1, 0]));
+                let g = self.op2("Reshape", &self.rows(&m, &seg.table), &self.concat(&[&seg.n_shape, &seg.k, &r], 0));
+                self.reduce("Sum", &g, &[1], false)
+            }
+        };
+        self.op2("Reshape", &sums, shape)
     }
 
     /// `out[dst] += w · h[src]`, shaped like `h`; `dst` is `[E, 1]`, `w` broadcasts to the messages.
     pub fn propagate(&self, h: &str, src: &str, dst: &str, w: Option<&str>) -> String {
-        let mut m = self.rows(h, src);
-        if let Some(w) = w {
-            m = self.op2("Mul", &m, w);
+        let shape = self.op1("Shape", h);
+        let seg = self.segments_of(&shape, dst);
+        if seg.form != SegmentSum::Sorted {
+            let mut m = self.rows(h, src);
+            if let Some(w) = w {
+                m = self.op2("Mul", &m, w);
+            }
+            return self.segment_sum(&seg, &shape, &m);
         }
-        self.scatter_add(&self.op1("Shape", h), dst, &m)
+        // the messages in target order straight from h in f64, after a zero message (source = a zero row N)
+        let h = self.node("Cast", &[&self.concat(&[h, &self.zero_row(&shape)], 0)], &[("to", Attr::Int(11))]);
+        let n_shape = self.rows(&shape, &self.ints("first", &[0]));
+        let src = self.concat(&[&n_shape, &self.rows(src, &seg.perm)], 0);
+        let mut m = self.rows(&h, &src);
+        if let Some(w) = w {
+            let w = self.concat(&[&self.zero_row(&self.op1("Shape", w)), &self.rows(w, &seg.perm)], 0);
+            m = self.op2("Mul", &m, &self.node("Cast", &[&w], &[("to", Attr::Int(11))]));
+        }
+        let m = self.node("Flatten", &[&m], &[("axis", Attr::Int(1))]);
+        self.op2("Reshape", &self.sorted_sums(&seg, &m), &shape)
+    }
+
+    /// f32 zeros `[1, …]` shaped like one row of a tensor of shape `shape`.
+    fn zero_row(&self, shape: &str) -> String {
+        let rest = self.node("Slice", &[shape, &self.ints("second", &[1]), &self.ints("end", &[i64::MAX])], &[]);
+        self.fill(&self.concat(&[&self.ints("one", &[1]), &rest], 0), 0.0)
+    }
+
+    /// Segment sums `[N, R]` (f32) of the f64 messages `m` `[E + 1, R]`: a zero row, then the
+    /// messages in target order; prefix sums differenced at the segment bounds.
+    fn sorted_sums(&self, seg: &Segments, m: &str) -> String {
+        let c = self.node("CumSum", &[m, &self.index(0)], &[]);
+        let s = self.op2("Sub", &self.rows(&c, &seg.ends), &self.rows(&c, &seg.starts));
+        self.node("Cast", &[&s], &[("to", Attr::Int(1))])
     }
 
     /// `init` with `out[idx[e]] = max(out[idx[e]], vals[e])` (ScatterElements max; `idx` `[E, 1]`).

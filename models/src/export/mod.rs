@@ -5,13 +5,13 @@
 mod graph;
 mod layers;
 
-pub use graph::Head;
+pub use graph::{Head, SegmentSum};
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use onnx_format::builder::{Attr, Dim, Elem, GraphBuilder};
 use onnx_format::pb::ModelProto;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -22,6 +22,10 @@ use std::path::Path;
 pub struct Lower {
     b: RefCell<GraphBuilder>,
     consts: RefCell<BTreeMap<Const, String>>,
+    /// Segment layouts by index tensor (`graph`), built once and shared by every sum over it.
+    segments: RefCell<BTreeMap<String, graph::Segments>>,
+    /// The form of segment sums over index tensors without a layout yet.
+    segment_sum: Cell<SegmentSum>,
 }
 
 /// A cached constant: element type, shape and values (f32 as bits).
@@ -34,7 +38,12 @@ enum Const {
 impl Lower {
     /// An empty graph named `graph`.
     pub fn new(graph: &str) -> Self {
-        Self { b: RefCell::new(GraphBuilder::new(graph)), consts: RefCell::default() }
+        Self {
+            b: RefCell::new(GraphBuilder::new(graph)),
+            consts: RefCell::default(),
+            segments: RefCell::default(),
+            segment_sum: Cell::new(SegmentSum::default()),
+        }
     }
 
     fn cached(&self, key: Const, hint: &str) -> String {

@@ -1,0 +1,117 @@
+//! The graph exports give bit-identical outputs run to run on ONNX Runtime with 1, 2, 3 and 4
+//! intra-op threads (20 runs each), equal to tract within the parity tolerance: Cora GCN and GAT,
+//! a Tox21 GraphConv batch and the gene GCN with sparse message passing (docs/decisions.md §5).
+
+mod common;
+
+use common::*;
+use infer::chem::featurize;
+use infer::mol::MolBatch;
+use infer::runtime::{Backend, Options, Session, Value, max_abs_diff};
+use models::burn::prelude::*;
+use models::export::SegmentSum;
+use models::gene::{GeneGcnConfig, MessagePassing};
+use models::graph::NormalizedGraph;
+use models::mol::MolGcnConfig;
+use models::node::{NodeGatConfig, NodeGcnConfig};
+use models::preprocess::Standardizer;
+use std::path::Path;
+
+/// 20 ONNX Runtime runs (5 each at 1–4 threads) of `output` are bit-identical and match tract.
+fn check(name: &str, bytes: &[u8], inputs: &[Value], output: &str) {
+    let model = onnx_format::decode(bytes, name).unwrap();
+    let ops: Vec<&str> = model.graph.as_ref().unwrap().node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+    // a ScatterND reduction would race (and the runtime would pin the model to one thread)
+    assert!(!ops.contains(&"ScatterND"), "{name} still contains ScatterND");
+    let origin = Path::new(name);
+    let mut tract = Session::from_bytes(bytes, origin, Backend::Tract, &Options::default()).unwrap();
+    let reference = tract.run_output(inputs, output).unwrap().into_f32().unwrap();
+    let mut first: Option<Vec<f32>> = None;
+    let mut runs = 0;
+    for threads in 1..=4 {
+        let mut ort = Session::from_bytes(bytes, origin, Backend::Ort, &Options { threads, ..Default::default() }).unwrap();
+        assert!(!ort.provider.contains("1 thread"), "{name}: {}", ort.provider);
+        for _ in 0..5 {
+            let out = ort.run_output(inputs, output).unwrap().into_f32().unwrap();
+            match &first {
+                None => first = Some(out),
+                Some(f) => {
+                    let same = f.len() == out.len() && f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{name}: run {runs} ({threads} threads) differs by {:.2e}", max_abs_diff(f, &out));
+                }
+            }
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 20);
+    let first = first.unwrap();
+    let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
+    let diff = max_abs_diff(&first, &reference);
+    assert!(diff <= 1e-4 * scale, "{name}: ONNX Runtime vs tract max abs diff {diff:.2e} (scale {scale:.1})");
+}
+
+fn cora() -> (usize, Vec<Value>) {
+    let d = infer::nodes::read_planetoid(&data("planetoid/derived/cora")).unwrap();
+    let (s, t) = d.edge_index();
+    let f = d.num_features;
+    let inputs = vec![Value::f32(&[d.num_nodes, f], d.features.clone()), Value::i64(&[2, s.len()], [s, t].concat())];
+    (f, inputs)
+}
+
+#[test]
+fn cora_gcn_and_gat_are_identical_at_any_thread_count() {
+    let device = Device::flex();
+    device.seed(7);
+    let (f, inputs) = cora();
+    let gcn = NodeGcnConfig::default().init(f, 7, &device);
+    check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &inputs, "logits");
+    let gat = NodeGatConfig::default().init(f, 7, &device);
+    check("cora-gat", &onnx_format::encode(&gat.export(vec![])), &inputs, "logits");
+}
+
+#[test]
+fn tox21_graphconv_is_identical_at_any_thread_count() {
+    let device = Device::flex();
+    device.seed(7);
+    let table = std::fs::read_to_string(data("tox21/tox21.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "smiles").unwrap();
+    let mols: Vec<_> = table.lines().skip(1).filter_map(|l| featurize(l.split(',').nth(col)?).ok()).take(256).collect();
+    let refs: Vec<_> = mols.iter().collect();
+    let batch = MolBatch::new(&refs).unwrap();
+    assert!(batch.num_atoms() > 3000, "{} atoms", batch.num_atoms());
+    let model = MolGcnConfig::default().init(infer::chem::ATOM_FEATURES, 12, &device);
+    let bytes = onnx_format::encode(&model.export(vec![]));
+    check("tox21-graphconv", &bytes, &batch.values(), "logits");
+    // no bonds at all: empty segments everywhere
+    let ions: Vec<_> = ["[Na+]", "[Cl-]", "C"].iter().map(|s| featurize(s).unwrap()).collect();
+    let batch = MolBatch::new(&ions.iter().collect::<Vec<_>>()).unwrap();
+    assert!(batch.src.is_empty());
+    check("tox21-graphconv-no-bonds", &bytes, &batch.values(), "logits");
+}
+
+#[test]
+fn gene_gcn_sparse_is_identical_at_any_thread_count() {
+    let device = Device::flex();
+    device.seed(7);
+    let n = 1500;
+    // a fixed LCG: the graph is part of the export
+    let mut state = 17u64;
+    let mut next = |m: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) % m as u64) as u32
+    };
+    // random with mean degree 8 (sorted segments), and a ring (padded neighbour lists)
+    let random: Vec<(u32, u32)> = (0..n * 4).map(|_| (next(n), next(n))).collect();
+    let ring: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, (i + 1) % n as u32)).collect();
+    let pre = Standardizer { log2: true, floor: 1.0, mean: vec![5.0; n], std: vec![2.0; n] };
+    let batch = 16;
+    let x: Vec<f32> = (0..batch * n).map(|i| 1.0 + (i * 7919 % 2000) as f32).collect();
+    for (name, edges, form) in [("gene-gcn-random", random, SegmentSum::Sorted), ("gene-gcn-ring", ring, SegmentSum::Padded)] {
+        let graph = NormalizedGraph::gcn(n, &edges);
+        assert_eq!(SegmentSum::fixed(&graph.dst, n), form, "{name}");
+        let model = GeneGcnConfig::default().init(n, 2, &device);
+        let bytes = onnx_format::encode(&model.export(&pre, &graph, MessagePassing::ScatterNd, vec![]));
+        check(name, &bytes, &[Value::f32(&[batch, n], x.clone())], "logits");
+    }
+}
