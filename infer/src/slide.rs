@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::slide_outputs::{ClassifyRule, HIRES_SIDE, LOWRES_SIDE, OutputFormat, SpatialImages};
 use crate::slide_results::{Existing, Prior, ResultsLayout};
 use bioedge_runtime::{Backend, Options, Session};
-use bioedge_slide::image_prep::{image_dimensions, load_rgb};
+use bioedge_slide::image_prep::image_dimensions;
+use bioedge_slide::jpeg::load_rgb_threads;
 use bioedge_slide::open::Reader;
 use image::RgbImage;
 use serde_json::json;
@@ -33,8 +34,7 @@ pub struct SlideOptions {
     pub backend: Backend,
     /// Patches per model run.
     pub batch: usize,
-    /// Intra-op threads of ONNX Runtime (0: its default, one per core). tract runs the model on
-    /// one thread in this build (its matrix products are not built multithreaded).
+    /// Threads per model run, tract and ONNX Runtime alike (0: one per core).
     pub threads: usize,
     /// Patch side in pixels; default from the model card (`preprocessing.patch_side_px`).
     pub patch_side: Option<f32>,
@@ -68,10 +68,10 @@ pub struct MemoryPlan {
     /// The model: 3 × its file (weights as read, as loaded by the runtime, and the plan).
     pub model: u64,
     /// The image: W × H × 3 when decoded whole (and a tissue mask of W × H / 64 bytes); 64 MB of
-    /// region cache for a slide read by regions.
+    /// region cache per worker thread (each has its own reader) for a slide read by regions.
     pub image: u64,
     /// Per patch in flight: the crop (side² × 3) and the model input (size² × 3 × 4 bytes), times
-    /// 3 batches (being cropped, queued, in the model).
+    /// the batches in memory: one per worker thread and 2 more (queued, in the model).
     pub per_patch: u64,
 }
 
@@ -83,16 +83,23 @@ impl MemoryPlan {
 }
 
 /// The estimate for a `w × h` image (decoded whole unless `regions`), patches of `side` px fed
-/// to a model input of `size` px, and a model file of `model_bytes`.
-pub fn memory_plan(w: u32, h: u32, regions: bool, side: f32, size: u32, model_bytes: usize) -> MemoryPlan {
+/// to a model input of `size` px, a model file of `model_bytes` and `workers` threads cropping.
+pub fn memory_plan(w: u32, h: u32, regions: bool, side: f32, size: u32, model_bytes: usize, workers: usize) -> MemoryPlan {
     let px = w as u64 * h as u64;
     let crop = (side.ceil() as u64).pow(2) * 3;
+    let workers = workers.max(1) as u64;
     MemoryPlan {
         base: 150 << 20,
         model: 3 * model_bytes as u64,
-        image: if regions { 64 << 20 } else { px * 3 + px / 64 },
-        per_patch: 3 * (crop + (size as u64).pow(2) * 3 * 4),
+        image: if regions { workers * (64 << 20) } else { px * 3 + px / 64 },
+        per_patch: (workers + 2) * (crop + (size as u64).pow(2) * 3 * 4),
     }
+}
+
+/// Threads cropping and preprocessing patches on a machine with `cores` cores: a quarter of
+/// them (at least one, at most 8); the model runs on the rest.
+pub fn patch_workers(cores: usize) -> usize {
+    (cores / 4).clamp(1, 8)
 }
 
 /// The batch that fits `budget_mb` (at most `batch`), or an error naming what does not fit.
@@ -145,7 +152,7 @@ pub struct SlideSummary {
     pub provider: String,
     /// Seconds reading: the model card, decoding or opening the slide, tissue mask, overviews.
     pub read_s: f64,
-    /// Seconds loading the model into the runtime.
+    /// Seconds loading the model into the runtime (on its own thread, while the image is read).
     pub load_s: f64,
     /// Seconds spent cropping + running (after decoding).
     pub predict_s: f64,
@@ -265,6 +272,40 @@ fn results_prior(o: &SlideOptions, layout: &ResultsLayout, files: &[PathBuf], st
     }
 }
 
+/// Prediction progress on stderr: a bar with spots/s on a terminal, else a line every 2 s and at
+/// the end (`slide: DONE/TOTAL patches, RATE/s`).
+fn progress_reporter(total: usize) -> impl FnMut(Progress) {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        // cleared when dropped unfinished (an error ends the run)
+        let bar = indicatif::ProgressBar::new(total as u64).with_finish(indicatif::ProgressFinish::AndClear);
+        let style = indicatif::ProgressStyle::with_template("slide: {bar:40} {pos}/{len} patches, {msg} (ETA {eta})");
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut last: Option<Instant> = None;
+    move |p: Progress| {
+        let rate = p.done as f64 / p.elapsed_s.max(1e-9);
+        match &bar {
+            Some(bar) if p.done >= p.total => {
+                bar.finish_and_clear();
+                eprintln!("slide: {}/{} patches, {rate:.1}/s", p.done, p.total);
+            }
+            Some(bar) => {
+                bar.set_position(p.done as u64);
+                bar.set_message(format!("{rate:.1} spots/s"));
+            }
+            None if p.done >= p.total || last.is_none_or(|t| t.elapsed().as_secs_f64() >= 2.0) => {
+                eprintln!("slide: {}/{} patches, {rate:.1}/s", p.done, p.total);
+                last = Some(Instant::now());
+            }
+            None => {}
+        }
+    }
+}
+
 /// The whole command. Checks everything (card, genes, spot positions, image, the results
 /// folder) before writing; each output is written atomically at the end, the run metadata last.
 pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
@@ -360,12 +401,29 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         }
         None => None,
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers = patch_workers(cores);
     let batch = match o.memory_mb {
         Some(mb) => {
-            let plan = memory_plan(w, h, slide.is_some(), side, prep.size, model_bytes.len());
-            fit_memory(&plan, o.batch, mb, &o.image, slide.is_some())?
+            let plan = |workers| memory_plan(w, h, slide.is_some(), side, prep.size, model_bytes.len(), workers);
+            // fewer worker threads (slide readers) before a smaller batch
+            while workers > 1 && plan(workers).total(o.batch) > mb << 20 {
+                workers -= 1;
+            }
+            fit_memory(&plan(workers), o.batch, mb, &o.image, slide.is_some())?
         }
         None => o.batch,
+    };
+    // The model loads on its own thread while the image is decoded and the mask computed; it
+    // runs on the cores the patch workers leave.
+    let model_threads = if o.threads > 0 || cores <= 2 { o.threads } else { cores - workers };
+    let loader = {
+        let (bytes, path, backend) = (model_bytes.clone(), o.model.clone(), o.backend);
+        let options = Options { threads: model_threads, ..Options::default() };
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            Session::from_bytes(&bytes, &path, backend, &options).map(|s| (s, t.elapsed().as_secs_f64()))
+        })
     };
     let t0 = Instant::now();
     let img = match &slide {
@@ -375,8 +433,8 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             None
         }
         None => {
-            let img = load_rgb(&o.image)?;
-            eprintln!("slide: decoded {} ({}×{}) in {:.1}s", o.image.display(), img.width(), img.height(), t0.elapsed().as_secs_f64());
+            let img = load_rgb_threads(&o.image, cores)?;
+            eprintln!("slide: decoded {} ({}×{}) in {:.2}s", o.image.display(), img.width(), img.height(), t0.elapsed().as_secs_f64());
             Some(img)
         }
     };
@@ -422,19 +480,26 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     };
     let source = match (&img, slide) {
         (Some(img), _) => Patches::Image(img),
-        (None, Some(t)) => Patches::Slide(t),
+        (None, Some(t)) => {
+            // one reader per worker thread
+            let mut readers = vec![t];
+            while readers.len() < workers {
+                match bioedge_slide::open::open(&o.image, o.reader)? {
+                    Some(t) => readers.push(t),
+                    None => break,
+                }
+            }
+            Patches::Slide(readers)
+        }
         (None, None) => unreachable!("either an image or a slide reader"),
     };
     let read_s = start.elapsed().as_secs_f64();
-    let t_load = Instant::now();
-    if o.threads > 0 && o.backend == Backend::Tract {
-        eprintln!("slide: --threads {} applies to ONNX Runtime (--backend ort); tract runs the model on one thread", o.threads);
-    }
-    let mut session = Session::from_bytes(&model_bytes, &o.model, o.backend, &Options { threads: o.threads, ..Options::default() })?;
-    let load_s = t_load.elapsed().as_secs_f64();
+    let (mut session, load_s) =
+        loader.join().map_err(|_| Error::Model { path: o.model.clone(), msg: "loading the model failed (thread panicked)".into() })??;
     let t1 = Instant::now();
     let k = card.genes.len();
-    let values = predict_from(&mut session, source, &spots, side, &prep, batch, k)?;
+    let plan = PredictPlan { side, prep: &prep, batch, genes: k, workers };
+    let values = predict_from(&mut session, source, &spots, &plan, &mut progress_reporter(spots.len()))?;
     let predict_s = t1.elapsed().as_secs_f64();
     let t_write = Instant::now();
     // Render everything before writing anything (the h5ad into a temporary file beside its output).
@@ -701,9 +766,11 @@ mod tests {
     #[test]
     fn memory_budget_lowers_the_batch_or_refuses() {
         // a HER2ST-sized JPEG decoded whole: 9,300 × 9,900 × 3 ≈ 263 MB
-        let plan = memory_plan(9300, 9900, false, 290.0, 224, 20 << 20);
+        let plan = memory_plan(9300, 9900, false, 290.0, 224, 20 << 20, 1);
         assert_eq!(plan.image, 9300 * 9900 * 3 + 9300 * 9900 / 64);
         assert_eq!(plan.per_patch, 3 * (290 * 290 * 3 + 224 * 224 * 12));
+        // a batch per worker thread, plus one queued and one in the model
+        assert_eq!(memory_plan(9300, 9900, false, 290.0, 224, 20 << 20, 4).per_patch, 6 * (290 * 290 * 3 + 224 * 224 * 12));
         let img = Path::new("slide.jpg");
         assert_eq!(fit_memory(&plan, 16, 4096, img, false).unwrap(), 16);
         let need_one = plan.total(1).div_ceil(1 << 20);
@@ -712,8 +779,10 @@ mod tests {
         let e = fit_memory(&plan, 16, 300, img, false).unwrap_err().to_string();
         assert!(e.contains("slide.jpg") && e.contains("tiled pyramid") && e.contains("--memory-mb 300"), "{e}");
         // read by regions: the image part is the region cache
-        let regions = memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20);
+        let regions = memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20, 1);
         assert_eq!(regions.image, 64 << 20);
+        assert_eq!(memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20, 3).image, 3 * (64 << 20));
+        assert_eq!((patch_workers(1), patch_workers(2), patch_workers(16), patch_workers(128)), (1, 1, 4, 8));
         assert_eq!(fit_memory(&regions, 16, 1024, img, true).unwrap(), 16);
     }
 }

@@ -1,13 +1,14 @@
 //! Spot models on images and whole slides: the image preprocessing contract ([`image_prep`]), slide
 //! readers by region ([`wsi`] over tiled TIFFs in [`tiled`] and, with feature `openslide`, vendor
-//! formats), the tissue grid and batched prediction ([`pipeline`]), and heatmap PNGs with their legend
-//! ([`heatmap`], text in a built-in bitmap [`font`]). The browser build
-//! uses this crate and the runtime only.
+//! formats), JPEGs decoded on several threads ([`jpeg`]), the tissue grid and batched prediction
+//! ([`pipeline`]), and heatmap PNGs with their legend ([`heatmap`], text in a built-in bitmap
+//! [`font`]). The browser build uses this crate and the runtime only.
 #![warn(missing_docs)]
 
 pub mod font;
 pub mod heatmap;
 pub mod image_prep;
+pub mod jpeg;
 pub mod open;
 #[cfg(feature = "openslide")]
 pub mod openslide;

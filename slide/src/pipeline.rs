@@ -7,8 +7,8 @@
 //! (H&E and IHC slides have a bright background). A grid spot is kept when at least
 //! [`MIN_TISSUE`] of its patch is tissue.
 //!
-//! Patches are cropped and preprocessed on a producer thread that hands whole batches to the
-//! model thread through a bounded channel, so at most a few batches exist at once.
+//! Patches are cropped and preprocessed on worker threads, a whole batch each, handed to the model
+//! in order; at most a few batches more than there are workers exist at once.
 //!
 //! Whole-slide images ([`crate::wsi`]: tiled or pyramidal TIFFs, and vendor formats through
 //! OpenSlide) are never decoded whole: the mask and heatmap background come from the smallest
@@ -32,7 +32,7 @@ pub const MASK_SIDE: u32 = 1024;
 pub const HEATMAP_SIDE: u32 = 1500;
 /// Smallest tissue fraction of a patch for a grid spot to be kept.
 pub const MIN_TISSUE: f32 = 0.5;
-/// Batches prepared ahead of the model.
+/// Batches prepared ahead of the model, besides one per worker thread.
 const QUEUE: usize = 2;
 
 /// A position to predict at.
@@ -98,14 +98,57 @@ pub fn gene_indices_for(option: &str, wanted: &[String], genes: &[String]) -> Re
 }
 
 /// Box-averaged copy whose long side is at most `max_side`; returns it and the integer factor.
+/// The same pixels as [`crate::wsi::BoxSum`]; bands of output rows are summed on all cores.
 pub fn downscale(img: &RgbImage, max_side: u32) -> (RgbImage, u32) {
     let (w, h) = img.dimensions();
-    let mut sum = crate::wsi::BoxSum::new(w, h, max_side);
-    if sum.factor() == 1 {
+    let f = w.max(h).div_ceil(max_side.max(1)).max(1);
+    if f == 1 {
         return (img.clone(), 1);
     }
-    sum.add(0, 0, w, h, img.as_raw());
-    sum.finish()
+    let (sw, sh) = (w.div_ceil(f) as usize, h.div_ceil(f) as usize);
+    if sw == 0 || sh == 0 {
+        return (RgbImage::new(sw as u32, sh as u32), f);
+    }
+    let mut out = vec![0u8; sw * sh * 3];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(sh);
+    let raw = img.as_raw();
+    let (f, w, h) = (f as usize, w as usize, h as usize);
+    std::thread::scope(|s| {
+        for (band, rows) in out.chunks_mut(sh.div_ceil(threads) * sw * 3).enumerate() {
+            let sy0 = band * sh.div_ceil(threads);
+            let mut sum = move || {
+                let mut acc = vec![0u64; sw * 3];
+                for (i, dst) in rows.chunks_mut(sw * 3).enumerate() {
+                    let (y0, y1) = ((sy0 + i) * f, ((sy0 + i + 1) * f).min(h));
+                    acc.fill(0);
+                    for y in y0..y1 {
+                        let row = &raw[y * w * 3..(y + 1) * w * 3];
+                        for (sx, px) in row.chunks(f * 3).enumerate() {
+                            let a = &mut acc[sx * 3..sx * 3 + 3];
+                            for p in px.chunks_exact(3) {
+                                a[0] += p[0] as u64;
+                                a[1] += p[1] as u64;
+                                a[2] += p[2] as u64;
+                            }
+                        }
+                    }
+                    for (sx, d) in dst.chunks_exact_mut(3).enumerate() {
+                        let n = (((sx + 1) * f).min(w) - sx * f) as u64 * (y1 - y0) as u64;
+                        for c in 0..3 {
+                            d[c] = ((acc[sx * 3 + c] + n / 2) / n) as u8;
+                        }
+                    }
+                }
+            };
+            // one band runs here: wasm32 (the browser page) cannot spawn threads
+            if threads > 1 {
+                s.spawn(sum);
+            } else {
+                sum();
+            }
+        }
+    });
+    (RgbImage::from_raw(sw as u32, sh as u32, out).expect("sized above"), f as u32)
 }
 
 /// Grey levels (Rec. 601 luma).
@@ -255,18 +298,25 @@ pub fn grid_spots_slide(t: &mut dyn SlideReader, side: f32) -> Result<Vec<SlideS
 
 /// Where patches come from: a decoded image, or level 0 of a slide read by regions.
 pub enum Patches<'a> {
-    /// Patches cut from an image decoded whole.
+    /// Patches cut from an image decoded whole (shared by the worker threads).
     Image(&'a RgbImage),
-    /// Patches read by regions from level 0 of a slide.
+    /// Patches read by regions from level 0 of a slide: one reader of the same slide per worker
+    /// thread (at least one).
+    Slide(Vec<Box<dyn SlideReader>>),
+}
+
+/// One worker thread's patch source.
+enum Source<'a> {
+    Image(&'a RgbImage),
     Slide(Box<dyn SlideReader>),
 }
 
-impl Patches<'_> {
+impl Source<'_> {
     /// The patch of [`crop_square`] (same rounding, same edge padding).
-    pub fn crop(&mut self, x: f32, y: f32, side: f32) -> Result<RgbImage> {
+    fn crop(&mut self, x: f32, y: f32, side: f32) -> Result<RgbImage> {
         match self {
-            Patches::Image(img) => crop_square(img, x, y, side),
-            Patches::Slide(t) => {
+            Source::Image(img) => crop_square(img, x, y, side),
+            Source::Slide(t) => {
                 let (w, h) = t.dimensions();
                 crop_square_from(w, h, x, y, side, |x0, y0, cw, ch| t.read_region(0, x0, y0, cw, ch))
             }
@@ -274,49 +324,215 @@ impl Patches<'_> {
     }
 }
 
-/// Predicts every spot from a patch source: `[spots × genes]` row-major. Crops/preprocessing run on
-/// a producer thread, batches go through a bounded channel. Progress goes to stderr.
+/// Weights of `image::imageops::resize` with `FilterType::Triangle` along one axis of `len` px
+/// resized to `new_len`: per output pixel, its first input pixel and the normalized weights,
+/// computed in the same f32 operations.
+fn triangle_weights(len: u32, new_len: u32) -> Vec<(usize, Vec<f32>)> {
+    let ratio = len as f32 / new_len as f32;
+    let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+    let support = sratio; // the triangle's support (1) × sratio
+    (0..new_len)
+        .map(|o| {
+            let input = (o as f32 + 0.5) * ratio;
+            let left = ((input - support).floor() as i64).clamp(0, len as i64 - 1);
+            let right = ((input + support).ceil() as i64).clamp(left + 1, len as i64);
+            let input = input - 0.5;
+            let mut ws: Vec<f32> = (left..right)
+                .map(|i| {
+                    let x = ((i as f32 - input) / sratio).abs();
+                    if x < 1.0 { 1.0 - x } else { 0.0 }
+                })
+                .collect();
+            let mut sum = 0.0f32;
+            for w in &ws {
+                sum += w;
+            }
+            for w in ws.iter_mut() {
+                *w /= sum;
+            }
+            (left as usize, ws)
+        })
+        .collect()
+}
+
+/// `image::imageops::resize(img, nw, nh, FilterType::Triangle)` (what [`Preprocess::resize`]
+/// calls), byte for byte: the same weights and the same f32 sums in the same order (rows first,
+/// then columns), on RGB rows instead of generic pixels, several times faster.
+pub fn resize_triangle(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if (w, h) == (nw, nh) || w == 0 || h == 0 {
+        return if (w, h) == (nw, nh) { img.clone() } else { RgbImage::new(nw, nh) };
+    }
+    let (src, row) = (img.as_raw(), w as usize * 3);
+    // rows first: nh × w × 3 sums
+    let mut tmp = vec![0f32; nh as usize * row];
+    for ((top, ws), dst) in triangle_weights(h, nh).iter().zip(tmp.chunks_exact_mut(row)) {
+        for (i, &wt) in ws.iter().enumerate() {
+            let line = &src[(top + i) * row..(top + i + 1) * row];
+            for (d, &v) in dst.iter_mut().zip(line) {
+                *d += v as f32 * wt;
+            }
+        }
+    }
+    // then columns, rounded to the nearest level
+    let wx = triangle_weights(w, nw);
+    let mut out = vec![0u8; nw as usize * nh as usize * 3];
+    for (line, dst) in tmp.chunks_exact(row).zip(out.chunks_exact_mut(nw as usize * 3)) {
+        for ((left, ws), px) in wx.iter().zip(dst.chunks_exact_mut(3)) {
+            let mut t = [0f32; 3];
+            for (i, &wt) in ws.iter().enumerate() {
+                let p = &line[(left + i) * 3..(left + i) * 3 + 3];
+                t[0] += p[0] * wt;
+                t[1] += p[1] * wt;
+                t[2] += p[2] * wt;
+            }
+            for c in 0..3 {
+                px[c] = t[c].clamp(0.0, 255.0).round() as u8;
+            }
+        }
+    }
+    RgbImage::from_raw(nw, nh, out).expect("sized above")
+}
+
+/// How [`predict_from`] runs: patch side, preprocessing, batch size, genes per spot and worker threads.
+#[derive(Debug, Clone)]
+pub struct PredictPlan<'a> {
+    /// Patch side in level-0 pixels.
+    pub side: f32,
+    /// The model's preprocessing.
+    pub prep: &'a Preprocess,
+    /// Patches per model run.
+    pub batch: usize,
+    /// Values the model returns per patch.
+    pub genes: usize,
+    /// Threads cropping and preprocessing (for a slide, at most one per reader).
+    pub workers: usize,
+}
+
+/// Progress of [`predict_from`], after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Spots predicted so far.
+    pub done: usize,
+    /// Spots in all.
+    pub total: usize,
+    /// Seconds since the first batch was started.
+    pub elapsed_s: f64,
+}
+
+/// Batch hand-out shared by the worker threads: batch `next` is handed out next, batches below
+/// `consumed` went through the model, `stop` ends the workers early.
+struct Gate {
+    next: usize,
+    consumed: usize,
+    stop: bool,
+}
+
+/// Stops the workers when the model loop ends, however it ends.
+struct StopOnDrop<'a>(&'a (std::sync::Mutex<Gate>, std::sync::Condvar));
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.0.lock() {
+            g.stop = true;
+        }
+        self.0.1.notify_all();
+    }
+}
+
+/// Predicts every spot from a patch source: `[spots × genes]` row-major. Worker threads crop and
+/// preprocess whole batches (taken in order, at most `workers + 2` batches in memory); the
+/// calling thread runs the model on them in order. `progress` is called after each batch.
 pub fn predict_from(
     session: &mut Session,
-    mut source: Patches<'_>,
+    source: Patches<'_>,
     spots: &[SlideSpot],
-    side: f32,
-    prep: &Preprocess,
-    batch: usize,
-    genes: usize,
+    plan: &PredictPlan<'_>,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<f32>> {
-    let batch = batch.max(1);
+    let s = plan.prep.size as usize;
+    let mut run = |n: usize, data: Vec<f32>| session.run_output(&[Value::f32(&[n, 3, s, s], data)], "expression")?.into_f32();
+    predict_with(source, spots, plan, &mut run, progress)
+}
+
+/// [`predict_from`] with the model as a function: `run(n, batch)` gets `n` CHW tensors, one
+/// after another, and returns `n × genes` values.
+pub fn predict_with(
+    source: Patches<'_>,
+    spots: &[SlideSpot],
+    plan: &PredictPlan<'_>,
+    run: &mut dyn FnMut(usize, Vec<f32>) -> Result<Vec<f32>>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<f32>> {
+    let PredictPlan { side, prep, genes, .. } = *plan;
+    prep.validate()?;
+    let batch = plan.batch.max(1);
     let len = prep.tensor_len();
-    let s = prep.size as usize;
-    let mut out = Vec::with_capacity(spots.len() * genes);
     let n_batches = spots.len().div_ceil(batch);
+    let sources: Vec<Source> = match source {
+        Patches::Image(img) => (0..plan.workers.clamp(1, n_batches.max(1))).map(|_| Source::Image(img)).collect(),
+        Patches::Slide(readers) => readers.into_iter().take(plan.workers.max(1)).map(Source::Slide).collect(),
+    };
+    if sources.is_empty() {
+        return Err(Error::Input("no slide reader for the patches".into()));
+    }
+    let workers = sources.len();
+    let limit = workers + QUEUE; // batches handed out and not through the model yet
+    let mut out = Vec::with_capacity(spots.len() * genes);
     let start = Instant::now();
-    let mut last = Instant::now();
+    let gate = (std::sync::Mutex::new(Gate { next: 0, consumed: 0, stop: false }), std::sync::Condvar::new());
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<f32>>, f64)>();
+    let (mut prep_s, mut run_s) = (0.0, 0.0);
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<f32>)>>(QUEUE);
-        let producer = scope.spawn(move || {
-            let mut busy = 0.0;
-            for chunk in spots.chunks(batch) {
-                let t = Instant::now();
-                let mut data = vec![0f32; chunk.len() * len];
-                let r = chunk.iter().zip(data.chunks_mut(len)).try_for_each(|(sp, dst)| {
-                    let patch = prep.resize(&source.crop(sp.x, sp.y, side)?)?;
-                    prep.normalize_into(&patch, dst).map_err(|e| Error::Input(format!("spot {}: {e}", sp.id)))
-                });
-                busy += t.elapsed().as_secs_f64();
-                let msg = r.map(|_| (chunk.len(), data));
-                let stop = msg.is_err();
-                if tx.send(msg).is_err() || stop {
-                    break; // receiver gone (model error) or our own error sent
+        for mut src in sources {
+            let (tx, gate) = (tx.clone(), &gate);
+            scope.spawn(move || {
+                loop {
+                    let b = {
+                        let Ok(mut g) = gate.0.lock() else { return };
+                        while !g.stop && g.next < n_batches && g.next >= g.consumed + limit {
+                            g = match gate.1.wait(g) {
+                                Ok(g) => g,
+                                Err(_) => return,
+                            };
+                        }
+                        if g.stop || g.next >= n_batches {
+                            return;
+                        }
+                        g.next += 1;
+                        g.next - 1
+                    };
+                    let t = Instant::now();
+                    let chunk = &spots[b * batch..((b + 1) * batch).min(spots.len())];
+                    let mut data = vec![0f32; chunk.len() * len];
+                    let r = chunk.iter().zip(data.chunks_mut(len)).try_for_each(|(sp, dst)| {
+                        let crop = src.crop(sp.x, sp.y, side)?;
+                        let patch =
+                            if crop.dimensions() == (prep.size, prep.size) { crop } else { resize_triangle(&crop, prep.size, prep.size) };
+                        prep.normalize_into(&patch, dst).map_err(|e| Error::Input(format!("spot {}: {e}", sp.id)))
+                    });
+                    if tx.send((b, r.map(|_| data), t.elapsed().as_secs_f64())).is_err() {
+                        return; // the model loop ended
+                    }
                 }
-            }
-            busy
-        });
-        let mut run_s = 0.0;
-        for (b, msg) in rx.iter().enumerate() {
-            let (n, data) = msg?;
+            });
+        }
+        drop(tx);
+        let _stop = StopOnDrop(&gate);
+        // batches prepared ahead of the model, by index
+        let mut ready: std::collections::BTreeMap<usize, Result<Vec<f32>>> = Default::default();
+        for b in 0..n_batches {
+            let data = loop {
+                if let Some(r) = ready.remove(&b) {
+                    break r?;
+                }
+                let (i, r, busy) = rx.recv().map_err(|_| Error::Input("the patch workers stopped early".into()))?;
+                prep_s += busy;
+                ready.insert(i, r);
+            };
+            let n = data.len() / len;
             let t = Instant::now();
-            let y = session.run_output(&[Value::f32(&[n, 3, s, s], data)], "expression")?.into_f32()?;
+            let y = run(n, data)?;
             if y.len() != n * genes {
                 return Err(Error::Input(format!(
                     "model returned {} values for {n} patches, expected {} ({genes} genes each)",
@@ -326,18 +542,17 @@ pub fn predict_from(
             }
             run_s += t.elapsed().as_secs_f64();
             out.extend_from_slice(&y);
-            if last.elapsed().as_secs_f64() >= 2.0 || b + 1 == n_batches {
-                let done = out.len() / genes;
-                eprintln!("slide: {done}/{} patches, {:.1}/s", spots.len(), done as f64 / start.elapsed().as_secs_f64().max(1e-9));
-                last = Instant::now();
+            if let Ok(mut g) = gate.0.lock() {
+                g.consumed = b + 1;
             }
+            gate.1.notify_all();
+            progress(Progress { done: out.len() / genes.max(1), total: spots.len(), elapsed_s: start.elapsed().as_secs_f64() });
         }
-        let prep_s = producer.join().unwrap_or(0.0);
-        eprintln!("slide: crop+preprocess {prep_s:.1}s (producer thread), model {run_s:.1}s");
         Ok(())
     })?;
+    eprintln!("slide: crop+preprocess {prep_s:.1}s on {workers} worker thread(s), model {run_s:.1}s");
     if out.len() != spots.len() * genes {
-        return Err(Error::Input("producer stopped early".into()));
+        return Err(Error::Input("the patch workers stopped early".into()));
     }
     Ok(out)
 }
@@ -431,6 +646,122 @@ mod tests {
             csv,
             "id,pixel_x,pixel_y,\"A,B\",\"say \"\"x\"\"\",\"C\nD\",ERBB2\nr1c2,1.00,2.00,0.500000,1.000000,1.500000,2.000000\n"
         );
+    }
+
+    #[test]
+    fn slide_resize_matches_image_crate() {
+        use image::imageops::{FilterType, resize};
+        let mut seed = 7u32;
+        let mut noise = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        for (w, h, nw, nh) in [
+            (290, 290, 224, 224),
+            (291, 287, 224, 224),
+            (100, 100, 224, 224),
+            (800, 800, 224, 224),
+            (5, 3, 7, 2),
+            (1, 1, 4, 4),
+            (224, 300, 224, 224),
+        ] {
+            let img = RgbImage::from_fn(w, h, |_, _| Rgb([noise(), noise(), noise()]));
+            assert!(resize_triangle(&img, nw, nh) == resize(&img, nw, nh, FilterType::Triangle), "{w}×{h} → {nw}×{nh}");
+        }
+        let flat = RgbImage::from_pixel(290, 290, Rgb([255, 0, 17]));
+        assert!(resize_triangle(&flat, 224, 224).pixels().all(|p| p.0 == [255, 0, 17]));
+    }
+
+    /// An uncompressed tiled TIFF of `img` (one level).
+    fn write_tiled(path: &Path, img: &RgbImage, tile: u32) {
+        use tiff::tags::Tag;
+        let mut enc = tiff::encoder::TiffEncoder::new(std::io::BufWriter::new(std::fs::File::create(path).unwrap())).unwrap();
+        let (w, h) = img.dimensions();
+        let mut dir = enc.image_directory().unwrap();
+        let (mut offsets, mut counts) = (Vec::new(), Vec::new());
+        for ty in 0..h.div_ceil(tile) {
+            for tx in 0..w.div_ceil(tile) {
+                let mut raw = vec![0u8; (tile * tile * 3) as usize];
+                for y in 0..tile.min(h - ty * tile) {
+                    for x in 0..tile.min(w - tx * tile) {
+                        raw[((y * tile + x) * 3) as usize..][..3].copy_from_slice(&img.get_pixel(tx * tile + x, ty * tile + y).0);
+                    }
+                }
+                offsets.push(dir.write_data(raw.as_slice()).unwrap() as u32);
+                counts.push(raw.len() as u32);
+            }
+        }
+        dir.write_tag(Tag::ImageWidth, w).unwrap();
+        dir.write_tag(Tag::ImageLength, h).unwrap();
+        dir.write_tag(Tag::BitsPerSample, &[8u16, 8, 8][..]).unwrap();
+        dir.write_tag(Tag::Compression, 1u16).unwrap();
+        dir.write_tag(Tag::PhotometricInterpretation, 2u16).unwrap();
+        dir.write_tag(Tag::SamplesPerPixel, 3u16).unwrap();
+        dir.write_tag(Tag::PlanarConfiguration, 1u16).unwrap();
+        dir.write_tag(Tag::TileWidth, tile).unwrap();
+        dir.write_tag(Tag::TileLength, tile).unwrap();
+        dir.write_tag(Tag::TileOffsets, offsets.as_slice()).unwrap();
+        dir.write_tag(Tag::TileByteCounts, counts.as_slice()).unwrap();
+        dir.finish().unwrap();
+    }
+
+    #[test]
+    fn slide_workers_keep_spot_order_and_values() {
+        let img = RgbImage::from_fn(300, 200, |x, y| Rgb([(x * 3 + y) as u8, (x ^ y) as u8, (x * y % 253) as u8]));
+        let prep = Preprocess { size: 16, ..Preprocess::default() };
+        // 23 spots, some by the border (edge padding)
+        let spots: Vec<SlideSpot> =
+            (0..23).map(|i| SlideSpot { id: format!("s{i}"), x: (i * 37 % 300) as f32 + 0.3, y: (i * 53 % 200) as f32 }).collect();
+        let want: Vec<f32> = spots.iter().flat_map(|sp| prep.spot(&img, sp.x, sp.y, 30.0).unwrap()).collect();
+        // the "model" hands the tensors back: the output is every tensor in spot order
+        let len = prep.tensor_len();
+        let mut echo = |n: usize, data: Vec<f32>| -> Result<Vec<f32>> {
+            assert_eq!(data.len(), n * len);
+            Ok(data)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tif = dir.path().join("slide.tif");
+        write_tiled(&tif, &img, 64);
+        for workers in [1, 3] {
+            let plan = PredictPlan { side: 30.0, prep: &prep, batch: 4, genes: len, workers };
+            let mut seen = Vec::new();
+            let got = predict_with(Patches::Image(&img), &spots, &plan, &mut echo, &mut |p| seen.push(p.done)).unwrap();
+            assert!(got == want, "image, {workers} workers");
+            assert_eq!(seen, [4, 8, 12, 16, 20, 23]);
+            let readers: Vec<Box<dyn SlideReader>> =
+                (0..workers).map(|_| Box::new(crate::tiled::TiledTiff::open(&tif).unwrap()) as Box<dyn SlideReader>).collect();
+            let got = predict_with(Patches::Slide(readers), &spots, &plan, &mut echo, &mut |_| {}).unwrap();
+            assert!(got == want, "tiled TIFF, {workers} readers");
+        }
+        // a spot off the image: its error, in spot order, whichever worker meets it
+        let mut bad = spots.clone();
+        bad[9].x = 400.0;
+        bad[21].y = -1.0;
+        let plan = PredictPlan { side: 30.0, prep: &prep, batch: 4, genes: len, workers: 3 };
+        let e = predict_with(Patches::Image(&img), &bad, &plan, &mut echo, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("(400.0, "), "{e}");
+        // a model error stops the workers
+        let mut calls = 0;
+        let mut fail = |_: usize, _: Vec<f32>| -> Result<Vec<f32>> {
+            calls += 1;
+            Err(Error::Input("model failed".into()))
+        };
+        let e = predict_with(Patches::Image(&img), &spots, &plan, &mut fail, &mut |_| {}).unwrap_err().to_string();
+        assert_eq!((e.as_str(), calls), ("model failed", 1));
+        // the model's output size is checked
+        let mut short = |n: usize, _: Vec<f32>| -> Result<Vec<f32>> { Ok(vec![0.0; n]) };
+        let e = predict_with(Patches::Image(&img), &spots, &plan, &mut short, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("model returned 4 values for 4 patches"), "{e}");
+    }
+
+    #[test]
+    fn slide_downscale_box_matches_box_sum() {
+        let img = RgbImage::from_fn(1003, 517, |x, y| Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (x * y % 251) as u8]));
+        for side in [1003, 1002, 500, 100, 7, 1] {
+            let mut sum = crate::wsi::BoxSum::new(1003, 517, side);
+            sum.add(0, 0, 1003, 517, img.as_raw());
+            assert!(downscale(&img, side) == sum.finish(), "max side {side}");
+        }
     }
 
     #[test]
