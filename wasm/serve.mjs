@@ -1,5 +1,7 @@
-// A tiny static file server bound to 127.0.0.1: `node wasm/serve.mjs ROOT [PORT]`.
-// Also imported by the browser test and benchmark.
+// A tiny static file server bound to 127.0.0.1: `node wasm/serve.mjs ROOT [PORT] [--isolate]`.
+// --isolate sends Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy:
+// require-corp, making the page cross-origin isolated (SharedArrayBuffer, so onnxruntime-web's
+// threads). Also imported by the browser test and benchmark.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,8 +13,11 @@ const TYPES = {
   '.onnx': 'application/octet-stream', '.jpg': 'image/jpeg', '.png': 'image/png', '.tif': 'image/tiff',
 };
 
-/** Serves `root` on 127.0.0.1:`port` (0 = any free port); resolves to the server. */
-export function serve(root, port = 0) {
+/** Headers that make a page cross-origin isolated (all our files are same-origin). */
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+/** Serves `root` on 127.0.0.1:`port` (0 = any free port); resolves to the server. `isolate`: send ISOLATION. */
+export function serve(root, port = 0, { isolate = false } = {}) {
   root = path.resolve(root);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
@@ -21,7 +26,8 @@ export function serve(root, port = 0) {
     if (file.endsWith(path.sep)) file = path.join(file, 'index.html');
     fs.readFile(file, (err, data) => {
       if (err) { res.writeHead(404, { 'content-type': 'text/plain' }).end('not found'); return; }
-      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+      const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
+      res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', ...(isolate ? ISOLATION : {}) });
       res.end(data);
     });
   });
@@ -32,11 +38,18 @@ export function serve(root, port = 0) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [root = 'out/web', port = '8080'] = process.argv.slice(2);
+  const argv = process.argv.slice(2);
+  const isolate = argv.includes('--isolate');
+  const bad = argv.find((a) => a.startsWith('-') && a !== '--isolate');
+  const [root = 'out/web', port = '8080'] = argv.filter((a) => !a.startsWith('-'));
+  if (bad || !/^\d+$/.test(port)) {
+    console.error('usage: node wasm/serve.mjs ROOT [PORT] [--isolate]');
+    process.exit(2);
+  }
   if (!fs.existsSync(path.join(root, 'index.html'))) {
     console.error(`${root}/index.html not found: run bash wasm/build.sh first`);
     process.exit(1);
   }
-  const s = await serve(root, Number(port));
-  console.log(`serving ${root} on http://127.0.0.1:${s.address().port}/ (Ctrl-C to stop)`);
+  const s = await serve(root, Number(port), { isolate });
+  console.log(`serving ${root} on http://127.0.0.1:${s.address().port}/${isolate ? ' (cross-origin isolated)' : ''} (Ctrl-C to stop)`);
 }

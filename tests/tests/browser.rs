@@ -1,7 +1,8 @@
 //! The browser page end to end in headless Chromium (`tests/js/browser.mjs`, playwright-core):
 //! a random-init spot model dropped on the page and the bundled HER2ST example image give the
-//! same grid and clicked-spot predictions as native `infer slide` (tract) within 1e-4; bad files
-//! show errors on the page; nothing is requested outside 127.0.0.1; a screenshot goes to out/.
+//! same grid and clicked-spot predictions as native `infer slide` (tract) within 1e-4; the grid split
+//! over 3 Web Workers equals the one-worker grid exactly; bad files and a bad worker count show errors
+//! on the page; nothing is requested outside 127.0.0.1; a screenshot goes to out/.
 //! Needs scripts/setup.sh (chromium, node packages, wasm32 target, wasm-bindgen); fails without.
 
 mod common;

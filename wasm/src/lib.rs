@@ -1,6 +1,8 @@
 //! In-browser spot prediction. The same preprocessing (`bioedge_slide::image_prep`), tissue grid
 //! (`bioedge_slide::pipeline`) and tract backend (`bioedge_runtime::Session`) as `infer slide`, behind a small
-//! wasm-bindgen API used by the page's Web Worker (`www/worker.js`).
+//! wasm-bindgen API used by the page's Web Workers (`www/worker.js`). For the grid split over several
+//! workers, the worker holding the image cuts the patches ([`Slide::crops`]) and the others predict
+//! them ([`SpotModel::predict_crops`]): the same values as [`SpotModel::predict`].
 
 use bioedge_runtime::{Backend, Options, Session, Value};
 use bioedge_slide::image_prep::{Preprocess, crop_square, decode_rgb};
@@ -85,8 +87,27 @@ impl SpotModel {
         let len = self.prep.tensor_len();
         let mut data = vec![0f32; n * len];
         for (p, dst) in xy.chunks(2).zip(data.chunks_mut(len)) {
-            let patch = self.prep.resize(&crop_square(&slide.img, p[0], p[1], side).map_err(js)?).map_err(js)?;
-            self.prep.normalize_into(&patch, dst).map_err(js)?;
+            self.prepare(&crop_square(&slide.img, p[0], p[1], side).map_err(js)?, dst)?;
+        }
+        self.run(data, n)
+    }
+
+    /// [`SpotModel::predict`] on patches already cut by [`Slide::crops`] (`crop_side`² RGB bytes each),
+    /// so that workers without the image can predict: same preprocessing and model, same values.
+    #[wasm_bindgen(js_name = predictCrops)]
+    pub fn predict_crops(&mut self, crops: &[u8], crop_side: u32) -> Result<Vec<f32>, JsError> {
+        let px = 3 * crop_side as usize * crop_side as usize;
+        if px == 0 || crops.is_empty() || !crops.len().is_multiple_of(px) {
+            return Err(JsError::new(&format!(
+                "predictCrops: {} bytes is not a whole number of {crop_side}×{crop_side} RGB patches",
+                crops.len()
+            )));
+        }
+        let (n, len) = (crops.len() / px, self.prep.tensor_len());
+        let mut data = vec![0f32; n * len];
+        for (c, dst) in crops.chunks(px).zip(data.chunks_mut(len)) {
+            let patch = RgbImage::from_raw(crop_side, crop_side, c.to_vec()).ok_or_else(|| JsError::new("predictCrops: bad patch"))?;
+            self.prepare(&patch, dst)?;
         }
         self.run(data, n)
     }
@@ -106,6 +127,10 @@ impl SpotModel {
             )));
         }
         Ok(y)
+    }
+
+    fn prepare(&self, patch: &RgbImage, dst: &mut [f32]) -> Result<(), JsError> {
+        self.prep.normalize_into(&self.prep.resize(patch).map_err(js)?, dst).map_err(js)
     }
 
     /// The preprocessed CHW tensor of one patch (what `predict` feeds the model).
@@ -152,6 +177,20 @@ impl Slide {
         Ok(grid_spots(&self.img, side).into_iter().map(|s| s.id).collect())
     }
 
+    /// The square patches of side `side` centred at `xy = [x0, y0, ...]`, as [`SpotModel::predict`] cuts
+    /// them, concatenated: `round(side)`² RGB bytes each (row-major), for [`SpotModel::predict_crops`].
+    pub fn crops(&self, xy: &[f32], side: f32) -> Result<Vec<u8>, JsError> {
+        if xy.is_empty() || !xy.len().is_multiple_of(2) {
+            return Err(JsError::new("crops: expected x, y pairs"));
+        }
+        check_side(side)?;
+        let mut out = Vec::new();
+        for p in xy.chunks(2) {
+            out.extend_from_slice(crop_square(&self.img, p[0], p[1], side).map_err(js)?.as_raw());
+        }
+        Ok(out)
+    }
+
     /// A box-downscaled copy for display (long side at most `max_side`).
     pub fn preview(&self, max_side: u32) -> Preview {
         let (small, factor) = downscale(&self.img, max_side);
@@ -187,5 +226,15 @@ mod tests {
         let p = Slide { img }.preview(10);
         assert_eq!((p.width, p.height, p.factor), (10, 4, 3));
         assert_eq!(&p.rgba()[..4], &[10, 20, 30, 255]);
+    }
+
+    #[test]
+    fn wasm_crops_are_predicts_patches() {
+        let img = RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8, y as u8, (x * y) as u8]));
+        let slide = Slide { img: img.clone() };
+        let c = slide.crops(&[10.0, 12.0, 1.0, 29.0], 7.4).unwrap();
+        assert_eq!(c.len(), 2 * 7 * 7 * 3);
+        assert_eq!(&c[..147], crop_square(&img, 10.0, 12.0, 7.4).unwrap().as_raw().as_slice());
+        assert_eq!(&c[147..], crop_square(&img, 1.0, 29.0, 7.4).unwrap().as_raw().as_slice());
     }
 }

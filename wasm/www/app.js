@@ -1,31 +1,19 @@
 // The page: file picker / drag and drop, canvas, heatmap overlay, top-gene table. All model work
-// happens in worker.js; results are also exposed on `window.bioedge` for tests.
+// happens in Web Workers (worker.js): the main one holds the image and model; the whole grid is
+// split over a pool of model workers (pool.js). Results are also exposed on `window.bioedge` for tests.
+import { BATCH, Pool, WorkerClient, defaultWorkers } from './pool.js';
+
 const $ = (id) => document.getElementById(id);
 const PREVIEW_SIDE = 1600;
 
 const state = { sideOverride: null, model: null, image: null, grid: null, selected: null, gene: 0, busy: false, error: null, loaded: 0 };
 window.bioedge = state;
 
-// worker calls: one promise per request, progress messages in between
-const worker = new Worker('worker.js', { type: 'module' });
-const pending = new Map();
-let nextId = 1;
-worker.onmessage = (e) => {
-  const m = e.data;
-  const p = pending.get(m.id);
-  if (!p) return;
-  if (m.progress !== undefined) { p.onProgress?.(m); return; }
-  pending.delete(m.id);
-  m.ok ? p.resolve(m.result) : p.reject(new Error(m.error));
-};
-worker.onerror = (e) => showError(`worker failed: ${e.message ?? e}`);
-function call(type, args, transfer = [], onProgress) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, onProgress });
-    worker.postMessage({ id, type, args }, transfer);
-  });
-}
+const main = new WorkerClient((e) => showError(e.message));
+const call = (type, args, transfer, onProgress) => main.call(type, args, transfer, onProgress);
+const pool = new Pool();
+// grid workers: `?workers=N`, else one per core; editable on the page
+$('workers').value = Number(new URLSearchParams(location.search).get('workers')) || defaultWorkers();
 
 function showError(msg) {
   state.error = msg;
@@ -50,11 +38,12 @@ function refreshButtons() {
 }
 
 async function loadModel(bytes, name) {
-  const r = await busy(`Loading model ${name}…`, async () => {
-    const m = await call('model', { bytes, name }, [bytes]);
-    return m;
-  });
+  const copy = bytes.slice(0); // for the grid workers
+  const r = await busy(`Loading model ${name}…`, () => call('model', { bytes, name }, [bytes]));
   if (!r) return;
+  pool.setModel(copy, name);
+  // the grid workers load it in the background
+  try { pool.resize(workers()).catch(() => {}); } catch { /* a bad workers field is reported at predict time */ }
   state.model = { ...r, name };
   state.grid = null; state.selected = null;
   // the card's exact side is used until the field is edited
@@ -93,18 +82,35 @@ function side() {
   return s;
 }
 
+function workers() {
+  const n = Number($('workers').value);
+  if (!(Number.isInteger(n) && n >= 1 && n <= 64)) throw new Error(`workers "${$('workers').value}" must be a whole number from 1 to 64`);
+  return n;
+}
+
+// one worker: the main worker alone; more: the pool, with patches cut by the main worker
 async function predictGrid() {
-  const r = await busy('Predicting the grid…', () => {
-    const s = side();
-    progress(0);
-    return call('grid', { side: s }, [], (m) => {
+  const r = await busy('Predicting the grid…', async () => {
+    const s = side(), n = workers();
+    const label = `${n} worker${n > 1 ? 's' : ''}`;
+    const onProgress = (m) => {
       progress(m.progress);
-      status(`Predicting the grid: ${m.done}/${m.total} spots, ${(m.ms / m.done).toFixed(0)} ms per spot`);
-    });
+      status(`Predicting the grid on ${label}: ${m.done}/${m.total} spots, ${(m.ms / m.done).toFixed(0)} ms per spot`);
+    };
+    if (n === 1) {
+      progress(0);
+      return call('grid', { side: s, batch: BATCH }, [], onProgress);
+    }
+    const spots = await call('spots', { side: s });
+    status(`Loading the model into ${label}…`);
+    await pool.resize(n);
+    progress(0);
+    return pool.grid(main, spots, s, state.model.genes.length, n, onProgress);
   });
   if (!r) return;
   state.grid = r;
-  status(`Grid: ${r.ids.length} tissue spots in ${(r.ms / 1000).toFixed(1)} s (${(r.ms / r.ids.length).toFixed(0)} ms per spot).`);
+  status(`Grid: ${r.ids.length} tissue spots in ${(r.ms / 1000).toFixed(1)} s on ${r.workers} worker${r.workers > 1 ? 's' : ''} ` +
+    `(${(r.ms / r.ids.length).toFixed(1)} ms per spot).`);
   draw();
 }
 

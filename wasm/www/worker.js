@@ -1,10 +1,11 @@
 // Heavy work off the main thread: decoding, preprocessing and the model (tract in WebAssembly).
+// The page's main worker holds the image and the model; the grid's extra workers (pool.js) hold
+// only the model and predict patches the main worker cut (`crops` → `predictCrops`).
 import init, { SpotModel, Slide } from './pkg/bioedge_wasm.js';
 
 const ready = init();
 let model = null;
 let slide = null;
-const BATCH = 4;
 
 function need() {
   if (!model) throw new Error('load a spot model first');
@@ -34,8 +35,18 @@ const handlers = {
     const values = model.predict(slide, Float32Array.of(x, y), side);
     return { x, y, side, values, ms: performance.now() - t };
   },
-  async grid({ side }, id) {
+  // the grid's spots over tissue
+  async spots({ side }) {
+    if (!slide) throw new Error('load an image first');
+    const ids = slide.gridIds(side);
+    if (ids.length === 0) throw new Error(`no tissue spots on the grid (patch side ${side} px)`);
+    const xy = slide.grid(side);
+    return [{ ids, xy }, [xy.buffer]];
+  },
+  // the whole grid in this worker, `batch` spots per model call
+  async grid({ side, batch = 1 }, id) {
     need();
+    if (!(Number.isInteger(batch) && batch >= 1)) throw new Error(`grid: batch ${batch} must be a whole number ≥ 1`);
     const xy = slide.grid(side);
     const ids = slide.gridIds(side);
     const n = ids.length;
@@ -43,12 +54,31 @@ const handlers = {
     const genes = model.genes().length;
     const values = new Float32Array(n * genes);
     const t = performance.now();
-    for (let i = 0; i < n; i += BATCH) {
-      const j = Math.min(n, i + BATCH);
+    for (let i = 0; i < n; i += batch) {
+      const j = Math.min(n, i + batch);
       values.set(model.predict(slide, xy.subarray(2 * i, 2 * j), side), i * genes);
       postMessage({ id, progress: j / n, done: j, total: n, ms: performance.now() - t });
     }
-    return [{ ids, xy, values, side, ms: performance.now() - t }, [values.buffer, xy.buffer]];
+    return [{ ids, xy, values, side, ms: performance.now() - t, workers: 1 }, [values.buffer, xy.buffer]];
+  },
+  // patches for another worker's predictCrops
+  async crops({ xy, side }) {
+    if (!slide) throw new Error('load an image first');
+    const bytes = slide.crops(xy, side);
+    // round(side)² RGB bytes per patch, as the wasm rounds it
+    const cropSide = Math.round(Math.sqrt(bytes.length / 3 / (xy.length / 2)));
+    return [{ bytes, cropSide }, [bytes.buffer]];
+  },
+  async predictCrops({ bytes, cropSide }) {
+    if (!model) throw new Error('load a spot model first');
+    const values = model.predictCrops(bytes, cropSide);
+    return [values, [values.buffer]];
+  },
+  // benchmarks: the model alone on preprocessed tensors
+  async run({ input, n }) {
+    if (!model) throw new Error('load a spot model first');
+    const values = model.run(input, n);
+    return [values, [values.buffer]];
   },
 };
 
