@@ -33,6 +33,12 @@ if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, imagecodecs
     "anndata==0.12.*" "scanpy==1.11.*" "squidpy==1.8.*" "shapely==2.*"
 fi
 
+# The Python side of bench/slide.sh on whole-slide files: openslide-python with OpenSlide's own wheel.
+if ! "$BIOEDGE_PYTHON" -c "import openslide" 2>/dev/null; then
+  echo "setup: installing openslide-python and openslide-bin into the venv"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "openslide-python==1.4.*" "openslide-bin==4.0.*"
+fi
+
 # ONNX Runtime for Rust (`ort` with load-dynamic): the library inside the PyPI wheel.
 lib="$BIOEDGE_CACHE/onnxruntime/libonnxruntime.so"
 if [ ! -f "$lib" ]; then
@@ -49,6 +55,10 @@ if ! "$BIOEDGE_PYTHON" -c "import snakemake, snakemake_executor_plugin_slurm; as
   echo "setup: installing snakemake 9 and snakemake-executor-plugin-slurm into the venv"
   "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "snakemake==9.*" "snakemake-executor-plugin-slurm==2.*"
 fi
+
+# PyTorch + PyTorch Geometric from PyPI in their own venv ($BIOEDGE_CACHE/torchvenv, ~5.5 GB with the
+# CUDA wheels; measured 2 min 55 s on a 2-core machine) for tests/tests/torch_parity.rs and `bench torch`.
+bash "$(dirname "$0")/../bench/setup_torch.sh"
 
 # Browser build and tests (wasm/, tests/js/, bench/browser.mjs): the wasm32 target, wasm-bindgen-cli
 # at the version in Cargo.lock, playwright-core and onnxruntime-web from npm (chromium and node: apt above).

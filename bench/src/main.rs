@@ -2,7 +2,8 @@
 //! - `bench models M.onnx ...`: tract vs ONNX Runtime (Rust) vs Python onnxruntime on exported
 //!   expression models;
 //! - `bench message-passing`: the gene GCN exported with ScatterND vs a dense adjacency MatMul on
-//!   graphs of growing size (the evidence for `MessagePassing::auto`).
+//!   graphs of growing size (the evidence for `MessagePassing::auto`);
+//! - `bench segment-sum`: the forms of the segment sum in message-passing exports (decisions §5).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -15,6 +16,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod flops;
+mod segment;
+mod torch;
+
 #[derive(Parser)]
 #[command(name = "bench")]
 struct Cli {
@@ -24,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Throughput of exported expression models on each runtime.
+    /// Throughput of exported expression (and spot) models on each runtime.
     Models {
         models: Vec<PathBuf>,
         #[arg(long, default_value_t = 48)]
@@ -35,6 +40,9 @@ enum Cmd {
         /// Python with onnxruntime (default: $BIOEDGE_PYTHON).
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Add a column: tract on 1 thread with the symbolic plan (no plan per input shape).
+        #[arg(long)]
+        symbolic: bool,
     },
     /// Node models (GCN/GAT exports) at the training graph's size and on a ~100k-edge graph.
     Nodes {
@@ -49,6 +57,9 @@ enum Cmd {
         seconds: f64,
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Add a column: tract on 1 thread with the symbolic plan (no plan per input shape).
+        #[arg(long)]
+        symbolic: bool,
     },
     /// Training speed: burn (CPU) vs plain PyTorch (CPU) on the same GCN and GAT, ms per epoch.
     TrainNodes {
@@ -77,8 +88,49 @@ enum Cmd {
         data: PathBuf,
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Add a row: tract on 1 thread with the symbolic plan (no plan per input shape).
+        #[arg(long)]
+        symbolic: bool,
+    },
+    /// This machine's measured f32 peak: square SGEMMs through tract and ONNX Runtime, 1 and all threads.
+    Peak {
+        #[arg(long, default_value = "512,1024,2048")]
+        sizes: String,
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// FLOPs per item of each benchmarked model and the fraction of the measured peak each runtime reaches.
+    Roofline {
+        /// Models (default: the gene GCN/MLP, Cora GCN/GAT, Tox21 GraphConv and spot CNN under out/).
+        models: Vec<PathBuf>,
+        #[arg(long, default_value = "../shared/data/planetoid/derived/cora")]
+        data: PathBuf,
+        #[arg(long, default_value = "../shared/data/tox21/tox21.csv")]
+        tox21: PathBuf,
+        #[arg(long, default_value_t = 48)]
+        gene_batch: usize,
+        #[arg(long, default_value_t = 256)]
+        mol_batch: usize,
+        #[arg(long, default_value_t = 32)]
+        spot_batch: usize,
+        /// Seconds per measurement (at least 3 runs).
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// GEMM sizes of the peak measurement.
+        #[arg(long, default_value = "512,1024,2048")]
+        sizes: String,
+        /// Also print the FLOP counts per op.
+        #[arg(long)]
+        ops: bool,
     },
     /// ScatterND vs dense message passing for the gene GCN.
+    /// Forms of the segment sum behind message passing: tract and ONNX Runtime 1 and 2 threads.
+    SegmentSum {
+        #[arg(long, default_value = "../shared/data/planetoid/derived/cora")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
     MessagePassing {
         #[arg(long, default_value = "128,512,2000,4000")]
         nodes: String,
@@ -90,6 +142,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Ours (ONNX Runtime, tract) vs PyTorch eager and PyTorch Geometric, same weights and inputs: Cora GCN/GAT, a 100k-edge graph, Tox21.
+    Torch(torch::TorchArgs),
 }
 
 /// Runs of `f` per second over about `seconds` (after one warm-up run).
@@ -148,46 +202,97 @@ fn python_rate(python: &Path, model: &Path, inputs: &[(String, Value)], seconds_
 }
 
 fn runtime_rate_values(bytes: &[u8], name: &Path, backend: Backend, threads: usize, inputs: &[Value], seconds: f64) -> Result<f64> {
-    let mut s = Session::from_bytes(bytes, name, backend, &Options { threads, ..Default::default() })?;
+    session_rate(bytes, name, backend, &Options { threads, ..Default::default() }, inputs, seconds)
+}
+
+/// Runs/s of one session built with `opts`.
+fn session_rate(bytes: &[u8], name: &Path, backend: Backend, opts: &Options, inputs: &[Value], seconds: f64) -> Result<f64> {
+    let mut s = Session::from_bytes(bytes, name, backend, opts)?;
+    // tract builds a shape's own plan on its second run: both runs before timing
+    s.run(inputs)?;
     rate(seconds, || {
         s.run(inputs)?;
         Ok(())
     })
 }
 
-fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
+/// tract and ONNX Runtime at 1 thread and at all cores: runs/s as [tract 1t, ort 1t, tract Nt,
+/// ort Nt], then tract 1t on the symbolic plan when `symbolic`.
+fn same_threads(bytes: &[u8], name: &Path, inputs: &[Value], seconds: f64, symbolic: bool) -> Result<Vec<f64>> {
+    let mut r = Vec::new();
+    for threads in [1, 0] {
+        for backend in [Backend::Tract, Backend::Ort] {
+            r.push(session_rate(bytes, name, backend, &Options { threads, ..Default::default() }, inputs, seconds)?);
+        }
+    }
+    if symbolic {
+        r.push(session_rate(bytes, name, Backend::Tract, &Options { threads: 1, symbolic: true, ..Default::default() }, inputs, seconds)?);
+    }
+    Ok(r)
+}
+
+/// The header cells of [`same_threads`]'s columns and their ratios.
+fn same_threads_header(symbolic: bool) -> String {
+    let n = infer::runtime::thread_count(0);
+    let s = if symbolic { " tract 1t symbolic | symbolic/specialised |" } else { "" };
+    format!("tract 1t | ort 1t | tract/ort 1t | tract {n}t | ort {n}t | tract/ort {n}t | tract {n}t/1t |{s}")
+}
+
+/// [`same_threads`]'s rates (times `scale`) and ratios as table cells.
+fn same_threads_cells(r: &[f64], scale: f64, digits: usize) -> String {
+    let mut c = format!(
+        "{:.digits$} | {:.digits$} | {:.2}× | {:.digits$} | {:.digits$} | {:.2}× | {:.2}× |",
+        r[0] * scale,
+        r[1] * scale,
+        r[0] / r[1],
+        r[2] * scale,
+        r[3] * scale,
+        r[2] / r[3],
+        r[2] / r[0]
+    );
+    if let Some(sym) = r.get(4) {
+        c += &format!(" {:.digits$} | {:.2}× |", sym * scale, sym / r[0]);
+    }
+    c
+}
+
+fn models_bench(models: &[PathBuf], batch: usize, seconds: f64, python: Option<PathBuf>, symbolic: bool) -> Result<()> {
     let python = python
         .or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from))
         .context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
-    println!("samples/s at batch {batch} (higher is better); ratios relative to tract (1 thread)");
-    println!(
-        "| model | tract | ort 1 thread | ort all threads | python ort 1 thread | python ort all threads | ort/tract (1 thread) | rust ort / python ort (all threads) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    let n = infer::runtime::thread_count(0);
+    println!("samples/s at batch {batch} (higher is better); tract and ONNX Runtime at 1 thread and at all {n} cores");
+    let cols = 11 + if symbolic { 2 } else { 0 };
+    println!("| model | {} python ort 1t | python ort {n}t | rust ort / python ort ({n}t) |", same_threads_header(symbolic));
+    println!("|{}", "---|".repeat(cols));
     for m in models {
         let bytes = std::fs::read(m).with_context(|| m.display().to_string())?;
         let card = onnx_format::card_from_bytes(&bytes, &m.display().to_string())?;
-        let cols = card.genes.len();
-        let x = input(batch, cols);
-        let shape = [batch, cols];
-        let tract = runtime_rate(&bytes, m, Backend::Tract, 0, &x, &shape, seconds)?;
-        let ort1 = runtime_rate(&bytes, m, Backend::Ort, 1, &x, &shape, seconds)?;
-        let ort = runtime_rate(&bytes, m, Backend::Ort, 0, &x, &shape, seconds)?;
-        let named = [("expression".to_string(), Value::f32(&shape, x.clone()))];
-        let py1 = python_rate(&python, m, &named, seconds, ort1, 1)?;
-        let py = python_rate(&python, m, &named, seconds, ort, 0)?;
+        // expression [batch, genes] or a spot model's image [batch, 3, side, side]
+        let spec = card.inputs.first().context("the card lists no input")?;
+        let shape: Vec<usize> = std::iter::once(Ok(batch))
+            .chain(spec.shape.iter().skip(1).map(|d| d.parse::<usize>().with_context(|| format!("{}: input dim `{d}`", m.display()))))
+            .collect::<Result<_>>()?;
+        let x = if card.family == onnx_format::Family::SpotExpression {
+            let mut rng = StdRng::seed_from_u64(7);
+            (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+        } else {
+            input(batch, shape[1..].iter().product())
+        };
+        let inputs = [Value::f32(&shape, x)];
+        let r = same_threads(&bytes, m, &inputs, seconds, symbolic)?;
+        let named = [(spec.name.clone(), inputs[0].clone())];
+        let py1 = python_rate(&python, m, &named, seconds, r[1], 1)?;
+        let py = python_rate(&python, m, &named, seconds, r[3], 0)?;
         let b = batch as f64;
         println!(
-            "| {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
+            "| {} ({}) | {} {:.0} | {:.0} | {:.2}× |",
             m.file_name().unwrap().to_string_lossy(),
             card.family,
-            tract * b,
-            ort1 * b,
-            ort * b,
+            same_threads_cells(&r, b, 0),
             py1 * b,
             py * b,
-            ort1 / tract,
-            ort / py
+            r[3] / py
         );
     }
     Ok(())
@@ -229,7 +334,7 @@ fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64)
     Ok(())
 }
 
-fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, python: Option<PathBuf>) -> Result<()> {
+fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, python: Option<PathBuf>, symbolic: bool) -> Result<()> {
     let python = python
         .or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from))
         .context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
@@ -245,22 +350,23 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
         (format!("{} ({} nodes, {} edges)", d.name, d.num_nodes, s.len()), d.num_nodes, d.features.clone(), s, t),
         (format!("random ({large} nodes, {} edges)", ls.len()), large, xl, ls, lt),
     ];
-    println!("forward passes/s over the whole graph (higher is better); tract is single-threaded");
-    println!("| model | graph | tract | ort | python ort | ort/tract | rust ort / python ort |");
-    println!("|---|---|---|---|---|---|---|");
+    let n = infer::runtime::thread_count(0);
+    println!("forward passes/s over the whole graph (higher is better); tract and ONNX Runtime at 1 thread and at all {n} cores");
+    let cols = 11 + if symbolic { 2 } else { 0 };
+    println!("| model | graph | {} python ort {n}t | rust ort / python ort ({n}t) |", same_threads_header(symbolic));
+    println!("|{}", "---|".repeat(cols));
     for m in models {
         let bytes = std::fs::read(m).with_context(|| m.display().to_string())?;
-        for (label, n, x, s, t) in &graphs {
-            let inputs = vec![Value::f32(&[*n, f], x.clone()), Value::i64(&[2, s.len()], [s.clone(), t.clone()].concat())];
-            let tr = runtime_rate_values(&bytes, m, Backend::Tract, 0, &inputs, seconds)?;
-            let or = runtime_rate_values(&bytes, m, Backend::Ort, 0, &inputs, seconds)?;
+        for (label, nodes, x, s, t) in &graphs {
+            let inputs = vec![Value::f32(&[*nodes, f], x.clone()), Value::i64(&[2, s.len()], [s.clone(), t.clone()].concat())];
+            let r = same_threads(&bytes, m, &inputs, seconds, symbolic)?;
             let named = [("x".to_string(), inputs[0].clone()), ("edge_index".to_string(), inputs[1].clone())];
-            let py = python_rate(&python, m, &named, seconds, or, 0)?;
+            let py = python_rate(&python, m, &named, seconds, r[3], 0)?;
             println!(
-                "| {} | {label} | {tr:.1} | {or:.1} | {py:.1} | {:.2}× | {:.2}× |",
+                "| {} | {label} | {} {py:.1} | {:.2}× |",
                 m.file_name().unwrap().to_string_lossy(),
-                or / tr,
-                or / py
+                same_threads_cells(&r, 1.0, 1),
+                r[3] / py
             );
         }
     }
@@ -331,7 +437,7 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
     Ok(())
 }
 
-fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
+fn mol_bench(model: &Path, data: &Path, batch: usize, symbolic: bool) -> Result<()> {
     let t = infer::mol::Table::read(data)?;
     let c = infer::mol::smiles_column(&t, None, data)?;
     let smiles: Vec<String> = (0..t.rows.len()).map(|r| t.get(r, c).to_string()).collect();
@@ -350,19 +456,27 @@ fn mol_bench(model: &Path, data: &Path, batch: usize) -> Result<()> {
         smiles.len() as f64 / feat_s,
         ok.iter().map(|(_, g)| g.num_atoms).sum::<usize>()
     );
-    println!("| runtime | molecules/s | vs tract |");
-    println!("|---|---|---|");
-    let mut tract_rate = 0.0;
-    for backend in [Backend::Tract, Backend::Ort] {
-        let mut s = Session::from_file(model, backend, &Options::default())?;
+    println!("| runtime | threads | molecules/s | tract/ort (same threads) |");
+    println!("|---|---|---|---|");
+    let mut runs = vec![];
+    for threads in [1, 0] {
+        runs.push((Backend::Tract, threads, false));
+        runs.push((Backend::Ort, threads, false));
+    }
+    if symbolic {
+        runs.push((Backend::Tract, 1, true));
+    }
+    let mut rates: Vec<f64> = Vec::new();
+    for (i, (backend, threads, symbolic)) in runs.into_iter().enumerate() {
+        let mut s = Session::from_file(model, backend, &Options { threads, symbolic, ..Default::default() })?;
         infer::mol::score(&mut s, &card.classes, &smiles[..batch.min(smiles.len())], batch)?; // warm-up
         let t0 = Instant::now();
         let scored = infer::mol::score(&mut s, &card.classes, &smiles, batch)?;
         let rate = smiles.len() as f64 / t0.elapsed().as_secs_f64();
-        if backend == Backend::Tract {
-            tract_rate = rate;
-        }
-        println!("| {} | {rate:.0} | {:.2}× |", s.provider, rate / tract_rate);
+        rates.push(rate);
+        let name = if symbolic { format!("{} (symbolic plan)", s.provider) } else { s.provider.clone() };
+        let ratio = if i % 2 == 1 && i < 4 { format!("{:.2}×", rates[i - 1] / rate) } else { String::new() };
+        println!("| {name} | {} | {rate:.0} | {ratio} |", s.threads);
         anyhow::ensure!(
             scored.num_scored() == ok.len(),
             "{}: scored {} molecules, featurized {}",
@@ -413,11 +527,29 @@ fn spot_step_bench(config: &str, batch: usize, steps: usize) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Mol { model, data, batch } => mol_bench(&model, &data, batch),
+        Cmd::Mol { model, data, batch, symbolic } => mol_bench(&model, &data, batch, symbolic),
         Cmd::SpotStep { config, batch, steps } => spot_step_bench(&config, batch, steps),
         Cmd::TrainNodes { data, epochs, python } => train_nodes_bench(&data, epochs, python),
-        Cmd::Nodes { models, data, large_nodes, seconds, python } => nodes_bench(&models, &data, large_nodes, seconds, python),
-        Cmd::Models { models, batch, seconds, python } => models_bench(&models, batch, seconds, python),
+        Cmd::Nodes { models, data, large_nodes, seconds, python, symbolic } => {
+            nodes_bench(&models, &data, large_nodes, seconds, python, symbolic)
+        }
+        Cmd::Models { models, batch, seconds, python, symbolic } => models_bench(&models, batch, seconds, python, symbolic),
+        Cmd::Peak { sizes, seconds } => flops::measure_peak(&flops::sizes(&sizes)?, seconds).map(|_| ()),
+        Cmd::Roofline { models, data, tox21, gene_batch, mol_batch, spot_batch, seconds, sizes, ops } => {
+            flops::roofline(&flops::RooflineArgs {
+                models: &models,
+                cora: &data,
+                tox21: &tox21,
+                gene_batch,
+                mol_batch,
+                spot_batch,
+                seconds,
+                sizes: &flops::sizes(&sizes)?,
+                ops,
+            })
+        }
+        Cmd::SegmentSum { data, seconds } => segment::segment_sum_bench(&data, seconds),
         Cmd::MessagePassing { nodes, degree, batch, seconds } => message_passing_bench(&nodes, degree, batch, seconds),
+        Cmd::Torch(a) => torch::run(&a),
     }
 }
