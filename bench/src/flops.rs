@@ -110,6 +110,16 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
         })
         .map(|t| t.map(|t| t.into_tvalue()))
         .collect::<TractResult<_>>()?;
+    // sizes that depend on the input dims (a TopK's k) need the symbols bound
+    let mut subs = std::collections::HashMap::new();
+    for (o, v) in model.input_outlets()?.iter().zip(inputs) {
+        for (d, &n) in model.outlet_fact(*o)?.shape.iter().zip(v.shape()) {
+            if let TDim::Sym(s) = d {
+                subs.insert(s.clone(), TDim::Val(n as i64));
+            }
+        }
+    }
+    let model = model.set_symbols(&subs)?.into_decluttered()?;
     let plan = SimplePlan::new(model)?;
     let mut state = SimpleState::new(&plan)?;
     let mut flops = Flops::default();
