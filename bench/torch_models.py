@@ -246,15 +246,17 @@ def eager_mol(w):
     import torch
     convs = []
     i = 0
-    while f"conv{i}.w_self" in w.t:
-        ws, wr, b = w(f"conv{i}.w_self"), w(f"conv{i}.w_rel"), w(f"conv{i}.bias")
-        out = ws.shape[1] // (MAX_DEGREE + 1)
-        per_degree = [(ws[:, d * out:(d + 1) * out].contiguous(), wr[:, d * out:(d + 1) * out].contiguous(), b[d * out:(d + 1) * out])
-                      for d in range(MAX_DEGREE + 1)]
+    # per degree d: conv{i}.w{d} [2·in, out] (self rows, then neighbour rows) and conv{i}.b{d}
+    while f"conv{i}.w0" in w.t:
+        per_degree = []
+        for d in range(MAX_DEGREE + 1):
+            wd = w(f"conv{i}.w{d}")
+            half = wd.shape[0] // 2
+            per_degree.append((wd[:half].contiguous(), wd[half:].contiguous(), w(f"conv{i}.b{d}")))
         convs.append((per_degree, w(f"norm{i}.scale"), w(f"norm{i}.shift")))
         i += 1
     if not convs:
-        raise SystemExit(f"{w.path}: no conv0.w_self initializer: not a mol-graphconv export")
+        raise SystemExit(f"{w.path}: no conv0.w0 initializer: not a mol-graphconv export")
     Wd, bd, ds, dsh = w("dense.weight"), w("dense.bias"), w("dense_norm.scale"), w("dense_norm.shift")
     Wo, bo = w("out.weight"), w("out.bias")
 

@@ -139,14 +139,28 @@ impl GraphConv {
         relu(s.sum_dim(1).reshape([n, self.out]))
     }
 
-    /// `dst` is `[E, 1]`; `onehot` is `[N, 11, 1]`.
-    fn export(&self, cx: &Lower, x: &str, src: &str, dst: &str, onehot: &str, name: &str) -> String {
+    /// Atoms sorted by degree (`x` `[N, in]`, `dst` `[E, 1]`, in that order); `bounds` holds each
+    /// degree's first and past-the-end row. Each degree's rows meet only its own weights.
+    fn export(&self, cx: &Lower, x: &str, g: &SortedAtoms, dst: &str, name: &str) -> String {
+        let (src, bounds, rows) = (&g.src, &g.bounds, &g.rows);
         let nb = cx.propagate(x, src, dst, None);
-        let ws = cx.param(&format!("{name}.w_self"), &self.w_self);
-        let wr = cx.param(&format!("{name}.w_rel"), &self.w_rel);
-        let s = cx.op2("Add", &cx.op2("MatMul", x, &ws), &cx.op2("MatMul", &nb, &wr));
-        let s = cx.reshape(&cx.bias(&s, &format!("{name}.bias"), &self.bias), &[-1, DEGREES as i64, self.out as i64]);
-        cx.op1("Relu", &cx.reduce("Sum", &cx.op2("Mul", &s, onehot), &[1], false))
+        let xn = cx.concat(&[x, &nb], 1);
+        let d_in = self.w_self.dims()[0];
+        let (ws, wr, b) = (self.w_self.val(), self.w_rel.val(), self.bias.val());
+        let parts: Vec<String> = bounds
+            .iter()
+            .enumerate()
+            .map(|(d, (start, end))| {
+                let cols = d * self.out..(d + 1) * self.out;
+                let w = Tensor::cat(vec![ws.clone().slice([0..d_in, cols.clone()]), wr.clone().slice([0..d_in, cols.clone()])], 0);
+                let w = cx.tensor(&format!("{name}.w{d}"), w);
+                let rows = cx.rows(&xn, &cx.node("Range", &[start, end, &cx.index(1)], &[]));
+                cx.op2("Add", &cx.op2("MatMul", &rows, &w), &cx.tensor(&format!("{name}.b{d}"), b.clone().slice([cols])))
+            })
+            .collect();
+        // the Gather by 0..N gives the result the row count N again (tract sizes the concat symbolically)
+        let h = cx.rows(&cx.concat(&parts.iter().map(String::as_str).collect::<Vec<_>>(), 0), rows);
+        cx.op1("Relu", &h)
     }
 }
 
@@ -219,16 +233,17 @@ impl MolGcn {
         let cx = Lower::new("mol_graphconv");
         let x = cx.input(INPUT_FEATURES, Elem::F32, &dims("num_atoms", self.convs[0].w_self.dims()[0]));
         let (src, dst) = cx.edge_index_inputs(INPUT_EDGES);
-        let mem = cx.column(&cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]));
+        let mem = cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
         let sizes = cx.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
-        let dst_col = cx.column(&dst);
-        let onehot = export_degree_onehot(&cx, &x, &dst, &dst_col);
-        let mut h = x;
+        let sorted = sort_by_degree(&cx, &x, &src, &dst, &mem);
+        let dst_col = cx.column(&sorted.dst);
+        let mem = sorted.mem.clone();
+        let mut h = sorted.x.clone();
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let s = conv.export(&cx, &h, &src, &dst_col, &onehot, &format!("conv{i}"));
+            let s = conv.export(&cx, &h, &sorted, &dst_col, &format!("conv{i}"));
             h = cx.batch_norm(&s, &format!("norm{i}"), norm);
             // GraphPool: max over the atom and its neighbours
-            h = cx.segment_max(&h, &dst_col, &cx.rows(&h, &src));
+            h = cx.segment_max(&h, &dst_col, &cx.rows(&h, &sorted.src));
         }
         let h = cx.batch_norm(&cx.op1("Relu", &cx.linear(&h, "dense", &self.dense)), "dense_norm", &self.dense_norm);
         // GraphGather: per-molecule sum and max
@@ -241,14 +256,54 @@ impl MolGcn {
     }
 }
 
-/// [`MolTensors::degree_onehot`] in ONNX, as `[N, 11, 1]`.
-fn export_degree_onehot(cx: &Lower, x: &str, dst: &str, dst_col: &str) -> String {
-    let ones = cx.fill(&cx.op1("Shape", dst), 1.0);
-    let deg = cx.scatter_add(&cx.num_rows(x).1, dst_col, &ones);
-    let deg = cx.column(&cx.op2("Min", &deg, &cx.scalar("max_degree", MAX_DEGREE as f32)));
-    let range: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
-    let eq = cx.op2("Equal", &deg, &cx.floats("degrees", &[1, DEGREES], &range));
-    cx.unsqueeze(&cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]), 2)
+/// The batch with its atoms renumbered in degree order (degrees clipped to MAX_DEGREE).
+struct SortedAtoms {
+    x: String,
+    src: String,
+    dst: String,
+    /// `[N, 1]`
+    mem: String,
+    /// Per degree 0..=MAX_DEGREE: first and past-the-end row, as scalars.
+    bounds: Vec<(String, String)>,
+    /// `0..N`
+    rows: String,
+}
+
+/// Sorts the atoms by degree (a stable TopK) and renumbers edges and membership to match.
+fn sort_by_degree(cx: &Lower, x: &str, src: &str, dst: &str, mem: &str) -> SortedAtoms {
+    let (n, n_shape) = cx.num_rows(x);
+    let e_shape = cx.op1("Shape", dst);
+    // degree = edges per target (ScatterElements add: small, so one thread is fine)
+    let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+    let deg = cx.node("ScatterElements", &[&cx.fill(&n_shape, 0.0), dst, &cx.fill(&e_shape, 1.0)], &attrs);
+    let deg = cx.op2("Min", &deg, &cx.scalar("max_degree", MAX_DEGREE as f32));
+    let (sorted, perm) = (format!("{deg}_sorted"), format!("{deg}_perm"));
+    let attrs = [("axis", Attr::Int(0)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))];
+    cx.node_to("TopK", &[&deg, &n_shape], &[&sorted, &perm], &attrs);
+    // inverse permutation: inv[perm[i]] = i (no reduction: every index is written once)
+    let range = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
+    let inv = cx.node("ScatterElements", &[&range, &perm, &range], &[("axis", Attr::Int(0))]);
+    // per-degree bounds in f32 (tract keeps integer shape arithmetic symbolic)
+    let degrees: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
+    let eq = cx.op2("Equal", &cx.column(&deg), &cx.floats("degrees", &[1, DEGREES], &degrees));
+    let counts = cx.reduce("Sum", &cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]), &[0], false);
+    let ends = cx.node("CumSum", &[&counts, &cx.index(0)], &[]);
+    let int = |v: &str| cx.node("Cast", &[v], &[("to", Attr::Int(7))]);
+    let (starts, ends) = (int(&cx.op2("Sub", &ends, &counts)), int(&ends));
+    let bounds = (0..DEGREES as i64)
+        .map(|d| {
+            let at = cx.index(d);
+            (cx.rows(&starts, &at), cx.rows(&ends, &at))
+        })
+        .collect();
+    SortedAtoms {
+        x: cx.rows(x, &perm),
+        src: cx.rows(&inv, src),
+        dst: cx.rows(&inv, dst),
+        mem: cx.column(&cx.rows(mem, &perm)),
+        bounds,
+        rows: range,
+    }
 }
 
 #[cfg(test)]

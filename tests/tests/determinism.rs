@@ -9,7 +9,7 @@ use infer::chem::featurize;
 use infer::mol::MolBatch;
 use infer::runtime::{Backend, Options, Session, Value, max_abs_diff};
 use models::burn::prelude::*;
-use models::export::SegmentSum;
+use models::export::{SegmentSum, tree_levels};
 use models::gene::{GeneGcnConfig, MessagePassing};
 use models::graph::NormalizedGraph;
 use models::mol::MolGcnConfig;
@@ -103,13 +103,27 @@ fn gene_gcn_sparse_is_identical_at_any_thread_count() {
     };
     // random with mean degree 8 (sorted segments), and a ring (padded neighbour lists)
     let random: Vec<(u32, u32)> = (0..n * 4).map(|_| (next(n), next(n))).collect();
+    // a hub joined to every gene (degree > TREE_WIDTH², so ≥ 3 levels) on a sparse random graph
+    let hub: Vec<(u32, u32)> = (1..n as u32).map(|i| (0, i)).chain((0..n).map(|_| (next(n), next(n)))).collect();
     let ring: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, (i + 1) % n as u32)).collect();
     let pre = Standardizer { log2: true, floor: 1.0, mean: vec![5.0; n], std: vec![2.0; n] };
     let batch = 16;
     let x: Vec<f32> = (0..batch * n).map(|i| 1.0 + (i * 7919 % 2000) as f32).collect();
-    for (name, edges, form) in [("gene-gcn-random", random, SegmentSum::Sorted), ("gene-gcn-ring", ring, SegmentSum::Padded)] {
+    let cases = [
+        ("gene-gcn-random", random, SegmentSum::Sorted, 2),
+        ("gene-gcn-hub", hub, SegmentSum::Sorted, 3),
+        ("gene-gcn-ring", ring, SegmentSum::Padded, 0),
+    ];
+    for (name, edges, form, levels) in cases {
         let graph = NormalizedGraph::gcn(n, &edges);
         assert_eq!(SegmentSum::fixed(&graph.dst, n), form, "{name}");
+        let mut perm: Vec<i64> = (0..graph.dst.len() as i64).collect();
+        perm.sort_by_key(|&i| graph.dst[i as usize]);
+        if form != SegmentSum::Padded {
+            let tree = tree_levels(&perm, &graph.dst, n);
+            assert!(tree.len() >= levels, "{name}: {} levels", tree.len());
+            assert_eq!(tree.last().unwrap().0, n, "{name}: one row per gene at the last level");
+        }
         let model = GeneGcnConfig::default().init(n, 2, &device);
         let bytes = onnx_format::encode(&model.export(&pre, &graph, MessagePassing::ScatterNd, vec![]));
         check(name, &bytes, &[Value::f32(&[batch, n], x.clone())], "logits");

@@ -17,11 +17,18 @@ pub enum SegmentSum {
     /// Padded neighbour lists `[N, K_max, C]` (Gather), summed over K; memory N·K_max·C. Only for
     /// graphs known at export ([`Lower::fixed_segment_layout`]); elsewhere it means `Sorted`.
     Padded,
+    /// Padded lists in levels, for graphs known at export: each target's inputs in chunks of at
+    /// most K (Gather + ReduceSum; K ≤ [`TREE_WIDTH`], the one with the fewest slots), the chunk sums
+    /// again chunked, until one row per target; hubs cost ⌈log_K deg⌉ levels. Elsewhere it means `Sorted`.
+    Tree,
 }
+
+/// The widest chunk of [`SegmentSum::Tree`].
+pub const TREE_WIDTH: usize = 16;
 
 impl SegmentSum {
     /// The form for a graph known at export (`dst` targets in `0..n`): padded neighbour lists when
-    /// they hold at most twice the edges, else sorted segments.
+    /// they hold at most twice the edges, else sorted segments ([`SegmentSum::Tree`] measured no faster).
     pub fn fixed(dst: &[i64], n: usize) -> Self {
         let mut counts = vec![0usize; n];
         dst.iter().for_each(|&d| counts[d as usize] += 1);
@@ -47,6 +54,9 @@ pub(super) struct Segments {
     /// Padded: `[N·K]` edge ids (E = empty slot), and K as `[1]`.
     table: String,
     k: String,
+    /// Tree: per level, the `[rows·K]` table (the previous level's row count = empty slot) and
+    /// `[rows, K]`.
+    levels: Vec<(String, String)>,
 }
 
 impl Segments {
@@ -62,6 +72,52 @@ impl Segments {
             ends: String::new(),
             table: String::new(),
             k: String::new(),
+            levels: Vec::new(),
+        }
+    }
+}
+
+/// The levels of [`SegmentSum::Tree`] for edges `perm` (sorted by target `dst`, `n` targets): per
+/// level its rows, width and `[rows·width]` table of the previous level's rows (its row count = an
+/// empty slot). Level 0 is the edges; the last level has one row per target, in target order.
+pub fn tree_levels(perm: &[i64], dst: &[i64], n: usize) -> Vec<(usize, usize, Vec<i64>)> {
+    let slots = |l: &[(usize, usize, Vec<i64>)]| l.iter().map(|t| t.2.len()).sum::<usize>();
+    let mut best = tree_levels_of_width(perm, dst, n, 2);
+    for width in 3..=TREE_WIDTH {
+        let t = tree_levels_of_width(perm, dst, n, width);
+        if slots(&t) < slots(&best) {
+            best = t;
+        }
+    }
+    best
+}
+
+/// [`tree_levels`] with chunks of at most `width`.
+fn tree_levels_of_width(perm: &[i64], dst: &[i64], n: usize, width: usize) -> Vec<(usize, usize, Vec<i64>)> {
+    let mut lists: Vec<Vec<i64>> = vec![Vec::new(); n];
+    for &i in perm {
+        lists[dst[i as usize] as usize].push(i);
+    }
+    let mut count = dst.len() as i64;
+    let mut levels = Vec::new();
+    loop {
+        let k = lists.iter().map(Vec::len).max().unwrap_or(0).clamp(1, width);
+        let mut table = Vec::new();
+        let mut rows = 0i64;
+        for list in &mut lists {
+            let chunks = list.len().div_ceil(k).max(1);
+            for c in 0..chunks {
+                let chunk = &list[(c * k).min(list.len())..((c + 1) * k).min(list.len())];
+                table.extend_from_slice(chunk);
+                table.extend(std::iter::repeat_n(count, k - chunk.len()));
+            }
+            *list = (rows..rows + chunks as i64).collect();
+            rows += chunks as i64;
+        }
+        levels.push((rows as usize, k, table));
+        count = rows;
+        if lists.iter().all(|l| l.len() == 1) {
+            return levels;
         }
     }
 }
@@ -153,6 +209,15 @@ impl Lower {
             table[d * k + pos - starts[d] as usize] = i;
         }
         let seg = match form {
+            SegmentSum::Tree => Segments {
+                levels: tree_levels(&perm, dst, n)
+                    .into_iter()
+                    .map(|(rows, k, table)| {
+                        (self.init_i64("segment_level", &[rows * k], table), self.ints("level_shape", &[rows as i64, k as i64]))
+                    })
+                    .collect(),
+                ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
+            },
             SegmentSum::ScatterNd | SegmentSum::ScatterElements => Segments::bare(form, idx, &self.ints("segments", &[n as i64])),
             SegmentSum::Sorted => Segments {
                 perm: self.init_i64("segment_perm", &[e], perm),
@@ -173,7 +238,7 @@ impl Lower {
     /// The in-graph layout of the segments of `idx` for `form`.
     fn segment_plan(&self, idx_col: &str, n_shape: &str, form: SegmentSum) -> Segments {
         // padded lists have a data-dependent width, which tract cannot shape: fixed layouts only
-        let form = if form == SegmentSum::Padded { SegmentSum::Sorted } else { form };
+        let form = if matches!(form, SegmentSum::Padded | SegmentSum::Tree) { SegmentSum::Sorted } else { form };
         let mut seg = Segments::bare(form, idx_col, n_shape);
         if matches!(form, SegmentSum::ScatterNd | SegmentSum::ScatterElements) {
             return seg;
@@ -225,6 +290,16 @@ impl Lower {
                 let m = self.op2("Pad", &m, &self.ints("pad_bottom", &[0, 0, 1, 0]));
                 let g = self.op2("Reshape", &self.rows(&m, &seg.table), &self.concat(&[&seg.n_shape, &seg.k, &r], 0));
                 self.reduce("Sum", &g, &[1], false)
+            }
+            SegmentSum::Tree => {
+                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
+                let mut m = m;
+                for (table, shape) in &seg.levels {
+                    let padded = self.op2("Pad", &m, &self.ints("pad_bottom", &[0, 0, 1, 0]));
+                    let g = self.op2("Reshape", &self.rows(&padded, table), &self.concat(&[shape, &r], 0));
+                    m = self.reduce("Sum", &g, &[1], false);
+                }
+                m
             }
         };
         self.op2("Reshape", &sums, shape)

@@ -5,7 +5,7 @@
 mod graph;
 mod layers;
 
-pub use graph::{Head, SegmentSum};
+pub use graph::{Head, SegmentSum, TREE_WIDTH, tree_levels};
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
