@@ -341,11 +341,8 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
     let d = infer::nodes::read_planetoid(data)?;
     let (s, t) = d.edge_index();
     let f = d.num_features;
-    // a larger graph with Cora-like sparse features
-    let mut rng = StdRng::seed_from_u64(11);
-    let xl: Vec<f32> = (0..large * f).map(|_| if rng.random_range(0..100) < 2 { 1.0 } else { 0.0 }).collect();
-    let el: Vec<(u32, u32)> = (0..large * 5).map(|_| (rng.random_range(0..large as u32), rng.random_range(0..large as u32))).collect();
-    let (ls, lt) = infer::nodes::directed(&infer::nodes::undirected(&el));
+    // a larger graph with Cora-like sparse features (the one `bench torch` times too)
+    let (xl, ls, lt) = torch::random_graph(large, f);
     let graphs = [
         (format!("{} ({} nodes, {} edges)", d.name, d.num_nodes, s.len()), d.num_nodes, d.features.clone(), s, t),
         (format!("random ({large} nodes, {} edges)", ls.len()), large, xl, ls, lt),

@@ -672,39 +672,6 @@ mod tests {
         assert!(resize_triangle(&flat, 224, 224).pixels().all(|p| p.0 == [255, 0, 17]));
     }
 
-    /// An uncompressed tiled TIFF of `img` (one level).
-    fn write_tiled(path: &Path, img: &RgbImage, tile: u32) {
-        use tiff::tags::Tag;
-        let mut enc = tiff::encoder::TiffEncoder::new(std::io::BufWriter::new(std::fs::File::create(path).unwrap())).unwrap();
-        let (w, h) = img.dimensions();
-        let mut dir = enc.image_directory().unwrap();
-        let (mut offsets, mut counts) = (Vec::new(), Vec::new());
-        for ty in 0..h.div_ceil(tile) {
-            for tx in 0..w.div_ceil(tile) {
-                let mut raw = vec![0u8; (tile * tile * 3) as usize];
-                for y in 0..tile.min(h - ty * tile) {
-                    for x in 0..tile.min(w - tx * tile) {
-                        raw[((y * tile + x) * 3) as usize..][..3].copy_from_slice(&img.get_pixel(tx * tile + x, ty * tile + y).0);
-                    }
-                }
-                offsets.push(dir.write_data(raw.as_slice()).unwrap() as u32);
-                counts.push(raw.len() as u32);
-            }
-        }
-        dir.write_tag(Tag::ImageWidth, w).unwrap();
-        dir.write_tag(Tag::ImageLength, h).unwrap();
-        dir.write_tag(Tag::BitsPerSample, &[8u16, 8, 8][..]).unwrap();
-        dir.write_tag(Tag::Compression, 1u16).unwrap();
-        dir.write_tag(Tag::PhotometricInterpretation, 2u16).unwrap();
-        dir.write_tag(Tag::SamplesPerPixel, 3u16).unwrap();
-        dir.write_tag(Tag::PlanarConfiguration, 1u16).unwrap();
-        dir.write_tag(Tag::TileWidth, tile).unwrap();
-        dir.write_tag(Tag::TileLength, tile).unwrap();
-        dir.write_tag(Tag::TileOffsets, offsets.as_slice()).unwrap();
-        dir.write_tag(Tag::TileByteCounts, counts.as_slice()).unwrap();
-        dir.finish().unwrap();
-    }
-
     #[test]
     fn slide_workers_keep_spot_order_and_values() {
         let img = RgbImage::from_fn(300, 200, |x, y| Rgb([(x * 3 + y) as u8, (x ^ y) as u8, (x * y % 253) as u8]));
@@ -721,7 +688,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let tif = dir.path().join("slide.tif");
-        write_tiled(&tif, &img, 64);
+        crate::tiled::tests::write_tiled(&tif, &[&img], 64);
         for workers in [1, 3] {
             let plan = PredictPlan { side: 30.0, prep: &prep, batch: 4, genes: len, workers };
             let mut seen = Vec::new();

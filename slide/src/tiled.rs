@@ -415,7 +415,7 @@ fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pipeline::downscale;
     use image::Rgb;
@@ -427,7 +427,7 @@ mod tests {
     }
 
     /// Writes `levels` as tiled RGB images (Deflate tiles, edge tiles padded) in one TIFF.
-    fn write_tiled(path: &Path, levels: &[&RgbImage], tile: u32) {
+    pub(crate) fn write_tiled(path: &Path, levels: &[&RgbImage], tile: u32) {
         let file = std::fs::File::create(path).unwrap();
         let mut enc = TiffEncoder::new(std::io::BufWriter::new(file)).unwrap();
         for img in levels {
