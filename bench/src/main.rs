@@ -4,6 +4,7 @@
 //! - `bench message-passing`: the gene GCN exported with ScatterND vs a dense adjacency MatMul on
 //!   graphs of growing size (the evidence for `MessagePassing::auto`);
 //! - `bench segment-sum`: the forms of the segment sum in message-passing exports (decisions §5).
+//! - `bench spot-ensemble`: the cost of test-time augmentation and seed ensembles of the spot model.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 mod flops;
 mod segment;
+mod spot_ensemble;
 mod torch;
 
 #[derive(Parser)]
@@ -142,6 +144,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Cost of test-time augmentation and seed ensembles in one spot ONNX: ms per spot, tract and ONNX Runtime.
+    SpotEnsemble(spot_ensemble::SpotEnsembleArgs),
     /// Ours (ONNX Runtime, tract) vs PyTorch eager and PyTorch Geometric, same weights and inputs: Cora GCN/GAT, a 100k-edge graph, Tox21.
     Torch(torch::TorchArgs),
 }
@@ -548,5 +552,6 @@ fn main() -> Result<()> {
         Cmd::SegmentSum { data, seconds } => segment::segment_sum_bench(&data, seconds),
         Cmd::MessagePassing { nodes, degree, batch, seconds } => message_passing_bench(&nodes, degree, batch, seconds),
         Cmd::Torch(a) => torch::run(&a),
+        Cmd::SpotEnsemble(a) => spot_ensemble::run(&a),
     }
 }

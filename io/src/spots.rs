@@ -304,6 +304,97 @@ pub fn select_genes_by(sections: &[&SpotSection], n: usize, ranking: GeneRanking
     Ok(scored.into_iter().take(n).map(|(g, _)| g.to_string()).collect())
 }
 
+/// Highly variable genes as the HisToGene / Hist2ST protocol picks them: the top `n_top` genes of
+/// each section by Seurat-flavour normalized dispersion (scanpy's default `highly_variable_genes`:
+/// dispersion = variance / mean of the de-logged expression, z-scored within 20 equal-width bins of
+/// log mean), pooled over the sections, kept if detected (count > 0) in at least `min_spots` spots
+/// of all sections together. Returned by mean log-normalized expression, highest first.
+pub fn select_hvg(sections: &[&SpotSection], n_top: usize, min_spots: usize) -> Result<Vec<String>> {
+    if n_top == 0 {
+        return Err(Error::Input("number of highly variable genes must be > 0".into()));
+    }
+    let mut union: HashSet<String> = HashSet::new();
+    let mut detected: HashMap<&str, usize> = HashMap::new();
+    let mut sum: HashMap<&str, f64> = HashMap::new();
+    let mut total = 0usize;
+    for sec in sections {
+        let (ns, ng) = (sec.n_spots(), sec.n_genes());
+        if ns == 0 || ng == 0 {
+            continue;
+        }
+        let norm = sec.log_normalized();
+        let (mut mean, mut sq, mut lsum, mut det) = (vec![0f64; ng], vec![0f64; ng], vec![0f64; ng], vec![0usize; ng]);
+        for s in 0..ns {
+            for g in 0..ng {
+                let l = norm[s * ng + g] as f64;
+                let v = l.exp_m1();
+                mean[g] += v;
+                sq[g] += v * v;
+                lsum[g] += l;
+                det[g] += usize::from(sec.counts[s * ng + g] > 0.0);
+            }
+        }
+        for (g, name) in sec.genes.iter().enumerate() {
+            *detected.entry(name.as_str()).or_default() += det[g];
+            *sum.entry(name.as_str()).or_default() += lsum[g];
+        }
+        total += ns;
+        // (gene, log mean, log dispersion) of the genes with a positive mean and variance
+        let mut stats: Vec<(usize, f64, f64)> = Vec::new();
+        for g in 0..ng {
+            let m = mean[g] / ns as f64;
+            let var = if ns > 1 { (sq[g] - ns as f64 * m * m) / (ns - 1) as f64 } else { 0.0 };
+            if m > 0.0 && var > 0.0 {
+                stats.push((g, m.ln_1p(), (var / m).ln()));
+            }
+        }
+        let (lo, hi) = stats.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| (a.min(s.1), b.max(s.1)));
+        let bin = |lm: f64| if hi > lo { (((lm - lo) / (hi - lo) * 20.0) as usize).min(19) } else { 0 };
+        let mut bins = [(0usize, 0f64, 0f64); 20];
+        for s in &stats {
+            let b = &mut bins[bin(s.1)];
+            b.0 += 1;
+            b.1 += s.2;
+            b.2 += s.2 * s.2;
+        }
+        let mut scored: Vec<(usize, f64)> = stats
+            .iter()
+            .map(|&(g, lm, ld)| {
+                let (n, s, s2) = bins[bin(lm)];
+                let m = s / n as f64;
+                let sd = if n > 1 { ((s2 - n as f64 * m * m) / (n - 1) as f64).max(0.0).sqrt() } else { 0.0 };
+                // scanpy: a bin with one gene scores 1; a flat bin scores 0
+                let z = if n == 1 {
+                    1.0
+                } else if sd > 0.0 {
+                    (ld - m) / sd
+                } else {
+                    0.0
+                };
+                (g, z)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(sec.genes[a.0].cmp(&sec.genes[b.0])));
+        union.extend(scored.into_iter().take(n_top).map(|(g, _)| sec.genes[g].clone()));
+    }
+    if total == 0 {
+        return Err(Error::Input("gene selection: no spots or no genes in the training sections".into()));
+    }
+    let mut kept: Vec<(String, f64)> = union
+        .into_iter()
+        .filter(|g| detected.get(g.as_str()).copied().unwrap_or(0) >= min_spots)
+        .map(|g| {
+            let m = sum.get(g.as_str()).copied().unwrap_or(0.0) / total as f64;
+            (g, m)
+        })
+        .collect();
+    if kept.is_empty() {
+        return Err(Error::Input(format!("gene selection: no highly variable gene is detected in ≥ {min_spots} spots")));
+    }
+    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(kept.into_iter().map(|(g, _)| g).collect())
+}
+
 /// Preprocessed CHW patches, one per spot, lazily (each item is `prep.tensor_len()` values).
 pub fn patch_iter<'a>(
     section: &'a SpotSection,

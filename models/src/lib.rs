@@ -17,6 +17,8 @@ pub mod node2vec;
 pub mod node_fit;
 pub mod preprocess;
 pub mod spot;
+pub mod spot_ensemble;
+pub mod spot_init;
 
 pub use burn;
 

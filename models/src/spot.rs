@@ -256,24 +256,24 @@ impl GraphBlock {
         x + self.linear.forward(nb)
     }
 
-    fn export(&self, cx: &Lower, x: &str, t: usize, d: usize) -> String {
+    fn export(&self, cx: &Lower, x: &str, t: usize, d: usize, name: &str) -> String {
         let (k, t, d) = (self.k as i64, t as i64, d as i64);
-        let h = cx.layer_norm(x, "graph.norm", &self.norm);
+        let h = cx.layer_norm(x, &format!("{name}.norm"), &self.norm);
         // neighbours: TopK of the cosine similarity
         let norm = cx.op1("Sqrt", &cx.reduce("Sum", &cx.op2("Mul", &h, &h), &[2], true));
         let hn = cx.op2("Div", &h, &cx.op2("Max", &norm, &cx.scalar("norm_eps", NORM_EPS)));
         let sim = cx.op2("MatMul", &hn, &cx.transpose(&hn, &[0, 2, 1]));
-        let (vals, idx) = ("graph.topk_values", "graph.topk_indices");
+        let (vals, idx) = (format!("{name}.topk_values"), format!("{name}.topk_indices"));
         cx.node_to(
             "TopK",
             &[&sim, &cx.ints("knn_k", &[k])],
-            &[vals, idx],
+            &[&vals, &idx],
             &[("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))],
         );
-        let idx = cx.op2("Expand", &cx.reshape(idx, &[0, -1, 1]), &cx.ints("knn_expand", &[1, 1, d]));
+        let idx = cx.op2("Expand", &cx.reshape(&idx, &[0, -1, 1]), &cx.ints("knn_expand", &[1, 1, d]));
         let nb = cx.reshape(&cx.node("GatherElements", &[&h, &idx], &[("axis", Attr::Int(1))]), &[0, t, k, d]);
         let nb = cx.reduce("Mean", &nb, &[2], false);
-        cx.op2("Add", x, &cx.linear(&nb, "graph.linear", &self.linear))
+        cx.op2("Add", x, &cx.linear(&nb, &format!("{name}.linear"), &self.linear))
     }
 }
 
@@ -355,23 +355,44 @@ impl SpotModel {
     /// The ONNX graph of [`Self::forward`]: input `image [batch, 3, S, S]`, output
     /// `expression [batch, num_genes]`, opset 18.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
-        let s = self.image_size;
         let cx = Lower::new("spot_tcgn");
-        let mut x = cx.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)]);
-        for (i, st) in self.stem.iter().enumerate() {
-            x = st.export(&cx, &x, &format!("stem{i}"));
-        }
-        let [_, t, d] = self.pos.dims();
-        let x = cx.reshape(&cx.conv2d(&x, "patch", &self.patch), &[0, d as i64, -1]);
-        let mut h = cx.op2("Add", &cx.transpose(&x, &[0, 2, 1]), &cx.param("pos", &self.pos));
-        h = self.graph.export(&cx, &h, t, d);
-        for (i, blk) in self.blocks.iter().enumerate() {
-            h = blk.export(&cx, &h, d, &format!("block{i}"));
-        }
-        let pooled = cx.layer_norm(&cx.reduce("Mean", &h, &[1], false), "norm", &self.norm);
-        cx.output_from(&cx.linear(&pooled, "head", &self.head), OUTPUT, &dims("batch", self.num_genes()));
+        let x = export_input(&cx, self.image_size);
+        let y = self.export_into(&cx, &x, "");
+        cx.output_from(&y, OUTPUT, &dims("batch", self.num_genes()));
         cx.finish(metadata)
     }
+
+    /// Lowers [`Self::forward`] on `x` (`[N, 3, S, S]`) into `cx` and returns the name of its
+    /// `[N, num_genes]` result. Weight and fixed output names start with `prefix`, so several
+    /// models can share one graph (constants are shared through `cx`'s cache).
+    pub fn export_into(&self, cx: &Lower, x: &str, prefix: &str) -> String {
+        let mut x = x.to_string();
+        for (i, st) in self.stem.iter().enumerate() {
+            x = st.export(cx, &x, &format!("{prefix}stem{i}"));
+        }
+        let [_, t, d] = self.pos.dims();
+        let x = cx.reshape(&cx.conv2d(&x, &format!("{prefix}patch"), &self.patch), &[0, d as i64, -1]);
+        let mut h = cx.op2("Add", &cx.transpose(&x, &[0, 2, 1]), &cx.param(&format!("{prefix}pos"), &self.pos));
+        h = self.graph.export(cx, &h, t, d, &format!("{prefix}graph"));
+        for (i, blk) in self.blocks.iter().enumerate() {
+            h = blk.export(cx, &h, d, &format!("{prefix}block{i}"));
+        }
+        let pooled = cx.layer_norm(&cx.reduce("Mean", &h, &[1], false), &format!("{prefix}norm"), &self.norm);
+        cx.linear(&pooled, &format!("{prefix}head"), &self.head)
+    }
+
+    /// Stem and patch conv output `[B, D, grid, grid]`, before the position embedding (what a
+    /// pretrained encoder loaded by `spot_init` computes).
+    pub fn stem_features(&self, image: Tensor<4>) -> Tensor<4> {
+        let x = self.stem.iter().fold(image, |x, s| s.forward(x));
+        self.patch.forward(x)
+    }
+}
+
+/// Declares the graph input `image [batch, 3, S, S]` in `cx`; returns its name.
+pub fn export_input(cx: &Lower, image_size: usize) -> String {
+    let s = image_size;
+    cx.input(INPUT, Elem::F32, &[Dim::from("batch"), Dim::from(3usize), Dim::from(s), Dim::from(s)])
 }
 
 #[cfg(test)]

@@ -110,7 +110,54 @@ fn spot_train_bad_inputs_fail_without_output() {
     assert!(e.contains("huge"), "{e}");
     let e = run(&["--train", "B4", "--eval", "C2", "--resume", "/nonexistent/ck.bpk"]);
     assert!(e.contains("no such file"), "{e}");
+    let e = run(&["--train", "B4", "--eval", "C2", "--val", "C2"]);
+    assert!(e.contains("validation section C2"), "{e}");
+    let junk = dir.path().join("junk.pt");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    let e = run(&["--train", "B4", "--eval", "C2", "--init", junk.to_str().unwrap()]);
+    assert!(e.contains("--init") && e.contains("junk.pt"), "{e}");
+    let e = run(&["--train", "B4", "--eval", "C2", "--init-remap", "no-equals-sign"]);
+    assert!(e.contains("init-remap"), "{e}");
     assert!(!out.exists(), "output written despite the error");
+}
+
+/// `--ensemble 2 --tta`: two seeds and the 8 dihedral views exported as one model that matches
+/// burn on both runtimes; the validation section picks each member's epoch; `--init` seeds a new
+/// run from one member of that file.
+#[test]
+fn spot_train_ensemble_tta_validation_and_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ens.onnx");
+    let base = ["spot", "--train", "C4", "--val", "C5", "--eval", "C2", "--max-spots", "12", "--epochs", "2", "--genes", "10"];
+    let log =
+        ok(Command::new(bin("train")).args(base).args(["--ensemble", "2", "--tta"]).arg("--data").arg(her2st()).arg("--out").arg(&out));
+    assert!(log.contains("mean of 2 member(s) × 8 dihedral views"), "{log}");
+    assert!(log.contains("validation C5 median r"), "{log}");
+    let card = onnx_format::read_card(&out).unwrap();
+    assert_eq!(card.architecture["ensemble_members"], 2);
+    assert!(card.architecture["test_time_augmentation"].as_str().unwrap().contains("8 dihedral"));
+    assert!(card.metrics["parity_tract_max_abs_diff"] <= 1e-4 && card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+    assert_eq!(card.training["val_section"]["section"], "C5");
+    let members = card.training["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    for m in members {
+        assert_eq!(m["val_per_epoch"].as_array().unwrap().len(), 2);
+        let e = m["exported_epoch"].as_u64().unwrap();
+        assert!((1..=2).contains(&e));
+    }
+    // seed a new run from member 0 of the ensemble file
+    let out2 = dir.path().join("init.onnx");
+    let log = ok(Command::new(bin("train"))
+        .args(base)
+        .args(["--init-remap", r"^m0\.=", "--init-remap", r"^m1\.=unused.m1."])
+        .arg("--init")
+        .arg(&out)
+        .arg("--data")
+        .arg(her2st())
+        .arg("--out")
+        .arg(&out2));
+    assert!(log.contains("init: loaded"), "{log}");
+    assert!(onnx_format::read_card(&out2).unwrap().training["init"]["file"].as_str().unwrap().ends_with("ens.onnx"));
 }
 
 /// The GPU path: burn's wgpu backend trains the large config and the export matches it. Runs on
@@ -152,4 +199,73 @@ fn spot_train_large_on_wgpu() {
     assert_eq!(card.training["device"], "gpu");
     assert_eq!(card.training["config"], "large");
     assert!(card.metrics["parity_tract_max_abs_diff"] <= 1e-4 && card.metrics["parity_ort_max_abs_diff"] <= 1e-4);
+}
+
+/// `train spot-cv` on a few spots: the report has every protocol row and predictor, the JSON holds
+/// per-gene r for each fold, and two child processes give the same numbers as one process.
+#[test]
+fn spot_cv_protocols_report_and_determinism() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |jobs: &str, out: &str| {
+        ok(Command::new(bin("train"))
+            .args([
+                "spot-cv",
+                "--sections",
+                "B4,C2,C4",
+                "--folds",
+                "B4,C2",
+                "--seeds",
+                "0,1",
+                "--epochs",
+                "2",
+                "--max-spots",
+                "16",
+                "--genes",
+                "top:30",
+            ])
+            .args(["--jobs", jobs])
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out-dir")
+            .arg(dir.path().join(out)))
+    };
+    let log = run("1", "one");
+    for want in [
+        "leave-one-section-out, test within patient C",
+        "leave-one-patient-out C → B4",
+        "leave-one-section-out, all sections with a fold",
+        "leave-one-patient-out B4 → C",
+        "| model + TTA |",
+        "| ensemble + TTA |",
+        "| ridge (colour/texture) |",
+        "| training mean | 0.000",
+        "Best-predicted genes",
+    ] {
+        assert!(log.contains(want), "missing `{want}` in:\n{log}");
+    }
+    let read = |out: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(out).join("results.json")).unwrap()).unwrap()
+    };
+    let one = read("one");
+    let folds = one["folds"].as_array().unwrap();
+    // LOSO B4 and C2, and B4 → C (tested on both C sections)
+    assert_eq!(folds.len(), 3);
+    for f in folds {
+        let test = f["test"].as_array().unwrap();
+        assert!(!f["train"].as_array().unwrap().iter().any(|s| test.contains(s)), "{f}");
+        assert_ne!(f["validation"], test[0]);
+        let model = f["scores"]["model"].as_array().unwrap();
+        assert_eq!(model.len(), test.len());
+        assert_eq!(model[0].as_array().unwrap().len(), 2, "one score per seed");
+        assert_eq!(model[0][0]["r"].as_array().unwrap().len(), f["genes"].as_array().unwrap().len());
+    }
+    assert_eq!(folds[2]["protocol"], "lopo");
+    assert_eq!(folds[2]["test"].as_array().unwrap().len(), 2);
+    run("2", "two");
+    let scores = |v: &serde_json::Value| v["folds"].as_array().unwrap().iter().map(|f| f["scores"].clone()).collect::<Vec<_>>();
+    assert_eq!(scores(&one), scores(&read("two")), "child processes changed the results");
+    // a bad gene set fails before any work, with no report
+    let err = fails(Command::new(bin("train")).args(["spot-cv", "--genes", "hvg:10"]).arg("--out-dir").arg(dir.path().join("bad")));
+    assert!(err.contains("hvg:N:FRAC"), "{err}");
+    assert!(!dir.path().join("bad").exists());
 }

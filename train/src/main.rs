@@ -9,6 +9,7 @@ mod node;
 mod node2vec;
 mod pipeline;
 mod spot;
+mod spot_cv;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Cmd {
     Cells(cells::CellArgs),
     /// TCGN-style histology spot model on HER2ST: train, evaluate on a held-out section, export ONNX.
     Spot(spot::SpotArgs),
+    /// Histology protocols on HER2ST: leave-one-section-out and leave-one-patient-out over seeds,
+    /// with test-time augmentation, seed ensembles and baselines; a Markdown + JSON report.
+    SpotCv(spot_cv::SpotCvArgs),
     /// GCN vs MLP over training sizes and seeds; table, CSV and SVG plot.
     GeneCompare {
         #[command(flatten)]
@@ -66,6 +70,7 @@ fn main() {
         Cmd::Node2vec(a) => node2vec::run(&a),
         Cmd::Gene2vec(a) => gene2vec::run(&a),
         Cmd::Spot(a) => spot::run(&a),
+        Cmd::SpotCv(a) => spot_cv::run(&a),
         Cmd::Mol(a) => mol::run(&a),
     };
     if let Err(e) = r {

@@ -20,6 +20,8 @@ use models::burn::prelude::*;
 use models::burn::store::{BurnpackStore, ModuleSnapshot};
 use models::metrics::{mean, median, per_gene_r};
 use models::spot::{INPUT, OUTPUT, SpotModel, SpotModelConfig};
+use models::spot_ensemble::SpotEnsemble;
+use models::spot_init::{InitOptions, load_init, parse_remap};
 use onnx_format::card::{Family, ModelCard, Preprocessing, SpotImage};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -84,19 +86,163 @@ pub struct SpotArgs {
     /// and shifted by U(-σ, σ) (Tellez et al. 2018); 0 turns it off.
     #[arg(long, default_value_t = 0.1)]
     pub hed_jitter: f32,
+    /// Inner validation section (not trained on): the epoch with the best median r there is the
+    /// one exported. Without it the last epoch is exported.
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Draw every training section equally often in an epoch (an epoch still has as many steps
+    /// as training spots); off: each spot once per epoch.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub balance: bool,
+    /// Start from pretrained weights: PyTorch `.pt`/`.pth`, `.safetensors`, burnpack `.bpk` or an
+    /// exported `.onnx`; tensors the file lacks (e.g. all but the stem) keep their random init.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// `FROM=TO` regex rename of the `--init` file's tensor names, repeatable (e.g.
+    /// `'^encoder\.(\d+)\.=stem.$1.'`).
+    #[arg(long, value_parser = remap_arg)]
+    pub init_remap: Vec<(String, String)>,
+    /// Export the mean over the 8 dihedral views of each patch (test-time augmentation, inside
+    /// the ONNX file; 8× the compute per spot).
+    #[arg(long)]
+    pub tta: bool,
+    /// Train this many models (seeds `--seed`, `--seed`+1, …) and export their mean as one model.
+    #[arg(long, default_value_t = 1)]
+    pub ensemble: usize,
 }
 
-/// One section's patches (`size × size` RGB, HWC bytes) and targets (`spots × genes`).
-struct Data {
-    name: String,
-    spots_total: usize,
-    images: Vec<Vec<u8>>,
-    targets: Vec<f32>,
-    side_px: f32,
+/// A spot model or a mean of them (an ensemble and/or test-time augmentation).
+pub(crate) trait Forward {
+    /// Normalized images `[B, 3, S, S]` → expression `[B, G]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<2>;
+}
+
+impl Forward for SpotModel {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        SpotModel::forward(self, x)
+    }
+}
+
+impl Forward for SpotEnsemble {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        SpotEnsemble::forward(self, x)
+    }
+}
+
+/// What `train spot` exports.
+enum Exported {
+    One(Box<SpotModel>),
+    Mean(SpotEnsemble),
+}
+
+impl Exported {
+    fn model(&self) -> &dyn Forward {
+        match self {
+            Exported::One(m) => m.as_ref(),
+            Exported::Mean(e) => e,
+        }
+    }
+
+    fn device(&self) -> Device {
+        match self {
+            Exported::One(m) => m.head.weight.val().device(),
+            Exported::Mean(e) => e.members()[0].head.weight.val().device(),
+        }
+    }
+
+    fn export(&self) -> onnx_format::pb::ModelProto {
+        match self {
+            Exported::One(m) => m.export(vec![]),
+            Exported::Mean(e) => e.export(vec![]),
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        match self {
+            Exported::One(m) => m.num_params(),
+            Exported::Mean(e) => e.members().iter().map(|m| m.num_params()).sum(),
+        }
+    }
+}
+
+pub(crate) fn remap_arg(s: &str) -> std::result::Result<(String, String), String> {
+    parse_remap(s).map_err(|e| e.to_string())
+}
+
+/// What one training run needs besides the data.
+#[derive(Clone)]
+pub(crate) struct Recipe<'a> {
+    pub cfg: &'a SpotModelConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub hed_jitter: f32,
+    pub balance: bool,
+    /// Print a progress bar per epoch (off when several runs share the terminal).
+    pub bars: bool,
+    /// Prefix of the per-epoch log lines.
+    pub label: String,
+    pub config_name: &'a str,
+    pub checkpoint_dir: Option<&'a std::path::Path>,
+    pub resume: Option<&'a std::path::Path>,
+    pub init: Option<(&'a std::path::Path, &'a InitOptions)>,
+}
+
+/// One section's patches (`size × size` RGB, HWC bytes), prepared once.
+pub(crate) struct Patches {
+    pub name: String,
+    pub spots_total: usize,
+    /// Rows of the section's spots that were kept (`--max-spots`).
+    pub rows: Vec<usize>,
+    pub images: Vec<Vec<u8>>,
+    pub side_px: f32,
+}
+
+/// One section's patches and targets (`spots × genes`) for a gene list.
+pub(crate) struct Data<'a> {
+    pub patches: &'a Patches,
+    pub targets: Vec<f32>,
+}
+
+impl std::ops::Deref for Data<'_> {
+    type Target = Patches;
+    fn deref(&self) -> &Patches {
+        self.patches
+    }
+}
+
+impl<'a> Data<'a> {
+    /// Targets of `genes` on the kept spots (genes the section lacks are 0, with a note).
+    pub fn new(sec: &SpotSection, patches: &'a Patches, genes: &[String], quiet: bool) -> Self {
+        let g = genes.len();
+        let t = sec.targets(genes);
+        if !t.missing.is_empty() && !quiet {
+            eprintln!("section {}: {} target gene(s) missing there, taken as 0 (first {})", sec.name, t.missing.len(), t.missing[0]);
+        }
+        let targets = patches.rows.iter().flat_map(|&r| t.values[r * g..(r + 1) * g].iter().copied()).collect();
+        Data { patches, targets }
+    }
+}
+
+/// Crops and resizes every kept spot of a section once (RGB, for augmentation).
+pub(crate) fn load_patches(sec: &SpotSection, prep: &Preprocess, max_spots: Option<usize>) -> Result<Patches> {
+    let img = load_rgb(&sec.image_path).with_context(|| format!("section {}", sec.name))?;
+    sec.check_inside(img.width(), img.height())?;
+    let side = sec.patch_side(1.0)?;
+    let rows = pick(sec.n_spots(), max_spots);
+    let mut images = Vec::with_capacity(rows.len());
+    for &r in &rows {
+        let s = &sec.spots[r];
+        let p = prep.crop_resize(&img, s.pixel_x, s.pixel_y, side).with_context(|| format!("section {} spot {}", sec.name, s.key))?;
+        images.push(p.into_raw());
+    }
+    eprintln!("section {}: {} of {} spots, patch side {side:.1} px", sec.name, rows.len(), sec.n_spots());
+    Ok(Patches { name: sec.name.clone(), spots_total: sec.n_spots(), rows, images, side_px: side })
 }
 
 /// Normalizes one HWC RGB patch into CHW ([`Preprocess::normalize_raw`]).
-type Normalize<'a> = &'a dyn Fn(&[u8], &mut [f32]) -> Result<()>;
+pub(crate) type Normalize<'a> = &'a dyn Fn(&[u8], &mut [f32]) -> Result<()>;
 
 /// Evenly spaced subset of `0..n` of at most `max` indices.
 fn pick(n: usize, max: Option<usize>) -> Vec<usize> {
@@ -149,6 +295,36 @@ fn augment(src: &[u8], n: usize, hed: f32, rng: &mut StdRng) -> Vec<u8> {
     out
 }
 
+/// Source pixel of output pixel (x, y) under a 90° rotation `rot` and flips of an `n × n` patch.
+fn dihedral_source(x: usize, y: usize, n: usize, rot: u8, fh: bool, fv: bool) -> (usize, usize) {
+    let (mut sx, mut sy) = match rot {
+        0 => (x, y),
+        1 => (y, n - 1 - x),
+        2 => (n - 1 - x, n - 1 - y),
+        _ => (n - 1 - y, x),
+    };
+    if fh {
+        sx = n - 1 - sx;
+    }
+    if fv {
+        sy = n - 1 - sy;
+    }
+    (sx, sy)
+}
+
+/// The `k`-th (0..8) of the 8 dihedral transforms of an `n × n` RGB patch: rotation `k % 4`,
+/// mirrored when `k ≥ 4`.
+pub(crate) fn dihedral(src: &[u8], n: usize, k: u8) -> Vec<u8> {
+    let mut out = vec![0u8; src.len()];
+    for y in 0..n {
+        for x in 0..n {
+            let (sx, sy) = dihedral_source(x, y, n, k % 4, k >= 4, false);
+            out[(y * n + x) * 3..(y * n + x) * 3 + 3].copy_from_slice(&src[(sy * n + sx) * 3..(sy * n + sx) * 3 + 3]);
+        }
+    }
+    out
+}
+
 /// Random flips, 90° rotations and ±10 % brightness/contrast.
 fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
@@ -158,18 +334,7 @@ fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
     for y in 0..n {
         for x in 0..n {
-            let (mut sx, mut sy) = match rot {
-                0 => (x, y),
-                1 => (y, n - 1 - x),
-                2 => (n - 1 - x, n - 1 - y),
-                _ => (n - 1 - y, x),
-            };
-            if fh {
-                sx = n - 1 - sx;
-            }
-            if fv {
-                sy = n - 1 - sy;
-            }
+            let (sx, sy) = dihedral_source(x, y, n, rot, fh, fv);
             for c in 0..3 {
                 let v = src[(sy * n + sx) * 3 + c] as f32;
                 out[(y * n + x) * 3 + c] = ((v - mean) * contrast + mean + bright).round().clamp(0.0, 255.0) as u8;
@@ -179,8 +344,36 @@ fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     out
 }
 
+/// Mean prediction over the 8 dihedral transforms of each patch (test-time augmentation).
+pub(crate) fn predict_tta(
+    m: &SpotModel,
+    images: &[Vec<u8>],
+    normalize: Normalize,
+    prep: &Preprocess,
+    device: &Device,
+    batch: usize,
+) -> Result<Vec<f32>> {
+    let n = prep.size as usize;
+    let mut sum = predict(m, images, normalize, prep, device, batch)?;
+    for k in 1..8u8 {
+        let views: Vec<Vec<u8>> = images.iter().map(|i| dihedral(i, n, k)).collect();
+        for (s, v) in sum.iter_mut().zip(predict(m, &views, normalize, prep, device, batch)?) {
+            *s += v;
+        }
+    }
+    sum.iter_mut().for_each(|v| *v /= 8.0);
+    Ok(sum)
+}
+
 /// Model predictions (`rows × genes`) for unaugmented patches.
-fn predict(m: &SpotModel, images: &[Vec<u8>], normalize: Normalize, prep: &Preprocess, device: &Device, batch: usize) -> Result<Vec<f32>> {
+pub(crate) fn predict(
+    m: &dyn Forward,
+    images: &[Vec<u8>],
+    normalize: Normalize,
+    prep: &Preprocess,
+    device: &Device,
+    batch: usize,
+) -> Result<Vec<f32>> {
     let (len, s) = (prep.tensor_len(), prep.size as usize);
     let mut out = Vec::new();
     for chunk in images.chunks(batch.max(1)) {
@@ -195,14 +388,14 @@ fn predict(m: &SpotModel, images: &[Vec<u8>], normalize: Normalize, prep: &Prepr
 }
 
 /// (median all, mean all, median top-50, mean top-50); genes come ranked by training mean.
-fn summarize(r: &[f64]) -> [f64; 4] {
+pub(crate) fn summarize(r: &[f64]) -> [f64; 4] {
     let top = &r[..r.len().min(TOP)];
     [median(r), mean(r), median(top), mean(top)]
 }
 
 /// Colour and texture statistics of an `n × n` RGB patch: per-channel mean and std, saturation
 /// mean and std, an 8-bin grey histogram, mean gradient magnitude, fraction of bright pixels.
-fn features(src: &[u8], n: usize) -> Vec<f64> {
+pub(crate) fn features(src: &[u8], n: usize) -> Vec<f64> {
     let px = n * n;
     let mut f = Vec::with_capacity(18);
     for c in 0..3 {
@@ -239,7 +432,7 @@ fn features(src: &[u8], n: usize) -> Vec<f64> {
 }
 
 /// Closed-form ridge on standardized features with an intercept (not penalized).
-struct Ridge {
+pub(crate) struct Ridge {
     mu: Vec<f64>,
     sd: Vec<f64>,
     ymean: Vec<f64>,
@@ -303,7 +496,7 @@ impl Ridge {
         Ok(Ridge { mu, sd, ymean, beta, g })
     }
 
-    fn predict(&self, x: &[Vec<f64>]) -> Vec<f32> {
+    pub(crate) fn predict(&self, x: &[Vec<f64>]) -> Vec<f32> {
         let mut out = Vec::with_capacity(x.len() * self.g);
         for row in x {
             for j in 0..self.g {
@@ -319,7 +512,7 @@ impl Ridge {
 }
 
 /// λ by median r on a seeded 80/20 split of the training spots, then refit on all of them.
-fn ridge_baseline(x: &[Vec<f64>], y: &[f32], g: usize, seed: u64) -> Result<(Ridge, f64)> {
+pub(crate) fn ridge_baseline(x: &[Vec<f64>], y: &[f32], g: usize, seed: u64) -> Result<(Ridge, f64)> {
     let n = x.len();
     let mut rows: Vec<usize> = (0..n).collect();
     let mut lambda = 1.0;
@@ -347,23 +540,22 @@ fn line(label: &str, s: [f64; 4], top: usize) -> String {
     format!("{label:<24} median r {:.4}  mean r {:.4} | top-{top}: median r {:.4}  mean r {:.4}", s[0], s[1], s[2], s[3])
 }
 
-/// The training and held-out sections as patches and targets, and their gene list.
-struct Prepared {
+/// The training, validation and held-out sections as patches and targets, and their gene list.
+struct Prepared<'a> {
     genes: Vec<String>,
-    train: Vec<Data>,
-    eval: Data,
+    train: Vec<Data<'a>>,
+    val: Option<Data<'a>>,
+    eval: Data<'a>,
     prep: Preprocess,
 }
 
-impl Prepared {
-    /// One HWC RGB patch into CHW model input.
-    fn normalize(&self, raw: &[u8], out: &mut [f32]) -> Result<()> {
-        Ok(self.prep.normalize_raw(raw, out)?)
-    }
+/// One HWC RGB patch into CHW model input.
+pub(crate) fn normalizer(prep: &Preprocess) -> impl Fn(&[u8], &mut [f32]) -> Result<()> + '_ {
+    move |raw, out| Ok(prep.normalize_raw(raw, out)?)
 }
 
 /// Per-gene standardization of the targets with training statistics.
-struct Standardized {
+pub(crate) struct Standardized {
     mu: Vec<f32>,
     sd: Vec<f32>,
     /// `y` standardized, `[spots, genes]`.
@@ -396,11 +588,14 @@ impl Standardized {
 }
 
 /// A trained model (head folded) and its training log.
-struct Trained {
-    model: SpotModel,
-    epoch_losses: Vec<f64>,
+pub(crate) struct Trained {
+    pub model: SpotModel,
+    pub epoch_losses: Vec<f64>,
     eval_per_epoch: Vec<serde_json::Value>,
-    seconds: f64,
+    pub val_per_epoch: Vec<serde_json::Value>,
+    /// The epoch whose weights `model` holds.
+    pub best_epoch: usize,
+    pub seconds: f64,
 }
 
 /// The held-out evaluation: predictions and [`summarize`]d per-gene r.
@@ -416,12 +611,63 @@ struct Evaluation {
 pub fn run(a: &SpotArgs) -> Result<()> {
     let base = check_args(a)?;
     let device = crate::gene::device(&a.device)?;
-    let data = prepare(a)?;
+    let prep = Preprocess::default();
+    let load =
+        |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
+    let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let val_sec = a.val.as_deref().map(load).transpose()?;
+    let eval_sec = load(&a.eval)?;
+    let refs: Vec<&SpotSection> = train_secs.iter().collect();
+    let genes = select_genes(&refs, a.genes)?;
+    let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots)).collect::<Result<Vec<_>>>()?;
+    let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots)).transpose()?;
+    let eval_p = load_patches(&eval_sec, &prep, a.max_spots)?;
+    let data = Prepared {
+        train: train_secs.iter().zip(&train_p).map(|(s, p)| Data::new(s, p, &genes, false)).collect(),
+        val: val_sec.as_ref().zip(val_p.as_ref()).map(|(s, p)| Data::new(s, p, &genes, false)),
+        eval: Data::new(&eval_sec, &eval_p, &genes, false),
+        genes,
+        prep,
+    };
+    if data.train.iter().all(|d| d.images.is_empty()) || data.eval.images.is_empty() {
+        bail!("no training or evaluation spots");
+    }
     let cfg = base.with_genes(data.genes.len());
     cfg.validate().map_err(|e| anyhow::anyhow!("model config: {e}"))?;
-    let trained = train(a, &cfg, &data, &device)?;
-    let ev = evaluate(a, &trained, &data)?;
-    export(a, &cfg, &data, &trained, &ev)
+    let init_opts = InitOptions { remap: a.init_remap.clone(), ..Default::default() };
+    let recipe = Recipe {
+        cfg: &cfg,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        hed_jitter: a.hed_jitter,
+        balance: a.balance,
+        bars: true,
+        label: String::new(),
+        config_name: &a.config,
+        checkpoint_dir: a.checkpoint_dir.as_deref(),
+        resume: a.resume.as_deref(),
+        init: a.init.as_deref().map(|p| (p, &init_opts)),
+    };
+    let report = (a.eval_every > 0).then_some((a.eval_every, &data.eval));
+    let train_refs: Vec<&Data> = data.train.iter().collect();
+    let mut members = Vec::new();
+    for i in 0..a.ensemble as u64 {
+        let r = Recipe {
+            seed: a.seed + i,
+            label: if a.ensemble > 1 { format!("[member {}/{}] ", i + 1, a.ensemble) } else { String::new() },
+            ..recipe.clone()
+        };
+        members.push(fit(&r, &data.prep, &train_refs, data.val.as_ref(), report, &device)?);
+    }
+    let exported = if members.len() == 1 && !a.tta {
+        Exported::One(Box::new(members[0].model.clone()))
+    } else {
+        Exported::Mean(SpotEnsemble::new(members.iter().map(|t| t.model.clone()).collect(), a.tta)?)
+    };
+    let ev = evaluate(a, &exported, &data)?;
+    export(a, &cfg, &data, &members, &exported, &ev)
 }
 
 /// The model config of `--config`, after checking the arguments.
@@ -432,8 +678,16 @@ fn check_args(a: &SpotArgs) -> Result<SpotModelConfig> {
         "large" => SpotModelConfig::large(),
         c => bail!("unknown --config `{c}` (small or large)"),
     };
-    if a.genes == 0 || a.batch_size == 0 {
-        bail!("--genes and --batch-size must be positive");
+    if a.genes == 0 || a.batch_size == 0 || a.ensemble == 0 {
+        bail!("--genes, --batch-size and --ensemble must be positive");
+    }
+    if a.init.is_some() && a.resume.is_some() {
+        bail!("--init and --resume exclude each other (--resume restores a checkpoint of this model)");
+    }
+    if let Some(p) = &a.init
+        && !p.is_file()
+    {
+        bail!("--init {}: no such file", p.display());
     }
     if !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr must be positive");
@@ -443,6 +697,11 @@ fn check_args(a: &SpotArgs) -> Result<SpotModelConfig> {
     }
     if train_names(a).contains(&a.eval) {
         bail!("evaluation section {} is also a training section; sections are the unit of splitting", a.eval);
+    }
+    if let Some(v) = &a.val
+        && (train_names(a).contains(v) || *v == a.eval)
+    {
+        bail!("validation section {v} is also a training or the evaluation section");
     }
     if let Some(p) = &a.resume
         && !p.is_file()
@@ -456,57 +715,31 @@ fn train_names(a: &SpotArgs) -> Vec<String> {
     a.train.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
-/// Load the sections, pick the genes on the training sections, crop + resize every patch once
-/// (RGB kept for augmentation; normalized per batch).
-fn prepare(a: &SpotArgs) -> Result<Prepared> {
-    let load =
-        |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
-    let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
-    let eval_sec = load(&a.eval)?;
-    let refs: Vec<&SpotSection> = train_secs.iter().collect();
-    let genes = select_genes(&refs, a.genes)?;
-    let g = genes.len();
-    let prep = Preprocess::default();
-    let patches = |sec: &SpotSection| -> Result<Data> {
-        let img = load_rgb(&sec.image_path).with_context(|| format!("section {}", sec.name))?;
-        sec.check_inside(img.width(), img.height())?;
-        let side = sec.patch_side(1.0)?;
-        let t = sec.targets(&genes);
-        if !t.missing.is_empty() {
-            eprintln!("section {}: {} target gene(s) missing there, taken as 0 (first {})", sec.name, t.missing.len(), t.missing[0]);
-        }
-        let rows = pick(sec.n_spots(), a.max_spots);
-        let mut images = Vec::with_capacity(rows.len());
-        let mut targets = Vec::with_capacity(rows.len() * g);
-        for &r in &rows {
-            let s = &sec.spots[r];
-            let p = prep.crop_resize(&img, s.pixel_x, s.pixel_y, side).with_context(|| format!("section {} spot {}", sec.name, s.key))?;
-            images.push(p.into_raw());
-            targets.extend_from_slice(&t.values[r * g..(r + 1) * g]);
-        }
-        eprintln!("section {}: {} of {} spots, patch side {side:.1} px", sec.name, rows.len(), sec.n_spots());
-        Ok(Data { name: sec.name.clone(), spots_total: sec.n_spots(), images, targets, side_px: side })
-    };
-    let train = train_secs.iter().map(patches).collect::<Result<Vec<_>>>()?;
-    let eval = patches(&eval_sec)?;
-    if train.iter().all(|d| d.images.is_empty()) || eval.images.is_empty() {
-        bail!("no training or evaluation spots");
-    }
-    Ok(Prepared { genes, train, eval, prep })
-}
+/// Serializes model initialization: burn's random state is per process, so runs on several threads
+/// would otherwise draw each other's numbers.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A fresh (or resumed) model and its optimizer.
-fn init_model(a: &SpotArgs, cfg: &SpotModelConfig, ad: &Device) -> Result<(SpotModel, ModuleOptimizer)> {
-    let mut model = cfg.init(ad);
+fn init_model(r: &Recipe, ad: &Device) -> Result<(SpotModel, ModuleOptimizer)> {
+    let mut model = {
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        ad.seed(r.seed);
+        r.cfg.init(ad)
+    };
     let mut optim = AdamConfig::new().init();
-    if let Some(p) = &a.resume {
-        let r = model.load_from(&mut BurnpackStore::from_file(p)).map_err(|e| anyhow::anyhow!("resume from {}: {e}", p.display()))?;
-        if !r.errors.is_empty() || !r.missing.is_empty() {
+    if let Some((p, opts)) = r.init {
+        let (m, report) = load_init(model, p, opts).map_err(|e| anyhow::anyhow!("--init {}: {e}", p.display()))?;
+        eprintln!("{}init: {report}", r.label);
+        model = m;
+    }
+    if let Some(p) = r.resume {
+        let res = model.load_from(&mut BurnpackStore::from_file(p)).map_err(|e| anyhow::anyhow!("resume from {}: {e}", p.display()))?;
+        if !res.errors.is_empty() || !res.missing.is_empty() {
             bail!(
                 "resume from {}: {} tensor error(s), {} missing (different --config or --genes?)",
                 p.display(),
-                r.errors.len(),
-                r.missing.len()
+                res.errors.len(),
+                res.missing.len()
             );
         }
         eprintln!("resumed weights from {}", p.display());
@@ -521,32 +754,77 @@ fn init_model(a: &SpotArgs, cfg: &SpotModelConfig, ad: &Device) -> Result<(SpotM
     Ok((model, optim))
 }
 
-/// Adam on MSE against standardized targets, with augmentation; held-out r every `--eval-every`
-/// epochs (reported only) and checkpoints. Returns the last epoch's model with the head folded.
-fn train(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, device: &Device) -> Result<Trained> {
-    let images: Vec<&Vec<u8>> = data.train.iter().flat_map(|d| &d.images).collect();
-    let y: Vec<f32> = data.train.iter().flat_map(|d| d.targets.iter().copied()).collect();
-    let (n, g, size, len) = (images.len(), data.genes.len(), data.prep.size as usize, data.prep.tensor_len());
+/// One epoch's order of (section, spot) pairs: every spot once, or with `balance` each section
+/// equally often (small sections repeat, large ones are subsampled), as many steps as spots.
+fn epoch_order(sizes: &[usize], balance: bool, rng: &mut StdRng) -> Vec<(usize, usize)> {
+    let total: usize = sizes.iter().sum();
+    let live: Vec<usize> = (0..sizes.len()).filter(|&s| sizes[s] > 0).collect();
+    let mut order: Vec<(usize, usize)> = if balance && live.len() > 1 {
+        let per = total.div_ceil(live.len());
+        live.iter()
+            .flat_map(|&s| {
+                let mut idx: Vec<usize> = (0..sizes[s]).collect();
+                idx.shuffle(rng);
+                (0..per).map(move |i| (s, idx[i % sizes[s]])).collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        live.iter().flat_map(|&s| (0..sizes[s]).map(move |i| (s, i))).collect()
+    };
+    order.shuffle(rng);
+    order.truncate(total);
+    order
+}
+
+/// Median per-gene r of a model on a section (the raw head will do: r ignores the per-gene
+/// standardization).
+fn median_r(m: &SpotModel, d: &Data, prep: &Preprocess, batch: usize, g: usize) -> Result<f64> {
+    let dev = m.head.weight.val().device();
+    Ok(median(&per_gene_r(&predict(m, &d.images, &normalizer(prep), prep, &dev, batch)?, &d.targets, g)))
+}
+
+/// Adam on MSE against standardized targets, with augmentation. With a validation section the
+/// epoch of best median r there is kept, else the last; `report` (every N epochs, a section)
+/// is only printed. Returns the model with the head folded.
+pub(crate) fn fit(
+    r: &Recipe,
+    prep: &Preprocess,
+    train: &[&Data],
+    val: Option<&Data>,
+    report: Option<(usize, &Data)>,
+    device: &Device,
+) -> Result<Trained> {
+    let g = r.cfg.num_genes;
+    let y: Vec<f32> = train.iter().flat_map(|d| d.targets.iter().copied()).collect();
+    let offsets: Vec<usize> = train.iter().scan(0, |o, d| Some(std::mem::replace(o, *o + d.images.len()))).collect();
+    let sizes: Vec<usize> = train.iter().map(|d| d.images.len()).collect();
+    let (n, size, len) = (y.len() / g, prep.size as usize, prep.tensor_len());
     let targets = Standardized::fit(&y, g);
-    device.seed(a.seed);
+    let normalize = normalizer(prep);
     let ad = device.clone().autodiff();
-    let (mut model, mut optim) = init_model(a, cfg, &ad)?;
-    let mut rng = StdRng::seed_from_u64(a.seed);
-    let mut order: Vec<usize> = (0..n).collect();
+    let (mut model, mut optim) = init_model(r, &ad)?;
+    let mut rng = StdRng::seed_from_u64(r.seed);
     let mut epoch_losses = Vec::new();
     let mut eval_per_epoch = Vec::new();
+    let mut val_per_epoch = Vec::new();
+    let mut best: Option<(f64, usize, SpotModel)> = None;
     let t0 = std::time::Instant::now();
-    for epoch in 1..=a.epochs {
-        order.shuffle(&mut rng);
-        let bar = progress_with(n, format!("spot epoch {epoch}/{}", a.epochs), "{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})");
+    for epoch in 1..=r.epochs {
+        let order = epoch_order(&sizes, r.balance, &mut rng);
+        let bar = if r.bars {
+            progress_with(n, format!("spot epoch {epoch}/{}", r.epochs), "{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})")
+        } else {
+            ProgressBar::hidden()
+        };
         let (mut total, mut seen) = (0.0, 0usize);
-        for batch in order.chunks(a.batch_size) {
+        for batch in order.chunks(r.batch_size) {
             let b = batch.len();
             let mut x = vec![0f32; b * len];
             let mut t = Vec::with_capacity(b * g);
-            for (i, &r) in batch.iter().enumerate() {
-                data.normalize(&augment(images[r], size, a.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
-                t.extend_from_slice(&targets.z[r * g..(r + 1) * g]);
+            for (i, &(sec, spot)) in batch.iter().enumerate() {
+                normalize(&augment(&train[sec].images[spot], size, r.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
+                let row = offsets[sec] + spot;
+                t.extend_from_slice(&targets.z[row * g..(row + 1) * g]);
             }
             let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
             let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
@@ -558,35 +836,41 @@ fn train(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, device: &Device) 
             total += lv * b as f64;
             seen += b;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(a.lr, model, grads);
+            model = optim.step(r.lr, model, grads);
             bar.inc(b as u64);
             bar.set_message(format!("loss {:.4}", total / seen as f64));
         }
         bar.finish_and_clear();
-        let l = total / n as f64;
+        let l = total / seen.max(1) as f64;
         epoch_losses.push(l);
-        let mut held_out = String::new();
-        // The last epoch is evaluated once, in `evaluate`, with the folded head.
-        if a.eval_every > 0 && epoch % a.eval_every == 0 && epoch < a.epochs {
-            // Pearson r is invariant to the per-gene standardization, so the raw head will do
+        let mut note = String::new();
+        if let Some(v) = val {
             let m = model.valid();
-            let dev = m.head.weight.val().device();
-            let r = median(&per_gene_r(
-                &predict(&m, &data.eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?,
-                &data.eval.targets,
-                g,
-            ));
-            eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": r}));
-            held_out = format!("; held-out {} median r {r:.4}", data.eval.name);
+            let mr = median_r(&m, v, prep, r.batch_size, g)?;
+            val_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
+            note = format!("; validation {} median r {mr:.4}", v.name);
+            if best.as_ref().is_none_or(|b| mr > b.0) {
+                best = Some((mr, epoch, m));
+            }
+        }
+        // The last epoch is evaluated once, in `evaluate`, with the folded head.
+        if let Some((every, d)) = report
+            && epoch % every == 0
+            && epoch < r.epochs
+        {
+            let mr = median_r(&model.valid(), d, prep, r.batch_size, g)?;
+            eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
+            note += &format!("; held-out {} median r {mr:.4}", d.name);
         }
         eprintln!(
-            "epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){held_out}",
-            a.epochs,
+            "{}epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){note}",
+            r.label,
+            r.epochs,
             t0.elapsed().as_secs_f64()
         );
-        if let Some(dir) = &a.checkpoint_dir {
+        if let Some(dir) = r.checkpoint_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", a.config));
+            let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", r.config_name));
             model
                 .save_into(&mut BurnpackStore::from_file(&p).overwrite(true))
                 .map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
@@ -597,18 +881,21 @@ fn train(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, device: &Device) 
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let mut model = model.valid();
+    let (mut model, best_epoch) = match best {
+        Some((_, e, m)) => (m, e),
+        None => (model.valid(), r.epochs),
+    };
     targets.fold_into(&mut model);
-    Ok(Trained { model, epoch_losses, eval_per_epoch, seconds })
+    Ok(Trained { model, epoch_losses, eval_per_epoch, val_per_epoch, best_epoch, seconds })
 }
 
 /// Per-gene r on the held-out section for the model and the ridge baseline; prints the table.
-fn evaluate(a: &SpotArgs, t: &Trained, data: &Prepared) -> Result<Evaluation> {
+fn evaluate(a: &SpotArgs, t: &Exported, data: &Prepared<'_>) -> Result<Evaluation> {
     let (eval, g, size) = (&data.eval, data.genes.len(), data.prep.size as usize);
-    let dev = t.model.head.weight.val().device();
+    let dev = t.device();
     let ev_bar = ProgressBar::new_spinner();
     ev_bar.set_message(format!("predicting {} held-out spots", eval.images.len()));
-    let pred = predict(&t.model, &eval.images, &|r, o| data.normalize(r, o), &data.prep, &dev, a.batch_size)?;
+    let pred = predict(t.model(), &eval.images, &normalizer(&data.prep), &data.prep, &dev, a.batch_size)?;
     ev_bar.finish_and_clear();
     let model_r = per_gene_r(&pred, &eval.targets, g);
     let fx: Vec<Vec<f64>> = data.train.iter().flat_map(|d| &d.images).map(|i| features(i, size)).collect();
@@ -629,6 +916,9 @@ fn evaluate(a: &SpotArgs, t: &Trained, data: &Prepared) -> Result<Evaluation> {
         a.device
     );
     println!("  {}", line("model (TCGN-style)", sm, top));
+    if a.ensemble > 1 || a.tta {
+        println!("  (the model is the mean of {} member(s){})", a.ensemble, if a.tta { " × 8 dihedral views" } else { "" });
+    }
     println!("  {}", line(&format!("ridge baseline (λ={lambda})"), sr, top));
     println!("  {}", line("training-mean baseline", [0.0; 4], top));
     println!("  (training-mean baseline: constant prediction, Pearson r undefined, reported as 0)");
@@ -636,16 +926,16 @@ fn evaluate(a: &SpotArgs, t: &Trained, data: &Prepared) -> Result<Evaluation> {
 }
 
 /// Parity on a few held-out patches, then the verified export with its card.
-fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev: &Evaluation) -> Result<()> {
+fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[Trained], m: &Exported, ev: &Evaluation) -> Result<()> {
     let (eval, g, size, len) = (&data.eval, data.genes.len(), data.prep.size as usize, data.prep.tensor_len());
-    let m = &t.model;
+    let t = &members[0];
     let k = eval.images.len().min(PARITY_SPOTS);
     let mut px = vec![0f32; k * len];
     for i in 0..k {
-        data.normalize(&eval.images[i], &mut px[i * len..(i + 1) * len])?;
+        normalizer(&data.prep)(&eval.images[i], &mut px[i * len..(i + 1) * len])?;
     }
     let expected = ev.pred[..k * g].to_vec();
-    let draft = Draft::new(m.export(vec![]));
+    let draft = Draft::new(m.export());
     let parity = verify::check_values(draft.bytes(), &a.out, &[Value::f32(&[k, 3, size, size], px)], k, OUTPUT, &expected, a.tolerance)
         .context("parity of the export")?;
 
@@ -664,7 +954,8 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
     if a.eval_every > 0 && a.epochs > 0 && a.epochs.is_multiple_of(a.eval_every) {
         eval_per_epoch.push(serde_json::json!({"epoch": a.epochs, "median_r": ev.model[0]}));
     }
-    let sides: BTreeMap<String, f32> = data.train.iter().chain([eval]).map(|d| (d.name.clone(), d.side_px)).collect();
+    let sides: BTreeMap<String, f32> =
+        data.train.iter().chain(data.val.as_ref()).chain([eval]).map(|d| (d.name.clone(), d.side_px)).collect();
     let spot = SpotImage {
         image: data.prep.to_card(),
         patch_side_um: Some(ST_SPACING_UM),
@@ -680,10 +971,17 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
     card.genes = data.genes.clone();
     card.architecture = serde_json::to_value(cfg)?;
     card.architecture["parameters"] = serde_json::json!(m.num_params());
+    card.architecture["ensemble_members"] = serde_json::json!(members.len());
+    card.architecture["test_time_augmentation"] =
+        serde_json::json!(if a.tta { "mean over the 8 dihedral views (rotations by 90° and their mirror images)" } else { "none" });
     card.training = serde_json::json!({
         "data": "HER2ST",
         "train_sections": data.train.iter().map(|d| serde_json::json!({"section": d.name, "spots": d.images.len(), "spots_total": d.spots_total})).collect::<Vec<_>>(),
         "eval_section": {"section": eval.name, "spots": eval.images.len(), "spots_total": eval.spots_total},
+        "val_section": data.val.as_ref().map(|d| serde_json::json!({"section": d.name, "spots": d.images.len(), "spots_total": d.spots_total})),
+        "val_per_epoch": t.val_per_epoch, "exported_epoch": t.best_epoch,
+        "epoch_selection": if data.val.is_some() { "best median r on the validation section" } else { "last epoch" },
+        "balanced_sections": a.balance && data.train.len() > 1,
         "gene_selection": format!("top {g} by mean log-normalized expression on the training sections"),
         "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
         "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
@@ -692,6 +990,10 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared, t: &Trained, ev:
             "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %{} on the RGB patch before normalization",
             if a.hed_jitter > 0.0 { format!(", HED stain jitter σ = {}", a.hed_jitter) } else { String::new() }
         ),
+        "members": members.iter().enumerate().map(|(i, m)| serde_json::json!({
+            "seed": a.seed + i as u64, "train_loss_per_epoch": m.epoch_losses, "val_per_epoch": m.val_per_epoch,
+            "exported_epoch": m.best_epoch, "train_seconds": m.seconds})).collect::<Vec<_>>(),
+        "init": a.init.as_ref().map(|p| serde_json::json!({"file": p.display().to_string(), "remap": a.init_remap})),
         "train_loss_per_epoch": t.epoch_losses, "eval_per_epoch": eval_per_epoch, "train_seconds": t.seconds,
         "metric": "per-gene Pearson r over the held-out section's spots; median and mean over all target genes and over the top 50 by training mean; constant predictions count as r = 0",
         "ridge_features": "per-channel RGB mean/std, saturation mean/std, 8-bin grey histogram, mean gradient magnitude, bright-pixel fraction; λ by median r on a seeded 80/20 split of the training spots",
