@@ -792,6 +792,47 @@ mod tests {
         check_section("C2", 187, 15706);
     }
 
+    /// A synthetic section: gene `var` alternates 0 / 50 counts (highly variable), `flat` is 10
+    /// everywhere, `rare` is seen in one spot only, the rest are small noise around 20.
+    fn toy(name: &str, n: usize) -> SpotSection {
+        let mut genes = vec!["var".to_string(), "flat".into(), "rare".into()];
+        genes.extend((0..30).map(|i| format!("g{i}")));
+        let ng = genes.len();
+        let mut counts = vec![0f32; n * ng];
+        for s in 0..n {
+            counts[s * ng] = if s % 2 == 0 { 0.0 } else { 50.0 };
+            counts[s * ng + 1] = 10.0;
+            counts[s * ng + 2] = if s == 0 { 30.0 } else { 0.0 };
+            for g in 3..ng {
+                counts[s * ng + g] = 20.0 + ((s * 7 + g * 3) % 5) as f32;
+            }
+        }
+        let spots = (0..n).map(|i| Spot { key: format!("{i}x0"), array_x: i as i32, array_y: 0, pixel_x: 0.0, pixel_y: 0.0 }).collect();
+        SpotSection {
+            name: name.into(),
+            image_path: PathBuf::new(),
+            grid: Grid::Square,
+            spots,
+            genes,
+            counts,
+            normalized: false,
+            report: JoinReport::default(),
+        }
+    }
+
+    #[test]
+    fn spots_hvg_picks_variable_detected_genes() {
+        let (a, b) = (toy("A", 40), toy("B", 30));
+        let hvg = select_hvg(&[&a, &b], 2, 10).unwrap();
+        assert!(hvg.contains(&"var".to_string()), "{hvg:?}");
+        // `rare` is highly variable but detected in 2 of 70 spots: dropped by the detection filter
+        let all = select_hvg(&[&a, &b], 33, 10).unwrap();
+        assert!(!all.contains(&"rare".to_string()), "{all:?}");
+        assert!(select_hvg(&[&a, &b], 33, 1).unwrap().contains(&"rare".to_string()));
+        assert!(select_hvg(&[&a], 0, 1).is_err());
+        assert!(select_hvg(&[&a], 5, 1000).is_err(), "no gene is detected in 1000 spots");
+    }
+
     #[test]
     fn spots_normalize_log1p() {
         let v = normalize_log1p(&[1.0, 3.0, 0.0, 0.0], 2);
