@@ -77,6 +77,11 @@ impl SpotModelConfig {
         }
     }
 
+    /// A few-thousand-parameter model on 32 px images, for tests.
+    pub fn tiny() -> Self {
+        Self { image_size: 32, stem_channels: vec![8], patch: 4, dim: 16, depth: 1, heads: 2, mlp_ratio: 2, knn_k: 4, num_genes: 5 }
+    }
+
     /// The same configuration predicting `num_genes` genes.
     pub fn with_genes(mut self, num_genes: usize) -> Self {
         self.num_genes = num_genes;
@@ -401,17 +406,7 @@ mod tests {
     use burn::optim::{AdamConfig, GradientsParams};
 
     fn tiny() -> SpotModelConfig {
-        SpotModelConfig {
-            image_size: 32,
-            stem_channels: vec![8],
-            patch: 4,
-            dim: 16,
-            depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            knn_k: 4,
-            num_genes: 5,
-        }
+        SpotModelConfig::tiny()
     }
 
     fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {

@@ -120,17 +120,7 @@ mod tests {
     use crate::spot::SpotModelConfig;
 
     fn tiny() -> SpotModelConfig {
-        SpotModelConfig {
-            image_size: 32,
-            stem_channels: vec![8],
-            patch: 4,
-            dim: 16,
-            depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            knn_k: 4,
-            num_genes: 5,
-        }
+        SpotModelConfig::tiny()
     }
 
     /// A smooth, asymmetric pattern (no near-tied token similarities, unlike noise).

@@ -434,17 +434,7 @@ mod tests {
     use burn::prelude::*;
 
     fn tiny() -> SpotModelConfig {
-        SpotModelConfig {
-            image_size: 32,
-            stem_channels: vec![8, 8],
-            patch: 8,
-            dim: 16,
-            depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            knn_k: 4,
-            num_genes: 5,
-        }
+        SpotModelConfig { stem_channels: vec![8, 8], patch: 8, ..SpotModelConfig::tiny() }
     }
 
     fn model(cfg: &SpotModelConfig, seed: u64) -> SpotModel {

@@ -16,17 +16,7 @@ const SIDE: usize = 32;
 
 /// The `tiny()` config of models/src/spot.rs tests.
 fn tiny() -> SpotModelConfig {
-    SpotModelConfig {
-        image_size: SIDE,
-        stem_channels: vec![8],
-        patch: 4,
-        dim: 16,
-        depth: 1,
-        heads: 2,
-        mlp_ratio: 2,
-        knn_k: 4,
-        num_genes: 5,
-    }
+    SpotModelConfig { image_size: SIDE, ..SpotModelConfig::tiny() }
 }
 
 /// Seeding is process-wide; tests run in parallel, so model creation is serialized.

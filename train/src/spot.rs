@@ -312,19 +312,6 @@ fn dihedral_source(x: usize, y: usize, n: usize, rot: u8, fh: bool, fv: bool) ->
     (sx, sy)
 }
 
-/// The `k`-th (0..8) of the 8 dihedral transforms of an `n × n` RGB patch: rotation `k % 4`,
-/// mirrored when `k ≥ 4`.
-pub(crate) fn dihedral(src: &[u8], n: usize, k: u8) -> Vec<u8> {
-    let mut out = vec![0u8; src.len()];
-    for y in 0..n {
-        for x in 0..n {
-            let (sx, sy) = dihedral_source(x, y, n, k % 4, k >= 4, false);
-            out[(y * n + x) * 3..(y * n + x) * 3 + 3].copy_from_slice(&src[(sy * n + sx) * 3..(sy * n + sx) * 3 + 3]);
-        }
-    }
-    out
-}
-
 /// Random flips, 90° rotations and ±10 % brightness/contrast.
 fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
     let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
@@ -342,27 +329,6 @@ fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Mean prediction over the 8 dihedral transforms of each patch (test-time augmentation).
-pub(crate) fn predict_tta(
-    m: &SpotModel,
-    images: &[Vec<u8>],
-    normalize: Normalize,
-    prep: &Preprocess,
-    device: &Device,
-    batch: usize,
-) -> Result<Vec<f32>> {
-    let n = prep.size as usize;
-    let mut sum = predict(m, images, normalize, prep, device, batch)?;
-    for k in 1..8u8 {
-        let views: Vec<Vec<u8>> = images.iter().map(|i| dihedral(i, n, k)).collect();
-        for (s, v) in sum.iter_mut().zip(predict(m, &views, normalize, prep, device, batch)?) {
-            *s += v;
-        }
-    }
-    sum.iter_mut().for_each(|v| *v /= 8.0);
-    Ok(sum)
 }
 
 /// Model predictions (`rows × genes`) for unaugmented patches.

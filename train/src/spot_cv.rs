@@ -15,6 +15,7 @@ use infer::image_prep::Preprocess;
 use infer::spots::{SpotSection, load_her2st, select_genes, select_hvg};
 use models::metrics::{mean, median, per_gene_r};
 use models::spot::SpotModelConfig;
+use models::spot_ensemble::SpotEnsemble;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -442,11 +443,12 @@ fn one_run(
     let t = spot::fit(&recipe, prep, &refs, Some(&val), None, device)?;
     let dev = t.model.head.weight.val().device();
     let norm = spot::normalizer(prep);
+    let tta_model = SpotEnsemble::new(vec![t.model.clone()], true)?;
     let mut pred = Vec::new();
     for &s in &f.test {
         let imgs = &patches[s].images;
         let plain = spot::predict(&t.model, imgs, &norm, prep, &dev, a.batch_size)?;
-        let tta = spot::predict_tta(&t.model, imgs, &norm, prep, &dev, a.batch_size)?;
+        let tta = spot::predict(&tta_model, imgs, &norm, prep, &dev, a.batch_size)?;
         pred.push((plain, tta));
     }
     let val_curve = t.val_per_epoch.iter().filter_map(|v| v["median_r"].as_f64()).collect();
