@@ -40,7 +40,8 @@ pub struct SpotModelConfig {
     pub heads: usize,
     /// Hidden width of each block's MLP as a multiple of `dim`.
     pub mlp_ratio: usize,
-    /// Neighbours per token in the graph block (the token itself is usually among them).
+    /// Neighbours per token in the graph block (the token itself is usually among them); 0
+    /// leaves the graph block out.
     pub knn_k: usize,
     /// Genes predicted (outputs of the linear head).
     pub num_genes: usize,
@@ -74,6 +75,22 @@ impl SpotModelConfig {
             mlp_ratio: 4,
             knn_k: 8,
             num_genes: 785,
+        }
+    }
+
+    /// ST-Net-like plain CNN baseline (CPU): 4 stride-2 convs (16, 32, 64, 128), a 1×1 conv to
+    /// width 128, mean pool, linear head; no token graph (`knn_k` 0) and no attention (`depth` 0).
+    pub fn cnn() -> Self {
+        Self {
+            image_size: 224,
+            stem_channels: vec![16, 32, 64, 128],
+            patch: 16,
+            dim: 128,
+            depth: 0,
+            heads: 1,
+            mlp_ratio: 1,
+            knn_k: 0,
+            num_genes: 250,
         }
     }
 
@@ -116,8 +133,8 @@ impl SpotModelConfig {
         if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return err(format!("dim {} is not a multiple of heads {}", self.dim, self.heads));
         }
-        if self.knn_k == 0 || self.knn_k > self.tokens() {
-            return err(format!("knn_k {} must be in 1..={} tokens", self.knn_k, self.tokens()));
+        if self.knn_k > self.tokens() {
+            return err(format!("knn_k {} must be in 0..={} tokens (0: no graph block)", self.knn_k, self.tokens()));
         }
         if self.num_genes == 0 || self.mlp_ratio == 0 {
             return err("num_genes and mlp_ratio must be positive".into());
@@ -340,7 +357,9 @@ impl SpotModel {
         let x = self.patch.forward(x);
         let [b, d, gh, gw] = x.dims();
         let mut h = x.reshape([b, d, gh * gw]).swap_dims(1, 2) + self.pos.val();
-        h = self.graph.forward(h);
+        if self.graph.k > 0 {
+            h = self.graph.forward(h);
+        }
         for blk in &self.blocks {
             h = blk.forward(h);
         }
@@ -378,7 +397,9 @@ impl SpotModel {
         let [_, t, d] = self.pos.dims();
         let x = cx.reshape(&cx.conv2d(&x, &format!("{prefix}patch"), &self.patch), &[0, d as i64, -1]);
         let mut h = cx.op2("Add", &cx.transpose(&x, &[0, 2, 1]), &cx.param(&format!("{prefix}pos"), &self.pos));
-        h = self.graph.export(cx, &h, t, d, &format!("{prefix}graph"));
+        if self.graph.k > 0 {
+            h = self.graph.export(cx, &h, t, d, &format!("{prefix}graph"));
+        }
         for (i, blk) in self.blocks.iter().enumerate() {
             h = blk.export(cx, &h, d, &format!("{prefix}block{i}"));
         }

@@ -18,10 +18,14 @@ const GENES: usize = 20;
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn model() -> (SpotModel, Device) {
+    model_of(SpotModelConfig::small())
+}
+
+fn model_of(cfg: SpotModelConfig) -> (SpotModel, Device) {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(11);
-    (SpotModelConfig::small().with_genes(GENES).init(&device), device)
+    (cfg.with_genes(GENES).init(&device), device)
 }
 
 /// A batch `[n, 3, 224, 224]` of real tissue patches (IHC image), preprocessed as in production.
@@ -39,7 +43,19 @@ fn burn_forward(m: &SpotModel, x: &[f32], n: usize, device: &Device) -> Vec<f32>
 
 #[test]
 fn spot_export_parity_tract_ort_dynamic_batch() {
-    let (m, device) = model();
+    parity(model());
+}
+
+/// The ST-Net-like plain CNN baseline (`--config cnn`: no token graph, no attention).
+#[test]
+fn spot_cnn_export_parity_tract_ort() {
+    let (m, device) = model_of(SpotModelConfig::cnn());
+    let ops: Vec<String> = m.export(vec![]).graph.unwrap().node.iter().filter_map(|n| n.op_type.clone()).collect();
+    assert!(!ops.iter().any(|o| o == "TopK" || o == "Softmax"), "{ops:?}");
+    parity((m, device));
+}
+
+fn parity((m, device): (SpotModel, Device)) {
     let bytes = onnx_format::encode(&m.export(vec![]));
     let cases: Vec<(usize, Vec<f32>)> = [2, 3].iter().map(|&n| (n, images(n, &device))).collect();
     for backend in [Backend::Tract, Backend::Ort] {

@@ -59,7 +59,7 @@ pub struct SpotArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// small (CPU) or large (GPU).
+    /// small (CPU), large (GPU) or cnn (ST-Net-like plain CNN baseline).
     #[arg(long, default_value = "small")]
     pub config: String,
     #[arg(long, default_value = "cpu")]
@@ -636,14 +636,20 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     export(a, &cfg, &data, &members, &exported, &ev)
 }
 
+/// `small` (CPU), `large` (GPU) or `cnn` (the ST-Net-like plain CNN baseline).
+pub(crate) fn config_by_name(name: &str) -> Result<SpotModelConfig> {
+    Ok(match name {
+        "small" => SpotModelConfig::small(),
+        "large" => SpotModelConfig::large(),
+        "cnn" => SpotModelConfig::cnn(),
+        c => bail!("unknown --config `{c}` (small, large or cnn)"),
+    })
+}
+
 /// The model config of `--config`, after checking the arguments.
 fn check_args(a: &SpotArgs) -> Result<SpotModelConfig> {
     onnx_format::check_output(&a.out, [])?;
-    let base = match a.config.as_str() {
-        "small" => SpotModelConfig::small(),
-        "large" => SpotModelConfig::large(),
-        c => bail!("unknown --config `{c}` (small or large)"),
-    };
+    let base = config_by_name(&a.config)?;
     if a.genes == 0 || a.batch_size == 0 || a.ensemble == 0 {
         bail!("--genes, --batch-size and --ensemble must be positive");
     }

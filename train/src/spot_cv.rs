@@ -59,7 +59,7 @@ pub struct SpotCvArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// small (CPU) or large (GPU).
+    /// small (CPU), large (GPU) or cnn (ST-Net-like plain CNN baseline).
     #[arg(long, default_value = "small")]
     pub config: String,
     #[arg(long, default_value = "cpu")]
@@ -253,11 +253,7 @@ struct Run {
 
 pub fn run(a: &SpotCvArgs) -> Result<()> {
     let gene_set = GeneSet::parse(&a.genes)?;
-    let base = match a.config.as_str() {
-        "small" => SpotModelConfig::small(),
-        "large" => SpotModelConfig::large(),
-        c => bail!("unknown --config `{c}` (small or large)"),
-    };
+    let base = spot::config_by_name(&a.config)?;
     if a.seeds.is_empty() || a.jobs == 0 || a.batch_size == 0 || a.epochs == 0 {
         bail!("--seeds, --jobs, --batch-size and --epochs must be non-empty / positive");
     }
