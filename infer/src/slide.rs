@@ -414,6 +414,9 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         }
         None => o.batch,
     };
+    // from here on `o.batch` is the batch used, so the run's metadata records that one
+    let lowered = SlideOptions { batch, ..o.clone() };
+    let o = &lowered;
     // The model loads on its own thread while the image is decoded and the mask computed; it
     // runs on the cores the patch workers leave.
     let model_threads = if o.threads > 0 || cores <= 2 { o.threads } else { cores - workers };

@@ -312,6 +312,15 @@ fn slide_memory_budget() {
     let err = exits(&mut run("500"), 0);
     assert!(err.contains("--batch 64 lowered to"), "{err}");
     assert!(out.exists());
+    // the run's metadata records the batch it used, not the one asked for
+    let used: usize = err.split("--batch 64 lowered to ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let res = dir.path().join("res");
+    let mut c = Command::new(bin("infer"));
+    c.arg("slide").arg("--model").arg(&model).arg("--image").arg(&image).arg("--spots").arg(&spots);
+    c.args(["--batch", "64", "--memory-mb", "500"]).arg("--results-dir").arg(&res);
+    exits(&mut c, 0);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(res.join("run_metadata_BT10737_D2_HE.json")).unwrap()).unwrap();
+    assert_eq!(meta["parameters"]["batch"], used, "{meta}");
 }
 
 /// `--patch-side 1` on a HER2ST JPEG: 86 M grid cells, refused before decoding (MAX_SPOTS).
