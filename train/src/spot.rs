@@ -583,7 +583,8 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
     let val_sec = a.val.as_deref().map(load).transpose()?;
     let eval_sec = load(&a.eval)?;
-    let refs: Vec<&SpotSection> = train_secs.iter().collect();
+    // genes from every section the run learns from (training and validation), as `spot-cv`
+    let refs: Vec<&SpotSection> = train_secs.iter().chain(val_sec.as_ref()).collect();
     let genes = select_genes(&refs, a.genes)?;
     let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots)).collect::<Result<Vec<_>>>()?;
     let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots)).transpose()?;
@@ -937,7 +938,11 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[T
     };
     let mut card = ModelCard::new(
         Family::SpotExpression,
-        "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes",
+        if a.config == "cnn" {
+            "ST-Net-like plain CNN (He et al. 2020, without pretraining): H&E spot patch → log-normalized expression of the target genes"
+        } else {
+            "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes"
+        },
         Preprocessing::SpotImage(spot),
     );
     card.genes = data.genes.clone();
@@ -954,7 +959,7 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[T
         "val_per_epoch": t.val_per_epoch, "exported_epoch": t.best_epoch,
         "epoch_selection": if data.val.is_some() { "best median r on the validation section" } else { "last epoch" },
         "balanced_sections": a.balance && data.train.len() > 1,
-        "gene_selection": format!("top {g} by mean log-normalized expression on the training sections"),
+        "gene_selection": format!("top {g} by mean log-normalized expression on the training and validation sections"),
         "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
         "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
         "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",

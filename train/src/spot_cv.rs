@@ -481,6 +481,19 @@ fn split_spots(data: &[Data], g: usize, seed: u64) -> (Vec<(Patches, Vec<f32>)>,
     (kept, (Patches { name: "held-out training spots".into(), spots_total: n, rows: (0..n).collect(), images: vi, side_px: 0.0 }, vt))
 }
 
+/// A percentage as mean ± std with one decimal.
+fn pct(v: &[f64]) -> String {
+    match v {
+        [] => "–".into(),
+        [x] => format!("{x:.1} %"),
+        _ => {
+            let m = mean(v);
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+            format!("{m:.1} ± {sd:.1} %")
+        }
+    }
+}
+
 /// mean ± std (population std over seeds; 0 for one value).
 fn pm(v: &[f64]) -> String {
     if v.is_empty() {
@@ -594,11 +607,18 @@ fn report(
         a.jobs
     );
     let _ = writeln!(md, "| protocol | predictor | median r | mean r | genes r > {GOOD_R} |\n|---|---|---|---|---|");
+    let mut shown: Vec<Vec<usize>> = Vec::new();
     for (label, sel) in &rows {
-        if !folds.iter().any(sel) {
+        // a row over the same folds as one above it is left out
+        let which: Vec<usize> = (0..folds.len()).filter(|&i| sel(&folds[i])).collect();
+        if which.is_empty() || shown.contains(&which) {
             continue;
         }
+        shown.push(which);
         for p in predictors {
+            if p.starts_with("ensemble") && a.seeds.len() < 2 {
+                continue;
+            }
             let med = summarize(*sel, p, &|s| s.median);
             if med.is_empty() {
                 continue;
@@ -608,7 +628,7 @@ fn report(
                 "| {label} | {p} | {} | {} | {} |",
                 pm(&med),
                 pm(&summarize(*sel, p, &|s| s.mean)),
-                pm(&summarize(*sel, p, &|s| s.good * 100.0)).replace(" ±", " % ±") + if med.len() == 1 { " %" } else { "" }
+                pct(&summarize(*sel, p, &|s| s.good * 100.0))
             );
         }
     }
