@@ -888,7 +888,7 @@ fn evaluate(a: &SpotArgs, t: &Exported, data: &Prepared<'_>) -> Result<Evaluatio
         a.config,
         a.device
     );
-    println!("  {}", line("model (TCGN-style)", sm, top));
+    println!("  {}", line(if a.config == "cnn" { "model (plain CNN)" } else { "model (TCGN-style)" }, sm, top));
     if a.ensemble > 1 || a.tta {
         println!("  (the model is the mean of {} member(s){})", a.ensemble, if a.tta { " × 8 dihedral views" } else { "" });
     }
