@@ -212,6 +212,8 @@ fn spot_cv_protocols_report_and_determinism() {
                 "spot-cv",
                 "--sections",
                 "B4,C2,C4",
+                "--loso-scope",
+                "all",
                 "--folds",
                 "B4,C2",
                 "--seeds",
