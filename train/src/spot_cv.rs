@@ -481,30 +481,31 @@ fn split_spots(data: &[Data], g: usize, seed: u64) -> (Vec<(Patches, Vec<f32>)>,
     (kept, (Patches { name: "held-out training spots".into(), spots_total: n, rows: (0..n).collect(), images: vi, side_px: 0.0 }, vt))
 }
 
+/// Mean and sample standard deviation (0 for one value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = mean(v);
+    let sd = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
+    (m, sd)
+}
+
 /// A percentage as mean ± std with one decimal.
 fn pct(v: &[f64]) -> String {
-    match v {
-        [] => "–".into(),
-        [x] => format!("{x:.1} %"),
-        _ => {
-            let m = mean(v);
-            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-            format!("{m:.1} ± {sd:.1} %")
-        }
+    let (m, sd) = mean_sd(v);
+    match v.len() {
+        0 => "–".into(),
+        1 => format!("{m:.1} %"),
+        _ => format!("{m:.1} ± {sd:.1} %"),
     }
 }
 
 /// mean ± std (population std over seeds; 0 for one value).
 fn pm(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "–".into();
+    let (m, sd) = mean_sd(v);
+    match v.len() {
+        0 => "–".into(),
+        1 => format!("{m:.3}"),
+        _ => format!("{m:.3} ± {sd:.3}"),
     }
-    let m = mean(v);
-    if v.len() == 1 {
-        return format!("{m:.3}");
-    }
-    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-    format!("{m:.3} ± {sd:.3}")
 }
 
 /// The Markdown report and the JSON with every per-gene r.

@@ -36,6 +36,17 @@ pub fn ok(cmd: &mut Command) -> String {
 }
 
 /// Expect failure; return stderr.
+/// Runs `tests/py/check_onnx.py` on `model` (the official onnx checker, and Python onnxruntime
+/// against `case` when given); returns its report.
+pub fn check_onnx_py(model: &Path, case: Option<&Path>) -> String {
+    let mut c = Command::new(python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py")).arg(model);
+    if let Some(case) = case {
+        c.arg(case);
+    }
+    ok(&mut c)
+}
+
 pub fn fails(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(!out.status.success(), "{:?} should have failed", cmd);
