@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every parser (cargo fuzz / libFuzzer on nightly; fuzz/ holds the
+# targets, fuzz/src/lib.rs their bodies). Each target runs for SECONDS of one core, crashes,
+# out-of-memory and timeouts are counted and kept instead of stopping the run, and a table of
+# executions, coverage and findings is printed and written to $BIOEDGE_CACHE/fuzz/results.md.
+#
+#   bash bench/fuzz.sh [SECONDS] [TARGET...]     # default: 1800 s (30 CPU-minutes) per target, all
+#   JOBS=2 bash bench/fuzz.sh 600 smiles gmt     # targets side by side (one core each)
+#
+# Corpora grow in $BIOEDGE_CACHE/fuzz/corpus/<target> (seeded from ../shared/data and the models
+# in out/ by bench/fuzz_seeds.py); findings go to $BIOEDGE_CACHE/fuzz/findings/<target>/. A finding
+# that is fixed is committed to fuzz/regressions/<target>/, which tests/tests/fuzz_regressions.rs
+# replays on every test run. Limits: 2 GiB RSS, 1 GiB per allocation, 10 s per input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+SECONDS_PER="${1:-1800}"
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smiles gmt table cls planetoid spots card onnx hdf5 tiff image mol_csv)
+JOBS="${JOBS:-1}"
+FUZZ="$BIOEDGE_CACHE/fuzz"
+export CARGO_TARGET_DIR="$BIOEDGE_CACHE/fuzz-target"
+
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# no sanitizer (safe Rust; the C parts are libhdf5 and zlib), debug assertions on (overflow checks)
+cargo +nightly fuzz build --fuzz-dir fuzz -s none -a
+BIN="$CARGO_TARGET_DIR/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+
+mkdir -p "$FUZZ/seeds"
+[ -d "$FUZZ/seeds/smiles" ] || "$BIOEDGE_PYTHON" bench/fuzz_seeds.py "$BIOEDGE_DATA" "$FUZZ/seeds" out
+
+max_len() {
+    case "$1" in
+        onnx | card) echo 1048576 ;;
+        hdf5 | tiff | image) echo 262144 ;;
+        *) echo 65536 ;;
+    esac
+}
+
+run_one() {
+    local t="$1" log="$FUZZ/logs/$1.log"
+    mkdir -p "$FUZZ/corpus/$t" "$FUZZ/findings/$t" "$FUZZ/logs"
+    # fork mode with one worker: a finding is saved and counted, and the run goes on
+    (cd "$FUZZ/findings/$t" && nice -n 10 "$BIN/$t" "$FUZZ/corpus/$t" "$FUZZ/seeds/$t" "$ROOT/fuzz/regressions/$t" \
+        -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+        -max_total_time="$SECONDS_PER" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
+        -max_len="$(max_len "$t")" -artifact_prefix="$FUZZ/findings/$t/" >"$log" 2>&1) || true
+}
+export -f run_one max_len
+ROOT="$(pwd)"
+export FUZZ BIN SECONDS_PER ROOT
+mkdir -p fuzz/regressions
+for t in "${TARGETS[@]}"; do mkdir -p "fuzz/regressions/$t"; done
+printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
+
+{
+    echo "| target | seconds | executions | exec/s | coverage (edges) | corpus | crashes | OOM | timeouts |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for t in "${TARGETS[@]}"; do
+        last=$(grep -E '^#[0-9]+: cov:' "$FUZZ/logs/$t.log" | tail -1 || true)
+        runs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
+        cov=$(sed -E 's/.* cov: ([0-9]+) .*/\1/' <<<"$last")
+        corp=$(sed -E 's/.* corp: ([0-9]+) .*/\1/' <<<"$last")
+        eps=$(sed -E 's/.* exec\/s: ([0-9]+) .*/\1/' <<<"$last")
+        read -r oom tmo crash < <(sed -E 's/.*oom\/timeout\/crash: ([0-9]+)\/([0-9]+)\/([0-9]+).*/\1 \2 \3/' <<<"$last")
+        echo "| $t | $SECONDS_PER | ${runs:-0} | ${eps:-0} | ${cov:-0} | ${corp:-0} | ${crash:-?} | ${oom:-?} | ${tmo:-?} |"
+    done
+} | tee "$FUZZ/results.md"
+echo "findings: $FUZZ/findings/<target>/ (crash-*, oom-*, timeout-*); logs: $FUZZ/logs/"
