@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs, from the package registries only (Debian, PyPI, crates.io):
-# libhdf5-dev, libopenslide-dev (for `infer --features openslide`), mesa-vulkan-drivers (lavapipe:
+# libopenslide-dev (for `infer --features openslide`), mesa-vulkan-drivers (lavapipe:
 # a CPU Vulkan device, so the wgpu training path is tested without a GPU), a Python venv for cross-checks
 # and baselines (onnx, onnxruntime, numpy, pillow, rdkit, tifffile + imagecodecs, jsonschema; anndata, scanpy, squidpy and
 # shapely read `infer slide`/`infer cells` outputs in the tests), ONNX Runtime's shared library taken from the PyPI onnxruntime wheel, and the browser
@@ -13,7 +13,7 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 # slurm-wlm + munge: the single-node Slurm cluster of the cohort workflow's test
 # (workflows/slides/slurm_local.sh); no slurmdbd/MariaDB, the executor reads job states from squeue
-for p in libhdf5-dev libopenslide-dev mesa-vulkan-drivers pkg-config chromium slurm-wlm munge; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in libopenslide-dev mesa-vulkan-drivers pkg-config chromium slurm-wlm munge; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -32,6 +32,13 @@ if ! "$BIOEDGE_PYTHON" -c "import onnx, numpy, PIL, rdkit, tifffile, imagecodecs
   "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "onnx==1.23.2" "onnxruntime==$ORT_VERSION" numpy pillow "rdkit==2026.09.1" tifffile "imagecodecs==2025.11.11" "jsonschema==4.*" \
     "anndata==0.12.*" "scanpy==1.11.*" "squidpy==1.8.*" "shapely==2.*"
 fi
+
+# cmake >= 3.26 for the HDF5 C library that bioedge-io builds from bundled source (Debian 12 has 3.25)
+if ! "$BIOEDGE_CACHE/venv/bin/cmake" --version 2>/dev/null | grep -qE 'version (3\.(2[6-9]|[3-9][0-9])|[4-9])\.'; then
+  echo "setup: installing cmake into the venv"
+  "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "cmake>=3.26,<5"
+fi
+export CMAKE="$BIOEDGE_CACHE/venv/bin/cmake"
 
 # The Python side of bench/slide.sh on whole-slide files: openslide-python with OpenSlide's own wheel.
 if ! "$BIOEDGE_PYTHON" -c "import openslide" 2>/dev/null; then

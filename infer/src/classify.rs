@@ -1,7 +1,7 @@
 //! Expression classifiers (`gene-gcn`, `gene-mlp`): align, batch, run, write class probabilities.
 
 use crate::align::Alignment;
-use crate::data::ExpressionMatrix;
+use crate::data::{ExpressionBlocks, ExpressionMatrix};
 use crate::runtime::{Session, Value};
 use crate::{Error, Result};
 use onnx_format::ModelCard;
@@ -48,6 +48,46 @@ pub fn classify(session: &mut Session, card: &ModelCard, m: &ExpressionMatrix, i
     Ok(Classification { samples: m.samples.clone(), classes: card.classes.clone(), probabilities, alignment })
 }
 
+/// What [`classify_blocks`] did.
+pub struct StreamSummary {
+    /// Samples classified.
+    pub samples: usize,
+    /// How the input's genes were matched to the model's.
+    pub alignment: Alignment,
+    /// `(correct, total)` of the most probable class, when the input has labels.
+    pub correct: Option<(usize, usize)>,
+}
+
+/// Classifies an expression file block by block and writes the CSV of [`Classification::to_csv`]
+/// to `out` (a temp file of `out_path`) as it goes: memory is bounded by one block of `block_rows`
+/// samples, not by the file; the model runs `batch` samples at a time.
+pub fn classify_blocks(
+    session: &mut Session,
+    card: &ModelCard,
+    blocks: &mut ExpressionBlocks,
+    input: &Path,
+    (block_rows, batch): (usize, usize),
+    (out, out_path): (&mut dyn std::io::Write, &Path),
+) -> Result<StreamSummary> {
+    let io_err = |e: std::io::Error| Error::io(out_path, e);
+    out.write_all(probabilities_csv_header("sample", &card.classes).as_bytes()).map_err(io_err)?;
+    let (mut samples, mut alignment, mut correct) = (0usize, None, None::<(usize, usize)>);
+    while let Some(m) = blocks.next_block(block_rows)? {
+        m.check_finite_from(input, samples)?;
+        samples += m.samples.len();
+        let c = classify(session, card, &m, input, batch)?;
+        out.write_all(probabilities_csv_rows(&c.samples, &c.classes, &c.probabilities).as_bytes()).map_err(io_err)?;
+        if let Some(labels) = &m.labels {
+            let (ok, n) = c.correct(labels);
+            let (ok0, n0) = correct.unwrap_or((0, 0));
+            correct = Some((ok0 + ok, n0 + n));
+        }
+        alignment.get_or_insert(c.alignment);
+    }
+    let alignment = alignment.ok_or_else(|| Error::Input(format!("{}: no samples", input.display())))?;
+    Ok(StreamSummary { samples, alignment, correct })
+}
+
 impl Classification {
     /// CSV: `sample,predicted,<one probability column per class>`.
     pub fn to_csv(&self) -> String {
@@ -69,13 +109,24 @@ pub fn argmax(row: &[f32]) -> usize {
 
 /// CSV: `<id_header>,predicted,p_<class>...`, one row per id; `probabilities` is `[ids, classes]`.
 pub fn probabilities_csv(id_header: &str, ids: &[String], classes: &[String], probabilities: &[f32]) -> String {
-    let k = classes.len();
+    probabilities_csv_header(id_header, classes) + &probabilities_csv_rows(ids, classes, probabilities)
+}
+
+/// The header line of [`probabilities_csv`].
+pub fn probabilities_csv_header(id_header: &str, classes: &[String]) -> String {
     let mut s = format!("{id_header},predicted");
     for c in classes {
         s.push(',');
         s.push_str(&csv_field(&format!("p_{c}")));
     }
     s.push('\n');
+    s
+}
+
+/// The data lines of [`probabilities_csv`].
+pub fn probabilities_csv_rows(ids: &[String], classes: &[String], probabilities: &[f32]) -> String {
+    let k = classes.len();
+    let mut s = String::new();
     for (name, row) in ids.iter().zip(probabilities.chunks(k)) {
         s.push_str(&csv_field(name));
         s.push(',');

@@ -46,8 +46,12 @@ pub mod slide;
 
 /// Print the accuracy of the predictions against labels read with the input, if any.
 pub fn report_accuracy(c: &infer::classify::Classification, labels: Option<&[String]>) {
-    if let Some(labels) = labels {
-        let (correct, total) = c.correct(labels);
+    print_accuracy(labels.map(|l| c.correct(l)));
+}
+
+/// Prints `(correct, total)` as the accuracy against the input's labels, when there are labels.
+pub fn print_accuracy(correct: Option<(usize, usize)>) {
+    if let Some((correct, total)) = correct {
         eprintln!("accuracy against the input's labels: {:.3} ({correct}/{total})", correct as f64 / total as f64);
     }
 }

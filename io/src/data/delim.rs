@@ -8,7 +8,7 @@
 use super::ExpressionMatrix;
 use super::text::{Lines, list_names, parse_value, split_fields};
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The delimiter for a file name: `,` for `.csv`/`.csv.gz`, tab otherwise.
 pub fn delimiter_for(path: &Path) -> char {
@@ -24,78 +24,130 @@ pub fn read_delimited(path: &Path, label_column: Option<&str>) -> Result<Express
 
 /// Reads a samples × genes table with the given delimiter.
 pub fn read_delimited_with(path: &Path, delim: char, label_column: Option<&str>) -> Result<ExpressionMatrix> {
-    let mut lines = Lines::open(path)?;
-    let fmt = |line: usize, msg: String| Error::format(path, format!("line {line}: {msg}"));
+    let mut rows = DelimRows::open(path, delim, label_column)?;
+    rows.next_block(usize::MAX)?.ok_or_else(|| Error::format(path, "no data rows after the header"))
+}
 
-    let mut header = None;
-    while let Some((n, line)) = lines.next_line()? {
-        if line.trim().is_empty() {
-            continue;
-        }
-        header = Some(split_fields(line, delim).map_err(|m| fmt(n, m))?);
-        break;
-    }
-    let Some(mut header) = header else {
-        return Err(Error::format(path, "no header line (empty file)"));
-    };
-    for h in header.iter_mut() {
-        *h = h.trim().to_string();
-    }
+/// A samples × genes table read a block of rows at a time: memory stays bounded by the block
+/// whatever the number of rows (`infer predict` on a 10M-row file).
+pub struct DelimRows {
+    lines: Lines,
+    path: PathBuf,
+    delim: char,
+    header: Vec<String>,
+    label_column: Option<String>,
+    /// Value columns (header without the sample-id column) and the label column's index among
+    /// them; set on the first data row (it tells whether the header names the id column).
+    layout: Option<(Vec<String>, Option<usize>)>,
+    genes: Vec<String>,
+    rows: usize,
+}
 
-    let mut samples = Vec::new();
-    let mut values = Vec::new();
-    let mut labels = Vec::new();
-    // Index of the label column within the value columns (header[1..]); set on the first row.
-    let mut layout: Option<(Vec<String>, Option<usize>)> = None;
-    while let Some((n, line)) = lines.next_line()? {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields = split_fields(line, delim).map_err(|m| fmt(n, m))?;
-        if layout.is_none() {
-            // Header without the sample-id column name (one field short).
-            let cols: Vec<String> = if fields.len() == header.len() + 1 { header.clone() } else { header[1..].to_vec() };
-            if cols.is_empty() {
-                return Err(fmt(n, "no value columns".into()));
-            }
-            let label_idx = match label_column {
-                None => None,
-                Some(name) => match cols.iter().position(|c| c == name) {
-                    Some(i) => Some(i),
-                    None => {
-                        return Err(Error::format(path, format!("label column '{name}' not found; columns: {}", list_names(&cols))));
-                    }
-                },
-            };
-            layout = Some((cols, label_idx));
-        }
-        let (cols, label_idx) = layout.as_ref().expect("set above");
-        if fields.len() != cols.len() + 1 {
-            return Err(fmt(n, format!("expected {} fields (sample id + {} columns), found {}", cols.len() + 1, cols.len(), fields.len())));
-        }
-        let sample = fields[0].trim();
-        for (j, f) in fields[1..].iter().enumerate() {
-            if Some(j) == *label_idx {
-                labels.push(f.trim().to_string());
+impl DelimRows {
+    /// Opens the table and reads its header.
+    pub fn open(path: &Path, delim: char, label_column: Option<&str>) -> Result<Self> {
+        let mut lines = Lines::open(path)?;
+        let mut header = None;
+        while let Some((n, line)) = lines.next_line()? {
+            if line.trim().is_empty() {
                 continue;
             }
-            match parse_value(f) {
-                Some(v) => values.push(v),
-                None => {
-                    return Err(fmt(
-                        n,
-                        format!("field {} (sample '{sample}', column '{}'): cannot parse '{}' as a number", j + 2, cols[j], f.trim()),
-                    ));
+            header = Some(split_fields(line, delim).map_err(|m| Error::format(path, format!("line {n}: {m}")))?);
+            break;
+        }
+        let Some(mut header) = header else {
+            return Err(Error::format(path, "no header line (empty file)"));
+        };
+        for h in header.iter_mut() {
+            *h = h.trim().to_string();
+        }
+        let label_column = label_column.map(str::to_string);
+        Ok(DelimRows { lines, path: path.to_path_buf(), delim, header, label_column, layout: None, genes: Vec::new(), rows: 0 })
+    }
+
+    /// Fields of the header line (about the number of genes).
+    pub fn width(&self) -> usize {
+        self.header.len()
+    }
+
+    /// The next at most `max_rows` rows; `None` after the last row. Every block has the same
+    /// genes. A table without any data row is an error (on the first call).
+    pub fn next_block(&mut self, max_rows: usize) -> Result<Option<ExpressionMatrix>> {
+        let path = self.path.clone();
+        let fmt = |line: usize, msg: String| Error::format(&path, format!("line {line}: {msg}"));
+        let (mut samples, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        while samples.len() < max_rows {
+            let Some((n, line)) = self.lines.next_line()? else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields = split_fields(line, self.delim).map_err(|m| fmt(n, m))?;
+            if self.layout.is_none() {
+                self.layout = Some(layout(&self.header, &fields, self.label_column.as_deref()).map_err(|e| match e {
+                    LayoutError::NoColumns => fmt(n, "no value columns".into()),
+                    LayoutError::NoLabel(msg) => Error::format(&path, msg),
+                })?);
+                let (cols, label_idx) = self.layout.as_ref().expect("set above");
+                self.genes = cols.iter().enumerate().filter(|(j, _)| Some(*j) != *label_idx).map(|(_, c)| c.clone()).collect();
+            }
+            let (cols, label_idx) = self.layout.as_ref().expect("set above");
+            if fields.len() != cols.len() + 1 {
+                return Err(fmt(
+                    n,
+                    format!("expected {} fields (sample id + {} columns), found {}", cols.len() + 1, cols.len(), fields.len()),
+                ));
+            }
+            let sample = fields[0].trim();
+            for (j, f) in fields[1..].iter().enumerate() {
+                if Some(j) == *label_idx {
+                    labels.push(f.trim().to_string());
+                    continue;
+                }
+                match parse_value(f) {
+                    Some(v) => values.push(v),
+                    None => {
+                        return Err(fmt(
+                            n,
+                            format!("field {} (sample '{sample}', column '{}'): cannot parse '{}' as a number", j + 2, cols[j], f.trim()),
+                        ));
+                    }
                 }
             }
+            samples.push(sample.to_string());
         }
-        samples.push(sample.to_string());
+        if samples.is_empty() {
+            return if self.rows == 0 { Err(Error::format(&path, "no data rows after the header")) } else { Ok(None) };
+        }
+        self.rows += samples.len();
+        let labels = self.layout.as_ref().and_then(|(_, l)| l.map(|_| labels));
+        Ok(Some(ExpressionMatrix { samples, genes: self.genes.clone(), values, labels }))
     }
-    let Some((cols, label_idx)) = layout else {
-        return Err(Error::format(path, "no data rows after the header"));
+}
+
+enum LayoutError {
+    NoColumns,
+    NoLabel(String),
+}
+
+/// Value columns and the label column's index among them, from the header and the first data row
+/// (a header one field short has no sample-id column name, R `write.table` style).
+fn layout(
+    header: &[String],
+    first: &[String],
+    label_column: Option<&str>,
+) -> std::result::Result<(Vec<String>, Option<usize>), LayoutError> {
+    let cols: Vec<String> = if first.len() == header.len() + 1 { header.to_vec() } else { header[1..].to_vec() };
+    if cols.is_empty() {
+        return Err(LayoutError::NoColumns);
+    }
+    let label_idx = match label_column {
+        None => None,
+        Some(name) => match cols.iter().position(|c| c == name) {
+            Some(i) => Some(i),
+            None => return Err(LayoutError::NoLabel(format!("label column '{name}' not found; columns: {}", list_names(&cols)))),
+        },
     };
-    let genes: Vec<String> = cols.into_iter().enumerate().filter(|(j, _)| Some(*j) != label_idx).map(|(_, c)| c).collect();
-    Ok(ExpressionMatrix { samples, genes, values, labels: label_idx.map(|_| labels) })
+    Ok((cols, label_idx))
 }
 
 #[cfg(test)]

@@ -14,12 +14,12 @@
 use super::ExpressionMatrix;
 use super::h5util::{
     Column, attr_ints, attr_string, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error, is_dataset, is_group,
-    join, open, read_compressed, read_f32, read_i64, read_strings, shape,
+    join, len_1d, open, read_compressed, read_f32, read_i64, read_strings, shape,
 };
 use super::text::list_names;
 use crate::error::{Error, Result};
-use hdf5::{File, Group};
-use std::path::Path;
+use hdf5::{Dataset, File, Group};
+use std::path::{Path, PathBuf};
 
 /// Reads `X` with `obs_names` as samples and `var_names` as genes; labels from an obs column.
 pub fn read_h5ad(path: &Path, label_column: Option<&str>) -> Result<ExpressionMatrix> {
@@ -52,19 +52,133 @@ pub fn read_h5ad_matrix(path: &Path, matrix: &str, label_column: Option<&str>) -
     }
     let labels = match label_column {
         None => None,
-        Some(col) => {
-            let columns = obs.columns(path)?;
-            if !columns.iter().any(|c| c == col) {
-                return Err(Error::format(path, format!("obs column '{col}' not found; obs columns: {}", list_names(&columns))));
-            }
-            let l = obs.column(path, &file, col)?;
-            if l.len() != samples.len() {
-                return Err(Error::format(path, format!("obs/{col} has {} entries, obs {}", l.len(), samples.len())));
-            }
-            Some(l)
-        }
+        Some(col) => Some(label_values(path, &file, &obs, col, samples.len())?),
     };
     Ok(ExpressionMatrix { samples, genes, values, labels })
+}
+
+/// `X` of an `.h5ad` read a block of rows (cells/spots) at a time by HDF5 hyperslab: dense `X`
+/// and CSR `X` never sit in memory whole (a CSC `X`, stored by gene, is read whole once). The
+/// names (`obs`, `var`) and the label column are read whole.
+pub struct H5adRows {
+    path: PathBuf,
+    samples: Vec<String>,
+    genes: Vec<String>,
+    labels: Option<Vec<String>>,
+    x: RowSource,
+    next: usize,
+}
+
+enum RowSource {
+    Dense(Dataset),
+    Csr { data: Dataset, indices: Dataset, indptr: Vec<i64> },
+    Whole(Vec<f32>),
+}
+
+impl H5adRows {
+    /// Opens `X` of `path` with `obs_names`, `var_names` and an optional obs label column.
+    pub fn open(path: &Path, label_column: Option<&str>) -> Result<Self> {
+        let file = open(path)?;
+        let obs = Frame::open(path, &file, "obs")?;
+        let samples = obs.index(path)?;
+        let genes = Frame::open(path, &file, "var")?.index(path)?;
+        let labels = match label_column {
+            None => None,
+            Some(col) => Some(label_values(path, &file, &obs, col, samples.len())?),
+        };
+        let (rows, cols, x) = if is_dataset(&file, "X") {
+            let ds = dataset(path, &file, "X")?;
+            let [r, c] = shape(path, &ds)?[..] else {
+                return Err(Error::format(path, "X is not 2-D"));
+            };
+            (r, c, RowSource::Dense(ds))
+        } else if is_group(&file, "X") {
+            let g = group(path, &file, "X")?;
+            let (rows, cols, csr) = sparse_meta(path, &g)?;
+            if csr {
+                let data = dataset(path, &g, "data")?;
+                let indices = dataset(path, &g, "indices")?;
+                let indptr = read_i64(path, &dataset(path, &g, "indptr")?)?;
+                let (nd, ni) = (len_1d(path, &data)?, len_1d(path, &indices)?);
+                let bad = |msg: String| Error::format(path, format!("sparse matrix 'X': {msg}"));
+                if nd != ni {
+                    return Err(bad(format!("data has {nd} entries, indices {ni}")));
+                }
+                if indptr.len() != rows + 1 {
+                    return Err(bad(format!("indptr has {} entries, expected {}", indptr.len(), rows + 1)));
+                }
+                if indptr[0] != 0 || indptr.windows(2).any(|w| w[1] < w[0]) || indptr[rows] as usize != nd {
+                    return Err(bad(format!("indptr is not 0..={nd} non-decreasing")));
+                }
+                (rows, cols, RowSource::Csr { data, indices, indptr })
+            } else {
+                let c = read_compressed(path, &g, cols, rows)?;
+                (rows, cols, RowSource::Whole(densify(path, &c, rows, cols, false)?))
+            }
+        } else {
+            return Err(Error::format(path, "no matrix 'X'"));
+        };
+        if rows != samples.len() || cols != genes.len() {
+            return Err(Error::format(path, format!("X is {rows} × {cols}, but obs has {} names and var {}", samples.len(), genes.len())));
+        }
+        Ok(H5adRows { path: path.to_path_buf(), samples, genes, labels, x, next: 0 })
+    }
+
+    /// Genes (columns of `X`).
+    pub fn width(&self) -> usize {
+        self.genes.len()
+    }
+
+    /// The next at most `max_rows` rows; `None` after the last.
+    pub fn next_block(&mut self, max_rows: usize) -> Result<Option<ExpressionMatrix>> {
+        let (a, n) = (self.next, self.samples.len());
+        if a >= n {
+            return Ok(None);
+        }
+        let b = a + max_rows.min(n - a);
+        let cols = self.genes.len();
+        let path = self.path.as_path();
+        crate::error::limits::MAX_VALUES.check_dims(&[b - a, cols], format_args!("{}: a block of X", path.display()))?;
+        let values = match &self.x {
+            RowSource::Dense(ds) => {
+                let block = ds.read_slice_2d::<f32, _>((a..b, ..)).map_err(h5err(path, format!("reading rows {a}..{b} of X")))?;
+                block.iter().copied().collect()
+            }
+            RowSource::Csr { data, indices, indptr } => {
+                let (s, e) = (indptr[a] as usize, indptr[b] as usize);
+                let d = data.read_slice_1d::<f32, _>(s..e).map_err(h5err(path, "reading X/data"))?;
+                let idx = indices.read_slice_1d::<i64, _>(s..e).map_err(h5err(path, "reading X/indices"))?;
+                let mut out = vec![0f32; (b - a) * cols];
+                for r in a..b {
+                    for k in indptr[r] as usize - s..indptr[r + 1] as usize - s {
+                        let j = idx[k];
+                        if j < 0 || j as usize >= cols {
+                            return Err(Error::format(path, format!("sparse matrix 'X': index {j} in row {r} is outside 0..{cols}")));
+                        }
+                        out[(r - a) * cols + j as usize] += d[k];
+                    }
+                }
+                out
+            }
+            RowSource::Whole(v) => v[a * cols..b * cols].to_vec(),
+        };
+        self.next = b;
+        let labels = self.labels.as_ref().map(|l| l[a..b].to_vec());
+        Ok(Some(ExpressionMatrix { samples: self.samples[a..b].to_vec(), genes: self.genes.clone(), values, labels }))
+    }
+}
+
+/// The obs column `col` as labels, one per sample.
+fn label_values(path: &Path, file: &File, obs: &Frame, col: &str, n: usize) -> Result<Vec<String>> {
+    let columns = obs.columns(path)?;
+    if !columns.iter().any(|c| c == col) {
+        return Err(Error::format(path, format!("obs column '{col}' not found; obs columns: {}", list_names(&columns))));
+    }
+    let l = obs.column(path, file, col)?;
+    if l.len() != n {
+        return Err(Error::format(path, format!("obs/{col} has {} entries, obs {n}", l.len())));
+    }
+    Ok(l)
 }
 
 /// The obs column names (not the index).

@@ -146,6 +146,123 @@ pub fn read_expression_with_report(path: &Path, opts: &ReadOptions) -> Result<(E
     Ok((m, report))
 }
 
+/// An expression file read a block of samples at a time, for callers that handle samples
+/// independently (`infer predict`): CSV/TSV tables and `.h5ad` files stream, so memory is bounded
+/// by the block on any number of samples; GSEA and `.h5` files (stored gene by gene) are read
+/// whole and handed out in blocks. Each block is what [`read_expression`] would return for those
+/// samples (duplicate genes dropped, `.cls` labels attached, shape checked).
+pub struct ExpressionBlocks {
+    path: PathBuf,
+    source: BlockSource,
+    cls: Option<(PathBuf, Vec<String>)>,
+    samples: usize,
+    report: ReadReport,
+}
+
+enum BlockSource {
+    Rows(delim::DelimRows),
+    #[cfg(feature = "hdf5")]
+    H5ad(h5ad::H5adRows),
+    Whole(Option<ExpressionMatrix>),
+}
+
+/// Opens `path` for [`ExpressionBlocks::next_block`]; the same options and errors as [`read_expression`].
+pub fn read_expression_blocks(path: &Path, opts: &ReadOptions) -> Result<ExpressionBlocks> {
+    let label = opts.label_column.as_deref();
+    let mut report = ReadReport::default();
+    let source = match detect_format(path)? {
+        f @ (Format::Csv | Format::Tsv) => {
+            BlockSource::Rows(delim::DelimRows::open(path, if f == Format::Csv { ',' } else { '\t' }, label)?)
+        }
+        #[cfg(feature = "hdf5")]
+        Format::H5ad => BlockSource::H5ad(h5ad::H5adRows::open(path, label)?),
+        _ => {
+            let (m, r) = read_expression_with_report(path, &ReadOptions { cls: None, ..opts.clone() })?;
+            report = r;
+            BlockSource::Whole(Some(m))
+        }
+    };
+    let cls = match &opts.cls {
+        Some(c) => Some((c.clone(), gsea::read_cls(c)?)),
+        None => None,
+    };
+    Ok(ExpressionBlocks { path: path.to_path_buf(), source, cls, samples: 0, report })
+}
+
+impl ExpressionBlocks {
+    /// The next at most `max_rows` samples; `None` after the last.
+    pub fn next_block(&mut self, max_rows: usize) -> Result<Option<ExpressionMatrix>> {
+        let max_rows = max_rows.max(1);
+        let block = match &mut self.source {
+            BlockSource::Rows(r) => r.next_block(max_rows)?,
+            #[cfg(feature = "hdf5")]
+            BlockSource::H5ad(r) => r.next_block(max_rows)?,
+            BlockSource::Whole(m) => match m.as_mut() {
+                None => None,
+                Some(whole) if whole.samples.len() <= max_rows => m.take(),
+                Some(whole) => Some(split_rows(whole, max_rows)),
+            },
+        };
+        let Some(mut b) = block else {
+            if let Some((cls, labels)) = &self.cls
+                && labels.len() != self.samples
+            {
+                return Err(self.cls_mismatch(cls, labels.len()));
+            }
+            return Ok(None);
+        };
+        let dropped = b.drop_duplicate_genes();
+        if self.samples == 0 {
+            self.report.dropped_duplicate_genes += dropped;
+        }
+        let (a, n) = (self.samples, b.samples.len());
+        self.samples += n;
+        if let Some((cls, labels)) = &self.cls {
+            if labels.len() < self.samples {
+                return Err(self.cls_mismatch(cls, labels.len()));
+            }
+            b.labels = Some(labels[a..a + n].to_vec());
+        }
+        b.check_shape().map_err(|e| Error::format(&self.path, e.to_string()))?;
+        Ok(Some(b))
+    }
+
+    /// Columns per sample as stored (genes, before duplicates are dropped; a label column may count):
+    /// what a caller sizes its blocks by.
+    pub fn width(&self) -> usize {
+        match &self.source {
+            BlockSource::Rows(r) => r.width(),
+            #[cfg(feature = "hdf5")]
+            BlockSource::H5ad(r) => r.width(),
+            BlockSource::Whole(m) => m.as_ref().map_or(0, |m| m.genes.len()),
+        }
+    }
+
+    /// What the reading dropped (known after the first block).
+    pub fn report(&self) -> &ReadReport {
+        &self.report
+    }
+
+    fn cls_mismatch(&self, cls: &Path, labels: usize) -> Error {
+        let more = if labels < self.samples { " at least" } else { "" };
+        Error::format(cls, format!("{labels} labels, but {} has{more} {} samples", self.path.display(), self.samples))
+    }
+}
+
+/// Takes the first `n` samples out of `m` (which keeps the rest).
+fn split_rows(m: &mut ExpressionMatrix, n: usize) -> ExpressionMatrix {
+    let g = m.genes.len();
+    let rest = m.values.split_off(n * g);
+    let values = std::mem::replace(&mut m.values, rest);
+    let rest = m.samples.split_off(n);
+    let samples = std::mem::replace(&mut m.samples, rest);
+    let labels = m.labels.as_mut().map(|l| {
+        let rest = l.split_off(n);
+        std::mem::replace(l, rest)
+    });
+    ExpressionMatrix { samples, genes: m.genes.clone(), values, labels }
+}
+
 impl ExpressionMatrix {
     /// Number of samples (rows).
     pub fn n_samples(&self) -> usize {
@@ -185,6 +302,11 @@ impl ExpressionMatrix {
     /// Error (naming `path`, the sample and gene of the first one, and the count) when any value
     /// is NaN or infinite.
     pub fn check_finite(&self, path: &Path) -> Result<()> {
+        self.check_finite_from(path, 0)
+    }
+
+    /// [`check_finite`](Self::check_finite) for a block whose first sample is row `first_row` (0-based) of the file.
+    pub fn check_finite_from(&self, path: &Path, first_row: usize) -> Result<()> {
         let Some(i) = self.values.iter().position(|v| !v.is_finite()) else {
             return Ok(());
         };
@@ -197,7 +319,7 @@ impl ExpressionMatrix {
             self.count_non_finite(),
             self.values[i],
             name(&self.samples, s),
-            s + 1,
+            first_row + s + 1,
             name(&self.genes, j),
             j + 1
         )))
@@ -240,6 +362,63 @@ pub(crate) fn test_data(rel: &str) -> PathBuf {
 mod tests {
     use super::*;
     use crate::data::write_test_file as write;
+
+    /// Every block of `path` concatenated, read `rows` samples at a time.
+    fn blocks(path: &Path, opts: &ReadOptions, rows: usize) -> ExpressionMatrix {
+        let mut b = read_expression_blocks(path, opts).unwrap();
+        let mut all = b.next_block(rows).unwrap().unwrap();
+        assert!(all.samples.len() <= rows);
+        while let Some(m) = b.next_block(rows).unwrap() {
+            assert!(m.samples.len() <= rows);
+            assert_eq!(m.genes, all.genes);
+            all.samples.extend(m.samples);
+            all.values.extend(m.values);
+            if let (Some(a), Some(l)) = (all.labels.as_mut(), m.labels) {
+                a.extend(l);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn blocks_are_the_whole_file_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(dir.path(), "x.csv", "id,G1,label,G2,G1\ns1,1,A,2,9\ns2,3,B,4,9\ns3,5,A,6,9\n\ns4,7,B,8,9\ns5,9,A,1,9\n");
+        let with_label = ReadOptions { label_column: Some("label".into()), cls: None };
+        let cases = [
+            (csv.clone(), with_label.clone()),
+            (
+                test_data("scanpy_pbmc68k_reduced/pbmc68k_reduced.anndata0.12.h5ad"),
+                ReadOptions { label_column: Some("bulk_labels".into()), cls: None },
+            ),
+            (test_data("squidpy_visium_tiny/test_data.h5ad"), ReadOptions { label_column: Some("leiden".into()), cls: None }),
+            (
+                test_data("gseapy_leukemia/Leukemia_hgu95av2.trim.txt.gz"),
+                ReadOptions { label_column: None, cls: Some(test_data("gseapy_leukemia/Leukemia.cls")) },
+            ),
+        ];
+        for (p, opts) in cases {
+            let whole = read_expression(&p, &opts).unwrap();
+            for rows in [1, 2, 7, usize::MAX] {
+                assert_eq!(blocks(&p, &opts, rows), whole, "{} by {rows}", p.display());
+            }
+        }
+        let mut b = read_expression_blocks(&csv, &with_label).unwrap();
+        b.next_block(2).unwrap();
+        assert_eq!(b.report().dropped_duplicate_genes, 1);
+        // a .cls with fewer labels than samples fails on the block that runs past it; more labels, at the end
+        let cls = write(dir.path(), "x.cls", "4 2 1\n# A B\nA B A B\n");
+        let mut b = read_expression_blocks(&csv, &ReadOptions { cls: Some(cls), ..with_label.clone() }).unwrap();
+        assert!(b.next_block(2).unwrap().is_some());
+        assert!(b.next_block(2).unwrap().is_some());
+        assert!(b.next_block(2).unwrap_err().to_string().contains("4 labels"));
+        let cls = write(dir.path(), "y.cls", "6 2 1\n# A B\nA B A B A B\n");
+        let mut b = read_expression_blocks(&csv, &ReadOptions { cls: Some(cls), ..with_label.clone() }).unwrap();
+        assert!(b.next_block(4).unwrap().is_some());
+        assert!(b.next_block(4).unwrap().is_some());
+        assert!(b.next_block(4).unwrap_err().to_string().contains("6 labels"));
+        assert!(read_expression_blocks(&write(dir.path(), "h.csv", "id,G1\n"), &ReadOptions::default()).unwrap().next_block(3).is_err());
+    }
 
     #[test]
     fn dispatch_gsea_with_cls() {
