@@ -68,4 +68,11 @@ printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
         echo "| $t | $SECONDS_PER | ${runs:-0} | ${eps:-0} | ${cov:-0} | ${corp:-0} | ${crash:-?} | ${oom:-?} | ${tmo:-?} |"
     done
 } | tee "$FUZZ/results.md"
+# every run's rows, dated, and the totals per target over all runs (the corpus carries over)
+date -u +%FT%TZ | xargs -I{} sed -n 's/^| \([a-z_0-9]*\) | /{} \1 /p' "$FUZZ/results.md" | tr -d '|' >>"$FUZZ/history.txt"
+echo
+echo "| target | runs | CPU seconds | executions | crashes | OOM | timeouts |  (all runs, $FUZZ/history.txt)"
+echo "|---|---|---|---|---|---|---|"
+awk '$2 != "target" {r[$2]++; s[$2]+=$3; e[$2]+=$4; c[$2]+=$8; o[$2]+=$9; t[$2]+=$10}
+     END {for (k in r) printf "| %s | %d | %d | %d | %d | %d | %d |\n", k, r[k], s[k], e[k], c[k], o[k], t[k]}' "$FUZZ/history.txt" | sort
 echo "findings: $FUZZ/findings/<target>/ (crash-*, oom-*, timeout-*); logs: $FUZZ/logs/"

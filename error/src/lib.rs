@@ -105,10 +105,32 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// Exit code of a panic: a bug, not bad input (`EX_SOFTWARE`).
 pub const EXIT_INTERNAL: i32 = 70;
 
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` and turns a panic inside it into `Err(message)`: for calls into a dependency that
+/// can panic on crafted input (tract on a fuzzed ONNX file). The hook of [`report_panics_as_bugs`]
+/// stays quiet for such a panic; the caller reports it as an error.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let prev = CONTAINED.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(prev));
+    r.map_err(|p| p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())
+}
+
+/// Whether this thread is inside [`catch_panic`] (for panic hooks that would otherwise end the process).
+pub fn panic_is_caught() -> bool {
+    CONTAINED.with(|c| c.get())
+}
+
 /// For binaries: a panic is a bug, so say so, ask for a report and exit with [`EXIT_INTERNAL`];
 /// a closed stdout (`infer inspect --json m.onnx | head`) ends the program quietly instead.
 pub fn report_panics_as_bugs() {
     std::panic::set_hook(Box::new(|info| {
+        if panic_is_caught() {
+            return;
+        }
         let p = info.payload();
         let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("");
         if msg.contains("Broken pipe") {
@@ -117,4 +139,18 @@ pub fn report_panics_as_bugs() {
         eprintln!("internal error (a bug in bioedge; please report it with the command line): {info}");
         std::process::exit(EXIT_INTERNAL);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_panic_turns_a_panic_into_its_message() {
+        assert_eq!(catch_panic(|| 7), Ok(7));
+        let n: Vec<u8> = Vec::new();
+        assert!(catch_panic(|| n[3]).unwrap_err().contains("index out of bounds"));
+        assert_eq!(catch_panic(|| -> u8 { panic!("bad model") }), Err("bad model".to_string()));
+        assert!(!panic_is_caught());
+    }
 }

@@ -192,6 +192,14 @@ static INIT: Once = Once::new();
 /// Lowers the resource limits once per process (the readers' checks run against these).
 pub fn init() {
     INIT.call_once(|| {
+        // libFuzzer's hook aborts on any panic; a panic the code under test catches and reports
+        // as an error (bioedge_error::catch_panic around tract) is not a finding
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !infer::error::panic_is_caught() {
+                hook(info)
+            }
+        }));
         // SAFETY: called once, before any reader thread exists.
         unsafe {
             std::env::set_var("BIOEDGE_MAX_VALUES", (1u64 << 24).to_string());

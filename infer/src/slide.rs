@@ -18,6 +18,7 @@ use bioedge_slide::jpeg::load_rgb_threads;
 use bioedge_slide::open::Reader;
 use image::RgbImage;
 use serde_json::json;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -540,8 +541,18 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             files.push((p.clone(), heatmap_png(bg, *f, &spots, &col, side, &text, outline)?));
         }
     }
+    // every output complete on disk under its temp name first, then the renames back to back
+    let mut pending = Vec::new();
     for (p, bytes) in &files {
-        onnx_format::write_atomic(p, bytes).map_err(|e| Error::io(p, e))?;
+        let mut f = onnx_format::AtomicFile::create(p).map_err(|e| Error::io(p, e))?;
+        f.write_all(bytes).and_then(|_| f.sync()).map_err(|e| Error::io(p, e))?;
+        pending.push((p, f));
+    }
+    for s in &staged {
+        s.sync()?;
+    }
+    for (p, f) in pending {
+        f.commit().map_err(|e| Error::io(p, e))?;
     }
     for s in staged {
         s.commit()?;
@@ -735,6 +746,10 @@ struct Staged;
 
 #[cfg(not(feature = "hdf5"))]
 impl Staged {
+    fn sync(&self) -> Result<()> {
+        Err(no_hdf5())
+    }
+
     fn commit(self) -> Result<PathBuf> {
         Err(no_hdf5())
     }

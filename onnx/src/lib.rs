@@ -118,10 +118,20 @@ impl AtomicFile {
             _ => Path::new("."),
         };
         std::fs::create_dir_all(dir)?;
+        remove_stray_temps(path);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = std::fs::File::create(&tmp)?;
         Ok(Self { tmp, path: path.to_path_buf(), file: Some(std::io::BufWriter::new(file)) })
+    }
+
+    /// Flushes and syncs the temp file (it is complete on disk); [`commit`](Self::commit) then
+    /// only renames. Several outputs synced first and renamed together leave a kill -9 only the
+    /// few microseconds of the renames to split them.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        let f = self.file.as_mut().expect("not committed yet");
+        f.flush()?;
+        f.get_ref().sync_all()
     }
 
     /// Flushes, syncs and renames the temp file onto the path.
@@ -146,6 +156,26 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.as_mut().expect("not committed yet").flush()
+    }
+}
+
+/// Removes the temp files that an earlier run killed before its commit left for `path`
+/// (`.NAME.PID.tmp`, `.NAME.PID.N.tmp`) when that process is gone (Linux: no `/proc/PID`).
+pub fn remove_stray_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        let Some(mid) = f.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")) else { continue };
+        let parts: Vec<&str> = mid.split('.').collect();
+        if parts.len() > 2 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        if Path::new("/proc/self").exists() && !Path::new("/proc").join(parts[0]).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -167,7 +167,11 @@ impl Session {
             Backend::Tract => {
                 // without the `tract-threads` feature (wasm) tract runs on one thread
                 let threads = if cfg!(feature = "tract-threads") { threads } else { 1 };
-                (Inner::Tract(Box::new(tract::Session::new(bytes, threads, opts.symbolic).map_err(err)?)), "tract".to_string(), threads)
+                // tract can panic on a crafted model (found by fuzzing): an error about the model
+                let s = bioedge_error::catch_panic(|| tract::Session::new(bytes, threads, opts.symbolic))
+                    .map_err(|p| err(format!("tract failed on this model (internal panic: {p})")))?
+                    .map_err(err)?;
+                (Inner::Tract(Box::new(s)), "tract".to_string(), threads)
             }
             #[cfg(feature = "ort")]
             Backend::Ort => {
@@ -207,7 +211,9 @@ impl Session {
         match &mut self.inner {
             Inner::Never(n) => match *n {},
             #[cfg(feature = "tract")]
-            Inner::Tract(s) => s.run(inputs).map_err(|msg| Error::Runtime { backend: "tract", msg }),
+            Inner::Tract(s) => bioedge_error::catch_panic(|| s.run(inputs))
+                .unwrap_or_else(|p| Err(format!("tract failed on this model (internal panic: {p})")))
+                .map_err(|msg| Error::Runtime { backend: "tract", msg }),
             #[cfg(feature = "ort")]
             Inner::Ort(s) => s.run(&self.inputs, inputs, &self.outputs).map_err(|msg| Error::Runtime { backend: "ort", msg }),
         }

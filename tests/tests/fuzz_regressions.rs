@@ -1,6 +1,7 @@
 //! Every input the fuzzers found a crash, an abort, a leak of memory or a hang with
 //! (`fuzz/regressions/<target>/`), replayed through the same target bodies on stable Rust: each must
-//! now end in a clean error or a consistent result. `bench/fuzz.sh` runs the fuzzers themselves.
+//! now end in a clean error or a consistent result (`NAME.gz`: the input gzipped). `bench/fuzz.sh`
+//! runs the fuzzers themselves.
 
 #[path = "../../fuzz/src/lib.rs"]
 mod fuzz_cases;
@@ -17,7 +18,13 @@ fn fuzz_regressions_replay_cleanly() {
         let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
         files.sort();
         for f in files {
-            let data = std::fs::read(&f).unwrap();
+            let mut data = std::fs::read(&f).unwrap();
+            if f.extension().is_some_and(|e| e == "gz") {
+                // large inputs (ONNX files) are stored gzipped
+                let mut raw = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut raw).unwrap();
+                data = raw;
+            }
             eprintln!("{target}: {}", f.display());
             assert!(fuzz_cases::run(target, &data));
             replayed += 1;

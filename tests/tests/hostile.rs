@@ -383,3 +383,54 @@ fn predict_streams_a_million_samples_in_bounded_memory() {
     assert_eq!(rows.len(), n + 1);
     assert!(rows[1].starts_with("s0,") && rows[n].starts_with(&format!("s{},", n - 1)));
 }
+
+/// `infer slide` with four outputs (CSV, h5ad, GeoJSON, a heatmap) killed with SIGKILL at several
+/// points of its run: each time the outputs are all there or none is (they are complete on disk
+/// under temp names before the renames), and the next run removes the dead run's temp files.
+#[test]
+fn slide_outputs_all_or_none_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sm, card) = spot_model(&["ERBB2", "CD24"], 1);
+    let model = dir.path().join("spot.onnx");
+    write_spot_model(&model, &sm, &card);
+    let d = dir.path();
+    let outs = [d.join("o.csv"), d.join("o.h5ad"), d.join("o.geojson"), d.join("hm").join("ERBB2.png")];
+    let cmd = || {
+        let mut c = Command::new(bin("infer"));
+        c.arg("slide").arg("--model").arg(&model).arg("--image").arg(data("her2st/B4/BT10737_D2_HE.jpg"));
+        c.arg("--spots").arg(data("her2st/B4/B4_selection.tsv"));
+        for o in &outs[..3] {
+            c.arg("--out").arg(o);
+        }
+        c.args(["--heatmap", "ERBB2", "--heatmap-dir"]).arg(d.join("hm")).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let t0 = std::time::Instant::now();
+    assert!(cmd().status().unwrap().success());
+    let full = t0.elapsed();
+    let temps = || -> Vec<String> {
+        [d.to_path_buf(), d.join("hm")]
+            .iter()
+            .flat_map(|p| std::fs::read_dir(p).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    let mut killed_with_temps = 0;
+    for frac in [0.3, 0.6, 0.8, 0.9, 0.95, 0.99] {
+        for o in &outs {
+            let _ = std::fs::remove_file(o);
+        }
+        let mut child = cmd().spawn().unwrap();
+        std::thread::sleep(full.mul_f64(frac));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let present: Vec<bool> = outs.iter().map(|o| o.exists()).collect();
+        assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "killed at {frac} of the run: {present:?}");
+        killed_with_temps += usize::from(!temps().is_empty());
+    }
+    // a complete run afterwards leaves no temp file behind, its own or a killed run's
+    assert!(cmd().status().unwrap().success());
+    assert!(outs.iter().all(|o| o.exists()));
+    assert_eq!(temps(), Vec::<String>::new(), "after {killed_with_temps} kills that left temp files");
+}

@@ -245,6 +245,7 @@ impl Staged {
             _ => Path::new("."),
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        onnx_format::remove_stray_temps(dest);
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         Ok(Staged { tmp, dest: dest.to_path_buf(), done: false })
@@ -267,9 +268,14 @@ impl Staged {
         &self.dest
     }
 
+    /// Flushes the temporary file to disk (then [`commit`](Self::commit) only renames).
+    pub fn sync(&self) -> Result<()> {
+        std::fs::File::open(&self.tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))
+    }
+
     /// Flushes the temporary file to disk and renames it to the destination.
     pub fn commit(mut self) -> Result<PathBuf> {
-        std::fs::File::open(&self.tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))?;
+        self.sync()?;
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.done = true;
         Ok(self.dest.clone())
