@@ -18,7 +18,6 @@ use bioedge_slide::jpeg::load_rgb_threads;
 use bioedge_slide::open::Reader;
 use image::RgbImage;
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -542,18 +541,11 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         }
     }
     // every output complete on disk under its temp name first, then the renames back to back
-    let mut pending = Vec::new();
-    for (p, bytes) in &files {
-        let mut f = onnx_format::AtomicFile::create(p).map_err(|e| Error::io(p, e))?;
-        f.write_all(bytes).and_then(|_| f.sync()).map_err(|e| Error::io(p, e))?;
-        pending.push((p, f));
-    }
     for s in &staged {
         s.sync()?;
     }
-    for (p, f) in pending {
-        f.commit().map_err(|e| Error::io(p, e))?;
-    }
+    let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+    onnx_format::write_all_atomic(&refs).map_err(|e| Error::io(e.path, e.source))?;
     for s in staged {
         s.commit()?;
     }

@@ -159,6 +159,36 @@ impl Write for AtomicFile {
     }
 }
 
+/// Writes several files so that they appear together: each is written and synced under its temp
+/// name first, then the renames run back to back (a kill -9 can only split them in those
+/// microseconds); on an error before the renames, none is written.
+pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<(), WriteError> {
+    fn named(p: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+        move |source| WriteError { path: p.to_path_buf(), source }
+    }
+    let mut pending = Vec::with_capacity(files.len());
+    for (p, bytes) in files {
+        let mut f = AtomicFile::create(p).map_err(named(p))?;
+        f.write_all(bytes).and_then(|_| f.sync()).map_err(named(p))?;
+        pending.push((p, f));
+    }
+    for (p, f) in pending {
+        f.commit().map_err(named(p))?;
+    }
+    Ok(())
+}
+
+/// A failed write of [`write_all_atomic`]: which file, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {}", path.display())]
+pub struct WriteError {
+    /// The output that could not be written.
+    pub path: PathBuf,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Removes the temp files that an earlier run killed before its commit left for `path`
 /// (`.NAME.PID.tmp`, `.NAME.PID.N.tmp`) when that process is gone (Linux: no `/proc/PID`).
 pub fn remove_stray_temps(path: &Path) {

@@ -384,9 +384,41 @@ fn predict_streams_a_million_samples_in_bounded_memory() {
     assert!(rows[1].starts_with("s0,") && rows[n].starts_with(&format!("s{},", n - 1)));
 }
 
+/// Runs `cmd` to completion once (timing it), then again killed with SIGKILL at several points of
+/// that time: each time the `outs` are all there or none is; a complete run afterwards leaves no
+/// temp file in their folders (a killed run's are removed by the next).
+fn all_or_none_across_kill_9(cmd: &dyn Fn() -> Command, outs: &[std::path::PathBuf]) {
+    let t0 = std::time::Instant::now();
+    assert!(cmd().stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
+    let full = t0.elapsed();
+    let temps = || -> Vec<String> {
+        let mut dirs: Vec<&Path> = outs.iter().map(|o| o.parent().unwrap()).collect();
+        dirs.dedup();
+        dirs.iter()
+            .flat_map(|p| std::fs::read_dir(p).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    for frac in [0.3, 0.6, 0.8, 0.9, 0.95, 0.99] {
+        for o in outs {
+            let _ = std::fs::remove_file(o);
+        }
+        let mut child = cmd().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(full.mul_f64(frac));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let present: Vec<bool> = outs.iter().map(|o| o.exists()).collect();
+        assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "killed at {frac} of the run: {present:?}");
+    }
+    assert!(cmd().stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
+    assert!(outs.iter().all(|o| o.exists()));
+    assert_eq!(temps(), Vec::<String>::new());
+}
+
 /// `infer slide` with four outputs (CSV, h5ad, GeoJSON, a heatmap) killed with SIGKILL at several
-/// points of its run: each time the outputs are all there or none is (they are complete on disk
-/// under temp names before the renames), and the next run removes the dead run's temp files.
+/// points of its run: all outputs or none (they are complete on disk under temp names before the
+/// renames), and the next run removes the dead run's temp files.
 #[test]
 fn slide_outputs_all_or_none_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,35 +434,22 @@ fn slide_outputs_all_or_none_across_kill_9() {
         for o in &outs[..3] {
             c.arg("--out").arg(o);
         }
-        c.args(["--heatmap", "ERBB2", "--heatmap-dir"]).arg(d.join("hm")).stdout(Stdio::null()).stderr(Stdio::null());
+        c.args(["--heatmap", "ERBB2", "--heatmap-dir"]).arg(d.join("hm"));
         c
     };
-    let t0 = std::time::Instant::now();
-    assert!(cmd().status().unwrap().success());
-    let full = t0.elapsed();
-    let temps = || -> Vec<String> {
-        [d.to_path_buf(), d.join("hm")]
-            .iter()
-            .flat_map(|p| std::fs::read_dir(p).unwrap())
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect()
+    all_or_none_across_kill_9(&cmd, &outs);
+}
+
+/// `train gene2vec` writes the model and its embedding table (`.tsv`) together.
+#[test]
+fn gene2vec_outputs_all_or_none_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let outs = [dir.path().join("g.onnx"), dir.path().join("g.tsv")];
+    let cmd = || {
+        let mut c = Command::new(bin("train"));
+        c.args(["gene2vec", "--dim", "32", "--epochs", "2", "--seed", "0", "--gmt"]).arg(data("msigdb_hallmark/h.all.v7.0.symbols.gmt"));
+        c.arg("--out").arg(&outs[0]);
+        c
     };
-    let mut killed_with_temps = 0;
-    for frac in [0.3, 0.6, 0.8, 0.9, 0.95, 0.99] {
-        for o in &outs {
-            let _ = std::fs::remove_file(o);
-        }
-        let mut child = cmd().spawn().unwrap();
-        std::thread::sleep(full.mul_f64(frac));
-        let _ = child.kill();
-        child.wait().unwrap();
-        let present: Vec<bool> = outs.iter().map(|o| o.exists()).collect();
-        assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "killed at {frac} of the run: {present:?}");
-        killed_with_temps += usize::from(!temps().is_empty());
-    }
-    // a complete run afterwards leaves no temp file behind, its own or a killed run's
-    assert!(cmd().status().unwrap().success());
-    assert!(outs.iter().all(|o| o.exists()));
-    assert_eq!(temps(), Vec::<String>::new(), "after {killed_with_temps} kills that left temp files");
+    all_or_none_across_kill_9(&cmd, &outs);
 }

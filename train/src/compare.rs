@@ -65,9 +65,12 @@ pub fn run(d: &DataArgs, f: &FitArgs, c: &CompareArgs) -> Result<()> {
     std::fs::create_dir_all(&c.out_dir)?;
     let json =
         serde_json::json!({ "seeds": c.seeds, "valid_size": f.valid_size, "genes": d.genes, "summary": summary, "fit": format!("{f:?}") });
-    onnx_format::write_atomic(&c.out_dir.join("results.csv"), csv.as_bytes())?;
-    onnx_format::write_atomic(&c.out_dir.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    onnx_format::write_atomic(&c.out_dir.join("gcn_vs_mlp.svg"), plot(&sizes, &summary).as_bytes())?;
+    let (json, svg) = (serde_json::to_string_pretty(&json)?, plot(&sizes, &summary));
+    onnx_format::write_all_atomic(&[
+        (&c.out_dir.join("results.csv"), csv.as_bytes()),
+        (&c.out_dir.join("summary.json"), json.as_bytes()),
+        (&c.out_dir.join("gcn_vs_mlp.svg"), svg.as_bytes()),
+    ])?;
     eprintln!("wrote {}/{{results.csv,summary.json,gcn_vs_mlp.svg}}", c.out_dir.display());
     Ok(())
 }

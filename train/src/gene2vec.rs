@@ -249,17 +249,16 @@ pub fn run(a: &Gene2VecArgs) -> Result<()> {
     card.metrics = metrics;
     record_parity(&mut card, parities.iter().map(|(_, _, p)| p));
     let gene = format!("gene ids in 0..{n}: positions in `genes`");
-    draft.finish(
+    let onnx = draft.finish_bytes(
         card,
         &[
             ("gene", &gene),
             ("embedding", "the gene's embedding: its row of the hidden layer's weights (hidden pre-activation less the shared bias); compare with cosine similarity"),
             ("gene_sets", "probability that the gene belongs to each set in `classes` (independent sigmoids)"),
         ],
-        &a.common.out,
     )?;
-    onnx_format::write_atomic(&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes())
-        .with_context(|| format!("writing {}", tsv.display()))?;
+    // the model and its embedding table appear together or not at all
+    onnx_format::write_all_atomic(&[(&a.common.out, &onnx), (&tsv, word2vec_text(&table, a.dim, &data.genes).as_bytes())])?;
 
     println!(
         "gene2vec: {n} genes, {k} sets, dim {}, {} epochs ({secs:.1} s), final loss {:.4}",

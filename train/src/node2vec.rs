@@ -341,9 +341,9 @@ pub fn run(a: &Node2VecArgs) -> Result<()> {
     card.metrics = metrics;
     record_parity(&mut card, parities.iter().map(|(_, p)| p));
     let node = format!("node ids in 0..{n}; names in training.nodes (id = position)");
-    draft.finish(card, &[("node", &node), ("embedding", "the node's embedding (skip-gram input vector)")], &a.common.out)?;
-    onnx_format::write_atomic(&w2v_path, m.to_word2vec_text(&inp.names).as_bytes())
-        .with_context(|| format!("writing {}", w2v_path.display()))?;
+    let onnx = draft.finish_bytes(card, &[("node", &node), ("embedding", "the node's embedding (skip-gram input vector)")])?;
+    // the model and its word2vec table appear together or not at all
+    onnx_format::write_all_atomic(&[(&a.common.out, &onnx), (&w2v_path, m.to_word2vec_text(&inp.names).as_bytes())])?;
     println!(
         "node2vec on {} ({} nodes, dim {}, p {}, q {}): {} over {} seeds ({secs:.1} s); parity tract {tract_diff:.1e}, ort {ort_diff:.1e}; wrote {} and {}",
         inp.name,

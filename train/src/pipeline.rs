@@ -47,7 +47,15 @@ impl Draft {
 
     /// Add the card (graph inputs/outputs with `meanings`) to the verified model and write it
     /// atomically to `out`; the graph written is byte-for-byte the one verified. Returns the size.
-    pub fn finish(mut self, mut card: ModelCard, meanings: &[(&str, &str)], out: &Path) -> Result<usize> {
+    pub fn finish(self, card: ModelCard, meanings: &[(&str, &str)], out: &Path) -> Result<usize> {
+        let bytes = self.finish_bytes(card, meanings)?;
+        onnx_format::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        Ok(bytes.len())
+    }
+
+    /// [`finish`](Self::finish) without the write: the ONNX bytes, for a command that commits
+    /// them together with other outputs ([`onnx_format::write_all_atomic`]).
+    pub fn finish_bytes(mut self, mut card: ModelCard, meanings: &[(&str, &str)]) -> Result<Vec<u8>> {
         card.tools = tool_versions();
         card.embed(&mut self.proto, meanings).context("model card")?;
         let bytes = onnx_format::encode(&self.proto);
@@ -55,8 +63,7 @@ impl Draft {
         if graph(&bytes)? != graph(&self.bytes)? {
             bail!("internal error: the graph changed after verification; nothing written");
         }
-        onnx_format::write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-        Ok(bytes.len())
+        Ok(bytes)
     }
 }
 

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Genes whose r counts as "well predicted" (HisToGene / Hist2ST report the share above 0.3).
@@ -355,7 +355,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     runs.sort_by_key(|r| (r.fold, r.seed));
     let (md, json) = report(a, &gene_set, &all_folds, &fold_genes, &baselines, &runs, &secs, &patches);
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
-    write_all_or_nothing(&[(&report_path, md.as_bytes()), (&json_path, serde_json::to_string_pretty(&json)?.as_bytes())])?;
+    onnx_format::write_all_atomic(&[(&report_path, md.as_bytes()), (&json_path, serde_json::to_string_pretty(&json)?.as_bytes())])?;
     println!("{md}");
     eprintln!("wrote {} and {}", report_path.display(), json_path.display());
     Ok(())
@@ -371,26 +371,6 @@ fn run_child(fi: usize, seed: u64) -> Result<Run> {
         bail!("worker for fold {fi} seed {seed} failed ({status})");
     }
     serde_json::from_slice(&std::fs::read(tmp.path())?).context("reading the worker's predictions")
-}
-
-/// Writes every file to a temporary beside it, then renames them all; on an error nothing is left.
-fn write_all_or_nothing(files: &[(&Path, &[u8])]) -> Result<()> {
-    let tmp: Vec<PathBuf> = files.iter().map(|(p, _)| p.with_extension(format!("{}.tmp", std::process::id()))).collect();
-    let res = (|| -> Result<()> {
-        for ((p, bytes), t) in files.iter().zip(&tmp) {
-            std::fs::write(t, bytes).with_context(|| format!("writing {}", p.display()))?;
-        }
-        for ((p, _), t) in files.iter().zip(&tmp) {
-            std::fs::rename(t, p).with_context(|| format!("writing {}", p.display()))?;
-        }
-        Ok(())
-    })();
-    if res.is_err() {
-        for t in &tmp {
-            let _ = std::fs::remove_file(t);
-        }
-    }
-    res
 }
 
 #[allow(clippy::too_many_arguments)]
