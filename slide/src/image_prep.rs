@@ -234,7 +234,11 @@ pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
         crate::error::limits::MAX_PIXELS.check(w as u64 * h as u64, format_args!("{}: a {w} × {h} image decoded whole", name.display()))?;
     }
     reader.limits(limits());
-    let img = reader.decode().map_err(|e| Error::format(name, format!("cannot decode {format:?} image: {e}")))?;
+    // a decoder can panic on a crafted file (zune-jpeg overflowed on one found by fuzzing, with
+    // overflow checks on): a format error, not a crash
+    let img = bioedge_error::catch_panic(|| reader.decode())
+        .map_err(|p| Error::format(name, format!("cannot decode {format:?} image (decoder panicked: {p})")))?
+        .map_err(|e| Error::format(name, format!("cannot decode {format:?} image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(Error::format(name, "image has no pixels"));
     }

@@ -201,7 +201,7 @@ impl Layout {
         if dec.color_type() != image::ColorType::Rgb8 || dec.dimensions().0 != self.width || dec.total_bytes() != out.len() as u64 {
             return None;
         }
-        dec.read_image(out).ok()
+        bioedge_error::catch_panic(|| dec.read_image(out)).ok()?.ok()
     }
 
     /// Pixel rows of MCU rows `0..r`.

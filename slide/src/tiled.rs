@@ -287,7 +287,10 @@ impl TiledTiff {
         let l = self.levels[level].clone();
         let dec = &mut self.decs[level];
         let (w, h) = dec.chunk_data_dimensions(idx);
-        let data = match dec.read_chunk(idx).map_err(|e| terr(&self.path, e))? {
+        // the tile codecs (JPEG in TIFF) can panic on crafted data: a format error
+        let chunk = bioedge_error::catch_panic(|| dec.read_chunk(idx))
+            .map_err(|p| Error::format(&self.path, format!("TIFF: tile {idx} failed to decode (decoder panicked: {p})")))?;
+        let data = match chunk.map_err(|e| terr(&self.path, e))? {
             DecodingResult::U8(v) => v,
             _ => return Err(Error::format(&self.path, "TIFF: chunk did not decode to 8-bit samples")),
         };
