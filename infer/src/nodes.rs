@@ -89,7 +89,12 @@ pub fn read_planetoid(prefix: &Path) -> Result<NodeDataset> {
     if n == 0 {
         return Err(Error::format(&lp, "no nodes"));
     }
-    let num_classes = (labels.iter().copied().max().unwrap_or(-1) + 1).max(0) as usize;
+    // class ids index the output columns: a huge one (found by fuzzing: i64::MAX overflowed) is an error
+    let max_label = labels.iter().copied().max().unwrap_or(-1);
+    if max_label >= MAX_CLASSES {
+        return Err(Error::format(&lp, format!("class id {max_label} is too large (at most {})", MAX_CLASSES - 1)));
+    }
+    let num_classes = (max_label + 1).max(0) as usize;
     let ep = file(prefix, ".edges.tsv");
     let edges = undirected(&read_edges(&ep, n)?);
     let fp = first_existing(prefix, &[".features.coo.tsv.gz", ".features.coo.tsv"])?;
@@ -327,3 +332,6 @@ mod tests {
         assert_eq!(f.iter().filter(|&&v| v != 0.0).count(), 49216, "nnz as the file's comment says");
     }
 }
+
+/// Largest number of node classes a Planetoid label file may declare.
+const MAX_CLASSES: i64 = 1 << 16;

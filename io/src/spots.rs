@@ -492,13 +492,12 @@ pub fn read_spot_file(path: &Path) -> Result<(Vec<Spot>, usize)> {
             continue;
         }
         let (ax, ay) = (int(cols.0)?, int(cols.1)?);
-        spots.push(Spot {
-            key: format!("{ax}x{ay}"),
-            array_x: ax,
-            array_y: ay,
-            pixel_x: num(cols.2)? as f32,
-            pixel_y: num(cols.3)? as f32,
-        });
+        let (px, py) = (num(cols.2)? as f32, num(cols.3)? as f32);
+        // a number past f32's range (found by fuzzing) would become an infinite position
+        if !px.is_finite() || !py.is_finite() {
+            return Err(fmt(n, "pixel position out of range".to_string()));
+        }
+        spots.push(Spot { key: format!("{ax}x{ay}"), array_x: ax, array_y: ay, pixel_x: px, pixel_y: py });
     }
     if header.is_none() {
         return Err(Error::format(path, "empty spot file"));
