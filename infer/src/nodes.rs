@@ -280,6 +280,9 @@ pub fn classify_nodes(
     session.run_output(&inputs, "probabilities")?.into_f32()
 }
 
+/// Largest number of node classes a Planetoid label file may declare.
+const MAX_CLASSES: i64 = 1 << 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +335,3 @@ mod tests {
         assert_eq!(f.iter().filter(|&&v| v != 0.0).count(), 49216, "nnz as the file's comment says");
     }
 }
-
-/// Largest number of node classes a Planetoid label file may declare.
-const MAX_CLASSES: i64 = 1 << 16;
