@@ -13,8 +13,8 @@
 
 use super::ExpressionMatrix;
 use super::h5util::{
-    Column, attr_ints, attr_string, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error, is_dataset, is_group,
-    join, len_1d, open, read_compressed, read_f32, read_i64, read_strings, shape,
+    Column, attr_ints, attr_string, check_indptr, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error, is_dataset,
+    is_group, join, len_1d, open, read_compressed, read_f32, read_i64, read_strings, shape,
 };
 use super::text::list_names;
 use crate::error::{Error, Result};
@@ -99,17 +99,7 @@ impl H5adRows {
                 let data = dataset(path, &g, "data")?;
                 let indices = dataset(path, &g, "indices")?;
                 let indptr = read_i64(path, &dataset(path, &g, "indptr")?)?;
-                let (nd, ni) = (len_1d(path, &data)?, len_1d(path, &indices)?);
-                let bad = |msg: String| Error::format(path, format!("sparse matrix 'X': {msg}"));
-                if nd != ni {
-                    return Err(bad(format!("data has {nd} entries, indices {ni}")));
-                }
-                if indptr.len() != rows + 1 {
-                    return Err(bad(format!("indptr has {} entries, expected {}", indptr.len(), rows + 1)));
-                }
-                if indptr[0] != 0 || indptr.windows(2).any(|w| w[1] < w[0]) || indptr[rows] as usize != nd {
-                    return Err(bad(format!("indptr is not 0..={nd} non-decreasing")));
-                }
+                check_indptr(path, &g, &indptr, rows, len_1d(path, &data)?, len_1d(path, &indices)?)?;
                 (rows, cols, RowSource::Csr { data, indices, indptr })
             } else {
                 let c = read_compressed(path, &g, cols, rows)?;

@@ -252,21 +252,30 @@ pub(crate) fn read_compressed(path: &Path, g: &Group, major: usize, minor: usize
     let data = read_f32(path, &dataset(path, g, "data")?)?;
     let indices = read_i64(path, &dataset(path, g, "indices")?)?;
     let indptr = read_i64(path, &dataset(path, g, "indptr")?)?;
+    check_indptr(path, g, &indptr, major, data.len(), indices.len())?;
     let gname = g.name();
     let bad = |msg: String| Error::format(path, format!("sparse matrix '{gname}': {msg}"));
-    if data.len() != indices.len() {
-        return Err(bad(format!("data has {} entries, indices {}", data.len(), indices.len())));
-    }
-    if indptr.len() != major + 1 {
-        return Err(bad(format!("indptr has {} entries, expected {}", indptr.len(), major + 1)));
-    }
-    if indptr[0] != 0 || indptr.windows(2).any(|w| w[1] < w[0]) || indptr[major] as usize != data.len() {
-        return Err(bad(format!("indptr is not 0..={} non-decreasing", data.len())));
-    }
     if let Some(i) = indices.iter().position(|&i| i < 0 || i as usize >= minor) {
         return Err(bad(format!("index {} at position {i} is outside 0..{minor}", indices[i])));
     }
     Ok(Compressed { data, indices, indptr })
+}
+
+/// Checks a sparse group's `indptr` (over `major` rows or columns) against the lengths of its
+/// `data` (`nd`) and `indices` (`ni`).
+pub(crate) fn check_indptr(path: &Path, g: &Group, indptr: &[i64], major: usize, nd: usize, ni: usize) -> Result<()> {
+    let gname = g.name();
+    let bad = |msg: String| Error::format(path, format!("sparse matrix '{gname}': {msg}"));
+    if nd != ni {
+        return Err(bad(format!("data has {nd} entries, indices {ni}")));
+    }
+    if indptr.len() != major + 1 {
+        return Err(bad(format!("indptr has {} entries, expected {}", indptr.len(), major + 1)));
+    }
+    if indptr[0] != 0 || indptr.windows(2).any(|w| w[1] < w[0]) || indptr[major] as usize != nd {
+        return Err(bad(format!("indptr is not 0..={nd} non-decreasing")));
+    }
+    Ok(())
 }
 
 /// Dense row-major `rows × cols` from a compressed matrix; `csr` says whether `indptr` runs over rows.
