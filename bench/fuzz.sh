@@ -45,7 +45,11 @@ run_one() {
     mkdir -p "$FUZZ/corpus/$t" "$FUZZ/findings/$t" "$FUZZ/logs"
     # fork mode with one worker: a finding is saved and counted, and the run goes on
     : >"$FUZZ/logs/$t.stuck"
-    (cd "$FUZZ/findings/$t" && nice -n 10 "$BIN/$t" "$FUZZ/corpus/$t" "$FUZZ/seeds/$t" "$ROOT/fuzz/regressions/$t" \
+    # CPU time as measured (user + system of the fuzzer and its jobs), not the wall budget
+    local timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U %S' -o "$FUZZ/logs/$t.cpu")
+    rm -f "$FUZZ/logs/$t.cpu"
+    (cd "$FUZZ/findings/$t" && nice -n 10 "${timer[@]}" "$BIN/$t" "$FUZZ/corpus/$t" "$FUZZ/seeds/$t" "$ROOT/fuzz/regressions/$t" \
         -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
         -max_total_time="$SECONDS_PER" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
         -max_len="$(max_len "$t")" -artifact_prefix="$FUZZ/findings/$t/" >"$log" 2>&1) &
@@ -68,8 +72,8 @@ for t in "${TARGETS[@]}"; do mkdir -p "fuzz/regressions/$t"; done
 printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
 
 {
-    echo "| target | seconds | executions | exec/s | coverage (edges) | corpus | crashes | OOM | timeouts |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| target | seconds | executions | exec/s | coverage (edges) | corpus | crashes | OOM | timeouts | CPU seconds |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for t in "${TARGETS[@]}"; do
         last=$(grep -E '^#[0-9]+: cov:' "$FUZZ/logs/$t.log" | tail -1 || true)
         runs=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$last")
@@ -79,14 +83,16 @@ printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
         read -r oom tmo crash < <(sed -E 's/.*oom\/timeout\/crash: ([0-9]+)\/([0-9]+)\/([0-9]+).*/\1 \2 \3/' <<<"$last")
         stuck=$(wc -l <"$FUZZ/logs/$t.stuck" 2>/dev/null || echo 0)
         [ -n "$crash" ] && crash=$((crash - stuck)) && tmo=$((tmo + stuck))
-        echo "| $t | $SECONDS_PER | ${runs:-0} | ${eps:-0} | ${cov:-0} | ${corp:-0} | ${crash:-?} | ${oom:-?} | ${tmo:-?} |"
+        cpu=$(awk '{printf "%d", $1 + $2}' "$FUZZ/logs/$t.cpu" 2>/dev/null || true)
+        echo "| $t | $SECONDS_PER | ${runs:-0} | ${eps:-0} | ${cov:-0} | ${corp:-0} | ${crash:-?} | ${oom:-?} | ${tmo:-?} | ${cpu:-$SECONDS_PER} |"
     done
 } | tee "$FUZZ/results.md"
 # every run's rows, dated, and the totals per target over all runs (the corpus carries over)
 date -u +%FT%TZ | xargs -I{} sed -n 's/^| \([a-z_0-9]*\) | /{} \1 /p' "$FUZZ/results.md" | tr -d '|' >>"$FUZZ/history.txt"
 echo
-echo "| target | runs | CPU seconds | executions | crashes | OOM | timeouts |  (all runs, $FUZZ/history.txt)"
-echo "|---|---|---|---|---|---|---|"
-awk '$2 != "target" {r[$2]++; s[$2]+=$3; e[$2]+=$4; c[$2]+=$8; o[$2]+=$9; t[$2]+=$10}
-     END {for (k in r) printf "| %s | %d | %d | %d | %d | %d | %d |\n", k, r[k], s[k], e[k], c[k], o[k], t[k]}' "$FUZZ/history.txt" | sort
+echo "| target | runs | budget seconds | CPU seconds | executions | crashes | OOM | timeouts |  (all runs, $FUZZ/history.txt)"
+echo "|---|---|---|---|---|---|---|---|"
+# CPU seconds: measured (column 11) where the run recorded it, else the budget
+awk '$2 != "target" {r[$2]++; s[$2]+=$3; u[$2]+=(NF >= 11 ? $11 : $3); e[$2]+=$4; c[$2]+=$8; o[$2]+=$9; t[$2]+=$10}
+     END {for (k in r) printf "| %s | %d | %d | %d | %d | %d | %d | %d |\n", k, r[k], s[k], u[k], e[k], c[k], o[k], t[k]}' "$FUZZ/history.txt" | sort
 echo "findings: $FUZZ/findings/<target>/ (crash-*, oom-*, timeout-*); logs: $FUZZ/logs/"

@@ -453,3 +453,142 @@ fn gene2vec_outputs_all_or_none_across_kill_9() {
     };
     all_or_none_across_kill_9(&cmd, &outs);
 }
+
+/// `train node2vec` writes the model and its word2vec text together.
+#[test]
+fn node2vec_outputs_all_or_none_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let outs = [dir.path().join("k.onnx"), dir.path().join("k.w2v.txt")];
+    let cmd = || {
+        let mut c = Command::new(bin("train"));
+        c.env("BIOEDGE_DATA", data("")).args(["node2vec", "--graph", "karate", "--dim", "8", "--epochs", "20", "--seeds", "1"]);
+        c.arg("--out").arg(&outs[0]);
+        c
+    };
+    all_or_none_across_kill_9(&cmd, &outs);
+}
+
+/// `train gene-compare` writes its table, summary and plot together.
+#[test]
+fn gene_compare_outputs_all_or_none_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expr, cls) = leukemia();
+    let d = dir.path().join("cmp");
+    let outs = [d.join("results.csv"), d.join("summary.json"), d.join("gcn_vs_mlp.svg")];
+    let cmd = || {
+        let mut c = Command::new(bin("train"));
+        c.args(["gene-compare", "--sizes", "10", "--seeds", "1", "--epochs", "3", "--genes", "300", "--channels", "8", "--num-layer", "2"]);
+        c.arg("--expression").arg(&expr).arg("--cls").arg(&cls).arg("--graph").arg(data("gene_graphs/genemania.adjlist.gz"));
+        c.arg("--out-dir").arg(&d);
+        c
+    };
+    all_or_none_across_kill_9(&cmd, &outs);
+}
+
+/// `train spot-cv` writes its report and JSON together.
+#[test]
+fn spot_cv_outputs_all_or_none_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("cv");
+    let outs = [d.join("REPORT.md"), d.join("results.json")];
+    let cmd = || {
+        let mut c = Command::new(bin("train"));
+        c.args(["spot-cv", "--sections", "B4,C2", "--loso-scope", "all", "--folds", "B4", "--seeds", "0", "--epochs", "1"]);
+        c.args(["--max-spots", "8", "--genes", "top:10", "--jobs", "1"]).arg("--data").arg(data("her2st")).arg("--out-dir").arg(&d);
+        c
+    };
+    all_or_none_across_kill_9(&cmd, &outs);
+}
+
+/// Models a user could be handed: truncated, with an unknown operator, a dangling or cyclic edge,
+/// initializers whose declared shape does not match their data, a broken card, an unknown opset.
+/// Through both runtimes, each is a clear error about the model (exit 2) or the runtime (exit 3):
+/// no panic, no abort, no output written.
+#[test]
+fn crafted_models_are_refused_by_both_runtimes() {
+    use onnx_format::pb;
+    let m = models();
+    let dir = tempfile::tempdir().unwrap();
+    let (expr, cls) = leukemia();
+    let bytes = std::fs::read(&m.gcn).unwrap();
+    let base = onnx_format::decode(&bytes, "gcn.onnx").unwrap();
+    let edit = |f: &dyn Fn(&mut pb::ModelProto)| {
+        let mut m = base.clone();
+        f(&mut m);
+        onnx_format::encode(&m)
+    };
+    // the largest float initializer (the first layer's weights)
+    let big = |g: &mut pb::GraphProto| -> usize {
+        let sizes: Vec<usize> = g.initializer.iter().map(|t| t.raw_data.as_ref().map_or(t.float_data.len() * 4, |r| r.len())).collect();
+        (0..sizes.len()).max_by_key(|&i| sizes[i]).unwrap()
+    };
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for frac in [0.01, 0.3, 0.6, 0.999] {
+        cases.push((format!("truncated at {frac}"), bytes[..(bytes.len() as f64 * frac) as usize].to_vec()));
+    }
+    cases.push(("unknown operator".into(), edit(&|m| m.graph.as_mut().unwrap().node[2].op_type = Some("NoSuchOp".into()))));
+    cases.push(("dangling input".into(), edit(&|m| m.graph.as_mut().unwrap().node[2].input[0] = "nowhere".into())));
+    cases.push((
+        "cycle".into(),
+        edit(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let last = g.node.last().unwrap().output[0].clone();
+            g.node[2].input[0] = last;
+        }),
+    ));
+    cases.push((
+        "short initializer".into(),
+        edit(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let i = big(g);
+            let t = &mut g.initializer[i];
+            match &mut t.raw_data {
+                Some(r) => r.truncate(r.len() / 2),
+                None => t.float_data.truncate(t.float_data.len() / 2),
+            }
+        }),
+    ));
+    cases.push((
+        "huge declared initializer".into(),
+        edit(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let i = big(g);
+            g.initializer[i].dims = vec![1 << 40, 1 << 40];
+        }),
+    ));
+    cases.push((
+        "negative dimension".into(),
+        edit(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let i = big(g);
+            g.initializer[i].dims = vec![-3, 7];
+        }),
+    ));
+    cases.push((
+        "initializer of another type".into(),
+        edit(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let i = big(g);
+            g.initializer[i].data_type = Some(7); // int64, with float data
+        }),
+    ));
+    cases.push(("unknown opset".into(), edit(&|m| m.opset_import.iter_mut().for_each(|o| o.version = Some(9999)))));
+    cases.push(("no graph".into(), edit(&|m| m.graph = None)));
+    cases.push(("broken card".into(), edit(&|m| m.metadata_props.iter_mut().for_each(|p| p.value = Some("{\"family\":".into())))));
+    cases.push(("no card".into(), edit(&|m| m.metadata_props.clear())));
+    for (i, (what, model_bytes)) in cases.iter().enumerate() {
+        let model = dir.path().join(format!("crafted{i}.onnx"));
+        std::fs::write(&model, model_bytes).unwrap();
+        for backend in ["tract", "ort"] {
+            let out_csv = dir.path().join(format!("crafted{i}-{backend}.csv"));
+            let mut c = Command::new(bin("infer"));
+            c.args(["predict", "--backend", backend]).arg("--model").arg(&model).arg("--input").arg(&expr).arg("--cls").arg(&cls);
+            let o = c.arg("--out").arg(&out_csv).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(matches!(o.status.code(), Some(2 | 3)), "{what} ({backend}): {:?} {err}", o.status);
+            assert!(!err.contains("panicked") && !err.contains("internal error"), "{what} ({backend}): {err}");
+            assert!(err.contains(&format!("crafted{i}.onnx")), "{what} ({backend}): the error names the model: {err}");
+            assert!(!out_csv.exists(), "{what} ({backend})");
+        }
+    }
+}
