@@ -30,7 +30,7 @@ pub enum CardError {
         found: String,
     },
     /// The card is not valid JSON or does not match the card's types.
-    #[error("model card is not valid: {0}")]
+    #[error("model card is not valid JSON or does not match the card's fields")]
     Json(#[from] serde_json::Error),
     /// The model is of another family than the task needs.
     #[error("model family `{found}` is not {what} ({})", names(wanted))]

@@ -109,6 +109,11 @@ enum Inner {
 /// The most threads `Options::threads` may ask for.
 pub const MAX_THREADS: usize = 1024;
 
+/// The newest `ai.onnx` opset a model may import: ONNX Runtime 1.31's ("official support for domain
+/// ai.onnx is till opset 26"). tract gets the same bound, so both runtimes accept the same files
+/// (tract would otherwise run a model from a future opset with today's operator semantics).
+pub const MAX_OPSET: i64 = 26;
+
 /// The threads a run uses for `Options::threads`: `threads`, or one per core when 0.
 pub fn thread_count(threads: usize) -> usize {
     if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
@@ -145,6 +150,13 @@ impl Session {
             &pruned[..]
         };
         let graph = model.graph.as_ref().ok_or_else(|| Error::Model { path: origin.into(), msg: "model has no graph".into() })?;
+        for o in &model.opset_import {
+            let v = o.version.unwrap_or(0);
+            if matches!(o.domain.as_deref(), None | Some("" | "ai.onnx")) && !(1..=MAX_OPSET).contains(&v) {
+                let msg = format!("the model imports ai.onnx opset {v}; the runtimes support opsets 1 to {MAX_OPSET}");
+                return Err(Error::Model { path: origin.into(), msg });
+            }
+        }
         let init: std::collections::HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
         let inputs: Vec<String> = graph.input.iter().filter_map(|v| v.name.clone()).filter(|n| !init.contains(n.as_str())).collect();
         let outputs: Vec<String> = graph.output.iter().filter_map(|v| v.name.clone()).collect();
