@@ -83,7 +83,7 @@ printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
         read -r oom tmo crash < <(sed -E 's/.*oom\/timeout\/crash: ([0-9]+)\/([0-9]+)\/([0-9]+).*/\1 \2 \3/' <<<"$last")
         stuck=$(wc -l <"$FUZZ/logs/$t.stuck" 2>/dev/null || echo 0)
         [ -n "$crash" ] && crash=$((crash - stuck)) && tmo=$((tmo + stuck))
-        cpu=$(awk '{printf "%d", $1 + $2}' "$FUZZ/logs/$t.cpu" 2>/dev/null || true)
+        cpu=$(tail -n 1 "$FUZZ/logs/$t.cpu" 2>/dev/null | awk '{printf "%d", $1 + $2}' || true)
         echo "| $t | $SECONDS_PER | ${runs:-0} | ${eps:-0} | ${cov:-0} | ${corp:-0} | ${crash:-?} | ${oom:-?} | ${tmo:-?} | ${cpu:-$SECONDS_PER} |"
     done
 } | tee "$FUZZ/results.md"
