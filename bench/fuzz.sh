@@ -26,6 +26,7 @@ export CARGO_TARGET_DIR="$BIOEDGE_CACHE/fuzz-target"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # no sanitizer (safe Rust; the C parts are libhdf5 and zlib), debug assertions on (overflow checks)
+bash scripts/hdf5-fixes-stamp.sh "$CARGO_TARGET_DIR"
 cargo +nightly fuzz build --fuzz-dir fuzz -s none -a
 BIN="$CARGO_TARGET_DIR/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 

@@ -39,6 +39,7 @@ if ! "$BIOEDGE_CACHE/venv/bin/cmake" --version 2>/dev/null | grep -qE 'version (
   "$BIOEDGE_PYTHON" -m pip install -q --disable-pip-version-check "cmake>=3.26,<5"
 fi
 export CMAKE="$BIOEDGE_CACHE/venv/bin/cmake"
+bash "$(dirname "$0")/hdf5-fixes-stamp.sh" "$CARGO_TARGET_DIR"
 
 # The Python side of bench/slide.sh on whole-slide files: openslide-python with OpenSlide's own wheel.
 if ! "$BIOEDGE_PYTHON" -c "import openslide" 2>/dev/null; then

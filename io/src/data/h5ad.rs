@@ -13,8 +13,8 @@
 
 use super::ExpressionMatrix;
 use super::h5util::{
-    Column, attr_ints, attr_string, check_indptr, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error, is_dataset,
-    is_group, join, len_1d, open, read_compressed, read_f32, read_i64, read_strings, shape,
+    Column, absent, attr_ints, attr_string, check_indptr, compound_field, compound_fields, dataset, densify, group, h5err, hdf5_error,
+    is_dataset, is_group, join, len_1d, open, read_compressed, read_f32, read_i64, read_strings, shape,
 };
 use super::text::list_names;
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ pub fn read_h5ad_matrix(path: &Path, matrix: &str, label_column: Option<&str>) -
         "X" => ("X".to_string(), "var"),
         "raw" if file.link_exists("raw/X") => ("raw/X".to_string(), "raw/var"),
         "raw" if file.link_exists("raw.X") => ("raw.X".to_string(), "raw.var"),
-        "raw" => return Err(Error::format(path, "no raw matrix (raw/X or raw.X)")),
+        "raw" => return Err(absent(path, &file, "no raw matrix (raw/X or raw.X)")),
         m if m.starts_with("layers/") => (m.to_string(), "var"),
         m => {
             return Err(Error::Input(format!("{}: unknown matrix '{m}' (X, raw, layers/<name>)", path.display())));
@@ -106,7 +106,7 @@ impl H5adRows {
                 (rows, cols, RowSource::Whole(densify(path, &c, rows, cols, false)?))
             }
         } else {
-            return Err(Error::format(path, "no matrix 'X'"));
+            return Err(absent(path, &file, "no matrix 'X'"));
         };
         if rows != samples.len() || cols != genes.len() {
             return Err(Error::format(path, format!("X is {rows} × {cols}, but obs has {} names and var {}", samples.len(), genes.len())));
@@ -242,7 +242,7 @@ pub fn read_obsm(path: &Path, name: &str) -> Result<DenseMatrix> {
             _ => Err(Error::format(path, format!("obsm field '{name}' is not numeric"))),
         };
     }
-    Err(Error::format(path, "no obsm"))
+    Err(absent(path, &file, "no obsm"))
 }
 
 /// A sparse matrix in CSR form (rows over `indptr`).
@@ -349,7 +349,7 @@ fn read_matrix(path: &Path, file: &File, loc: &str) -> Result<(usize, usize, Vec
         let c = read_compressed(path, &g, major, minor)?;
         return Ok((rows, cols, densify(path, &c, rows, cols, csr)?));
     }
-    Err(Error::format(path, format!("no matrix '{loc}'")))
+    Err(absent(path, file, format!("no matrix '{loc}'")))
 }
 
 /// A dataframe (`obs`, `var`, `raw/var`) in either encoding.
@@ -365,7 +365,7 @@ impl Frame {
         } else if is_dataset(file, name) {
             Ok(Frame::Compound(dataset(path, file, name)?))
         } else {
-            Err(Error::format(path, format!("no '{name}' dataframe")))
+            Err(absent(path, file, format!("no '{name}' dataframe")))
         }
     }
 
@@ -617,6 +617,64 @@ mod tests {
         let e = read_h5ad(&p, None).unwrap_err();
         assert!(matches!(e, Error::Format { .. }), "{e}");
         assert!(e.to_string().contains("outside 0..2"), "{e}");
+    }
+
+    /// The three HDF5 2.2 parser bugs that io/hdf5/fixes.cmake fixes, each in a crafted copy of a
+    /// small valid file: a clean error, where the unfixed library hangs or allocates without bound
+    /// (a read that does not end within a minute fails the test instead of hanging it).
+    #[test]
+    fn crafted_heaps_are_hdf5_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ok.h5ad");
+        let offset = {
+            // the oldest file format, as h5py writes: groups with local heaps
+            let f = hdf5::File::with_options().with_fapl(|a| a.libver_earliest()).create(&p).unwrap();
+            f.new_dataset::<f32>().shape((2, 2)).create("X").unwrap().write_raw(&[1f32, 2., 3., 4.]).unwrap();
+            for name in ["obs", "var"] {
+                let g = f.create_group(name).unwrap();
+                str_attr(&g, "_index", "_index");
+                g.new_dataset_builder().with_data(&vlen(&["a", "b"])).create("_index").unwrap();
+            }
+            f.dataset("obs/_index").unwrap().offset().unwrap() as usize
+        };
+        let good = std::fs::read(&p).unwrap();
+        assert_eq!(read_h5ad(&p, None).unwrap().genes, ["a", "b"]);
+        let find = |sig: &[u8]| good.windows(4).position(|w| w == sig).unwrap();
+        let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        let read = |name: &str, bytes: Vec<u8>| {
+            let q = dir.path().join(name);
+            std::fs::write(&q, bytes).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(read_h5ad(&q, None).map(|_| ())).unwrap());
+            let r = rx.recv_timeout(std::time::Duration::from_secs(60));
+            r.unwrap_or_else(|_| panic!("{name}: no answer in 60 s: an HDF5 built without io/hdf5/fixes.cmake?"))
+        };
+
+        // 1. a local heap (the root group's link names) whose free list points back to itself
+        let mut b = good.clone();
+        let heap = find(b"HEAP");
+        let (size, head) = (u64_at(&b, heap + 8) as usize, u64_at(&b, heap + 16));
+        let data = u64_at(&b, heap + 24) as usize;
+        let block = if head == 1 { size - 16 } else { head as usize };
+        b[heap + 16..heap + 24].copy_from_slice(&(block as u64).to_le_bytes());
+        b[data + block..data + block + 8].copy_from_slice(&(block as u64).to_le_bytes());
+        b[data + block + 8..data + block + 16].copy_from_slice(&16u64.to_le_bytes());
+        let e = read("freelist.h5ad", b).unwrap_err().to_string();
+        assert!(e.contains("bad heap free list (it loops)"), "{e}");
+
+        // 2. a global heap (the strings) whose first object has index 0 (free space) and size 0
+        let mut b = good.clone();
+        let gcol = find(b"GCOL");
+        b[gcol + 16..gcol + 18].copy_from_slice(&0u16.to_le_bytes());
+        b[gcol + 24..gcol + 32].copy_from_slice(&0u64.to_le_bytes());
+        let e = read("gheap.h5ad", b).unwrap_err().to_string();
+        assert!(e.contains("global heap free space smaller than its header"), "{e}");
+
+        // 3. a variable-length string that declares 2^31 - 1 bytes in a heap object of 1
+        let mut b = good;
+        b[offset..offset + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        let e = read("vlen.h5ad", b).unwrap_err().to_string();
+        assert!(e.contains("variable-length sequence of 2147483647 elements in a heap object of 1 bytes"), "{e}");
     }
 
     #[test]

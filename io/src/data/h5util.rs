@@ -37,6 +37,15 @@ pub(crate) fn group(path: &Path, g: &Group, name: &str) -> Result<Group> {
     g.group(name).map_err(h5err(path, format!("group '{}'", join(&g.name(), name))))
 }
 
+/// The error for a member that is not there: `msg` as a format error, unless the group cannot
+/// even be listed (a damaged file), where it is the HDF5 error that made the member look absent.
+pub(crate) fn absent(path: &Path, g: &Group, msg: impl Into<String>) -> Error {
+    match g.member_names() {
+        Err(e) => h5err(path, format!("group '{}'", g.name()))(e),
+        Ok(_) => Error::format(path, msg),
+    }
+}
+
 pub(crate) fn join(parent: &str, name: &str) -> String {
     if parent.ends_with('/') { format!("{parent}{name}") } else { format!("{parent}/{name}") }
 }
