@@ -7,8 +7,8 @@
 #   bash bench/fuzz.sh [SECONDS] [TARGET...]     # default: 1800 s (30 CPU-minutes) per target, all
 #   JOBS=2 bash bench/fuzz.sh 600 smiles gmt     # targets side by side (one core each)
 #
-# Corpora grow in $BIOEDGE_CACHE/fuzz/corpus/<target> (seeded from ../shared/data and the models
-# in out/ by bench/fuzz_seeds.py); findings go to $BIOEDGE_CACHE/fuzz/findings/<target>/. A finding
+# Corpora grow in $BIOEDGE_CACHE/fuzz/corpus/<target> (seeded from ../shared/data and small models
+# of every family, bench/fuzz_models.sh, by bench/fuzz_seeds.py); findings go to $BIOEDGE_CACHE/fuzz/findings/<target>/. A finding
 # that is fixed is committed to fuzz/regressions/<target>/, which tests/tests/fuzz_regressions.rs
 # replays on every test run. Limits: 2 GiB RSS, 1 GiB per allocation, 10 s per input (a job stuck
 # past 2 minutes is killed and counted as a timeout).
@@ -31,7 +31,10 @@ cargo +nightly fuzz build --fuzz-dir fuzz -s none -a
 BIN="$CARGO_TARGET_DIR/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 mkdir -p "$FUZZ/seeds"
-[ -d "$FUZZ/seeds/smiles" ] || "$BIOEDGE_PYTHON" bench/fuzz_seeds.py "$BIOEDGE_DATA" "$FUZZ/seeds" out
+if [ ! -d "$FUZZ/seeds/smiles" ]; then
+    [ -f "$FUZZ/models/spot.onnx" ] || bash bench/fuzz_models.sh "$FUZZ/models"
+    "$BIOEDGE_PYTHON" bench/fuzz_seeds.py "$BIOEDGE_DATA" "$FUZZ/seeds" "$FUZZ/models"
+fi
 
 max_len() {
     case "$1" in

@@ -117,7 +117,7 @@ b = io.BytesIO()
 crop.save(b, "PNG")
 seed("image", "ihc", b"\x20" + b.getvalue())
 
-# ONNX: the models in MODEL_DIR (scripts/run.sh writes them to out/) and their cards
+# ONNX: the models in MODEL_DIR (bench/fuzz_models.sh writes small ones of every family) and their cards
 import onnx
 from onnx import TensorProto, helper
 
