@@ -1,10 +1,12 @@
-# bioedge's fixes for three bugs of the HDF5 2.2 C library that fuzzing found (fuzz/known/README.md).
+# bioedge's fixes for three bugs of the HDF5 2.2 C library that fuzzing found (docs/decisions.md §14;
+# the inputs are in fuzz/regressions/hdf5/).
 #
 # hdf5-metno-src builds HDF5 with CMake; .cargo/config.toml hands CMake this file as its toolchain
 # file (CMAKE_TOOLCHAIN_FILE), the one hook that reaches that build without changing the crate. At
 # the end of HDF5's configure step three of its sources are swapped for patched copies in the build
 # directory. Each fix names the text it replaces; if that text is not found exactly once (another
-# HDF5 version), the build stops with a message instead of building an unfixed library.
+# HDF5 version), the build stops with a message instead of building an unfixed library. A build
+# that brings its own toolchain file (cross-compiling) should include() this one from it.
 
 get_property(_bioedge_deferred GLOBAL PROPERTY BIOEDGE_HDF5_FIXES_DEFERRED)
 if(NOT _bioedge_deferred)
