@@ -103,7 +103,7 @@ fn hallmark_embeddings_export_and_queries() {
     let case = dir.path().join("case.json");
     let json = serde_json::json!({"inputs": {"gene": {"shape": [ids.len()], "data": ids, "dtype": "int64"}}, "output": "gene_sets", "expected": probs[0], "tolerance": 1e-5});
     std::fs::write(&case, json.to_string()).unwrap();
-    let py = ok(Command::new(python()).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py")).arg(&out).arg(&case));
+    let py = check_onnx_py(&out, Some(&case));
     assert!(py.contains("\"checker\": \"ok\"") && py.contains("max_abs_diff"), "{py}");
 
     // infer genes --similar: neighbours with cosines, the same on both runtimes, any case

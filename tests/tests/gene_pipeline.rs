@@ -43,8 +43,7 @@ fn exports_pass_onnx_checker_and_match_python_onnxruntime() {
         });
         let case_path = model.with_extension("case.json");
         std::fs::write(&case_path, serde_json::to_vec(&case).unwrap()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py");
-        let report = ok(Command::new(python()).arg(&script).arg(model).arg(&case_path));
+        let report = check_onnx_py(model, Some(&case_path));
         assert!(report.contains("\"checker\": \"ok\""), "{report}");
         assert!(report.contains("\"opset\": 18"), "{report}");
     }

@@ -43,7 +43,7 @@ fn train_reports_aucs_and_exports_a_checked_model() {
     assert!(card.metrics["parity_tract_max_abs_diff"] < 1e-4 && card.metrics["parity_ort_max_abs_diff"] < 1e-4);
     let auc = card.metrics["test_mean_roc_auc"];
     assert!(auc > 0.5 && auc < 1.0, "test mean AUC {auc}");
-    let out = ok(Command::new(python()).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_onnx.py")).arg(model));
+    let out = check_onnx_py(model, None);
     assert!(out.contains("\"checker\": \"ok\""), "{out}");
 }
 

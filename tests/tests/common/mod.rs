@@ -35,7 +35,6 @@ pub fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// Expect failure; return stderr.
 /// Runs `tests/py/check_onnx.py` on `model` (the official onnx checker, and Python onnxruntime
 /// against `case` when given); returns its report.
 pub fn check_onnx_py(model: &Path, case: Option<&Path>) -> String {
@@ -47,6 +46,7 @@ pub fn check_onnx_py(model: &Path, case: Option<&Path>) -> String {
     ok(&mut c)
 }
 
+/// Expect failure; return stderr.
 pub fn fails(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(!out.status.success(), "{:?} should have failed", cmd);
