@@ -677,6 +677,30 @@ mod tests {
         assert!(e.contains("variable-length sequence of 2147483647 elements in a heap object of 1 bytes"), "{e}");
     }
 
+    /// Variable-length strings that are not UTF-8 (a fuzzer's find: hdf5-metno hands them out as
+    /// `&str` unchecked, and formatting one panicked) are an error naming the dataset.
+    #[test]
+    fn invalid_utf8_names_are_hdf5_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("utf8.h5ad");
+        {
+            let f = hdf5::File::create(&p).unwrap();
+            f.new_dataset::<f32>().shape((2, 2)).create("X").unwrap().write_raw(&[1f32, 2., 3., 4.]).unwrap();
+            for (name, ids) in [("obs", ["cell-one", "cell-two"]), ("var", ["gene-one", "gene-two"])] {
+                let g = f.create_group(name).unwrap();
+                str_attr(&g, "_index", "_index");
+                g.new_dataset_builder().with_data(&vlen(&ids)).create("_index").unwrap();
+            }
+        }
+        let mut b = std::fs::read(&p).unwrap();
+        let at = b.windows(8).position(|w| w == b"gene-two").unwrap();
+        b[at + 5..at + 7].copy_from_slice(&[0xff, 0xfe]);
+        std::fs::write(&p, b).unwrap();
+        let e = read_h5ad(&p, None).unwrap_err();
+        assert!(matches!(e, Error::Hdf5 { .. }), "{e}");
+        assert!(e.to_string().contains("reading '/var/_index' as strings: string 1 is not valid UTF-8"), "{e}");
+    }
+
     #[test]
     fn corrupt_h5ad_is_hdf5_error() {
         let dir = tempfile::tempdir().unwrap();

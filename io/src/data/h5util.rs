@@ -120,12 +120,19 @@ fn fmt_f64(v: f64) -> String {
 }
 
 /// Reads a 1-D dataset as strings: string datasets of any kind, and numbers/booleans as text.
-/// Variable-length strings (`t`: `VarLenUnicode` or `VarLenAscii`) of a dataset or attribute.
-fn varlen_strings(c: &hdf5::Container, t: &TD) -> hdf5::Result<Vec<String>> {
-    Ok(match t {
-        TD::VarLenUnicode => c.read_raw::<VarLenUnicode>()?.iter().map(|s| s.to_string()).collect(),
-        _ => c.read_raw::<VarLenAscii>()?.iter().map(|s| s.to_string()).collect(),
-    })
+/// Variable-length strings (`t`: `VarLenUnicode` or `VarLenAscii`) of a dataset or attribute
+/// (`what` names it in errors). hdf5-metno hands their bytes out as `&str` without checking them;
+/// bytes that are not UTF-8 (a damaged or crafted file) are an error here, as in h5py.
+fn varlen_strings(path: &Path, c: &hdf5::Container, t: &TD, what: &str) -> Result<Vec<String>> {
+    let utf8 = |(i, b): (usize, &[u8])| {
+        String::from_utf8(b.to_vec()).map_err(|_| hdf5_error(path, format!("{what}: string {i} is not valid UTF-8")))
+    };
+    match t {
+        TD::VarLenUnicode => {
+            c.read_raw::<VarLenUnicode>().map_err(h5err(path, what))?.iter().map(|s| s.as_bytes()).enumerate().map(utf8).collect()
+        }
+        _ => c.read_raw::<VarLenAscii>().map_err(h5err(path, what))?.iter().map(|s| s.as_bytes()).enumerate().map(utf8).collect(),
+    }
 }
 
 pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
@@ -134,7 +141,7 @@ pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     let name = ds.name();
     let err = || h5err(path, format!("reading '{name}' as strings"));
     match descriptor(path, ds)? {
-        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(ds, &t).map_err(err()),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, ds, &t, &format!("reading '{name}' as strings")),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             Ok(fixed_strings(&read_bytes(path, ds, &mem, n * w)?, w, n))
@@ -222,7 +229,7 @@ pub(crate) fn attr_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
     let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(err())?;
     let n = a.get_shape().map_err(err())?.iter().product::<usize>();
     match desc {
-        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(a, &t).map_err(err()),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, a, &t, &format!("attribute '{}'", a.name())),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             let mut buf = vec![0u8; n * w];
