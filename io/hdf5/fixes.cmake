@@ -51,9 +51,22 @@ function(_bioedge_hdf5_fixes)
 ]==])
   file(WRITE "${out}/H5HLcache.c" "${text}")
 
-  # 2. A global heap's free-space object (index 0) of size 0 left the parse pointer in place: a
-  #    hang. Its size includes its header, so it is at least the header's size.
+  # 2. A global heap object whose size leaves the parse pointer in place was a hang: the free-space
+  #    object (index 0) of size 0, or any object whose aligned size wraps around to minus its header
+  #    (2^64 - 20). The free-space object's size includes its header, so it is at least that; no
+  #    object is larger than what is left of the heap.
   file(READ "${HDF5_SRC_DIR}/H5HGcache.c" text)
+  _bioedge_fix(H5HGcache.c [==[            /* Make sure the extra padding doesn't cause us to overrun
+             * the buffer
+             */
+            if (H5_IS_BUFFER_OVERFLOW(begin, need, p_end))]==] [==[            /* bioedge: no object is larger than what is left (a larger size can wrap `need` around) */
+            if (heap->obj[idx].size > (size_t)(p_end - begin) + 1)
+                HGOTO_ERROR(H5E_HEAP, H5E_BADVALUE, NULL, "global heap object larger than the heap");
+
+            /* Make sure the extra padding doesn't cause us to overrun
+             * the buffer
+             */
+            if (H5_IS_BUFFER_OVERFLOW(begin, need, p_end))]==])
   _bioedge_fix(H5HGcache.c [==[            else
                 need = heap->obj[idx].size;
 ]==] [==[            else {

@@ -662,13 +662,18 @@ mod tests {
         let e = read("freelist.h5ad", b).unwrap_err().to_string();
         assert!(e.contains("bad heap free list (it loops)"), "{e}");
 
-        // 2. a global heap (the strings) whose first object has index 0 (free space) and size 0
+        // 2. a global heap (the strings) whose first object has index 0 (free space) and size 0 ...
         let mut b = good.clone();
         let gcol = find(b"GCOL");
         b[gcol + 16..gcol + 18].copy_from_slice(&0u16.to_le_bytes());
         b[gcol + 24..gcol + 32].copy_from_slice(&0u64.to_le_bytes());
         let e = read("gheap.h5ad", b).unwrap_err().to_string();
         assert!(e.contains("global heap free space smaller than its header"), "{e}");
+        // ... and one whose size, aligned and with its header, wraps around to 0 (2^64 - 20)
+        let mut b = good.clone();
+        b[gcol + 24..gcol + 32].copy_from_slice(&(u64::MAX - 19).to_le_bytes());
+        let e = read("gheap-wrap.h5ad", b).unwrap_err().to_string();
+        assert!(e.contains("global heap object larger than the heap"), "{e}");
 
         // 3. a variable-length string that declares 2^31 - 1 bytes in a heap object of 1
         let mut b = good;
