@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Small models of every family (a few epochs each, about 2 minutes on 2 cores) whose ONNX files
+# Small models of every family (a few epochs each, about 1 minute on 2 cores) whose ONNX files
 # and model cards seed the onnx and card fuzz corpora (bench/fuzz_seeds.py).
 #
 #   bash bench/fuzz_models.sh DIR
@@ -10,7 +10,9 @@ dir="$(mkdir -p "$1" && cd "$1" && pwd)"
 cargo build -q --release --workspace --features "$BIOEDGE_FEATURES"
 T="$CARGO_TARGET_DIR/release/train"
 D="$BIOEDGE_DATA"
-cd "$(mktemp -d)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
 "$T" gene-gcn --epochs 2 --out "$dir/gene-gcn.onnx"
 "$T" gene-mlp --epochs 2 --out "$dir/gene-mlp.onnx"
 "$T" node-gcn --epochs 2 --out "$dir/node-gcn.onnx"

@@ -139,9 +139,10 @@ pub(crate) fn read_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     let n = len_1d(path, ds)?;
     check_size(path, ds)?;
     let name = ds.name();
-    let err = || h5err(path, format!("reading '{name}' as strings"));
+    let what = format!("reading '{name}' as strings");
+    let err = || h5err(path, &what);
     match descriptor(path, ds)? {
-        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, ds, &t, &format!("reading '{name}' as strings")),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, ds, &t, &what),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             Ok(fixed_strings(&read_bytes(path, ds, &mem, n * w)?, w, n))
@@ -225,11 +226,12 @@ pub(crate) fn compound_field(path: &Path, ds: &Dataset, field: &str) -> Result<C
 
 /// The strings of a string attribute (variable-length or fixed, any shape).
 pub(crate) fn attr_strings(path: &Path, a: &Attribute) -> Result<Vec<String>> {
-    let err = || h5err(path, format!("attribute '{}'", a.name()));
+    let what = format!("attribute '{}'", a.name());
+    let err = || h5err(path, &what);
     let desc = a.dtype().and_then(|t| t.to_descriptor()).map_err(err())?;
     let n = a.get_shape().map_err(err())?.iter().product::<usize>();
     match desc {
-        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, a, &t, &format!("attribute '{}'", a.name())),
+        t @ (TD::VarLenUnicode | TD::VarLenAscii) => varlen_strings(path, a, &t, &what),
         t @ (TD::FixedAscii(w) | TD::FixedUnicode(w)) => {
             let mem = Datatype::from_descriptor(&t).map_err(err())?;
             let mut buf = vec![0u8; n * w];
