@@ -18,6 +18,7 @@ use bioedge_slide::jpeg::load_rgb_threads;
 use bioedge_slide::open::Reader;
 use image::RgbImage;
 use serde_json::json;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -540,15 +541,17 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             files.push((p.clone(), heatmap_png(bg, *f, &spots, &col, side, &text, outline)?));
         }
     }
-    // every output complete on disk under its temp name first, then the renames back to back
-    for s in &staged {
-        s.sync()?;
+    // every output complete on disk under its temp name first, then committed as one unit
+    let mut pending = Vec::new();
+    for (p, bytes) in &files {
+        let mut f = onnx_format::AtomicFile::create(p).map_err(|e| Error::io(p, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(p, e))?;
+        pending.push(f.finish().map_err(|e| Error::io(p, e))?);
     }
-    let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
-    onnx_format::write_all_atomic(&refs).map_err(|e| Error::io(e.path, e.source))?;
     for s in staged {
-        s.commit()?;
+        pending.push(s.finish()?);
     }
+    onnx_format::commit_all(pending).map_err(|e| Error::io(e.path, e.source))?;
     let mut summary = SlideSummary {
         skipped: false,
         spots: spots.len(),
@@ -738,11 +741,7 @@ struct Staged;
 
 #[cfg(not(feature = "hdf5"))]
 impl Staged {
-    fn sync(&self) -> Result<()> {
-        Err(no_hdf5())
-    }
-
-    fn commit(self) -> Result<PathBuf> {
+    fn finish(self) -> Result<onnx_format::Pending> {
         Err(no_hdf5())
     }
 }

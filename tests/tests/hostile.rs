@@ -384,9 +384,20 @@ fn predict_streams_a_million_samples_in_bounded_memory() {
     assert!(rows[1].starts_with("s0,") && rows[n].starts_with(&format!("s{},", n - 1)));
 }
 
+/// The commit journals (`.bioedge-commit.PID.journal`) in `dir`.
+fn journals(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".bioedge-commit.") && n.ends_with(".journal"))
+        .collect()
+}
+
 /// Runs `cmd` to completion once (timing it), then again killed with SIGKILL at several points of
-/// that time: each time the `outs` are all there or none is; a complete run afterwards leaves no
-/// temp file in their folders (a killed run's are removed by the next).
+/// that time: each time the `outs` are all there or none is, or (a kill inside the renames of the
+/// commit) some are and the run's journal is beside the first, and the next write into that folder
+/// puts the rest in place; a complete run afterwards leaves no temp file in their folders (a
+/// killed run's are removed by the next).
 fn all_or_none_across_kill_9(cmd: &dyn Fn() -> Command, outs: &[std::path::PathBuf]) {
     let t0 = std::time::Instant::now();
     assert!(cmd().stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
@@ -409,7 +420,12 @@ fn all_or_none_across_kill_9(cmd: &dyn Fn() -> Command, outs: &[std::path::PathB
         let _ = child.kill();
         child.wait().unwrap();
         let present: Vec<bool> = outs.iter().map(|o| o.exists()).collect();
-        assert!(present.iter().all(|p| *p) || present.iter().all(|p| !*p), "killed at {frac} of the run: {present:?}");
+        if !(present.iter().all(|p| *p) || present.iter().all(|p| !*p)) {
+            let dir = outs[0].parent().unwrap();
+            assert_eq!(journals(dir).len(), 1, "killed at {frac} of the run: {present:?} and no journal");
+            onnx_format::remove_stray_temps(&dir.join("next-output"));
+            assert!(outs.iter().all(|o| o.exists()) && journals(dir).is_empty(), "killed at {frac}: the journal was not finished");
+        }
     }
     assert!(cmd().stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success());
     assert!(outs.iter().all(|o| o.exists()));
@@ -438,6 +454,25 @@ fn slide_outputs_all_or_none_across_kill_9() {
         c
     };
     all_or_none_across_kill_9(&cmd, &outs);
+
+    // a kill inside the renames, made certain by the test hook (exit right after the first
+    // rename): one output is in place, the journal beside it; the next run that writes into the
+    // folder (another command) first puts the dead run's other outputs in place
+    let reference = std::fs::read(&outs[2]).unwrap();
+    for o in &outs {
+        std::fs::remove_file(o).unwrap();
+    }
+    let status = cmd().env(onnx_format::atomic::EXIT_IN_COMMIT_VAR, "1").stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert_eq!(status.code(), Some(137));
+    assert_eq!(outs.iter().filter(|o| o.exists()).count(), 1);
+    assert_eq!(journals(d).len(), 1);
+    let mut other = Command::new(bin("infer"));
+    other.arg("slide").arg("--model").arg(&model).arg("--image").arg(data("her2st/B4/BT10737_D2_HE.jpg"));
+    other.arg("--spots").arg(data("her2st/B4/B4_selection.tsv")).arg("--out").arg(d.join("other.csv"));
+    assert!(other.stdout(Stdio::null()).status().unwrap().success());
+    assert!(outs.iter().all(|o| o.exists()), "{outs:?}");
+    assert_eq!(std::fs::read(&outs[2]).unwrap(), reference);
+    assert!(journals(d).is_empty());
 }
 
 /// `train gene2vec` writes the model and its embedding table (`.tsv`) together.

@@ -274,11 +274,18 @@ impl Staged {
     }
 
     /// Flushes the temporary file to disk and renames it to the destination.
-    pub fn commit(mut self) -> Result<PathBuf> {
+    pub fn commit(self) -> Result<PathBuf> {
+        let dest = self.dest.clone();
+        onnx_format::commit_all(vec![self.finish()?]).map_err(|e| Error::io(e.path, e.source))?;
+        Ok(dest)
+    }
+
+    /// Flushes the temporary file to disk: it waits, as an [`onnx_format::Pending`], to be renamed
+    /// with the run's other outputs by [`onnx_format::commit_all`].
+    pub fn finish(mut self) -> Result<onnx_format::Pending> {
         self.sync()?;
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.done = true;
-        Ok(self.dest.clone())
+        Ok(onnx_format::Pending::new(std::mem::take(&mut self.tmp), std::mem::take(&mut self.dest)))
     }
 }
 
