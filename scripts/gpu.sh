@@ -60,11 +60,11 @@ pack() {
   xz -T0 -6 -c "$tmp/libonnxruntime.so" >"$G/bin/libonnxruntime.so.xz"
   # GLIBC versions the binary needs (compared with the device's glibc there)
   objdump -T "$tmp/train" | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1 >"$G/bin/glibc-needed.txt"
-  # the shared libraries `train` links beyond glibc and libgcc (libhdf5, libcurl and theirs), from this
-  # Debian 12; used there only where the system lacks one (or GPU_FORCE_LIBS=1)
+  # the shared libraries `train` links beyond glibc and libgcc (none since HDF5 is built in; the
+  # list may be empty), from this Debian 12; used there only where the system lacks one (or GPU_FORCE_LIBS=1)
   mkdir "$tmp/lib"
   ldd "$bin" | awk '/=> \// {print $3}' |
-    grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|libutil|libnsl|libanl|libgcc_s|ld-linux-x86-64)\.so' |
+    { grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|libutil|libnsl|libanl|libgcc_s|ld-linux-x86-64)\.so' || true; } |
     while read -r l; do cp -L "$l" "$tmp/lib/"; done
   tar -C "$tmp" -cJf "$G/bin/lib.tar.xz" lib
   # the Vulkan loader and GL dispatch libraries (the device README's recipe: unpacked into / there),

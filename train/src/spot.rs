@@ -271,9 +271,20 @@ fn inverse3(m: [[f32; 3]; 3]) -> [[f32; 3]; 3] {
 }
 
 /// HED stain jitter of an RGB patch (HWC bytes) in place: per stain, OD × α + β.
+#[cfg(test)]
 fn hed_jitter(px: &mut [u8], sigma: f32, rng: &mut StdRng) {
+    let (a, b) = hed_draw(sigma, rng);
+    hed_apply(px, &a, &b);
+}
+
+/// The stain scales α and shifts β of [`hed_apply`], drawn in that order.
+fn hed_draw(sigma: f32, rng: &mut StdRng) -> ([f32; 3], [f32; 3]) {
     let a: [f32; 3] = std::array::from_fn(|_| 1.0 + rng.random_range(-sigma..sigma));
     let b: [f32; 3] = std::array::from_fn(|_| rng.random_range(-sigma..sigma));
+    (a, b)
+}
+
+fn hed_apply(px: &mut [u8], a: &[f32; 3], b: &[f32; 3]) {
     let hed_from_rgb = inverse3(RGB_FROM_HED);
     for p in px.chunks_exact_mut(3) {
         let od: [f32; 3] = std::array::from_fn(|c| -((p[c] as f32).max(1.0) / 255.0).ln());
@@ -285,14 +296,46 @@ fn hed_jitter(px: &mut [u8], sigma: f32, rng: &mut StdRng) {
     }
 }
 
-/// Random flips, 90° rotations and ±10 % brightness/contrast of an `n × n` RGB patch (HWC bytes),
-/// then stain jitter when `hed` > 0.
-fn augment(src: &[u8], n: usize, hed: f32, rng: &mut StdRng) -> Vec<u8> {
-    let mut out = flip_rotate_brightness(src, n, rng);
-    if hed > 0.0 {
-        hed_jitter(&mut out, hed, rng);
+/// The random draws of one patch's augmentation: flips, a 90° rotation, ±10 % brightness and
+/// contrast, then (when stain jitter is on) the stain scales and shifts. Drawn in this order on
+/// the training thread's generator, applied anywhere: the stream does not depend on threads.
+#[derive(Clone, Copy, Debug)]
+struct Draw {
+    fh: bool,
+    fv: bool,
+    rot: u8,
+    bright: f32,
+    contrast: f32,
+    hed: Option<([f32; 3], [f32; 3])>,
+}
+
+impl Draw {
+    fn new(hed: f32, rng: &mut StdRng) -> Self {
+        let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
+        let bright = rng.random_range(-0.1f32..0.1) * 255.0;
+        let contrast = 1.0 + rng.random_range(-0.1f32..0.1);
+        let hed = (hed > 0.0).then(|| hed_draw(hed, rng));
+        Self { fh, fv, rot, bright, contrast, hed }
     }
-    out
+
+    /// The augmented copy of an `n × n` RGB patch (HWC bytes).
+    fn apply(&self, src: &[u8], n: usize) -> Vec<u8> {
+        let mean = src.iter().map(|&v| v as f32).sum::<f32>() / src.len().max(1) as f32;
+        let mut out = vec![0u8; src.len()];
+        for y in 0..n {
+            for x in 0..n {
+                let (sx, sy) = dihedral_source(x, y, n, self.rot, self.fh, self.fv);
+                for c in 0..3 {
+                    let v = src[(sy * n + sx) * 3 + c] as f32;
+                    out[(y * n + x) * 3 + c] = ((v - mean) * self.contrast + mean + self.bright).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        if let Some((a, b)) = &self.hed {
+            hed_apply(&mut out, a, b);
+        }
+        out
+    }
 }
 
 /// Source pixel of output pixel (x, y) under a 90° rotation `rot` and flips of an `n × n` patch.
@@ -310,25 +353,6 @@ fn dihedral_source(x: usize, y: usize, n: usize, rot: u8, fh: bool, fv: bool) ->
         sy = n - 1 - sy;
     }
     (sx, sy)
-}
-
-/// Random flips, 90° rotations and ±10 % brightness/contrast.
-fn flip_rotate_brightness(src: &[u8], n: usize, rng: &mut StdRng) -> Vec<u8> {
-    let (fh, fv, rot) = (rng.random::<bool>(), rng.random::<bool>(), rng.random_range(0..4u8));
-    let bright = rng.random_range(-0.1f32..0.1) * 255.0;
-    let contrast = 1.0 + rng.random_range(-0.1f32..0.1);
-    let mean = src.iter().map(|&v| v as f32).sum::<f32>() / src.len().max(1) as f32;
-    let mut out = vec![0u8; src.len()];
-    for y in 0..n {
-        for x in 0..n {
-            let (sx, sy) = dihedral_source(x, y, n, rot, fh, fv);
-            for c in 0..3 {
-                let v = src[(sy * n + sx) * 3 + c] as f32;
-                out[(y * n + x) * 3 + c] = ((v - mean) * contrast + mean + bright).round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    out
 }
 
 /// Model predictions (`rows × genes`) for unaugmented patches.
@@ -756,6 +780,73 @@ fn median_r(m: &SpotModel, d: &Data, prep: &Preprocess, batch: usize, g: usize) 
     Ok(median(&per_gene_r(&predict(m, &d.images, &normalizer(prep), prep, &dev, batch)?, &d.targets, g)))
 }
 
+/// One training batch: `b` augmented, normalized patches `[b, 3, s, s]` and their standardized
+/// targets `[b, genes]`.
+struct Batch {
+    b: usize,
+    x: Vec<f32>,
+    t: Vec<f32>,
+}
+
+/// What the batch thread of [`fit`] reads: it prepares the batches of every epoch in order
+/// (`None` ends an epoch) while the training thread runs the previous step, and spreads each
+/// batch's patches over the machine's cores. Its generator makes the same draws in the same order
+/// as a single thread would (the epoch's order, then each patch's [`Draw`]), so a seed gives the
+/// same model whatever the thread count.
+struct Feed<'a> {
+    r: &'a Recipe<'a>,
+    prep: &'a Preprocess,
+    train: &'a [&'a Data<'a>],
+    offsets: &'a [usize],
+    sizes: &'a [usize],
+    targets: &'a [f32],
+    genes: usize,
+}
+
+impl Feed<'_> {
+    fn run(&self, mut rng: StdRng, workers: usize, tx: std::sync::mpsc::SyncSender<Result<Option<Batch>>>) {
+        for _ in 0..self.r.epochs {
+            let order = epoch_order(self.sizes, self.r.balance, &mut rng);
+            for batch in order.chunks(self.r.batch_size) {
+                let draws: Vec<Draw> = batch.iter().map(|_| Draw::new(self.r.hed_jitter, &mut rng)).collect();
+                if tx.send(self.prepare(batch, &draws, workers).map(Some)).is_err() {
+                    return; // the training thread stopped
+                }
+            }
+            if tx.send(Ok(None)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn prepare(&self, batch: &[(usize, usize)], draws: &[Draw], workers: usize) -> Result<Batch> {
+        let (b, len, size, g) = (batch.len(), self.prep.tensor_len(), self.prep.size as usize, self.genes);
+        let mut x = vec![0f32; b * len];
+        let per = b.div_ceil(workers.clamp(1, b.max(1)));
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = x
+                .chunks_mut(per * len)
+                .zip(batch.chunks(per).zip(draws.chunks(per)))
+                .map(|(xs, (items, ds))| {
+                    s.spawn(move || -> Result<()> {
+                        for ((out, &(sec, spot)), d) in xs.chunks_mut(len).zip(items).zip(ds) {
+                            self.prep.normalize_raw(&d.apply(&self.train[sec].images[spot], size), out)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            jobs.into_iter().try_for_each(|j| j.join().map_err(|_| anyhow::anyhow!("a patch thread panicked"))?)
+        })?;
+        let mut t = Vec::with_capacity(b * g);
+        for &(sec, spot) in batch {
+            let row = self.offsets[sec] + spot;
+            t.extend_from_slice(&self.targets[row * g..(row + 1) * g]);
+        }
+        Ok(Batch { b, x, t })
+    }
+}
+
 /// Adam on MSE against standardized targets, with augmentation. With a validation section the
 /// epoch of best median r there is kept, else the last; `report` (every N epochs, a section)
 /// is only printed. Returns the model with the head folded.
@@ -771,88 +862,86 @@ pub(crate) fn fit(
     let y: Vec<f32> = train.iter().flat_map(|d| d.targets.iter().copied()).collect();
     let offsets: Vec<usize> = train.iter().scan(0, |o, d| Some(std::mem::replace(o, *o + d.images.len()))).collect();
     let sizes: Vec<usize> = train.iter().map(|d| d.images.len()).collect();
-    let (n, size, len) = (y.len() / g, prep.size as usize, prep.tensor_len());
+    let (n, size) = (y.len() / g, prep.size as usize);
     let targets = Standardized::fit(&y, g);
-    let normalize = normalizer(prep);
     let ad = device.clone().autodiff();
     let (mut model, mut optim) = init_model(r, &ad)?;
-    let mut rng = StdRng::seed_from_u64(r.seed);
     let mut epoch_losses = Vec::new();
     let mut eval_per_epoch = Vec::new();
     let mut val_per_epoch = Vec::new();
     let mut best: Option<(f64, usize, SpotModel)> = None;
     let t0 = std::time::Instant::now();
-    for epoch in 1..=r.epochs {
-        let order = epoch_order(&sizes, r.balance, &mut rng);
-        let bar = if r.bars {
-            progress_with(n, format!("spot epoch {epoch}/{}", r.epochs), "{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})")
-        } else {
-            ProgressBar::hidden()
-        };
-        let (mut total, mut seen) = (0.0, 0usize);
-        for batch in order.chunks(r.batch_size) {
-            let b = batch.len();
-            let mut x = vec![0f32; b * len];
-            let mut t = Vec::with_capacity(b * g);
-            for (i, &(sec, spot)) in batch.iter().enumerate() {
-                normalize(&augment(&train[sec].images[spot], size, r.hed_jitter, &mut rng), &mut x[i * len..(i + 1) * len])?;
-                let row = offsets[sec] + spot;
-                t.extend_from_slice(&targets.z[row * g..(row + 1) * g]);
+    let feed = Feed { r, prep, train, offsets: &offsets, sizes: &sizes, targets: &targets.z, genes: g };
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let model = std::thread::scope(|scope| -> Result<_> {
+        let rx = rx; // dropped on an early return, which stops the feed
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let feed = &feed;
+        scope.spawn(move || feed.run(StdRng::seed_from_u64(r.seed), workers, tx));
+        for epoch in 1..=r.epochs {
+            let bar = if r.bars {
+                progress_with(n, format!("spot epoch {epoch}/{}", r.epochs), "{prefix} [{bar:30}] {pos}/{len} spots {msg} ({elapsed})")
+            } else {
+                ProgressBar::hidden()
+            };
+            let (mut total, mut seen) = (0.0, 0usize);
+            while let Some(Batch { b, x, t }) = rx.recv().context("the batch thread ended")?? {
+                let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
+                let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
+                let loss = (model.forward(xt) - yt).powf_scalar(2.0).mean();
+                let lv = loss.clone().into_scalar::<f32>() as f64;
+                if !lv.is_finite() {
+                    bail!("training loss is {lv} at epoch {epoch}; try a lower --lr");
+                }
+                total += lv * b as f64;
+                seen += b;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(r.lr, model, grads);
+                bar.inc(b as u64);
+                bar.set_message(format!("loss {:.4}", total / seen as f64));
             }
-            let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
-            let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
-            let loss = (model.forward(xt) - yt).powf_scalar(2.0).mean();
-            let lv = loss.clone().into_scalar::<f32>() as f64;
-            if !lv.is_finite() {
-                bail!("training loss is {lv} at epoch {epoch}; try a lower --lr");
+            bar.finish_and_clear();
+            let l = total / seen.max(1) as f64;
+            epoch_losses.push(l);
+            let mut note = String::new();
+            if let Some(v) = val {
+                let m = model.valid();
+                let mr = median_r(&m, v, prep, r.batch_size, g)?;
+                val_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
+                note = format!("; validation {} median r {mr:.4}", v.name);
+                if best.as_ref().is_none_or(|b| mr > b.0) {
+                    best = Some((mr, epoch, m));
+                }
             }
-            total += lv * b as f64;
-            seen += b;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(r.lr, model, grads);
-            bar.inc(b as u64);
-            bar.set_message(format!("loss {:.4}", total / seen as f64));
-        }
-        bar.finish_and_clear();
-        let l = total / seen.max(1) as f64;
-        epoch_losses.push(l);
-        let mut note = String::new();
-        if let Some(v) = val {
-            let m = model.valid();
-            let mr = median_r(&m, v, prep, r.batch_size, g)?;
-            val_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
-            note = format!("; validation {} median r {mr:.4}", v.name);
-            if best.as_ref().is_none_or(|b| mr > b.0) {
-                best = Some((mr, epoch, m));
+            // The last epoch is evaluated once, in `evaluate`, with the folded head.
+            if let Some((every, d)) = report
+                && epoch % every == 0
+                && epoch < r.epochs
+            {
+                let mr = median_r(&model.valid(), d, prep, r.batch_size, g)?;
+                eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
+                note += &format!("; held-out {} median r {mr:.4}", d.name);
+            }
+            eprintln!(
+                "{}epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){note}",
+                r.label,
+                r.epochs,
+                t0.elapsed().as_secs_f64()
+            );
+            if let Some(dir) = r.checkpoint_dir {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", r.config_name));
+                model
+                    .save_into(&mut BurnpackStore::from_file(&p).overwrite(true))
+                    .map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
+                let op = p.with_extension("optim.bpk");
+                let _ = std::fs::remove_file(&op); // burnpack does not overwrite
+                optim.save(&op).map_err(|e| anyhow::anyhow!("saving optimizer state {}: {e}", op.display()))?;
+                eprintln!("checkpoint {}", p.display());
             }
         }
-        // The last epoch is evaluated once, in `evaluate`, with the folded head.
-        if let Some((every, d)) = report
-            && epoch % every == 0
-            && epoch < r.epochs
-        {
-            let mr = median_r(&model.valid(), d, prep, r.batch_size, g)?;
-            eval_per_epoch.push(serde_json::json!({"epoch": epoch, "median_r": mr}));
-            note += &format!("; held-out {} median r {mr:.4}", d.name);
-        }
-        eprintln!(
-            "{}epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){note}",
-            r.label,
-            r.epochs,
-            t0.elapsed().as_secs_f64()
-        );
-        if let Some(dir) = r.checkpoint_dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let p = dir.join(format!("spot-{}-epoch{epoch}.bpk", r.config_name));
-            model
-                .save_into(&mut BurnpackStore::from_file(&p).overwrite(true))
-                .map_err(|e| anyhow::anyhow!("saving checkpoint {}: {e}", p.display()))?;
-            let op = p.with_extension("optim.bpk");
-            let _ = std::fs::remove_file(&op); // burnpack does not overwrite
-            optim.save(&op).map_err(|e| anyhow::anyhow!("saving optimizer state {}: {e}", op.display()))?;
-            eprintln!("checkpoint {}", p.display());
-        }
-    }
+        Ok(model)
+    })?;
     let seconds = t0.elapsed().as_secs_f64();
     let (mut model, best_epoch) = match best {
         Some((_, e, m)) => (m, e),
@@ -1018,5 +1107,56 @@ mod tests {
         hed_jitter(&mut moved, 0.1, &mut rng);
         let diff = moved.iter().zip(&px).filter(|(a, b)| a != b).count();
         assert!(diff > px.len() / 2, "{diff} of {} changed", px.len());
+    }
+
+    /// The batch thread gives the same batches whatever the number of patch threads, and the
+    /// same as a one-thread loop drawing the epoch's order, then each patch's augmentation.
+    #[test]
+    fn spot_feed_is_the_same_on_any_thread_count() {
+        let (size, g) = (16usize, 3usize);
+        let images: Vec<Vec<u8>> = (0..7u8).map(|i| (0..size * size * 3).map(|p| (p as u8).wrapping_mul(i + 1)).collect()).collect();
+        let patches = Patches { name: "s".into(), spots_total: 7, rows: (0..7).collect(), images, side_px: 16.0 };
+        let data = Data { patches: &patches, targets: (0..7 * g).map(|v| v as f32).collect() };
+        let cfg = SpotModelConfig::small().with_genes(g);
+        let r = Recipe {
+            cfg: &cfg,
+            epochs: 2,
+            batch_size: 3,
+            lr: 1e-3,
+            seed: 5,
+            hed_jitter: 0.05,
+            balance: false,
+            bars: false,
+            label: String::new(),
+            config_name: "small",
+            checkpoint_dir: None,
+            resume: None,
+            init: None,
+        };
+        let prep = Preprocess { size: size as u32, ..Default::default() };
+        let train = [&data];
+        let feed = Feed { r: &r, prep: &prep, train: &train, offsets: &[0], sizes: &[7], targets: &data.targets, genes: g };
+        let mut rng = StdRng::seed_from_u64(r.seed);
+        let mut serial = Vec::new();
+        for _ in 0..r.epochs {
+            for batch in epoch_order(&[7], false, &mut rng).chunks(3) {
+                let mut x = Vec::new();
+                for &(_, spot) in batch {
+                    let aug = Draw::new(r.hed_jitter, &mut rng).apply(&patches.images[spot], size);
+                    let mut out = vec![0f32; prep.tensor_len()];
+                    prep.normalize_raw(&aug, &mut out).unwrap();
+                    x.extend(out);
+                }
+                serial.push(x);
+            }
+        }
+        for workers in [1, 2, 3, 8] {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            std::thread::scope(|s| {
+                s.spawn(|| feed.run(StdRng::seed_from_u64(r.seed), workers, tx));
+                let got: Vec<Vec<f32>> = rx.iter().filter_map(|b| b.unwrap()).map(|b| b.x).collect();
+                assert_eq!(got, serial, "{workers} threads");
+            });
+        }
     }
 }
