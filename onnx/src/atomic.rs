@@ -118,6 +118,8 @@ pub const EXIT_IN_COMMIT_VAR: &str = "BIOEDGE_TEST_EXIT_IN_COMMIT";
 /// to back and the journal is removed. A run killed during the renames leaves the journal; the
 /// next write of any output in that folder ([`remove_stray_temps`]) finishes the dead run's
 /// renames first, so its outputs end up all there (they were complete before the first rename).
+/// A rename that fails (an error, not a kill) stops the commit: the outputs renamed before it stay,
+/// the others are not written, and the error names the first of those.
 pub fn commit_all(mut files: Vec<Pending>) -> Result<(), WriteError> {
     fn named(p: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
         move |source| WriteError { path: p.to_path_buf(), source }
@@ -131,15 +133,20 @@ pub fn commit_all(mut files: Vec<Pending>) -> Result<(), WriteError> {
     }
     let journal = write_journal(&files).map_err(named(&files[0].dest))?;
     let exit_after_first = std::env::var_os(EXIT_IN_COMMIT_VAR).is_some();
+    let mut result = Ok(());
     for f in &mut files {
-        std::fs::rename(&f.tmp, &f.dest).map_err(named(&f.dest))?;
+        if let Err(e) = std::fs::rename(&f.tmp, &f.dest) {
+            // an error, not a kill: the outputs not yet renamed are dropped with their temps
+            result = Err(named(&f.dest)(e));
+            break;
+        }
         f.done = true;
         if exit_after_first {
             std::process::exit(137);
         }
     }
     let _ = std::fs::remove_file(journal);
-    Ok(())
+    result
 }
 
 const JOURNAL_PREFIX: &str = ".bioedge-commit.";
