@@ -18,7 +18,6 @@ use bioedge_slide::jpeg::load_rgb_threads;
 use bioedge_slide::open::Reader;
 use image::RgbImage;
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -544,9 +543,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     // every output complete on disk under its temp name first, then committed as one unit
     let mut pending = Vec::new();
     for (p, bytes) in &files {
-        let mut f = onnx_format::AtomicFile::create(p).map_err(|e| Error::io(p, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(p, e))?;
-        pending.push(f.finish().map_err(|e| Error::io(p, e))?);
+        pending.push(onnx_format::stage(p, bytes).map_err(|e| Error::io(e.path, e.source))?);
     }
     for s in staged {
         pending.push(s.finish()?);

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Write `bytes` to `path` atomically: a temp file in the same folder, then rename. Refuses a
 /// `path` that exists and is not a regular file (a symlink, FIFO, device or folder would be
@@ -18,34 +19,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Dropped without a commit (an error on the way, a panic), the temp file is removed and `path`
 /// is untouched.
 pub struct AtomicFile {
-    tmp: PathBuf,
-    path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    pending: Pending,
+    file: std::io::BufWriter<std::fs::File>,
 }
 
 impl AtomicFile {
     /// Starts the temp file for `path` (same refusals as [`write_atomic`]).
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        check_output_kind(path)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir)?;
-        remove_stray_temps(path);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let file = std::fs::File::create(&tmp)?;
-        Ok(Self { tmp, path: path.to_path_buf(), file: Some(std::io::BufWriter::new(file)) })
+        let pending = Pending::beside(path)?;
+        let file = std::io::BufWriter::new(std::fs::File::create(pending.path())?);
+        Ok(Self { pending, file })
     }
 
     /// Flushes, syncs and closes the temp file: it is complete on disk and waits, as a
     /// [`Pending`], to be renamed with the other outputs of the run by [`commit_all`].
-    pub fn finish(mut self) -> std::io::Result<Pending> {
-        let file = self.file.take().expect("not committed yet");
-        let pending = Pending::new(std::mem::take(&mut self.tmp), std::mem::take(&mut self.path));
-        let f = file.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
+    pub fn finish(self) -> std::io::Result<Pending> {
+        let AtomicFile { pending, file } = self;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(pending)
     }
 
@@ -57,11 +47,11 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().expect("not committed yet").write(buf)
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().expect("not committed yet").flush()
+        self.file.flush()
     }
 }
 
@@ -69,18 +59,21 @@ impl Write for AtomicFile {
 /// name first, then [`commit_all`] renames them as one unit; on an error before the renames, none
 /// is written.
 pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<(), WriteError> {
-    let mut pending = Vec::with_capacity(files.len());
-    for (p, bytes) in files {
-        let named = |source| WriteError { path: p.to_path_buf(), source };
-        let mut f = AtomicFile::create(p).map_err(named)?;
-        f.write_all(bytes).map_err(named)?;
-        pending.push(f.finish().map_err(named)?);
-    }
-    commit_all(pending)
+    commit_all(files.iter().map(|(p, bytes)| stage(p, bytes)).collect::<Result<_, _>>()?)
 }
 
-/// A complete temp file (synced) waiting to be renamed onto its destination by [`commit_all`].
-/// Dropped uncommitted, the temp file is removed.
+/// Writes `bytes` to a synced temp file for `path`, to be renamed with the run's other outputs by
+/// [`commit_all`] (dropped instead, nothing is written).
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Pending, WriteError> {
+    let named = |source| WriteError { path: path.to_path_buf(), source };
+    let mut f = AtomicFile::create(path).map_err(named)?;
+    f.write_all(bytes).map_err(named)?;
+    f.finish().map_err(named)
+}
+
+/// A temp file beside its destination (`.NAME.PID.N.tmp` in the same folder, so the rename is
+/// atomic), to be made complete on disk and renamed by [`commit_all`]. Dropped uncommitted, the
+/// temp file is removed.
 #[derive(Debug)]
 pub struct Pending {
     tmp: PathBuf,
@@ -89,9 +82,23 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// `tmp`, complete on disk and in the folder of `dest` (so the rename is atomic), for `dest`.
-    pub fn new(tmp: PathBuf, dest: PathBuf) -> Self {
-        Self { tmp, dest, done: false }
+    /// A temp path for `dest`; nothing is written yet. Refuses a `dest` that exists and is not a
+    /// regular file ([`check_output_kind`]), creates its folder and first clears what dead runs
+    /// left there ([`remove_stray_temps`]).
+    pub fn beside(dest: &Path) -> std::io::Result<Self> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        check_output_kind(dest)?;
+        let dir = folder_of(dest);
+        std::fs::create_dir_all(dir)?;
+        remove_stray_temps(dest);
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        Ok(Self { tmp, dest: dest.to_path_buf(), done: false })
+    }
+
+    /// The temp file.
+    pub fn path(&self) -> &Path {
+        &self.tmp
     }
 
     /// The destination.
@@ -102,7 +109,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !self.done && !self.tmp.as_os_str().is_empty() {
+        if !self.done {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -254,8 +261,8 @@ pub struct WriteError {
 /// Removes the temp files that an earlier run killed before its commit left for `path`
 /// (`.NAME.PID.tmp`, `.NAME.PID.N.tmp`) when that process is gone (Linux: no `/proc/PID`).
 pub fn remove_stray_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Some(name) = path.file_name() else { return };
+    let dir = folder_of(path);
     let prefix = format!(".{}.", name.to_string_lossy());
     finish_dead_commits(dir);
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -268,14 +275,6 @@ pub fn remove_stray_temps(path: &Path) {
         }
         if dead(parts[0]) {
             let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
@@ -363,7 +362,7 @@ mod tests {
         let pid = dead_pid();
         let (a, b) = (d.path().join("a.csv"), d.path().join("hm").join("b.png"));
         std::fs::create_dir(d.path().join("hm")).unwrap();
-        let (ta, tb) = (d.path().join(format!(".a.csv.{pid}.tmp")), d.path().join("hm").join(format!(".b.png.{pid}.tmp")));
+        let (ta, tb) = (d.path().join(format!(".a.csv.{pid}.0.tmp")), d.path().join("hm").join(format!(".b.png.{pid}.1.tmp")));
         std::fs::write(&a, "new a").unwrap(); // renamed before the kill
         std::fs::write(&tb, "new b").unwrap();
         let mut journal = Vec::new();

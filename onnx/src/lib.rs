@@ -12,8 +12,8 @@ pub mod pb {
 }
 
 pub use atomic::{
-    AtomicFile, Pending, WriteError, check_not_an_input, check_output, check_output_kind, commit_all, remove_stray_temps, write_all_atomic,
-    write_atomic,
+    AtomicFile, Pending, WriteError, check_not_an_input, check_output, check_output_kind, commit_all, remove_stray_temps, stage,
+    write_all_atomic, write_atomic,
 };
 pub use builder::{Dim, GraphBuilder};
 pub use card::{CardError, Family, ModelCard};

@@ -24,7 +24,6 @@ use crate::error::{Error, Result};
 use hdf5::types::VarLenUnicode;
 use hdf5::{Group, H5Type, Location};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The values of a dense array, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,71 +228,48 @@ const COMPRESS_BYTES: usize = 64 * 1024;
 /// folder, so the rename is atomic), renamed into place by [`Staged::commit`]. Dropped without a
 /// commit, the temporary file is removed.
 #[derive(Debug)]
-pub struct Staged {
-    tmp: PathBuf,
-    dest: PathBuf,
-    done: bool,
-}
+pub struct Staged(onnx_format::Pending);
 
 impl Staged {
     /// A temporary path for `dest` (its folder is created; nothing is written yet).
     pub fn new(dest: &Path) -> Result<Staged> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        onnx_format::check_output_kind(dest).map_err(|e| Error::io(dest, e))?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        onnx_format::remove_stray_temps(dest);
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        Ok(Staged { tmp, dest: dest.to_path_buf(), done: false })
+        onnx_format::Pending::beside(dest).map(Staged).map_err(|e| Error::io(dest, e))
     }
 
     /// A temporary copy of `src` for `dest`, to be edited and then committed (`src` is only read).
     pub fn copy_of(src: &Path, dest: &Path) -> Result<Staged> {
         let s = Staged::new(dest)?;
-        std::fs::copy(src, &s.tmp).map_err(|e| Error::io(src, e))?;
+        std::fs::copy(src, s.path()).map_err(|e| Error::io(src, e))?;
         Ok(s)
     }
 
     /// The temporary file's path.
     pub fn path(&self) -> &Path {
-        &self.tmp
+        self.0.path()
     }
 
     /// The destination.
     pub fn dest(&self) -> &Path {
-        &self.dest
+        self.0.dest()
     }
 
     /// Flushes the temporary file to disk (then [`commit`](Self::commit) only renames).
     pub fn sync(&self) -> Result<()> {
-        std::fs::File::open(&self.tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&self.tmp, e))
+        std::fs::File::open(self.path()).and_then(|f| f.sync_all()).map_err(|e| Error::io(self.path(), e))
     }
 
     /// Flushes the temporary file to disk and renames it to the destination.
     pub fn commit(self) -> Result<PathBuf> {
-        let dest = self.dest.clone();
+        let dest = self.dest().to_path_buf();
         onnx_format::commit_all(vec![self.finish()?]).map_err(|e| Error::io(e.path, e.source))?;
         Ok(dest)
     }
 
     /// Flushes the temporary file to disk: it waits, as an [`onnx_format::Pending`], to be renamed
     /// with the run's other outputs by [`onnx_format::commit_all`].
-    pub fn finish(mut self) -> Result<onnx_format::Pending> {
+    pub fn finish(self) -> Result<onnx_format::Pending> {
         self.sync()?;
-        self.done = true;
-        Ok(onnx_format::Pending::new(std::mem::take(&mut self.tmp), std::mem::take(&mut self.dest)))
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        Ok(self.0)
     }
 }
 
