@@ -235,16 +235,37 @@ fn finish_dead_commits(dir: &Path) {
             continue;
         }
         if complete {
+            // a journal of a real commit is a few hundred bytes per output
+            if e.metadata().map_or(true, |m| m.len() > MAX_JOURNAL_BYTES) {
+                continue;
+            }
             let Ok(bytes) = std::fs::read(e.path()) else { continue };
             let paths: Vec<PathBuf> = bytes.split(|b| *b == 0).filter(|s| !s.is_empty()).map(path_from).collect();
             for pair in paths.chunks_exact(2) {
-                if pair[0].exists() && std::fs::rename(&pair[0], &pair[1]).is_err() {
+                // only a dead run's own temp file onto the output it was made for: a crafted
+                // journal cannot move anything else
+                if !own_temp(&pair[0], &pair[1], pid) || !pair[0].exists() {
+                    continue;
+                }
+                if std::fs::rename(&pair[0], &pair[1]).is_err() {
                     return; // keep the journal: a later run tries again
                 }
             }
         }
         let _ = std::fs::remove_file(e.path());
     }
+}
+
+/// Journals larger than this are not read (left in place).
+const MAX_JOURNAL_BYTES: u64 = 1 << 20;
+
+/// Whether `tmp` is a temp file that run `pid` made for `dest` ([`Pending::beside`]): in the same
+/// folder, named `.NAME.PID.N.tmp`, and `dest` is a regular file or absent.
+fn own_temp(tmp: &Path, dest: &Path, pid: &str) -> bool {
+    let (Some(t), Some(d)) = (tmp.file_name(), dest.file_name()) else { return false };
+    let (t, d) = (t.to_string_lossy(), d.to_string_lossy());
+    let Some(n) = t.strip_prefix(&format!(".{d}.{pid}.")).and_then(|r| r.strip_suffix(".tmp")) else { return false };
+    tmp.parent() == dest.parent() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && check_output_kind(dest).is_ok()
 }
 
 /// A failed write of [`write_all_atomic`]: which file, and why.
@@ -363,10 +384,13 @@ mod tests {
         let (a, b) = (d.path().join("a.csv"), d.path().join("hm").join("b.png"));
         std::fs::create_dir(d.path().join("hm")).unwrap();
         let (ta, tb) = (d.path().join(format!(".a.csv.{pid}.0.tmp")), d.path().join("hm").join(format!(".b.png.{pid}.1.tmp")));
+        // a pair naming a file that is not the run's temp for that output is never moved
+        let (victim, target) = (d.path().join("keep.txt"), d.path().join("moved.txt"));
+        std::fs::write(&victim, "mine").unwrap();
         std::fs::write(&a, "new a").unwrap(); // renamed before the kill
         std::fs::write(&tb, "new b").unwrap();
         let mut journal = Vec::new();
-        for p in [&ta, &a, &tb, &b] {
+        for p in [&ta, &a, &tb, &b, &victim, &target] {
             journal.extend_from_slice(path_bytes(p));
             journal.push(0);
         }
@@ -385,6 +409,6 @@ mod tests {
             std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         let live_name = live.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(names, vec![live_name, "a.csv".into(), "c.csv".into(), "hm".into()]);
+        assert_eq!(names, vec![live_name, "a.csv".into(), "c.csv".into(), "hm".into(), "keep.txt".into()]);
     }
 }
