@@ -2,7 +2,8 @@
 //! readers by region ([`wsi`] over tiled TIFFs in [`tiled`] and, with feature `openslide`, vendor
 //! formats), JPEGs decoded on several threads ([`jpeg`]), the tissue grid and batched prediction
 //! ([`pipeline`]), and heatmap PNGs with their legend ([`heatmap`], text in a built-in bitmap
-//! [`font`]). The browser build uses this crate and the runtime only.
+//! [`font`]), and Reinhard stain normalization per slide ([`stain`]). The browser build uses this
+//! crate and the runtime only.
 #![warn(missing_docs)]
 
 pub mod font;
@@ -13,6 +14,7 @@ pub mod open;
 #[cfg(feature = "openslide")]
 pub mod openslide;
 pub mod pipeline;
+pub mod stain;
 pub mod tiled;
 pub mod wsi;
 

@@ -271,3 +271,38 @@ fn spot_cv_protocols_report_and_determinism() {
     assert!(err.contains("hvg:N:FRAC"), "{err}");
     assert!(!dir.path().join("bad").exists());
 }
+
+/// `--stain reinhard`: every section's L*a*b* statistics are logged, the report and JSON say the
+/// stain was normalized, and the baselines change (they see the normalized patches); an unknown
+/// method fails before any work.
+#[test]
+fn spot_cv_reinhard_stain_normalization() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |stain: &str| {
+        let log = ok(Command::new(bin("train"))
+            .args(["spot-cv", "--sections", "B4,C2,C4", "--loso-scope", "all", "--baselines-only", "--max-spots", "24"])
+            .args(["--genes", "top:30", "--stain", stain])
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out-dir")
+            .arg(dir.path().join(stain)));
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(stain).join("results.json")).unwrap()).unwrap();
+        (log, json)
+    };
+    let (log, json) = run("reinhard");
+    for s in ["B4", "C2", "C4"] {
+        assert!(log.contains(&format!("section {s}: L*a*b* mean")), "no statistics of {s} in:\n{log}");
+    }
+    assert!(log.contains("stain normalization reinhard"), "{log}");
+    assert_eq!(json["stain"], "reinhard");
+    let (_, plain) = run("none");
+    assert_eq!(plain["stain"], "none");
+    let ridge = |v: &serde_json::Value| {
+        v["folds"].as_array().unwrap().iter().map(|f| f["scores"]["ridge (colour/texture)"].clone()).collect::<Vec<_>>()
+    };
+    assert!(ridge(&json).iter().all(|r| r.is_array()), "no ridge scores: {json}");
+    assert_ne!(ridge(&json), ridge(&plain), "normalization did not reach the baselines");
+    let err = fails(Command::new(bin("train")).args(["spot-cv", "--stain", "macenko"]).arg("--out-dir").arg(dir.path().join("bad")));
+    assert!(err.contains("--stain `macenko`"), "{err}");
+    assert!(!dir.path().join("bad").exists());
+}

@@ -190,6 +190,7 @@ pub(crate) struct Recipe<'a> {
 }
 
 /// One section's patches (`size × size` RGB, HWC bytes), prepared once.
+#[derive(Clone)]
 pub(crate) struct Patches {
     pub name: String,
     pub spots_total: usize,

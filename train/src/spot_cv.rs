@@ -13,12 +13,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use infer::image_prep::Preprocess;
 use infer::spots::{SpotSection, load_her2st, select_genes, select_hvg};
+use infer::stain::LabStats;
 use models::metrics::{mean, median, per_gene_r};
 use models::spot::SpotModelConfig;
 use models::spot_ensemble::SpotEnsemble;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -66,6 +68,10 @@ pub struct SpotCvArgs {
     pub device: String,
     #[arg(long, default_value_t = 0.1)]
     pub hed_jitter: f32,
+    /// Stain normalization: `none`, or `reinhard` (each section's L*a*b* mean and spread mapped
+    /// onto those of the fold's training and validation sections pooled).
+    #[arg(long, default_value = "none")]
+    pub stain: String,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub balance: bool,
     /// Training runs at once (each on its own thread).
@@ -239,6 +245,25 @@ impl Scores {
     }
 }
 
+/// The sections a fold may learn from: training and the validation section.
+fn fit_sections(f: &Fold) -> Vec<usize> {
+    f.train.iter().copied().chain(if let Val::Section(v) = f.val { Some(v) } else { None }).collect()
+}
+
+/// L*a*b* statistics over every pixel of a section's patches.
+fn section_stats(p: &Patches) -> LabStats {
+    p.images.iter().fold(LabStats::default(), |s, i| s.merge(&LabStats::of_rgb(i)))
+}
+
+/// A section's patches with its stain mapped from `own` onto `target` (Reinhard).
+fn normalized(p: &Patches, own: &LabStats, target: &LabStats) -> Patches {
+    let mut out = p.clone();
+    for i in &mut out.images {
+        own.map_rgb(target, i);
+    }
+    out
+}
+
 /// One training run's predictions on the test sections.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Run {
@@ -254,6 +279,11 @@ struct Run {
 pub fn run(a: &SpotCvArgs) -> Result<()> {
     let gene_set = GeneSet::parse(&a.genes)?;
     let base = spot::config_by_name(&a.config)?;
+    let reinhard = match a.stain.as_str() {
+        "none" => false,
+        "reinhard" => true,
+        s => bail!("unknown --stain `{s}` (none or reinhard)"),
+    };
     if a.seeds.is_empty() || a.jobs == 0 || a.batch_size == 0 || a.epochs == 0 {
         bail!("--seeds, --jobs, --batch-size and --epochs must be non-empty / positive");
     }
@@ -276,10 +306,22 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         .map(|s| load_her2st(&a.data, s).with_context(|| format!("loading HER2ST section `{s}` from {}", a.data.display())))
         .collect::<Result<_>>()?;
     let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots)).collect::<Result<_>>()?;
+    let stats: Vec<LabStats> = if reinhard { patches.iter().map(section_stats).collect() } else { Vec::new() };
+    for (p, st) in patches.iter().zip(&stats) {
+        let (m, sd) = (st.mean, st.std());
+        eprintln!("section {}: L*a*b* mean {:.1} {:.1} {:.1}, spread {:.1} {:.1} {:.1}", p.name, m[0], m[1], m[2], sd[0], sd[1], sd[2]);
+    }
+    // a fold's view of the sections: as loaded, or stain-normalized onto its fitting sections
+    let view = |f: &Fold| -> Cow<'_, [Patches]> {
+        if !reinhard {
+            return Cow::Borrowed(&patches);
+        }
+        let target = fit_sections(f).iter().fold(LabStats::default(), |t, &s| t.merge(&stats[s]));
+        Cow::Owned(patches.iter().zip(&stats).map(|(p, st)| normalized(p, st, &target)).collect())
+    };
 
     // genes and ridge see every section the model may learn from (training + validation)
-    let fit_secs =
-        |f: &Fold| -> Vec<usize> { f.train.iter().copied().chain(if let Val::Section(v) = f.val { Some(v) } else { None }).collect() };
+    let fit_secs = fit_sections;
     let fold_genes: Vec<Vec<String>> = all_folds
         .iter()
         .map(|f| gene_set.select(&fit_secs(f).iter().map(|&s| &secs[s]).collect::<Vec<_>>()).with_context(|| format!("fold {}", f.name)))
@@ -287,14 +329,18 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     if let Some((fi, seed)) = a.worker {
         let out = a.worker_out.as_ref().context("--worker needs --worker-out")?;
         let f = all_folds.get(fi).context("--worker: no such fold")?;
-        let r = one_run(a, &base, f, fi, seed, &fold_genes[fi], &secs, &patches, &prep, &device)?;
+        let r = one_run(a, &base, f, fi, seed, &fold_genes[fi], &secs, &view(f), &prep, &device)?;
         std::fs::write(out, serde_json::to_vec(&r)?).with_context(|| format!("writing {}", out.display()))?;
         return Ok(());
     }
     let size = prep.size as usize;
-    let feats: Vec<Vec<Vec<f64>>> = patches.iter().map(|p| p.images.iter().map(|i| spot::features(i, size)).collect()).collect();
+    let features =
+        |ps: &[Patches]| -> Vec<Vec<Vec<f64>>> { ps.iter().map(|p| p.images.iter().map(|i| spot::features(i, size)).collect()).collect() };
+    let shared_feats = if reinhard { Vec::new() } else { features(&patches) };
     let mut baselines = Vec::new();
     for (f, genes) in all_folds.iter().zip(&fold_genes) {
+        let own_feats = if reinhard { features(&view(f)) } else { Vec::new() };
+        let feats = if reinhard { &own_feats } else { &shared_feats };
         let fit_secs = fit_secs(f);
         let g = genes.len();
         let x: Vec<Vec<f64>> = fit_secs.iter().flat_map(|&s| feats[s].iter().cloned()).collect();
@@ -331,7 +377,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
                         break;
                     }
                     let res = if a.jobs == 1 {
-                        one_run(a, &base, &all_folds[fi], fi, seed, &fold_genes[fi], &secs, &patches, &prep, &device)
+                        one_run(a, &base, &all_folds[fi], fi, seed, &fold_genes[fi], &secs, &view(&all_folds[fi]), &prep, &device)
                     } else {
                         // burn's CPU backend serializes threads and its lazy parameter init draws from
                         // one process-wide generator: parallel runs go to child processes
@@ -572,7 +618,7 @@ fn report(
     let secs_per_run = if total_runs > 0 { runs.iter().map(|r| r.seconds).sum::<f64>() / total_runs as f64 } else { 0.0 };
     let _ = writeln!(
         md,
-        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, HED σ {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
+        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, HED σ {}, stain normalization {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
         if a.loso_scope == "all" { "every other section" } else { "the other sections of the test section's patient" },
         gene_set.describe(),
         a.config,
@@ -580,6 +626,7 @@ fn report(
         a.batch_size,
         a.lr,
         a.hed_jitter,
+        a.stain,
         a.balance,
         a.seeds,
         a.max_spots.map_or("all".to_string(), |m| m.to_string()),
@@ -672,7 +719,7 @@ fn report(
     }
     let json = serde_json::json!({
         "genes": gene_set.describe(), "loso_scope": a.loso_scope, "config": a.config, "epochs_max": a.epochs, "seeds": a.seeds,
-        "batch_size": a.batch_size, "lr": a.lr, "hed_jitter": a.hed_jitter, "balanced": a.balance,
+        "batch_size": a.batch_size, "lr": a.lr, "hed_jitter": a.hed_jitter, "stain": a.stain, "balanced": a.balance,
         "max_spots": a.max_spots, "metric": "per-gene Pearson r over a test section's spots; constant predictions count as 0",
         "folds": json_folds,
     });
@@ -685,6 +732,16 @@ mod tests {
 
     fn names() -> Vec<String> {
         ["B4", "C2", "C4", "C5", "C6"].iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn stain_target_never_sees_the_test_section() {
+        for all in [true, false] {
+            for f in folds(&names(), &["loso".into(), "lopo".into()], &[], all).unwrap() {
+                assert!(fit_sections(&f).iter().all(|s| !f.test.contains(s)), "{f:?}");
+                assert!(!fit_sections(&f).is_empty());
+            }
+        }
     }
 
     #[test]
