@@ -83,8 +83,9 @@ pub struct SpotArgs {
     #[arg(long, default_value_t = 1e-4)]
     pub tolerance: f64,
     /// Stain jitter σ: each haematoxylin / eosin / DAB optical density is scaled by U(1-σ, 1+σ)
-    /// and shifted by U(-σ, σ) (Tellez et al. 2018); 0 turns it off.
-    #[arg(long, default_value_t = 0.1)]
+    /// and shifted by U(-σ, σ) (Tellez et al. 2018); 0.2, the default, has the bounds of their 2019
+    /// "HED-strong" and beat 0.1 across patients (docs/decisions.md §13); 0 turns it off.
+    #[arg(long, default_value_t = 0.2)]
     pub hed_jitter: f32,
     /// Inner validation section (not trained on): the epoch with the best median r there is the
     /// one exported. Without it the last epoch is exported.

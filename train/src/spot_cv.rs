@@ -66,7 +66,8 @@ pub struct SpotCvArgs {
     pub config: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    #[arg(long, default_value_t = 0.1)]
+    /// Stain jitter σ (as `train spot --hed-jitter`).
+    #[arg(long, default_value_t = 0.2)]
     pub hed_jitter: f32,
     /// Stain normalization: `none`, or `reinhard` (each section's L*a*b* mean and spread mapped
     /// onto those of the fold's training and validation sections pooled).
