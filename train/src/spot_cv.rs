@@ -322,10 +322,11 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     };
 
     // genes and ridge see every section the model may learn from (training + validation)
-    let fit_secs = fit_sections;
     let fold_genes: Vec<Vec<String>> = all_folds
         .iter()
-        .map(|f| gene_set.select(&fit_secs(f).iter().map(|&s| &secs[s]).collect::<Vec<_>>()).with_context(|| format!("fold {}", f.name)))
+        .map(|f| {
+            gene_set.select(&fit_sections(f).iter().map(|&s| &secs[s]).collect::<Vec<_>>()).with_context(|| format!("fold {}", f.name))
+        })
         .collect::<Result<_>>()?;
     if let Some((fi, seed)) = a.worker {
         let out = a.worker_out.as_ref().context("--worker needs --worker-out")?;
@@ -337,12 +338,15 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     let size = prep.size as usize;
     let features =
         |ps: &[Patches]| -> Vec<Vec<Vec<f64>>> { ps.iter().map(|p| p.images.iter().map(|i| spot::features(i, size)).collect()).collect() };
-    let shared_feats = if reinhard { Vec::new() } else { features(&patches) };
+    // without normalization every fold sees the same patches: their features are computed once
+    let shared_feats = (!reinhard).then(|| features(&patches));
     let mut baselines = Vec::new();
     for (f, genes) in all_folds.iter().zip(&fold_genes) {
-        let own_feats = if reinhard { features(&view(f)) } else { Vec::new() };
-        let feats = if reinhard { &own_feats } else { &shared_feats };
-        let fit_secs = fit_secs(f);
+        let feats: Cow<'_, [Vec<Vec<f64>>]> = match &shared_feats {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(features(&view(f))),
+        };
+        let fit_secs = fit_sections(f);
         let g = genes.len();
         let x: Vec<Vec<f64>> = fit_secs.iter().flat_map(|&s| feats[s].iter().cloned()).collect();
         let y: Vec<f32> = fit_secs.iter().flat_map(|&s| Data::new(&secs[s], &patches[s], genes, true).targets).collect();
