@@ -238,8 +238,10 @@ fn spot_cv_protocols_report_and_determinism() {
         "leave-one-section-out, all sections with a fold",
         "leave-one-patient-out B4 → C",
         "| model + TTA |",
+        "| model + neighbour mean |",
         "| ensemble + TTA |",
         "| ridge (colour/texture) |",
+        "| ridge + neighbour mean |",
         "| training mean | 0.000",
         "Best-predicted genes",
     ] {
@@ -270,6 +272,35 @@ fn spot_cv_protocols_report_and_determinism() {
     let err = fails(Command::new(bin("train")).args(["spot-cv", "--genes", "hvg:10"]).arg("--out-dir").arg(dir.path().join("bad")));
     assert!(err.contains("hvg:N:FRAC"), "{err}");
     assert!(!dir.path().join("bad").exists());
+}
+
+/// `--loss mse-corr --targets raw`: the run says what it optimized, the card records it, the model
+/// differs from the default recipe's, and the export still matches burn.
+#[test]
+fn spot_train_loss_and_target_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let log = ok(Command::new(bin("train"))
+            .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20", "--config", "cnn"])
+            .args(extra)
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out")
+            .arg(&out));
+        (log, onnx_format::read_card(&out).unwrap())
+    };
+    let (log, card) = train("corr.onnx", &["--loss", "mse-corr", "--targets", "raw"]);
+    assert!(log.contains("MSE + (1 − mean per-gene Pearson r over the batch) on raw targets"), "{log}");
+    let loss = card.training["loss"].as_str().unwrap();
+    assert!(loss.contains("Pearson") && loss.contains("raw log1p"), "{loss}");
+    assert!(card.metrics["parity_ort_max_abs_diff"] <= 1e-4 && card.metrics["parity_tract_max_abs_diff"] <= 1e-4);
+    let (_, plain) = train("plain.onnx", &[]);
+    assert!(plain.training["loss"].as_str().unwrap().starts_with("MSE on per-gene standardized"));
+    assert_ne!(card.metrics["model_pearson_median"], plain.metrics["model_pearson_median"]);
+    let err = fails(Command::new(bin("train")).args(["spot", "--loss", "pearson"]).arg("--out").arg(dir.path().join("bad.onnx")));
+    assert!(err.contains("mse-corr"), "{err}");
+    assert!(!dir.path().join("bad.onnx").exists());
 }
 
 /// `--stain reinhard`: every section's L*a*b* statistics are logged, the report and JSON say the

@@ -110,6 +110,69 @@ pub struct SpotArgs {
     /// Train this many models (seeds `--seed`, `--seed`+1, …) and export their mean as one model.
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
+    /// Training loss: `mse`, or `mse-corr` (MSE plus 1 − the mean over genes of each gene's
+    /// Pearson r across the batch).
+    #[arg(long, value_enum, default_value_t = SpotLoss::Mse)]
+    pub loss: SpotLoss,
+    /// What the loss compares: per-gene `standardized` targets (training mean and std, folded into
+    /// the head at export) or the `raw` log1p-normalized expression.
+    #[arg(long, value_enum, default_value_t = TargetScale::Standardized)]
+    pub targets: TargetScale,
+}
+
+/// The training loss of the spot model.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpotLoss {
+    /// Mean squared error.
+    Mse,
+    /// MSE + (1 − mean over genes of the batch Pearson r).
+    MseCorr,
+}
+
+impl SpotLoss {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            SpotLoss::Mse => "MSE",
+            SpotLoss::MseCorr => "MSE + (1 − mean per-gene Pearson r over the batch)",
+        }
+    }
+
+    fn value(self, pred: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+        let mse = (pred.clone() - target.clone()).powf_scalar(2.0).mean();
+        match self {
+            SpotLoss::Mse => mse,
+            SpotLoss::MseCorr => mse + (1.0 - batch_corr(pred, target).mean()),
+        }
+    }
+}
+
+/// Per-gene Pearson r between `pred` and `target` `[batch, genes]` over the batch, `[genes]`; a
+/// gene constant in the batch gets 0.
+fn batch_corr(pred: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+    let g = pred.dims()[1];
+    let pc = pred.clone() - pred.mean_dim(0);
+    let tc = target.clone() - target.mean_dim(0);
+    let num = (pc.clone() * tc.clone()).sum_dim(0);
+    let den = (pc.powf_scalar(2.0).sum_dim(0) * tc.powf_scalar(2.0).sum_dim(0) + 1e-8).sqrt();
+    (num / den).reshape([g])
+}
+
+/// The scale of the targets the loss sees.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetScale {
+    /// Per gene, (y − training mean) / training std.
+    Standardized,
+    /// log1p-normalized expression as it is.
+    Raw,
+}
+
+impl TargetScale {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            TargetScale::Standardized => "per-gene standardized targets (training mean/std; folded into the head at export)",
+            TargetScale::Raw => "raw log1p-normalized targets",
+        }
+    }
 }
 
 /// A spot model or a mean of them (an ensemble and/or test-time augmentation).
@@ -188,6 +251,8 @@ pub(crate) struct Recipe<'a> {
     pub checkpoint_dir: Option<&'a std::path::Path>,
     pub resume: Option<&'a std::path::Path>,
     pub init: Option<(&'a std::path::Path, &'a InitOptions)>,
+    pub loss: SpotLoss,
+    pub targets: TargetScale,
 }
 
 /// One section's patches (`size × size` RGB, HWC bytes), prepared once.
@@ -555,7 +620,10 @@ pub(crate) struct Standardized {
 }
 
 impl Standardized {
-    fn fit(y: &[f32], g: usize) -> Self {
+    fn fit(y: &[f32], g: usize, scale: TargetScale) -> Self {
+        if scale == TargetScale::Raw {
+            return Self { mu: vec![0.0; g], sd: vec![1.0; g], z: y.to_vec() };
+        }
         let n = y.len() / g;
         let mu: Vec<f32> = (0..g).map(|j| (0..n).map(|i| y[i * g + j] as f64).sum::<f64>() as f32 / n as f32).collect();
         let sd: Vec<f32> = (0..g)
@@ -642,6 +710,8 @@ pub fn run(a: &SpotArgs) -> Result<()> {
         checkpoint_dir: a.checkpoint_dir.as_deref(),
         resume: a.resume.as_deref(),
         init: a.init.as_deref().map(|p| (p, &init_opts)),
+        loss: a.loss,
+        targets: a.targets,
     };
     let report = (a.eval_every > 0).then_some((a.eval_every, &data.eval));
     let train_refs: Vec<&Data> = data.train.iter().collect();
@@ -849,7 +919,7 @@ impl Feed<'_> {
     }
 }
 
-/// Adam on MSE against standardized targets, with augmentation. With a validation section the
+/// Adam on the recipe's loss and target scale (default MSE on standardized targets), with augmentation. With a validation section the
 /// epoch of best median r there is kept, else the last; `report` (every N epochs, a section)
 /// is only printed. Returns the model with the head folded.
 pub(crate) fn fit(
@@ -865,7 +935,7 @@ pub(crate) fn fit(
     let offsets: Vec<usize> = train.iter().scan(0, |o, d| Some(std::mem::replace(o, *o + d.images.len()))).collect();
     let sizes: Vec<usize> = train.iter().map(|d| d.images.len()).collect();
     let (n, size) = (y.len() / g, prep.size as usize);
-    let targets = Standardized::fit(&y, g);
+    let targets = Standardized::fit(&y, g, r.targets);
     let ad = device.clone().autodiff();
     let (mut model, mut optim) = init_model(r, &ad)?;
     let mut epoch_losses = Vec::new();
@@ -890,7 +960,7 @@ pub(crate) fn fit(
             while let Some(Batch { b, x, t }) = rx.recv().context("the batch thread ended")?? {
                 let xt = Tensor::<4>::from_data(TensorData::new(x, [b, 3, size, size]), &ad);
                 let yt = Tensor::<2>::from_data(TensorData::new(t, [b, g]), &ad);
-                let loss = (model.forward(xt) - yt).powf_scalar(2.0).mean();
+                let loss = r.loss.value(model.forward(xt), yt);
                 let lv = loss.clone().into_scalar::<f32>() as f64;
                 if !lv.is_finite() {
                     bail!("training loss is {lv} at epoch {epoch}; try a lower --lr");
@@ -925,9 +995,11 @@ pub(crate) fn fit(
                 note += &format!("; held-out {} median r {mr:.4}", d.name);
             }
             eprintln!(
-                "{}epoch {epoch}/{}: train loss {l:.4} (MSE on standardized targets, {:.0} s){note}",
+                "{}epoch {epoch}/{}: train loss {l:.4} ({} on {} targets, {:.0} s){note}",
                 r.label,
                 r.epochs,
+                r.loss.describe(),
+                if r.targets == TargetScale::Raw { "raw" } else { "standardized" },
                 t0.elapsed().as_secs_f64()
             );
             if let Some(dir) = r.checkpoint_dir {
@@ -1053,7 +1125,7 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[T
         "gene_selection": format!("top {g} by mean log-normalized expression on the training and validation sections"),
         "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "optimizer": "Adam", "seed": a.seed,
         "config": a.config, "device": a.device, "resumed_from": a.resume.as_ref().map(|p| p.display().to_string()),
-        "loss": "MSE on per-gene standardized targets (training mean/std); standardization folded into the head at export",
+        "loss": format!("{} on {}", a.loss.describe(), a.targets.describe()),
         "augmentations": format!(
             "random horizontal/vertical flip, 90° rotation, brightness and contrast ±10 %{} on the RGB patch before normalization",
             if a.hed_jitter > 0.0 { format!(", HED stain jitter σ = {}", a.hed_jitter) } else { String::new() }
@@ -1134,6 +1206,8 @@ mod tests {
             checkpoint_dir: None,
             resume: None,
             init: None,
+            loss: SpotLoss::Mse,
+            targets: TargetScale::Standardized,
         };
         let prep = Preprocess { size: size as u32, ..Default::default() };
         let train = [&data];
@@ -1160,5 +1234,33 @@ mod tests {
                 assert_eq!(got, serial, "{workers} threads");
             });
         }
+    }
+
+    /// The correlation term is r per gene over the batch: 1 for a scaled and shifted copy, −1 for
+    /// a mirrored one, 0 for a gene constant in the batch; MSE + (1 − mean r) and raw targets
+    /// leave the values as they are.
+    #[test]
+    fn spot_loss_and_target_scale() {
+        let dev = Device::flex();
+        let t = [1.0f32, 0.0, 5.0, 2.0, 0.0, 6.0, 4.0, 0.0, 7.0];
+        // gene 0: 2t + 1; gene 1: t constant; gene 2: prediction constant
+        let p = [3.0f32, 1.0, 2.0, 5.0, 2.0, 2.0, 9.0, 3.0, 2.0];
+        let tensor = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [3, 3]), &dev);
+        let r: Vec<f32> = batch_corr(tensor(&p), tensor(&t)).into_data().try_to_vec::<f32>().unwrap();
+        assert!((r[0] - 1.0).abs() < 1e-5, "{r:?}");
+        assert!(r[1].abs() < 1e-5 && r[2].abs() < 1e-5, "constant target or prediction: {r:?}");
+        let mirrored = [-1.0f32, 0.0, 5.0, -2.0, 0.0, 5.0, -4.0, 0.0, 5.0];
+        let r: Vec<f32> = batch_corr(tensor(&mirrored), tensor(&t)).into_data().try_to_vec::<f32>().unwrap();
+        assert!((r[0] + 1.0).abs() < 1e-5, "{r:?}");
+        let mse: f32 = SpotLoss::Mse.value(tensor(&p), tensor(&t)).into_scalar();
+        let expect = p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / 9.0;
+        assert!((mse - expect).abs() < 1e-4, "{mse} vs {expect}");
+        let both: f32 = SpotLoss::MseCorr.value(tensor(&p), tensor(&t)).into_scalar();
+        assert!((both - (expect + 1.0 - 1.0 / 3.0)).abs() < 1e-4, "{both}");
+        let y = [1.0f32, 2.0, 3.0, 5.0];
+        let raw = Standardized::fit(&y, 2, TargetScale::Raw);
+        assert_eq!(raw.z, y);
+        let z = Standardized::fit(&y, 2, TargetScale::Standardized);
+        assert_eq!(z.z, [-1.0, -1.0, 1.0, 1.0]);
     }
 }

@@ -8,11 +8,11 @@
 //! the training-mean baseline and ridge on colour/texture statistics. The report is a Markdown
 //! table plus a JSON file with every per-gene r.
 
-use crate::spot::{self, Data, Patches, Recipe};
+use crate::spot::{self, Data, Patches, Recipe, SpotLoss, TargetScale};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use infer::image_prep::Preprocess;
-use infer::spots::{SpotSection, load_her2st, select_genes, select_hvg};
+use infer::spots::{Grid, SpotSection, load_her2st, select_genes, select_hvg};
 use infer::stain::LabStats;
 use models::metrics::{mean, median, per_gene_r};
 use models::spot::SpotModelConfig;
@@ -87,6 +87,12 @@ pub struct SpotCvArgs {
     /// `FROM=TO` regex renames of the `--init` file's tensor names, repeatable.
     #[arg(long, value_parser = spot::remap_arg)]
     pub init_remap: Vec<(String, String)>,
+    /// Training loss (as `train spot --loss`).
+    #[arg(long, value_enum, default_value_t = SpotLoss::Mse)]
+    pub loss: SpotLoss,
+    /// Target scale (as `train spot --targets`).
+    #[arg(long, value_enum, default_value_t = TargetScale::Standardized)]
+    pub targets: TargetScale,
     /// Baselines only (no model training).
     #[arg(long)]
     pub baselines_only: bool,
@@ -265,6 +271,48 @@ fn normalized(p: &Patches, own: &LabStats, target: &LabStats) -> Patches {
     out
 }
 
+/// For each kept spot of a section (`rows` into its spots), its kept array neighbours: ±1 in x or
+/// y on the legacy ST grid, (±2, 0) and (±1, ±1) on Visium; spots within 1.2 × the spacing when
+/// the array positions are unknown.
+fn neighbour_lists(sec: &SpotSection, rows: &[usize]) -> Result<Vec<Vec<usize>>> {
+    let spot = |i: usize| &sec.spots[rows[i]];
+    let steps: &[(i32, i32)] = match sec.grid {
+        Grid::Square => &[(1, 0), (-1, 0), (0, 1), (0, -1)],
+        Grid::Hex => &[(2, 0), (-2, 0), (1, 1), (-1, 1), (1, -1), (-1, -1)],
+        Grid::Unknown => {
+            let reach = 1.2 * sec.spacing_px()?;
+            let near = |i: usize, j: usize| (spot(i).pixel_x - spot(j).pixel_x).hypot(spot(i).pixel_y - spot(j).pixel_y) <= reach;
+            return Ok((0..rows.len()).map(|i| (0..rows.len()).filter(|&j| j != i && near(i, j)).collect()).collect());
+        }
+    };
+    let at: std::collections::HashMap<(i32, i32), usize> = (0..rows.len()).map(|i| ((spot(i).array_x, spot(i).array_y), i)).collect();
+    Ok((0..rows.len())
+        .map(|i| steps.iter().filter_map(|(dx, dy)| at.get(&(spot(i).array_x + dx, spot(i).array_y + dy)).copied()).collect())
+        .collect())
+}
+
+/// Each spot's prediction replaced by the mean over it and its neighbours (`[spots, genes]`).
+fn neighbour_mean(pred: &[f32], g: usize, nbrs: &[Vec<usize>]) -> Vec<f32> {
+    let mut out = vec![0f32; pred.len()];
+    for (i, nb) in nbrs.iter().enumerate() {
+        let row = &mut out[i * g..(i + 1) * g];
+        for &j in std::iter::once(&i).chain(nb) {
+            row.iter_mut().zip(&pred[j * g..(j + 1) * g]).for_each(|(o, v)| *o += v);
+        }
+        let k = (nb.len() + 1) as f32;
+        row.iter_mut().for_each(|o| *o /= k);
+    }
+    out
+}
+
+/// The baselines of one fold, per test section.
+struct Baseline {
+    ridge: Vec<Scores>,
+    /// Ridge with each spot's prediction averaged over its neighbours.
+    ridge_nb: Vec<Scores>,
+    lambda: f64,
+}
+
 /// One training run's predictions on the test sections.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Run {
@@ -335,6 +383,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         std::fs::write(out, serde_json::to_vec(&r)?).with_context(|| format!("writing {}", out.display()))?;
         return Ok(());
     }
+    let nbrs: Vec<Vec<Vec<usize>>> = secs.iter().zip(&patches).map(|(s, p)| neighbour_lists(s, &p.rows)).collect::<Result<_>>()?;
     let size = prep.size as usize;
     let features =
         |ps: &[Patches]| -> Vec<Vec<Vec<f64>>> { ps.iter().map(|p| p.images.iter().map(|i| spot::features(i, size)).collect()).collect() };
@@ -352,18 +401,19 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         let y: Vec<f32> = fit_secs.iter().flat_map(|&s| Data::new(&secs[s], &patches[s], genes, true).targets).collect();
         let (ridge, lambda) = spot::ridge_baseline(&x, &y, g, 0)?;
         let genes = genes.clone();
-        let per_test: Vec<Scores> = f
-            .test
-            .iter()
-            .map(|&t| Scores::new(&ridge.predict(&feats[t]), &Data::new(&secs[t], &patches[t], &genes, true).targets, g))
-            .collect();
+        let (mut per_test, mut per_test_nb) = (Vec::new(), Vec::new());
+        for &t in &f.test {
+            let (pred, truth) = (ridge.predict(&feats[t]), Data::new(&secs[t], &patches[t], &genes, true).targets);
+            per_test_nb.push(Scores::new(&neighbour_mean(&pred, g, &nbrs[t]), &truth, g));
+            per_test.push(Scores::new(&pred, &truth, g));
+        }
         eprintln!(
             "fold {} {} ({g} genes): ridge (λ={lambda}) median r {}",
             f.protocol,
             f.name,
             per_test.iter().map(|s| format!("{:.3}", s.median)).collect::<Vec<_>>().join(" ")
         );
-        baselines.push((per_test, lambda));
+        baselines.push(Baseline { ridge: per_test, ridge_nb: per_test_nb, lambda });
     }
 
     // model runs: (fold, seed) on `jobs` threads
@@ -404,7 +454,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     }
     let mut runs = runs.into_inner().unwrap_or_else(|e| e.into_inner());
     runs.sort_by_key(|r| (r.fold, r.seed));
-    let (md, json) = report(a, &gene_set, &all_folds, &fold_genes, &baselines, &runs, &secs, &patches);
+    let (md, json) = report(a, &gene_set, &all_folds, &fold_genes, &baselines, &runs, &secs, &patches, &nbrs);
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
     onnx_format::write_all_atomic(&[(&report_path, md.as_bytes()), (&json_path, serde_json::to_string_pretty(&json)?.as_bytes())])?;
     println!("{md}");
@@ -465,6 +515,8 @@ fn one_run(
         checkpoint_dir: None,
         resume: None,
         init: a.init.as_deref().map(|p| (p, &init_opts)),
+        loss: a.loss,
+        targets: a.targets,
     };
     let refs: Vec<&Data> = train.iter().collect();
     let t = spot::fit(&recipe, prep, &refs, Some(&val), None, device)?;
@@ -546,14 +598,24 @@ fn report(
     gene_set: &GeneSet,
     folds: &[Fold],
     genes: &[Vec<String>],
-    baselines: &[(Vec<Scores>, f64)],
+    baselines: &[Baseline],
     runs: &[Run],
     secs: &[SpotSection],
     patches: &[Patches],
+    nbrs: &[Vec<Vec<usize>>],
 ) -> (String, serde_json::Value) {
     let names = &a.sections;
     // scores[fold][predictor] = per test section, per seed (baselines and ensembles: one "seed")
-    let predictors = ["model", "model + TTA", "ensemble of seeds", "ensemble + TTA", "ridge (colour/texture)", "training mean"];
+    let predictors = [
+        "model",
+        "model + neighbour mean",
+        "model + TTA",
+        "ensemble of seeds",
+        "ensemble + TTA",
+        "ridge (colour/texture)",
+        "ridge + neighbour mean",
+        "training mean",
+    ];
     let mut table: Vec<BTreeMap<&str, Vec<Vec<Scores>>>> = Vec::new();
     let mut json_folds = Vec::new();
     for (fi, f) in folds.iter().enumerate() {
@@ -562,6 +624,7 @@ fn report(
         let fr: Vec<&Run> = runs.iter().filter(|r| r.fold == fi).collect();
         let mut m: BTreeMap<&str, Vec<Vec<Scores>>> = BTreeMap::new();
         for (ti, truth) in truths.iter().enumerate() {
+            let nb = &nbrs[f.test[ti]];
             let per_seed = |tta: bool| -> Vec<Scores> {
                 fr.iter().map(|r| Scores::new(if tta { &r.pred[ti].1 } else { &r.pred[ti].0 }, truth, g)).collect()
             };
@@ -578,10 +641,14 @@ fn report(
                 vec![Scores::new(&sum, truth, g)]
             };
             m.entry("model").or_default().push(per_seed(false));
+            m.entry("model + neighbour mean")
+                .or_default()
+                .push(fr.iter().map(|r| Scores::new(&neighbour_mean(&r.pred[ti].0, g, nb), truth, g)).collect());
             m.entry("model + TTA").or_default().push(per_seed(true));
             m.entry("ensemble of seeds").or_default().push(ens(false));
             m.entry("ensemble + TTA").or_default().push(ens(true));
-            m.entry("ridge (colour/texture)").or_default().push(vec![baselines[fi].0[ti].clone()]);
+            m.entry("ridge (colour/texture)").or_default().push(vec![baselines[fi].ridge[ti].clone()]);
+            m.entry("ridge + neighbour mean").or_default().push(vec![baselines[fi].ridge_nb[ti].clone()]);
             let zero = Scores { r: vec![0.0; g], median: 0.0, mean: 0.0, good: 0.0 };
             m.entry("training mean").or_default().push(vec![zero]);
         }
@@ -590,7 +657,7 @@ fn report(
             "train": f.train.iter().map(|&s| &names[s]).collect::<Vec<_>>(),
             "validation": match f.val { Val::Section(v) => names[v].clone(), Val::Spots => "every 5th training spot".into() },
             "test": f.test.iter().map(|&s| &names[s]).collect::<Vec<_>>(),
-            "genes": genes[fi], "ridge_lambda": baselines[fi].1,
+            "genes": genes[fi], "ridge_lambda": baselines[fi].lambda,
             "runs": fr.iter().map(|r| serde_json::json!({"seed": r.seed, "chosen_epoch": r.best_epoch, "train_seconds": r.seconds, "val_median_r": r.val_curve})).collect::<Vec<_>>(),
             "scores": m.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         }));
@@ -623,13 +690,15 @@ fn report(
     let secs_per_run = if total_runs > 0 { runs.iter().map(|r| r.seconds).sum::<f64>() / total_runs as f64 } else { 0.0 };
     let _ = writeln!(
         md,
-        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, HED σ {}, stain normalization {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
+        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, loss {} on {} targets, HED σ {}, stain normalization {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
         if a.loso_scope == "all" { "every other section" } else { "the other sections of the test section's patient" },
         gene_set.describe(),
         a.config,
         a.epochs,
         a.batch_size,
         a.lr,
+        a.loss.describe(),
+        if a.targets == TargetScale::Raw { "raw" } else { "standardized" },
         a.hed_jitter,
         a.stain,
         a.balance,
@@ -668,7 +737,7 @@ fn report(
     let _ = writeln!(md, "\nPer fold (median r; model rows: mean ± std over seeds):\n");
     let _ = writeln!(
         md,
-        "| fold | train | validation | test | genes | model | model + TTA | ensemble + TTA | ridge | chosen epochs |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| fold | train | validation | test | genes | model | model + neighbour mean | model + TTA | ensemble + TTA | ridge | chosen epochs |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (fi, f) in folds.iter().enumerate() {
         for (ti, &t) in f.test.iter().enumerate() {
@@ -676,7 +745,7 @@ fn report(
             let epochs: Vec<String> = runs.iter().filter(|r| r.fold == fi).map(|r| r.best_epoch.to_string()).collect();
             let _ = writeln!(
                 md,
-                "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.protocol,
                 f.name,
                 f.train.iter().map(|&s| names[s].as_str()).collect::<Vec<_>>().join("+"),
@@ -687,6 +756,7 @@ fn report(
                 names[t],
                 genes[fi].len(),
                 col("model"),
+                col("model + neighbour mean"),
                 col("model + TTA"),
                 col("ensemble + TTA"),
                 col("ridge (colour/texture)"),
@@ -724,7 +794,7 @@ fn report(
     }
     let json = serde_json::json!({
         "genes": gene_set.describe(), "loso_scope": a.loso_scope, "config": a.config, "epochs_max": a.epochs, "seeds": a.seeds,
-        "batch_size": a.batch_size, "lr": a.lr, "hed_jitter": a.hed_jitter, "stain": a.stain, "balanced": a.balance,
+        "batch_size": a.batch_size, "lr": a.lr, "loss": a.loss.describe(), "targets": a.targets.describe(), "hed_jitter": a.hed_jitter, "stain": a.stain, "balanced": a.balance,
         "max_spots": a.max_spots, "metric": "per-gene Pearson r over a test section's spots; constant predictions count as 0",
         "folds": json_folds,
     });
@@ -789,5 +859,31 @@ mod tests {
         for bad in ["top", "top:0", "hvg:10", "hvg:10:2", "mean:5"] {
             assert!(GeneSet::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// On HER2ST's square grid an inner spot has its 4 array neighbours and no more; the
+    /// neighbour mean averages a spot with them.
+    #[test]
+    fn spot_cv_neighbours_are_the_array_neighbours() {
+        let sec = load_her2st(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/her2st"), "C2").unwrap();
+        let rows: Vec<usize> = (0..sec.n_spots()).collect();
+        let nb = neighbour_lists(&sec, &rows).unwrap();
+        let key = |i: usize| (sec.spots[i].array_x, sec.spots[i].array_y);
+        let keys: std::collections::HashSet<(i32, i32)> = rows.iter().map(|&i| key(i)).collect();
+        let mut inner = 0;
+        for (i, n) in nb.iter().enumerate() {
+            let (x, y) = key(i);
+            let want: Vec<(i32, i32)> = [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)].into_iter().filter(|k| keys.contains(k)).collect();
+            let mut got: Vec<(i32, i32)> = n.iter().map(|&j| key(j)).collect();
+            got.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(got, want, "spot {x}x{y}");
+            inner += usize::from(got.len() == 4);
+        }
+        assert!(inner > sec.n_spots() / 3, "{inner} inner spots of {}", sec.n_spots());
+        let pred = [1.0f32, 10.0, 3.0, 20.0, 5.0, 30.0];
+        let nbrs = vec![vec![1, 2], vec![0], vec![]];
+        assert_eq!(neighbour_mean(&pred, 2, &nbrs), [3.0, 20.0, 2.0, 15.0, 5.0, 30.0]);
     }
 }
