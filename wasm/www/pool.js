@@ -3,9 +3,17 @@
 
 /**
  * Spots per model call, in the one-worker and the many-worker grid alike. 1: tract's plan made for
- * batch 1 cost the least CPU per spot in wasm (spot-small: 19.6 ms at 1, 23.0 at 4, 23.7 at 8).
+ * batch 1 cost the least CPU per spot in wasm (the plain CNN: 8.0 ms at 1, 12.3 at 8; the TCGN-style
+ * model: 19.6 at 1, 23.7 at 8).
  */
 export const BATCH = 1;
+
+/**
+ * Model calls per message to a grid worker: each round trip (crops from the main worker, then
+ * predictCrops) cost about 10 ms of waiting in headless Chromium, as much as the model itself
+ * (plain CNN: 0.64 s for a 64-spot grid on 2 workers with one spot per message, 0.32 s with 4).
+ */
+export const CALLS_PER_MESSAGE = 4;
 
 /** Workers for the grid by default: one per logical core the browser reports (at most 16). */
 export const defaultWorkers = () => Math.max(1, Math.min(16, navigator.hardwareConcurrency || 1));
@@ -83,30 +91,44 @@ export class Pool {
   }
 
   /**
-   * The grid of `spots` ({ ids, xy }) on `n` workers: batches of `batch` spots in grid order, taken by
-   * whichever worker is free; patches are cut by `main` (the worker holding the image); values are
+   * The grid of `spots` ({ ids, xy }) on `n` workers: chunks of CALLS_PER_MESSAGE batches of `batch`
+   * spots in grid order, taken by whichever worker is free; patches are cut by `main` (the worker holding the image); values are
    * written at their batch's place, so the result equals the one-worker grid's.
    */
   async grid(main, spots, side, genes, n, onProgress, batch = BATCH) {
     const clients = await this.resize(n);
     const total = spots.ids.length;
     const values = new Float32Array(total * genes);
-    const batches = Math.ceil(total / batch);
+    const chunk = batch * CALLS_PER_MESSAGE;
+    const chunks = Math.ceil(total / chunk);
     let next = 0, done = 0, failed = false;
     const t = performance.now();
+    // the next chunk in grid order, its patches requested from `main` at once
+    const take = () => {
+      const b = next++;
+      if (b >= chunks || failed) return null;
+      const i = b * chunk, j = Math.min(total, i + chunk);
+      const crops = main.call('crops', { xy: spots.xy.slice(2 * i, 2 * j), side });
+      crops.catch(() => {}); // a failure is reported where it is awaited
+      return { i, j, crops };
+    };
     await Promise.all(clients.map(async (w) => {
-      for (let b = next++; b < batches && !failed; b = next++) {
-        const i = b * batch, j = Math.min(total, i + batch);
+      // each worker asks for its next patches before predicting the current ones, so cutting
+      // (main worker) and the model (this worker) overlap
+      for (let cur = take(); cur && !failed; ) {
+        let nxt = null;
         try {
-          const { bytes, cropSide } = await main.call('crops', { xy: spots.xy.slice(2 * i, 2 * j), side });
-          const v = await w.call('predictCrops', { bytes, cropSide }, [bytes.buffer]);
-          values.set(v, i * genes);
+          const { bytes, cropSide } = await cur.crops;
+          nxt = take();
+          const v = await w.call('predictCrops', { bytes, cropSide, batch }, [bytes.buffer]);
+          values.set(v, cur.i * genes);
         } catch (e) {
           failed = true;
           throw e;
         }
-        done += j - i;
+        done += cur.j - cur.i;
         onProgress?.({ progress: done / total, done, total, ms: performance.now() - t });
+        cur = nxt;
       }
     }));
     return { ids: spots.ids, xy: spots.xy, values, side, ms: performance.now() - t, workers: clients.length };

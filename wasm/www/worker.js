@@ -69,9 +69,18 @@ const handlers = {
     const cropSide = Math.round(Math.sqrt(bytes.length / 3 / (xy.length / 2)));
     return [{ bytes, cropSide }, [bytes.buffer]];
   },
-  async predictCrops({ bytes, cropSide }) {
+  // `batch` patches per model call (all at once by default), values in patch order
+  async predictCrops({ bytes, cropSide, batch = Infinity }) {
     if (!model) throw new Error('load a spot model first');
-    const values = model.predictCrops(bytes, cropSide);
+    const px = 3 * cropSide * cropSide, n = bytes.length / px;
+    if (!(batch < n)) {
+      const values = model.predictCrops(bytes, cropSide);
+      return [values, [values.buffer]];
+    }
+    const parts = [];
+    for (let i = 0; i < n; i += batch) parts.push(model.predictCrops(bytes.subarray(i * px, Math.min(n, i + batch) * px), cropSide));
+    const values = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    parts.reduce((o, p) => (values.set(p, o), o + p.length), 0);
     return [values, [values.buffer]];
   },
   // benchmarks: the model alone on preprocessed tensors
