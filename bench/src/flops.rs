@@ -144,6 +144,52 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
     Ok(flops)
 }
 
+/// Where tract's time goes on `inputs`: its optimized plan for these shapes on one thread, each
+/// node timed; per op name (nodes, seconds per run), slowest first, over at least 3 runs and
+/// `seconds` (after one untimed run).
+pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64) -> Result<Vec<(String, usize, f64)>> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.into_typed())
+        .and_then(|m| m.into_decluttered())
+        .context("tract cannot load the model")?;
+    let mut subs = std::collections::HashMap::new();
+    for (o, v) in model.input_outlets()?.iter().zip(inputs) {
+        for (d, &n) in model.outlet_fact(*o)?.shape.iter().zip(v.shape()) {
+            if let TDim::Sym(s) = d {
+                subs.insert(s.clone(), TDim::Val(n as i64));
+            }
+        }
+    }
+    let plan = SimplePlan::new(model.set_symbols(&subs)?.into_optimized()?)?;
+    let mut state = SimpleState::new(&plan)?;
+    let tensors: TVec<TValue> = inputs
+        .iter()
+        .map(|v| match v {
+            Value::F32 { shape, data } => Tensor::from_shape(shape, data),
+            Value::I64 { shape, data } => Tensor::from_shape(shape, data),
+        })
+        .map(|t| t.map(|t| t.into_tvalue()))
+        .collect::<TractResult<_>>()?;
+    state.run(tensors.clone())?;
+    let mut by: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let (t0, mut runs) = (std::time::Instant::now(), 0usize);
+    while runs < 3 || t0.elapsed().as_secs_f64() < seconds {
+        state.run_plan_with_eval(tensors.clone(), |ctx, op_state, node, values| -> TractResult<TVec<TValue>> {
+            let t = std::time::Instant::now();
+            let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, values)?;
+            let e = by.entry(node.op.name().to_string()).or_default();
+            e.0 += 1;
+            e.1 += t.elapsed().as_secs_f64();
+            Ok(out)
+        })?;
+        runs += 1;
+    }
+    let mut out: Vec<(String, usize, f64)> = by.into_iter().map(|(k, (n, s))| (k, n / runs, s / runs as f64)).collect();
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    Ok(out)
+}
+
 /// `n × n` f32 MatMul with a constant right operand, as ONNX bytes.
 pub fn gemm_model(n: usize) -> Vec<u8> {
     let mut rng = StdRng::seed_from_u64(n as u64);
@@ -265,6 +311,8 @@ pub struct RooflineArgs<'a> {
     pub sizes: &'a [usize],
     /// Print the per-op breakdown of the counts.
     pub ops: bool,
+    /// Print tract's time per op.
+    pub profile: bool,
 }
 
 const DEFAULT_MODELS: &[&str] = &[
@@ -342,6 +390,7 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut breakdown = Vec::new();
+    let mut profiles = Vec::new();
     for m in &models {
         if !explicit && !m.exists() {
             skipped.push(m.display().to_string());
@@ -364,6 +413,16 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
         let ops: Vec<String> =
             f.by_op.iter().filter(|(_, v)| v.1 > 0).map(|(k, (nodes, n, _))| format!("{k} ×{nodes}: {}", sig3(per(*n) / 1e6))).collect();
         breakdown.push(format!("{}: {}", c.label, ops.join(", ")));
+        if a.profile {
+            let p = profile(&bytes, &c.inputs, a.seconds).with_context(|| format!("{}: profiling tract", m.display()))?;
+            let total: f64 = p.iter().map(|x| x.2).sum();
+            let top: Vec<String> = p
+                .iter()
+                .take(8)
+                .map(|(k, n, s)| format!("{k} ×{n} {:.2} ms ({:.0} %)", 1e3 * s / c.items_per_run as f64, 100.0 * s / total))
+                .collect();
+            profiles.push(format!("{}: {:.2} ms per {}; {}", c.label, 1e3 * total / c.items_per_run as f64, c.item, top.join(", ")));
+        }
         rows.push(format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             c.label,
@@ -395,6 +454,13 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
             println!("{b}");
         }
     }
+    if a.profile {
+        println!();
+        println!("tract's time per op (optimized plan for the benchmark input, 1 thread, each node timed; ms per item, share):");
+        for p in profiles {
+            println!("{p}");
+        }
+    }
     Ok(())
 }
 
@@ -412,6 +478,16 @@ mod tests {
         let mut g = GraphBuilder::new("t");
         build(&mut g);
         onnx_format::encode(&g.finish("test", vec![]))
+    }
+
+    /// The profile times every node of tract's optimized plan: a GEMM model's time is mostly its
+    /// matrix product.
+    #[test]
+    fn profile_times_the_optimized_plan() {
+        let p = profile(&gemm_model(128), &[random(&[128, 128], 1)], 0.0).unwrap();
+        assert!(!p.is_empty());
+        assert!(p.iter().all(|(_, n, s)| *n >= 1 && *s >= 0.0), "{p:?}");
+        assert!(p[0].0.contains("MatMul"), "slowest op: {p:?}");
     }
 
     #[test]

@@ -124,6 +124,10 @@ enum Cmd {
         /// Also print the FLOP counts per op.
         #[arg(long)]
         ops: bool,
+        /// Also print where tract's time goes: its optimized plan for the benchmark input on one
+        /// thread, each node timed, summed per op.
+        #[arg(long)]
+        profile: bool,
     },
     /// ScatterND vs dense message passing for the gene GCN.
     /// Forms of the segment sum behind message passing: tract and ONNX Runtime 1 and 2 threads.
@@ -536,7 +540,7 @@ fn main() -> Result<()> {
         }
         Cmd::Models { models, batch, seconds, python, symbolic } => models_bench(&models, batch, seconds, python, symbolic),
         Cmd::Peak { sizes, seconds } => flops::measure_peak(&flops::sizes(&sizes)?, seconds).map(|_| ()),
-        Cmd::Roofline { models, data, tox21, gene_batch, mol_batch, spot_batch, seconds, sizes, ops } => {
+        Cmd::Roofline { models, data, tox21, gene_batch, mol_batch, spot_batch, seconds, sizes, ops, profile } => {
             flops::roofline(&flops::RooflineArgs {
                 models: &models,
                 cora: &data,
@@ -547,6 +551,7 @@ fn main() -> Result<()> {
                 seconds,
                 sizes: &flops::sizes(&sizes)?,
                 ops,
+                profile,
             })
         }
         Cmd::SegmentSum { data, seconds } => segment::segment_sum_bench(&data, seconds),
