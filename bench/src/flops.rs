@@ -92,8 +92,9 @@ fn node_ops(op: &dyn TypedOp, inputs: &[TypedFact], outputs: &TVec<TValue>) -> R
     Ok((n, false))
 }
 
-/// Count the FLOPs of one run of the ONNX model `bytes` on `inputs` (graph input order).
-pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
+/// The ONNX model `bytes` in tract, decluttered, with its symbolic dims bound to the sizes of
+/// `inputs` (sizes that depend on them, as a TopK's k, need it), and `inputs` as tract values.
+fn bound(bytes: &[u8], inputs: &[Value]) -> Result<(TypedModel, TVec<TValue>)> {
     let model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
         .and_then(|m| m.into_typed())
@@ -110,7 +111,6 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
         })
         .map(|t| t.map(|t| t.into_tvalue()))
         .collect::<TractResult<_>>()?;
-    // sizes that depend on the input dims (a TopK's k) need the symbols bound
     let mut subs = std::collections::HashMap::new();
     for (o, v) in model.input_outlets()?.iter().zip(inputs) {
         for (d, &n) in model.outlet_fact(*o)?.shape.iter().zip(v.shape()) {
@@ -119,7 +119,12 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
             }
         }
     }
-    let model = model.set_symbols(&subs)?.into_decluttered()?;
+    Ok((model.set_symbols(&subs)?.into_decluttered()?, tensors))
+}
+
+/// Count the FLOPs of one run of the ONNX model `bytes` on `inputs` (graph input order).
+pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
+    let (model, tensors) = bound(bytes, inputs)?;
     let plan = SimplePlan::new(model)?;
     let mut state = SimpleState::new(&plan)?;
     let mut flops = Flops::default();
@@ -148,29 +153,9 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
 /// node timed; per op name (nodes, seconds per run), slowest first, over at least 3 runs and
 /// `seconds` (after one untimed run).
 pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64) -> Result<Vec<(String, usize, f64)>> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .and_then(|m| m.into_typed())
-        .and_then(|m| m.into_decluttered())
-        .context("tract cannot load the model")?;
-    let mut subs = std::collections::HashMap::new();
-    for (o, v) in model.input_outlets()?.iter().zip(inputs) {
-        for (d, &n) in model.outlet_fact(*o)?.shape.iter().zip(v.shape()) {
-            if let TDim::Sym(s) = d {
-                subs.insert(s.clone(), TDim::Val(n as i64));
-            }
-        }
-    }
-    let plan = SimplePlan::new(model.set_symbols(&subs)?.into_optimized()?)?;
+    let (model, tensors) = bound(bytes, inputs)?;
+    let plan = SimplePlan::new(model.into_optimized()?)?;
     let mut state = SimpleState::new(&plan)?;
-    let tensors: TVec<TValue> = inputs
-        .iter()
-        .map(|v| match v {
-            Value::F32 { shape, data } => Tensor::from_shape(shape, data),
-            Value::I64 { shape, data } => Tensor::from_shape(shape, data),
-        })
-        .map(|t| t.map(|t| t.into_tvalue()))
-        .collect::<TractResult<_>>()?;
     state.run(tensors.clone())?;
     let mut by: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let (t0, mut runs) = (std::time::Instant::now(), 0usize);
