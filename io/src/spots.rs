@@ -57,6 +57,17 @@ pub enum Grid {
     Unknown,
 }
 
+impl Grid {
+    /// Array-position offsets of a spot's neighbours (none when the positions are unknown).
+    pub fn neighbour_steps(self) -> &'static [(i32, i32)] {
+        match self {
+            Grid::Square => &[(1, 0), (-1, 0), (0, 1), (0, -1)],
+            Grid::Hex => &[(2, 0), (-2, 0), (1, 1), (-1, 1), (1, -1), (-1, -1)],
+            Grid::Unknown => &[],
+        }
+    }
+}
+
 /// What the join of counts and spot coordinates dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinReport {
@@ -178,14 +189,11 @@ impl SpotSection {
             return self.nearest_spacing_px();
         }
         let at: HashMap<(i32, i32), usize> = self.spots.iter().enumerate().map(|(i, s)| ((s.array_x, s.array_y), i)).collect();
-        let steps: &[(i32, i32)] = match self.grid {
-            Grid::Square => &[(1, 0), (0, 1)],
-            Grid::Hex => &[(2, 0), (1, 1), (-1, 1)],
-            Grid::Unknown => &[],
-        };
+        // each neighbouring pair once: the steps pointing forward
+        let steps = self.grid.neighbour_steps().iter().filter(|&&(dx, dy)| dy > 0 || (dy == 0 && dx > 0));
         let mut d = Vec::new();
         for a in &self.spots {
-            for (dx, dy) in steps {
+            for (dx, dy) in steps.clone() {
                 if let Some(&j) = at.get(&(a.array_x + dx, a.array_y + dy)) {
                     let b = &self.spots[j];
                     d.push((a.pixel_x - b.pixel_x).hypot(a.pixel_y - b.pixel_y));

@@ -167,6 +167,14 @@ pub enum TargetScale {
 }
 
 impl TargetScale {
+    /// `standardized` or `raw`, as on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TargetScale::Standardized => "standardized",
+            TargetScale::Raw => "raw",
+        }
+    }
+
     pub(crate) fn describe(self) -> &'static str {
         match self {
             TargetScale::Standardized => "per-gene standardized targets (training mean/std; folded into the head at export)",
@@ -999,7 +1007,7 @@ pub(crate) fn fit(
                 r.label,
                 r.epochs,
                 r.loss.describe(),
-                if r.targets == TargetScale::Raw { "raw" } else { "standardized" },
+                r.targets.name(),
                 t0.elapsed().as_secs_f64()
             );
             if let Some(dir) = r.checkpoint_dir {

@@ -276,15 +276,12 @@ fn normalized(p: &Patches, own: &LabStats, target: &LabStats) -> Patches {
 /// the array positions are unknown.
 fn neighbour_lists(sec: &SpotSection, rows: &[usize]) -> Result<Vec<Vec<usize>>> {
     let spot = |i: usize| &sec.spots[rows[i]];
-    let steps: &[(i32, i32)] = match sec.grid {
-        Grid::Square => &[(1, 0), (-1, 0), (0, 1), (0, -1)],
-        Grid::Hex => &[(2, 0), (-2, 0), (1, 1), (-1, 1), (1, -1), (-1, -1)],
-        Grid::Unknown => {
-            let reach = 1.2 * sec.spacing_px()?;
-            let near = |i: usize, j: usize| (spot(i).pixel_x - spot(j).pixel_x).hypot(spot(i).pixel_y - spot(j).pixel_y) <= reach;
-            return Ok((0..rows.len()).map(|i| (0..rows.len()).filter(|&j| j != i && near(i, j)).collect()).collect());
-        }
-    };
+    if sec.grid == Grid::Unknown {
+        let reach = 1.2 * sec.spacing_px()?;
+        let near = |i: usize, j: usize| (spot(i).pixel_x - spot(j).pixel_x).hypot(spot(i).pixel_y - spot(j).pixel_y) <= reach;
+        return Ok((0..rows.len()).map(|i| (0..rows.len()).filter(|&j| j != i && near(i, j)).collect()).collect());
+    }
+    let steps = sec.grid.neighbour_steps();
     let at: std::collections::HashMap<(i32, i32), usize> = (0..rows.len()).map(|i| ((spot(i).array_x, spot(i).array_y), i)).collect();
     Ok((0..rows.len())
         .map(|i| steps.iter().filter_map(|(dx, dy)| at.get(&(spot(i).array_x + dx, spot(i).array_y + dy)).copied()).collect())
@@ -698,7 +695,7 @@ fn report(
         a.batch_size,
         a.lr,
         a.loss.describe(),
-        if a.targets == TargetScale::Raw { "raw" } else { "standardized" },
+        a.targets.name(),
         a.hed_jitter,
         a.stain,
         a.balance,

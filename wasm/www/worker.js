@@ -72,6 +72,7 @@ const handlers = {
   // `batch` patches per model call (all at once by default), values in patch order
   async predictCrops({ bytes, cropSide, batch = Infinity }) {
     if (!model) throw new Error('load a spot model first');
+    if (!(batch === Infinity || (Number.isInteger(batch) && batch >= 1))) throw new Error(`predictCrops: batch ${batch} must be a whole number ≥ 1`);
     const px = 3 * cropSide * cropSide, n = bytes.length / px;
     if (!(batch < n)) {
       const values = model.predictCrops(bytes, cropSide);
