@@ -246,13 +246,17 @@ def eager_mol(w):
     import torch
     convs = []
     i = 0
-    # per degree d: conv{i}.w{d} [2·in, out] (self rows, then neighbour rows) and conv{i}.b{d}
+    # per degree d: conv{i}.w{d} [2·in, out] (self rows, then neighbour rows) and conv{i}.b{d};
+    # degree 0 (no neighbours) has the self rows only, [in, out]
     while f"conv{i}.w0" in w.t:
         per_degree = []
+        half = w(f"conv{i}.w1").shape[0] // 2
         for d in range(MAX_DEGREE + 1):
             wd = w(f"conv{i}.w{d}")
-            half = wd.shape[0] // 2
-            per_degree.append((wd[:half].contiguous(), wd[half:].contiguous(), w(f"conv{i}.b{d}")))
+            if wd.shape[0] == half:
+                per_degree.append((wd.contiguous(), torch.zeros_like(wd), w(f"conv{i}.b{d}")))
+            else:
+                per_degree.append((wd[:half].contiguous(), wd[half:].contiguous(), w(f"conv{i}.b{d}")))
         convs.append((per_degree, w(f"norm{i}.scale"), w(f"norm{i}.shift")))
         i += 1
     if not convs:

@@ -101,11 +101,13 @@ fn segment_max(init: Tensor<2>, init_grad: Option<Tensor<2>>, vals: Tensor<2>, i
     let mut num = zeros.clone().select_assign(0, idx.clone(), vals * mask.clone(), IndexingUpdateOp::Add);
     let mut cnt = zeros.select_assign(0, idx.clone(), mask, IndexingUpdateOp::Add);
     if let Some(h) = init_grad {
-        let self_mask = h.clone().detach().equal(m).float();
+        let self_mask = h.clone().detach().equal(m.clone()).float();
         num = num + h * self_mask.clone();
         cnt = cnt + self_mask;
     }
-    num / cnt.clamp_min(1.0)
+    // a segment with no values keeps `init` (a molecule with no atoms: -1e30, as the export)
+    let empty = cnt.clone().equal_elem(0.0);
+    (num / cnt.clamp_min(1.0)).mask_where(empty, m)
 }
 
 /// DeepChem GraphConv: `relu(x W_self[d] + (Σ_neighbours x) W_rel[d] + b[d])` for an atom of degree d.
@@ -139,27 +141,46 @@ impl GraphConv {
         relu(s.sum_dim(1).reshape([n, self.out]))
     }
 
-    /// Atoms sorted by degree (`x` `[N, in]`, `dst` `[E, 1]`, in that order); `bounds` holds each
-    /// degree's first and past-the-end row. Each degree's rows meet only its own weights.
-    fn export(&self, cx: &Lower, x: &str, g: &SortedAtoms, dst: &str, name: &str) -> String {
-        let (src, bounds, rows) = (&g.src, &g.bounds, &g.rows);
-        let nb = cx.propagate(x, src, dst, None);
-        let xn = cx.concat(&[x, &nb], 1);
+    /// Atoms sorted by degree (`x` `[N, in]`); each degree's rows meet only its own weights, and
+    /// their neighbour sums come from the group's neighbour table.
+    fn export(&self, cx: &Lower, x: &str, g: &SortedAtoms, name: &str) -> String {
         let d_in = self.w_self.dims()[0];
         let (ws, wr, b) = (self.w_self.val(), self.w_rel.val(), self.bias.val());
-        let parts: Vec<String> = bounds
+        let parts: Vec<String> = g
+            .groups
             .iter()
             .enumerate()
-            .map(|(d, (start, end))| {
+            .map(|(d, group)| {
                 let cols = d * self.out..(d + 1) * self.out;
-                let w = Tensor::cat(vec![ws.clone().slice([0..d_in, cols.clone()]), wr.clone().slice([0..d_in, cols.clone()])], 0);
+                let bias = cx.tensor(&format!("{name}.b{d}"), b.clone().slice([cols.clone()]));
+                let own = cx.rows(x, &group.rows);
+                let nb = match &group.neighbours {
+                    // no neighbours: only the weights on the atom itself
+                    Neighbours::None => {
+                        let w = cx.tensor(&format!("{name}.w{d}"), ws.clone().slice([0..d_in, cols]));
+                        return cx.op2("Add", &cx.op2("MatMul", &own, &w), &bias);
+                    }
+                    Neighbours::Slots(slots) => {
+                        let rows: Vec<String> = slots.iter().map(|slot| cx.rows(x, slot)).collect();
+                        cx.node("Sum", &rows.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+                    }
+                    Neighbours::Tail { src, at } => {
+                        // zeros [n, in] that keep the group's row count (tract: no ConstantOfShape of it)
+                        let zero = cx.floats("zero_row", &[1, d_in], &vec![0.0; d_in]);
+                        let zeros = cx.rows(&zero, &cx.op2("Min", &group.rows, &cx.index(0)));
+                        let vals = cx.rows(x, src);
+                        let idx = cx.op2("Expand", at, &cx.op1("Shape", &vals));
+                        let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+                        cx.node("ScatterElements", &[&zeros, &idx, &vals], &attrs)
+                    }
+                };
+                let w = Tensor::cat(vec![ws.clone().slice([0..d_in, cols.clone()]), wr.clone().slice([0..d_in, cols])], 0);
                 let w = cx.tensor(&format!("{name}.w{d}"), w);
-                let rows = cx.rows(&xn, &cx.node("Range", &[start, end, &cx.index(1)], &[]));
-                cx.op2("Add", &cx.op2("MatMul", &rows, &w), &cx.tensor(&format!("{name}.b{d}"), b.clone().slice([cols])))
+                cx.op2("Add", &cx.op2("MatMul", &cx.concat(&[&own, &nb], 1), &w), &bias)
             })
             .collect();
         // the Gather by 0..N gives the result the row count N again (tract sizes the concat symbolically)
-        let h = cx.rows(&cx.concat(&parts.iter().map(String::as_str).collect::<Vec<_>>(), 0), rows);
+        let h = cx.rows(&cx.concat(&parts.iter().map(String::as_str).collect::<Vec<_>>(), 0), &g.rows);
         cx.op1("Relu", &h)
     }
 }
@@ -236,74 +257,131 @@ impl MolGcn {
         let mem = cx.input(INPUT_MEMBERSHIP, Elem::I64, &[Dim::from("num_atoms")]);
         let sizes = cx.input(INPUT_SIZES, Elem::I64, &[Dim::from("num_molecules")]);
         let sorted = sort_by_degree(&cx, &x, &src, &dst, &mem);
-        let dst_col = cx.column(&sorted.dst);
         let mem = sorted.mem.clone();
         let mut h = sorted.x.clone();
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            let s = conv.export(&cx, &h, &sorted, &dst_col, &format!("conv{i}"));
+            let s = conv.export(&cx, &h, &sorted, &format!("conv{i}"));
             h = cx.batch_norm(&s, &format!("norm{i}"), norm);
-            // GraphPool: max over the atom and its neighbours
-            h = cx.segment_max(&h, &dst_col, &cx.rows(&h, &sorted.src));
+            h = graph_pool(&cx, &h, &sorted);
         }
         let h = cx.batch_norm(&cx.op1("Relu", &cx.linear(&h, "dense", &self.dense)), "dense_norm", &self.dense_norm);
         // GraphGather: per-molecule sum and max
         let width = cx.ints("dense_width", &[self.dense.weight.dims()[1] as i64]);
         let mc = cx.concat(&[&cx.op1("Shape", &sizes), &width], 0);
-        let sum = cx.scatter_add(&mc, &mem, &h);
-        let max = cx.segment_max(&cx.fill(&mc, -1e30), &mem, &h);
+        let sum = cx.segment_sum_chunked(&mc, &mem, &h);
+        let max = cx.segment_max_chunked(&cx.fill(&mc, -1e30), &mc, &mem, &h);
         let logits = cx.linear(&cx.op1("Tanh", &cx.concat(&[&sum, &max], 1)), "out", &self.out);
         cx.finish_classifier(&logits, "num_molecules", self.out.weight.dims()[1], Head::Sigmoid, metadata)
     }
 }
 
+/// GraphPool: each atom's max over itself and its in-neighbours (`h` `[N, C]`, atoms in degree
+/// order), from each degree group's neighbour slots (Gathers and one n-ary Max: race-free, parallel;
+/// tract's ReduceMax over a middle axis took 81 % of its time).
+fn graph_pool(cx: &Lower, h: &str, g: &SortedAtoms) -> String {
+    let parts: Vec<String> = g
+        .groups
+        .iter()
+        .map(|group| {
+            let own = cx.rows(h, &group.rows);
+            match &group.neighbours {
+                Neighbours::None => own,
+                Neighbours::Slots(slots) => {
+                    let rows: Vec<String> = std::iter::once(own.clone()).chain(slots.iter().map(|slot| cx.rows(h, slot))).collect();
+                    cx.node("Max", &rows.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+                }
+                Neighbours::Tail { src, at } => cx.segment_max(&own, at, &cx.rows(h, src)),
+            }
+        })
+        .collect();
+    // the Gather by 0..N gives the result the row count N again (as in GraphConv)
+    cx.rows(&cx.concat(&parts.iter().map(String::as_str).collect::<Vec<_>>(), 0), &g.rows)
+}
+
+/// Where one degree group's atoms find their in-neighbours.
+enum Neighbours {
+    /// Degree 0.
+    None,
+    /// Degree 1 ≤ d < MAX_DEGREE: d slots of `[n_d]` source atoms; slot j holds each atom's j-th
+    /// in-edge in edge order.
+    Slots(Vec<String>),
+    /// Degree ≥ MAX_DEGREE (degrees vary): the group's in-edges, sources `[t]` and targets as rows of
+    /// the group `[t, 1]` (ScatterElements: rare, so one thread is fine).
+    Tail { src: String, at: String },
+}
+
+/// One degree's atoms: their rows in degree order (a Range) and their in-neighbours.
+struct DegreeGroup {
+    rows: String,
+    neighbours: Neighbours,
+}
+
 /// The batch with its atoms renumbered in degree order (degrees clipped to MAX_DEGREE).
 struct SortedAtoms {
     x: String,
-    src: String,
-    dst: String,
     /// `[N, 1]`
     mem: String,
-    /// Per degree 0..=MAX_DEGREE: first and past-the-end row, as scalars.
-    bounds: Vec<(String, String)>,
+    /// Per degree 0..=MAX_DEGREE.
+    groups: Vec<DegreeGroup>,
     /// `0..N`
     rows: String,
 }
 
-/// Sorts the atoms by degree (a stable TopK) and renumbers edges and membership to match.
+/// Sorts the atoms by degree (a counting sort: stable), renumbers edges and membership to match, and lays
+/// out each degree group's in-neighbours. An atom of degree d has exactly d in-edges, adjacent once
+/// the edges are sorted by target, so degree d < MAX_DEGREE reads d slots of `[n_d]` (E in all).
 fn sort_by_degree(cx: &Lower, x: &str, src: &str, dst: &str, mem: &str) -> SortedAtoms {
     let (n, n_shape) = cx.num_rows(x);
     let e_shape = cx.op1("Shape", dst);
-    // degree = edges per target (ScatterElements add: small, so one thread is fine)
-    let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
-    let deg = cx.node("ScatterElements", &[&cx.fill(&n_shape, 0.0), dst, &cx.fill(&e_shape, 1.0)], &attrs);
-    let deg = cx.op2("Min", &deg, &cx.scalar("max_degree", MAX_DEGREE as f32));
-    let (sorted, perm) = (format!("{deg}_sorted"), format!("{deg}_perm"));
-    let attrs = [("axis", Attr::Int(0)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))];
-    cx.node_to("TopK", &[&deg, &n_shape], &[&sorted, &perm], &attrs);
-    // inverse permutation: inv[perm[i]] = i (no reduction: every index is written once)
-    let range = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
-    let inv = cx.node("ScatterElements", &[&range, &perm, &range], &[("axis", Attr::Int(0))]);
-    // per-degree bounds in f32 (tract keeps integer shape arithmetic symbolic)
-    let degrees: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
-    let eq = cx.op2("Equal", &cx.column(&deg), &cx.floats("degrees", &[1, DEGREES], &degrees));
-    let counts = cx.reduce("Sum", &cx.node("Cast", &[&eq], &[("to", Attr::Int(1))]), &[0], false);
-    let ends = cx.node("CumSum", &[&counts, &cx.index(0)], &[]);
     let int = |v: &str| cx.node("Cast", &[v], &[("to", Attr::Int(7))]);
-    let (starts, ends) = (int(&cx.op2("Sub", &ends, &counts)), int(&ends));
-    let bounds = (0..DEGREES as i64)
+    // degree = edges per target (ScatterElements add over E scalars: small, so one thread is fine)
+    let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+    let full = cx.node("ScatterElements", &[&cx.fill(&n_shape, 0.0), dst, &cx.fill(&e_shape, 1.0)], &attrs);
+    let deg = cx.op2("Min", &full, &cx.scalar("max_degree", MAX_DEGREE as f32));
+    // per-degree counts and bounds in f32 (exact below 2^24; tract keeps integer shape arithmetic symbolic)
+    let degrees: Vec<f32> = (0..DEGREES).map(|d| d as f32).collect();
+    let onehot =
+        cx.node("Cast", &[&cx.op2("Equal", &cx.column(&deg), &cx.floats("degrees", &[1, DEGREES], &degrees))], &[("to", Attr::Int(1))]);
+    let counts = cx.reduce("Sum", &onehot, &[0], false);
+    let ends = cx.node("CumSum", &[&counts, &cx.index(0)], &[]);
+    let starts = cx.op2("Sub", &ends, &counts);
+    // each atom's new row: its degree's start + the atoms of its degree before it
+    let before = cx.op2("Sub", &cx.node("CumSum", &[&onehot, &cx.index(0)], &[]), &cx.scalar("one", 1.0));
+    let inv = int(&cx.reduce("Sum", &cx.op2("Mul", &onehot, &cx.op2("Add", &before, &cx.unsqueeze(&starts, 0))), &[1], false));
+    // perm[inv[i]] = i (no reduction: every index is written once)
+    let range = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
+    let perm = cx.node("ScatterElements", &[&range, &inv, &range], &[("axis", Attr::Int(0))]);
+    let (src, dst) = (cx.rows(&inv, src), cx.rows(&inv, dst));
+    // edges by target (a stable TopK), and each atom's first in-edge in that order
+    let (by_target, order) = cx.sort(&dst);
+    let src = cx.rows(&src, &order);
+    let full = cx.rows(&full, &perm);
+    let first_edge = int(&cx.op2("Sub", &cx.node("CumSum", &[&full, &cx.index(0)], &[]), &full));
+    let (starts, ends) = (int(&starts), int(&ends));
+    let groups = (0..DEGREES)
         .map(|d| {
-            let at = cx.index(d);
-            (cx.rows(&starts, &at), cx.rows(&ends, &at))
+            let at = cx.index(d as i64);
+            let start = cx.rows(&starts, &at);
+            let rows = cx.node("Range", &[&start, &cx.rows(&ends, &at), &cx.index(1)], &[]);
+            let neighbours = match d {
+                0 => Neighbours::None,
+                d if d < MAX_DEGREE => {
+                    let first = cx.rows(&first_edge, &rows);
+                    Neighbours::Slots((0..d as i64).map(|j| cx.rows(&src, &cx.op2("Add", &first, &cx.index(j)))).collect())
+                }
+                _ => {
+                    // the last edges in target order, from this group's first atom's first in-edge
+                    let e = cx.rows(&e_shape, &cx.index(0));
+                    let first = cx.rows(&cx.concat(&[&first_edge, &e_shape], 0), &start);
+                    let tail = cx.node("Range", &[&first, &e, &cx.index(1)], &[]);
+                    let at = cx.column(&cx.op2("Sub", &cx.rows(&by_target, &tail), &start));
+                    Neighbours::Tail { src: cx.rows(&src, &tail), at }
+                }
+            };
+            DegreeGroup { rows, neighbours }
         })
         .collect();
-    SortedAtoms {
-        x: cx.rows(x, &perm),
-        src: cx.rows(&inv, src),
-        dst: cx.rows(&inv, dst),
-        mem: cx.column(&cx.rows(mem, &perm)),
-        bounds,
-        rows: range,
-    }
+    SortedAtoms { x: cx.rows(x, &perm), mem: cx.column(&cx.rows(mem, &perm)), groups, rows: range }
 }
 
 #[cfg(test)]

@@ -129,3 +129,54 @@ fn gene_gcn_sparse_is_identical_at_any_thread_count() {
         check(name, &bytes, &[Value::f32(&[batch, n], x.clone())], "logits");
     }
 }
+
+/// Odd batches for the GraphConv export: hubs of degree 10 and 13 (the degree ≥ MAX_DEGREE group,
+/// whose degrees vary), a 40-atom chain (3 chunks of the per-molecule reductions), a molecule with
+/// no atoms, a lone atom, atoms of different molecules interleaved. The export agrees with burn on
+/// both runtimes and is identical run to run at any thread count.
+#[test]
+fn tox21_graphconv_matches_burn_on_hubs_long_chains_and_gaps() {
+    let device = Device::flex();
+    device.seed(11);
+    let mut bonds: Vec<(usize, usize)> = Vec::new();
+    let mut mol: Vec<i64> = Vec::new();
+    let add_atoms = |m: i64, k: usize, mol: &mut Vec<i64>| {
+        let first = mol.len();
+        mol.extend(std::iter::repeat_n(m, k));
+        first
+    };
+    // molecule 0: hubs of degree 13 and 10, joined by one bond
+    let h13 = add_atoms(0, 14, &mut mol);
+    bonds.extend((1..14).map(|i| (h13, h13 + i)));
+    let h10 = add_atoms(0, 10, &mut mol);
+    bonds.extend((1..10).map(|i| (h10, h10 + i)));
+    bonds.push((h13, h10));
+    // molecule 1: a 40-atom chain; molecule 2: no atoms; molecule 3: one atom
+    let c = add_atoms(1, 40, &mut mol);
+    bonds.extend((0..39).map(|i| (c + i, c + i + 1)));
+    add_atoms(3, 1, &mut mol);
+    let n = mol.len();
+    // interleave the molecules: a fixed permutation of the atoms
+    let perm: Vec<usize> = (0..n).map(|i| (i * 37 + 5) % n).collect();
+    assert!(!n.is_multiple_of(37), "37 and {n} share a factor");
+    let mut at = vec![0usize; n];
+    perm.iter().enumerate().for_each(|(new, &old)| at[old] = new);
+    let membership: Vec<i64> = perm.iter().map(|&old| mol[old]).collect();
+    let (mut src, mut dst) = (Vec::new(), Vec::new());
+    for &(a, b) in &bonds {
+        src.extend([at[a] as i64, at[b] as i64]);
+        dst.extend([at[b] as i64, at[a] as i64]);
+    }
+    let f = infer::chem::ATOM_FEATURES;
+    let x: Vec<f32> = (0..n * f).map(|i| ((i * 7919 % 113) as f32) / 113.0 - 0.4).collect();
+    let model = MolGcnConfig::default().init(f, 12, &device);
+    let g = models::mol::MolTensors::new(&x, f, &src, &dst, &membership, 4, &device);
+    let expected = models::to_vec(model.forward(&g));
+    let bytes = onnx_format::encode(&model.export(vec![]));
+    let e = src.len();
+    let inputs =
+        vec![Value::f32(&[n, f], x), Value::i64(&[2, e], [src, dst].concat()), Value::i64(&[n], membership), Value::i64(&[4], vec![0; 4])];
+    let parity = infer::runtime::check_parity(&bytes, Path::new("odd.onnx"), &inputs, 4, "logits", &expected, 1e-4).unwrap();
+    assert!(parity.tract_max_abs_diff <= 1e-4 && parity.ort_max_abs_diff <= 1e-4, "{parity:?}");
+    check("tox21-graphconv-odd", &bytes, &inputs, "logits");
+}

@@ -23,6 +23,9 @@ pub enum SegmentSum {
     Tree,
 }
 
+/// The widest chunk of [`Lower::segment_max_chunked`].
+pub const MAX_CHUNK: usize = 16;
+
 /// The widest chunk of [`SegmentSum::Tree`].
 pub const TREE_WIDTH: usize = 16;
 
@@ -35,6 +38,15 @@ impl SegmentSum {
         let k = counts.iter().copied().max().unwrap_or(0);
         if n * k <= 2 * dst.len().max(1) { SegmentSum::Padded } else { SegmentSum::Sorted }
     }
+}
+
+/// Segments cut into chunks ([`Lower::segment_chunks`]).
+#[derive(Debug, Clone)]
+pub(super) struct Chunks {
+    /// `[T, 1]`: each chunk's segment.
+    segment: String,
+    /// [`MAX_CHUNK`] × `[T]`: slot j's row of the input, or its row count (a pad row).
+    slots: Vec<String>,
 }
 
 /// The layout of one index tensor's segments: graph values shared by every sum over it.
@@ -57,6 +69,8 @@ pub(super) struct Segments {
     /// Tree: per level, the `[rows·K]` table (the previous level's row count = empty slot) and
     /// `[rows, K]`.
     levels: Vec<(String, String)>,
+    /// Sorted: the chunks, once made.
+    chunks: Option<Chunks>,
 }
 
 impl Segments {
@@ -73,6 +87,7 @@ impl Segments {
             table: String::new(),
             k: String::new(),
             levels: Vec::new(),
+            chunks: None,
         }
     }
 }
@@ -148,6 +163,29 @@ impl Lower {
         let n = self.rows(&self.op1("Shape", x), &self.index(0));
         let n_shape = self.unsqueeze(&n, 0);
         (n, n_shape)
+    }
+
+    /// A stable ascending sort of the 1-D integer `keys`: `(sorted keys, order)`. ONNX TopK breaks
+    /// ties by the lower index. For tract: the keys are sorted as f64 (exact to 2^53; tract reads an
+    /// integer Cast as a symbolic dim, which its TopK cannot sort), and k (all of them) is counted
+    /// from the data, not read from the shape (its symbolic plan cannot evaluate a k that is an
+    /// expression of the input dims, and it folds a plain Σ 1 back into one).
+    pub fn sort(&self, keys: &str) -> (String, String) {
+        let f = self.node("Cast", &[keys], &[("to", Attr::Int(11))]);
+        let floor = self.node("Cast", &[&self.scalar("neg_inf", f32::NEG_INFINITY)], &[("to", Attr::Int(11))]);
+        let all = self.node("Cast", &[&self.op2("GreaterOrEqual", &f, &floor)], &[("to", Attr::Int(11))]);
+        let zero = self.node("Cast", &[&self.scalar("zero", 0.0)], &[("to", Attr::Int(11))]);
+        let k = self.unsqueeze(&self.node("Cast", &[&self.total(&all, &zero)], &[("to", Attr::Int(7))]), 0);
+        let (sorted, order) = (format!("{keys}_sorted"), format!("{keys}_order"));
+        let attrs = [("axis", Attr::Int(0)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))];
+        self.node_to("TopK", &[&f, &k], &[&sorted, &order], &attrs);
+        (self.node("Cast", &[&sorted], &[("to", Attr::Int(7))]), order)
+    }
+
+    /// The sum of the 1-D `x`, which may be empty (tract 0.23 divides by zero summing an empty
+    /// last axis): a `zero` (a scalar of x's type) is appended first.
+    fn total(&self, x: &str, zero: &str) -> String {
+        self.reduce("Sum", &self.concat(&[x, &self.unsqueeze(zero, 0)], 0), &[0], false)
     }
 
     /// `[E]` indices as a column `[E, 1]` (ScatterND's index layout).
@@ -245,10 +283,7 @@ impl Lower {
         }
         let idx = self.squeeze(idx_col, 1);
         let e_shape = self.op1("Shape", &idx);
-        // a stable sort by target: ONNX TopK breaks ties by the lower index
-        let (sorted, perm) = (format!("{idx}_sorted"), format!("{idx}_perm"));
-        let attrs = [("axis", Attr::Int(0)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))];
-        self.node_to("TopK", &[&idx, &e_shape], &[&sorted, &perm], &attrs);
+        let (_, perm) = self.sort(&idx);
         // counts and bounds in f32 (exact below 2^24 edges; tract keeps integer shape arithmetic symbolic)
         let int = |x: &str| self.node("Cast", &[x], &[("to", Attr::Int(7))]);
         let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
@@ -341,6 +376,91 @@ impl Lower {
         let c = self.node("CumSum", &[m, &self.index(0)], &[]);
         let s = self.op2("Sub", &self.rows(&c, &seg.ends), &self.rows(&c, &seg.starts));
         self.node("Cast", &[&s], &[("to", Attr::Int(1))])
+    }
+
+    /// `init` `[N, C]` with each segment's max of the rows of `x` `[E, C]` (segments of `idx`, `[E, 1]`;
+    /// `shape` the output's runtime shape), in [`Lower::segment_chunks`]: each chunk's max an n-ary
+    /// Max of Gathers, then a ScatterElements max of the chunk maxima. Layouts other than the sorted
+    /// one take [`Lower::segment_max`].
+    pub fn segment_max_chunked(&self, init: &str, shape: &str, idx: &str, x: &str) -> String {
+        let Some(chunks) = self.segment_chunks(shape, idx) else {
+            return self.segment_max(init, idx, x);
+        };
+        let maxima = self.chunk_reduce(&chunks, x, "Max", f32::MIN);
+        let idx = self.op2("Expand", &chunks.segment, &self.op1("Shape", &maxima));
+        self.node("ScatterElements", &[init, &idx, &maxima], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))])
+    }
+
+    /// Zeros of `shape` `[N, C]` with each segment's sum of the rows of `x` `[E, C]`, in
+    /// [`Lower::segment_chunks`] (chunk sums an n-ary Sum of Gathers, then a ScatterElements add of
+    /// the chunk sums, which ONNX Runtime runs in order on one thread: same sums at any thread count).
+    /// Layouts other than the sorted one take [`Lower::scatter_add`].
+    pub fn segment_sum_chunked(&self, shape: &str, idx: &str, x: &str) -> String {
+        let Some(chunks) = self.segment_chunks(shape, idx) else {
+            return self.scatter_add(shape, idx, x);
+        };
+        let sums = self.chunk_reduce(&chunks, x, "Sum", 0.0);
+        let idx = self.op2("Expand", &chunks.segment, &self.op1("Shape", &sums));
+        self.node(
+            "ScatterElements",
+            &[&self.fill(shape, 0.0), &idx, &sums],
+            &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
+        )
+    }
+
+    /// `[T, C]`: each chunk's `op` (an n-ary Max or Sum) over its rows of `x`, empty slots reading `pad`.
+    fn chunk_reduce(&self, chunks: &Chunks, x: &str, op: &str, pad: f32) -> String {
+        let width = self.rows(&self.op1("Shape", x), &self.ints("second", &[1]));
+        let padded = self.concat(&[x, &self.fill(&self.concat(&[&self.ints("one", &[1]), &width], 0), pad)], 0);
+        let rows: Vec<String> = chunks.slots.iter().map(|slot| self.rows(&padded, slot)).collect();
+        self.node(op, &rows.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
+
+    /// The segments of `idx` (sorted layout) cut into chunks of at most [`MAX_CHUNK`] rows in target
+    /// order: T ≤ E / [`MAX_CHUNK`] + N chunks, so a reduction reads E rows in Gathers (race-free,
+    /// parallel) and scatters T; memory linear in E + N. `None` for layouts other than the sorted one.
+    fn segment_chunks(&self, shape: &str, idx: &str) -> Option<Chunks> {
+        let seg = self.segments_of(shape, idx);
+        if seg.form != SegmentSum::Sorted {
+            return None;
+        }
+        if let Some(chunks) = &seg.chunks {
+            return Some(chunks.clone());
+        }
+        let w = MAX_CHUNK as f32;
+        // chunk bookkeeping in f32 (exact below 2^24), as the segment bounds
+        let float = |v: &str| self.node("Cast", &[v], &[("to", Attr::Int(1))]);
+        let int = |v: &str| self.node("Cast", &[v], &[("to", Attr::Int(7))]);
+        let starts = float(&seg.starts);
+        let chunks = self.op1("Ceil", &self.op2("Div", &self.op2("Sub", &float(&seg.ends), &starts), &self.scalar("chunk", w)));
+        let chunk_ends = self.node("CumSum", &[&chunks, &self.index(0)], &[]);
+        let chunk_starts = self.op2("Sub", &chunk_ends, &chunks);
+        let total = int(&self.total(&chunks, &self.scalar("zero", 0.0)));
+        let t = self.node("Range", &[&self.index(0), &total, &self.index(1)], &[]);
+        // the segment of each chunk: a 1 where each segment's chunks start, summed up (empty
+        // segments add their 1 to the next one's start, which the sum skips past); zeros of a
+        // data-dependent length as min(0..T, 0): tract's ConstantOfShape needs a known shape, and
+        // it turns a product with 0 into a broadcast that loses the Range's length
+        let range = self.node("Range", &[&self.index(0), &self.op2("Add", &total, &self.index(1)), &self.index(1)], &[]);
+        let zeros = self.op2("Min", &float(&range), &self.scalar("zero", 0.0));
+        let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
+        let marks = self.node("ScatterElements", &[&zeros, &int(&chunk_starts), &self.fill(&self.op1("Shape", &chunks), 1.0)], &attrs);
+        let segment = int(&self.op2("Sub", &self.rows(&self.node("CumSum", &[&marks, &self.index(0)], &[]), &t), &self.scalar("one", 1.0)));
+        // each chunk's first position: its segment's start + W · its rank in the segment
+        let rank = self.op2("Sub", &float(&t), &self.rows(&chunk_starts, &segment));
+        let first = int(&self.op2("Add", &self.rows(&starts, &segment), &self.op2("Mul", &rank, &self.scalar("chunk", w))));
+        // slot j: the row at position first + j, or the pad row E past the segment's end
+        let (end, e) = (self.rows(&seg.ends, &segment), self.rows(&self.op1("Shape", &seg.perm), &self.index(0)));
+        let order = self.concat(&[&seg.perm, &self.unsqueeze(&e, 0)], 0);
+        let slots = (0..MAX_CHUNK as i64)
+            .map(|j| {
+                let pos = self.op2("Add", &first, &self.index(j));
+                self.rows(&order, &self.node("Where", &[&self.op2("Less", &pos, &end), &pos, &e], &[]))
+            })
+            .collect();
+        let chunks = Chunks { segment: self.column(&segment), slots };
+        self.segments.borrow_mut().get_mut(idx).expect("layout made above").chunks = Some(chunks.clone());
+        Some(chunks)
     }
 
     /// `init` with `out[idx[e]] = max(out[idx[e]], vals[e])` (ScatterElements max; `idx` `[E, 1]`).
