@@ -19,7 +19,7 @@ pub use bioedge_runtime as runtime;
 pub use bioedge_runtime::{Backend, Session, Value};
 #[cfg(feature = "openslide")]
 pub use bioedge_slide::openslide;
-pub use bioedge_slide::{image_prep, open, stain, tiled, wsi};
+pub use bioedge_slide::{image_prep, macenko, open, stain, tiled, wsi};
 pub use onnx_format::{ModelCard, read_card};
 
 pub mod align;

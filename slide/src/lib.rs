@@ -2,7 +2,7 @@
 //! readers by region ([`wsi`] over tiled TIFFs in [`tiled`] and, with feature `openslide`, vendor
 //! formats), JPEGs decoded on several threads ([`jpeg`]), the tissue grid and batched prediction
 //! ([`pipeline`]), and heatmap PNGs with their legend ([`heatmap`], text in a built-in bitmap
-//! [`font`]), and Reinhard stain normalization per slide ([`stain`]). The browser build uses this
+//! [`font`]), and Reinhard and Macenko stain normalization per slide ([`stain`], [`macenko`]). The browser build uses this
 //! crate and the runtime only.
 #![warn(missing_docs)]
 
@@ -10,6 +10,7 @@ pub mod font;
 pub mod heatmap;
 pub mod image_prep;
 pub mod jpeg;
+pub mod macenko;
 pub mod open;
 #[cfg(feature = "openslide")]
 pub mod openslide;

@@ -303,11 +303,11 @@ fn spot_train_loss_and_target_scale() {
     assert!(!dir.path().join("bad.onnx").exists());
 }
 
-/// `--stain reinhard`: every section's L*a*b* statistics are logged, the report and JSON say the
-/// stain was normalized, and the baselines change (they see the normalized patches); an unknown
-/// method fails before any work.
+/// `--stain reinhard` and `--stain macenko`: every section's L*a*b* statistics (or stain vectors)
+/// are logged, the report and JSON say the stain was normalized, and the baselines change (they
+/// see the normalized patches); an unknown method fails before any work.
 #[test]
-fn spot_cv_reinhard_stain_normalization() {
+fn spot_cv_reinhard_and_macenko_stain_normalization() {
     let dir = tempfile::tempdir().unwrap();
     let run = |stain: &str| {
         let log = ok(Command::new(bin("train"))
@@ -333,7 +333,17 @@ fn spot_cv_reinhard_stain_normalization() {
     };
     assert!(ridge(&json).iter().all(|r| r.is_array()), "no ridge scores: {json}");
     assert_ne!(ridge(&json), ridge(&plain), "normalization did not reach the baselines");
-    let err = fails(Command::new(bin("train")).args(["spot-cv", "--stain", "macenko"]).arg("--out-dir").arg(dir.path().join("bad")));
-    assert!(err.contains("--stain `macenko`"), "{err}");
+    let (log, macenko) = run("macenko");
+    for s in ["B4", "C2", "C4"] {
+        let line = log.lines().find(|l| l.starts_with(&format!("section {s}: stain vectors H "))).unwrap_or_else(|| panic!("{log}"));
+        // haematoxylin absorbs more red than eosin; eosin most in green
+        let v: Vec<f32> = line.split([' ', ',', ';']).filter_map(|w| w.parse().ok()).collect();
+        assert!(v.len() >= 8 && v[0] > v[3] && v[4] >= v[3] && v[4] >= v[5], "{line}");
+    }
+    assert_eq!(macenko["stain"], "macenko");
+    assert_ne!(ridge(&macenko), ridge(&plain), "Macenko did not reach the baselines");
+    assert_ne!(ridge(&macenko), ridge(&json));
+    let err = fails(Command::new(bin("train")).args(["spot-cv", "--stain", "vahadane"]).arg("--out-dir").arg(dir.path().join("bad")));
+    assert!(err.contains("--stain `vahadane`"), "{err}");
     assert!(!dir.path().join("bad").exists());
 }

@@ -12,6 +12,7 @@ use crate::spot::{self, Data, Patches, Recipe, SpotLoss, TargetScale};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use infer::image_prep::Preprocess;
+use infer::macenko::Stains;
 use infer::spots::{Grid, SpotSection, load_her2st, select_genes, select_hvg};
 use infer::stain::LabStats;
 use models::metrics::{mean, median, per_gene_r};
@@ -69,8 +70,10 @@ pub struct SpotCvArgs {
     /// Stain jitter σ (as `train spot --hed-jitter`).
     #[arg(long, default_value_t = 0.2)]
     pub hed_jitter: f32,
-    /// Stain normalization: `none`, or `reinhard` (each section's L*a*b* mean and spread mapped
-    /// onto those of the fold's training and validation sections pooled).
+    /// Stain normalization: `none`; `reinhard` (each section's L*a*b* mean and spread mapped
+    /// onto those of the fold's training and validation sections pooled); or `macenko` (each
+    /// section's stain vectors and 99th-percentile concentrations, from every 16th pixel of its
+    /// patches, mapped onto those estimated on the fold's training and validation sections pooled).
     #[arg(long, default_value = "none")]
     pub stain: String,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -262,6 +265,17 @@ fn section_stats(p: &Patches) -> LabStats {
     p.images.iter().fold(LabStats::default(), |s, i| s.merge(&LabStats::of_rgb(i)))
 }
 
+/// Every 16th pixel of a section's patches: the sample its Macenko stains are estimated from.
+fn stain_sample(p: &Patches) -> Vec<u8> {
+    p.images.iter().flat_map(|i| i.chunks_exact(3).step_by(16).flatten().copied()).collect()
+}
+
+/// A section's Macenko stains, or an error naming it when it has too little tissue.
+fn estimate_stains(px: &[u8], name: &str) -> Result<Stains> {
+    Stains::estimate(px, 1)
+        .with_context(|| format!("section {name}: too few tissue pixels (optical density > 0.15) to estimate its stains"))
+}
+
 /// A section's patches with its stain mapped from `own` onto `target` (Reinhard).
 fn normalized(p: &Patches, own: &LabStats, target: &LabStats) -> Patches {
     let mut out = p.clone();
@@ -325,11 +339,10 @@ struct Run {
 pub fn run(a: &SpotCvArgs) -> Result<()> {
     let gene_set = GeneSet::parse(&a.genes)?;
     let base = spot::config_by_name(&a.config)?;
-    let reinhard = match a.stain.as_str() {
-        "none" => false,
-        "reinhard" => true,
-        s => bail!("unknown --stain `{s}` (none or reinhard)"),
-    };
+    if !["none", "reinhard", "macenko"].contains(&a.stain.as_str()) {
+        bail!("unknown --stain `{}` (none, reinhard or macenko)", a.stain);
+    }
+    let (reinhard, macenko) = (a.stain == "reinhard", a.stain == "macenko");
     if a.seeds.is_empty() || a.jobs == 0 || a.batch_size == 0 || a.epochs == 0 {
         bail!("--seeds, --jobs, --batch-size and --epochs must be non-empty / positive");
     }
@@ -357,8 +370,28 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         let (m, sd) = (st.mean, st.std());
         eprintln!("section {}: L*a*b* mean {:.1} {:.1} {:.1}, spread {:.1} {:.1} {:.1}", p.name, m[0], m[1], m[2], sd[0], sd[1], sd[2]);
     }
+    let samples: Vec<Vec<u8>> = if macenko { patches.iter().map(stain_sample).collect() } else { Vec::new() };
+    let stains: Vec<Stains> = samples.iter().zip(&patches).map(|(px, p)| estimate_stains(px, &p.name)).collect::<Result<_>>()?;
+    for (p, st) in patches.iter().zip(&stains) {
+        let [h, e] = st.vectors;
+        eprintln!(
+            "section {}: stain vectors H {:.2} {:.2} {:.2}, E {:.2} {:.2} {:.2}; 99th percentile concentrations {:.2} {:.2}",
+            p.name, h[0], h[1], h[2], e[0], e[1], e[2], st.max_conc[0], st.max_conc[1]
+        );
+    }
     // a fold's view of the sections: as loaded, or stain-normalized onto its fitting sections
     let view = |f: &Fold| -> Cow<'_, [Patches]> {
+        if macenko {
+            let pooled: Vec<u8> = fit_sections(f).iter().flat_map(|&s| samples[s].iter().copied()).collect();
+            // the fitting sections each passed the estimate, so their pool does too
+            let target = Stains::estimate(&pooled, 1).expect("tissue in the fitting sections");
+            let map = |p: &Patches, own: &Stains| {
+                let mut out = p.clone();
+                out.images.iter_mut().for_each(|i| own.map_rgb(&target, i));
+                out
+            };
+            return Cow::Owned(patches.iter().zip(&stains).map(|(p, st)| map(p, st)).collect());
+        }
         if !reinhard {
             return Cow::Borrowed(&patches);
         }
@@ -385,7 +418,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     let features =
         |ps: &[Patches]| -> Vec<Vec<Vec<f64>>> { ps.iter().map(|p| p.images.iter().map(|i| spot::features(i, size)).collect()).collect() };
     // without normalization every fold sees the same patches: their features are computed once
-    let shared_feats = (!reinhard).then(|| features(&patches));
+    let shared_feats = (a.stain == "none").then(|| features(&patches));
     let mut baselines = Vec::new();
     for (f, genes) in all_folds.iter().zip(&fold_genes) {
         let feats: Cow<'_, [Vec<Vec<f64>>]> = match &shared_feats {
