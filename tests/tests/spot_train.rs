@@ -347,3 +347,45 @@ fn spot_cv_reinhard_and_macenko_stain_normalization() {
     assert!(err.contains("--stain `vahadane`"), "{err}");
     assert!(!dir.path().join("bad").exists());
 }
+
+/// `--side-factor 2`: each patch spans twice the spot spacing (the spot and its ring of array
+/// neighbours, resized to the same input), logged and recorded; the baselines see the wider patches.
+#[test]
+fn spot_cv_wider_field_of_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |factor: &str| {
+        let log = ok(Command::new(bin("train"))
+            .args(["spot-cv", "--sections", "B4,C2,C4", "--loso-scope", "all", "--baselines-only", "--max-spots", "24"])
+            .args(["--genes", "top:30", "--side-factor", factor])
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out-dir")
+            .arg(dir.path().join(factor)));
+        let side: f64 = log
+            .lines()
+            .find_map(|l| l.strip_prefix("section B4: 24 of 283 spots, patch side ")?.strip_suffix(" px")?.parse().ok())
+            .unwrap_or_else(|| panic!("no patch side for B4 in:\n{log}"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(factor).join("results.json")).unwrap()).unwrap();
+        (side, json)
+    };
+    let (one, plain) = run("1");
+    let (two, wide) = run("2");
+    assert!((two / one - 2.0).abs() < 0.01, "patch side {one} px, then {two} px");
+    assert_eq!(wide["side_factor"], 2.0);
+    assert_eq!(plain["side_factor"], 1.0);
+    let ridge = |v: &serde_json::Value| {
+        v["folds"].as_array().unwrap().iter().map(|f| f["scores"]["ridge (colour/texture)"].clone()).collect::<Vec<_>>()
+    };
+    assert_ne!(ridge(&wide), ridge(&plain), "the wider patches did not reach the baselines");
+    let err = fails(
+        Command::new(bin("train"))
+            .args(["spot-cv", "--side-factor", "0"])
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out-dir")
+            .arg(dir.path().join("bad")),
+    );
+    assert!(err.contains("patch side factor 0 must be > 0"), "{err}");
+    assert!(!dir.path().join("bad").exists());
+}

@@ -300,11 +300,12 @@ impl<'a> Data<'a> {
     }
 }
 
-/// Crops and resizes every kept spot of a section once (RGB, for augmentation).
-pub(crate) fn load_patches(sec: &SpotSection, prep: &Preprocess, max_spots: Option<usize>) -> Result<Patches> {
+/// Crops (side `side_factor` × the spot spacing) and resizes every kept spot of a section once
+/// (RGB, for augmentation).
+pub(crate) fn load_patches(sec: &SpotSection, prep: &Preprocess, max_spots: Option<usize>, side_factor: f32) -> Result<Patches> {
     let img = load_rgb(&sec.image_path).with_context(|| format!("section {}", sec.name))?;
     sec.check_inside(img.width(), img.height())?;
-    let side = sec.patch_side(1.0)?;
+    let side = sec.patch_side(side_factor)?;
     let rows = pick(sec.n_spots(), max_spots);
     let mut images = Vec::with_capacity(rows.len());
     for &r in &rows {
@@ -688,9 +689,9 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     // genes from every section the run learns from (training and validation), as `spot-cv`
     let refs: Vec<&SpotSection> = train_secs.iter().chain(val_sec.as_ref()).collect();
     let genes = select_genes(&refs, a.genes)?;
-    let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots)).collect::<Result<Vec<_>>>()?;
-    let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots)).transpose()?;
-    let eval_p = load_patches(&eval_sec, &prep, a.max_spots)?;
+    let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots, 1.0)).collect::<Result<Vec<_>>>()?;
+    let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots, 1.0)).transpose()?;
+    let eval_p = load_patches(&eval_sec, &prep, a.max_spots, 1.0)?;
     let data = Prepared {
         train: train_secs.iter().zip(&train_p).map(|(s, p)| Data::new(s, p, &genes, false)).collect(),
         val: val_sec.as_ref().zip(val_p.as_ref()).map(|(s, p)| Data::new(s, p, &genes, false)),

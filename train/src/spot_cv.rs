@@ -84,6 +84,11 @@ pub struct SpotCvArgs {
     /// Use at most this many spots per section (for quick runs and tests).
     #[arg(long)]
     pub max_spots: Option<usize>,
+    /// Patch side as a multiple of the spot spacing, resized to the model's input: 1 = the spot
+    /// (default), 2 = the spot and its ring of array neighbours at half the resolution (a wider
+    /// field of view: neighbourhood context in one input).
+    #[arg(long, default_value_t = 1.0)]
+    pub side_factor: f32,
     /// Start every run from these weights (as `train spot --init`).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -343,6 +348,9 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         bail!("unknown --stain `{}` (none, reinhard or macenko)", a.stain);
     }
     let (reinhard, macenko) = (a.stain == "reinhard", a.stain == "macenko");
+    if !(a.side_factor.is_finite() && a.side_factor > 0.0) {
+        bail!("patch side factor {} must be > 0", a.side_factor);
+    }
     if a.seeds.is_empty() || a.jobs == 0 || a.batch_size == 0 || a.epochs == 0 {
         bail!("--seeds, --jobs, --batch-size and --epochs must be non-empty / positive");
     }
@@ -364,7 +372,7 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         .iter()
         .map(|s| load_her2st(&a.data, s).with_context(|| format!("loading HER2ST section `{s}` from {}", a.data.display())))
         .collect::<Result<_>>()?;
-    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots)).collect::<Result<_>>()?;
+    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots, a.side_factor)).collect::<Result<_>>()?;
     let stats: Vec<LabStats> = if reinhard { patches.iter().map(section_stats).collect() } else { Vec::new() };
     for (p, st) in patches.iter().zip(&stats) {
         let (m, sd) = (st.mean, st.std());
@@ -720,7 +728,7 @@ fn report(
     let secs_per_run = if total_runs > 0 { runs.iter().map(|r| r.seconds).sum::<f64>() / total_runs as f64 } else { 0.0 };
     let _ = writeln!(
         md,
-        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, loss {} on {} targets, HED σ {}, stain normalization {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
+        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, loss {} on {} targets, HED σ {}, stain normalization {}, patch side {} × the spot spacing, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
         if a.loso_scope == "all" { "every other section" } else { "the other sections of the test section's patient" },
         gene_set.describe(),
         a.config,
@@ -731,6 +739,7 @@ fn report(
         a.targets.name(),
         a.hed_jitter,
         a.stain,
+        a.side_factor,
         a.balance,
         a.seeds,
         a.max_spots.map_or("all".to_string(), |m| m.to_string()),
@@ -824,7 +833,7 @@ fn report(
     }
     let json = serde_json::json!({
         "genes": gene_set.describe(), "loso_scope": a.loso_scope, "config": a.config, "epochs_max": a.epochs, "seeds": a.seeds,
-        "batch_size": a.batch_size, "lr": a.lr, "loss": a.loss.describe(), "targets": a.targets.describe(), "hed_jitter": a.hed_jitter, "stain": a.stain, "balanced": a.balance,
+        "batch_size": a.batch_size, "lr": a.lr, "loss": a.loss.describe(), "targets": a.targets.describe(), "hed_jitter": a.hed_jitter, "stain": a.stain, "side_factor": a.side_factor, "balanced": a.balance,
         "max_spots": a.max_spots, "metric": "per-gene Pearson r over a test section's spots; constant predictions count as 0",
         "folds": json_folds,
     });
