@@ -168,10 +168,7 @@ impl GraphConv {
                         // zeros [n, in] that keep the group's row count (tract: no ConstantOfShape of it)
                         let zero = cx.floats("zero_row", &[1, d_in], &vec![0.0; d_in]);
                         let zeros = cx.rows(&zero, &cx.op2("Min", &group.rows, &cx.index(0)));
-                        let vals = cx.rows(x, src);
-                        let idx = cx.op2("Expand", at, &cx.op1("Shape", &vals));
-                        let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
-                        cx.node("ScatterElements", &[&zeros, &idx, &vals], &attrs)
+                        cx.scatter_rows(&zeros, at, &cx.rows(x, src), "add")
                     }
                 };
                 let w = Tensor::cat(vec![ws.clone().slice([0..d_in, cols.clone()]), wr.clone().slice([0..d_in, cols])], 0);

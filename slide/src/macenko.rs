@@ -23,6 +23,15 @@ fn od(p: &[u8]) -> [f32; 3] {
     std::array::from_fn(|c| -((p[c].max(1) as f32) / 255.0).ln())
 }
 
+fn dot(a: &[f32; 3], b: &[f32; 3]) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn unit(v: [f32; 3]) -> [f32; 3] {
+    let n = dot(&v, &v).sqrt().max(1e-12);
+    v.map(|x| x / n)
+}
+
 /// The `q`-th percentile (0–100) of `v` (sorted in place; nearest rank).
 fn percentile(v: &mut [f32], q: f32) -> f32 {
     v.sort_unstable_by(f32::total_cmp);
@@ -97,15 +106,10 @@ impl Stains {
             if e.iter().sum::<f32>() < 0.0 { e.map(|x| -x) } else { e }
         };
         let (e1, e2) = (axis(0), axis(1));
-        let dot = |a: &[f32; 3], b: &[f32; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
         let mut angles: Vec<f32> = tissue.iter().map(|d| dot(d, &e2).atan2(dot(d, &e1))).collect();
         let lo = percentile(&mut angles, ALPHA);
         let hi = percentile(&mut angles, 100.0 - ALPHA);
-        let at = |phi: f32| {
-            let v: [f32; 3] = std::array::from_fn(|c| e1[c] * phi.cos() + e2[c] * phi.sin());
-            let norm = dot(&v, &v).sqrt().max(1e-12);
-            v.map(|x| (x / norm).max(0.0))
-        };
+        let at = |phi: f32| unit(std::array::from_fn(|c| e1[c] * phi.cos() + e2[c] * phi.sin())).map(|x| x.max(0.0));
         let (a, b) = (at(lo), at(hi));
         // haematoxylin absorbs more red than eosin
         let vectors = if a[0] > b[0] { [a, b] } else { [b, a] };
@@ -118,7 +122,6 @@ impl Stains {
     /// Least-squares haematoxylin and eosin concentrations of one optical density.
     fn concentrations(&self, d: &[f32; 3]) -> [f32; 2] {
         let [h, e] = &self.vectors;
-        let dot = |a: &[f32; 3], b: &[f32; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
         let (hh, he, ee) = (dot(h, h), dot(h, e), dot(e, e));
         let (hd, ed) = (dot(h, d), dot(e, d));
         let det = hh * ee - he * he;
@@ -149,10 +152,6 @@ mod tests {
 
     /// Beer–Lambert pixels from stain vectors and concentrations on a fixed pattern.
     fn slide(h: [f32; 3], e: [f32; 3], scale: f32) -> Vec<u8> {
-        let unit = |v: [f32; 3]| {
-            let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            v.map(|x| x / n)
-        };
         let (h, e) = (unit(h), unit(e));
         (0..20_000)
             .flat_map(|i| {
@@ -183,12 +182,8 @@ mod tests {
     #[test]
     fn recovers_the_stain_vectors_of_a_synthetic_slide() {
         let s = Stains::estimate(&slide(H, E, 1.0), 1).unwrap();
-        let unit = |v: [f32; 3]| {
-            let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            v.map(|x| x / n)
-        };
         for (got, want) in s.vectors.iter().zip([unit(H), unit(E)]) {
-            let cos: f32 = (0..3).map(|c| got[c] * want[c]).sum();
+            let cos = dot(got, &want);
             // within 8° (the extreme angles of mixed pixels lean towards the other stain)
             assert!(cos > 0.99, "{got:?} vs {want:?}: cos {cos}");
         }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 use std::process::Command;
 
 fn her2st() -> std::path::PathBuf {
@@ -303,23 +304,32 @@ fn spot_train_loss_and_target_scale() {
     assert!(!dir.path().join("bad.onnx").exists());
 }
 
+/// `train spot-cv --baselines-only` on 24 spots of B4, C2 and C4 (every section a test fold) with
+/// `args`, into `dir/name`: the log and results.json.
+fn spot_cv_baselines(dir: &Path, name: &str, args: &[&str]) -> (String, serde_json::Value) {
+    let log = ok(Command::new(bin("train"))
+        .args(["spot-cv", "--sections", "B4,C2,C4", "--loso-scope", "all", "--baselines-only", "--max-spots", "24", "--genes", "top:30"])
+        .args(args)
+        .arg("--data")
+        .arg(her2st())
+        .arg("--out-dir")
+        .arg(dir.join(name)));
+    let json = serde_json::from_slice(&std::fs::read(dir.join(name).join("results.json")).unwrap()).unwrap();
+    (log, json)
+}
+
+/// The ridge baseline's scores of each fold in a spot-cv results.json.
+fn ridge_scores(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["folds"].as_array().unwrap().iter().map(|f| f["scores"]["ridge (colour/texture)"].clone()).collect()
+}
+
 /// `--stain reinhard` and `--stain macenko`: every section's L*a*b* statistics (or stain vectors)
 /// are logged, the report and JSON say the stain was normalized, and the baselines change (they
 /// see the normalized patches); an unknown method fails before any work.
 #[test]
 fn spot_cv_reinhard_and_macenko_stain_normalization() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |stain: &str| {
-        let log = ok(Command::new(bin("train"))
-            .args(["spot-cv", "--sections", "B4,C2,C4", "--loso-scope", "all", "--baselines-only", "--max-spots", "24"])
-            .args(["--genes", "top:30", "--stain", stain])
-            .arg("--data")
-            .arg(her2st())
-            .arg("--out-dir")
-            .arg(dir.path().join(stain)));
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(stain).join("results.json")).unwrap()).unwrap();
-        (log, json)
-    };
+    let run = |stain: &str| spot_cv_baselines(dir.path(), stain, &["--stain", stain]);
     let (log, json) = run("reinhard");
     for s in ["B4", "C2", "C4"] {
         assert!(log.contains(&format!("section {s}: L*a*b* mean")), "no statistics of {s} in:\n{log}");
@@ -328,11 +338,8 @@ fn spot_cv_reinhard_and_macenko_stain_normalization() {
     assert_eq!(json["stain"], "reinhard");
     let (_, plain) = run("none");
     assert_eq!(plain["stain"], "none");
-    let ridge = |v: &serde_json::Value| {
-        v["folds"].as_array().unwrap().iter().map(|f| f["scores"]["ridge (colour/texture)"].clone()).collect::<Vec<_>>()
-    };
-    assert!(ridge(&json).iter().all(|r| r.is_array()), "no ridge scores: {json}");
-    assert_ne!(ridge(&json), ridge(&plain), "normalization did not reach the baselines");
+    assert!(ridge_scores(&json).iter().all(|r| r.is_array()), "no ridge scores: {json}");
+    assert_ne!(ridge_scores(&json), ridge_scores(&plain), "normalization did not reach the baselines");
     let (log, macenko) = run("macenko");
     for s in ["B4", "C2", "C4"] {
         let line = log.lines().find(|l| l.starts_with(&format!("section {s}: stain vectors H "))).unwrap_or_else(|| panic!("{log}"));
@@ -341,8 +348,8 @@ fn spot_cv_reinhard_and_macenko_stain_normalization() {
         assert!(v.len() >= 8 && v[0] > v[3] && v[4] >= v[3] && v[4] >= v[5], "{line}");
     }
     assert_eq!(macenko["stain"], "macenko");
-    assert_ne!(ridge(&macenko), ridge(&plain), "Macenko did not reach the baselines");
-    assert_ne!(ridge(&macenko), ridge(&json));
+    assert_ne!(ridge_scores(&macenko), ridge_scores(&plain), "Macenko did not reach the baselines");
+    assert_ne!(ridge_scores(&macenko), ridge_scores(&json));
     let err = fails(Command::new(bin("train")).args(["spot-cv", "--stain", "vahadane"]).arg("--out-dir").arg(dir.path().join("bad")));
     assert!(err.contains("--stain `vahadane`"), "{err}");
     assert!(!dir.path().join("bad").exists());
@@ -354,19 +361,11 @@ fn spot_cv_reinhard_and_macenko_stain_normalization() {
 fn spot_cv_wider_field_of_view() {
     let dir = tempfile::tempdir().unwrap();
     let run = |factor: &str| {
-        let log = ok(Command::new(bin("train"))
-            .args(["spot-cv", "--sections", "B4,C2,C4", "--loso-scope", "all", "--baselines-only", "--max-spots", "24"])
-            .args(["--genes", "top:30", "--side-factor", factor])
-            .arg("--data")
-            .arg(her2st())
-            .arg("--out-dir")
-            .arg(dir.path().join(factor)));
+        let (log, json) = spot_cv_baselines(dir.path(), factor, &["--side-factor", factor]);
         let side: f64 = log
             .lines()
             .find_map(|l| l.strip_prefix("section B4: 24 of 283 spots, patch side ")?.strip_suffix(" px")?.parse().ok())
             .unwrap_or_else(|| panic!("no patch side for B4 in:\n{log}"));
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(factor).join("results.json")).unwrap()).unwrap();
         (side, json)
     };
     let (one, plain) = run("1");
@@ -374,10 +373,7 @@ fn spot_cv_wider_field_of_view() {
     assert!((two / one - 2.0).abs() < 0.01, "patch side {one} px, then {two} px");
     assert_eq!(wide["side_factor"], 2.0);
     assert_eq!(plain["side_factor"], 1.0);
-    let ridge = |v: &serde_json::Value| {
-        v["folds"].as_array().unwrap().iter().map(|f| f["scores"]["ridge (colour/texture)"].clone()).collect::<Vec<_>>()
-    };
-    assert_ne!(ridge(&wide), ridge(&plain), "the wider patches did not reach the baselines");
+    assert_ne!(ridge_scores(&wide), ridge_scores(&plain), "the wider patches did not reach the baselines");
     let err = fails(
         Command::new(bin("train"))
             .args(["spot-cv", "--side-factor", "0"])

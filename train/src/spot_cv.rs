@@ -281,12 +281,10 @@ fn estimate_stains(px: &[u8], name: &str) -> Result<Stains> {
         .with_context(|| format!("section {name}: too few tissue pixels (optical density > 0.15) to estimate its stains"))
 }
 
-/// A section's patches with its stain mapped from `own` onto `target` (Reinhard).
-fn normalized(p: &Patches, own: &LabStats, target: &LabStats) -> Patches {
+/// A section's patches with `map` applied to each (its stain mapped onto a target).
+fn normalized(p: &Patches, map: impl Fn(&mut [u8])) -> Patches {
     let mut out = p.clone();
-    for i in &mut out.images {
-        own.map_rgb(target, i);
-    }
+    out.images.iter_mut().for_each(|i| map(i));
     out
 }
 
@@ -393,18 +391,13 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
             let pooled: Vec<u8> = fit_sections(f).iter().flat_map(|&s| samples[s].iter().copied()).collect();
             // the fitting sections each passed the estimate, so their pool does too
             let target = Stains::estimate(&pooled, 1).expect("tissue in the fitting sections");
-            let map = |p: &Patches, own: &Stains| {
-                let mut out = p.clone();
-                out.images.iter_mut().for_each(|i| own.map_rgb(&target, i));
-                out
-            };
-            return Cow::Owned(patches.iter().zip(&stains).map(|(p, st)| map(p, st)).collect());
+            return Cow::Owned(patches.iter().zip(&stains).map(|(p, st)| normalized(p, |i| st.map_rgb(&target, i))).collect());
         }
         if !reinhard {
             return Cow::Borrowed(&patches);
         }
         let target = fit_sections(f).iter().fold(LabStats::default(), |t, &s| t.merge(&stats[s]));
-        Cow::Owned(patches.iter().zip(&stats).map(|(p, st)| normalized(p, st, &target)).collect())
+        Cow::Owned(patches.iter().zip(&stats).map(|(p, st)| normalized(p, |i| st.map_rgb(&target, i))).collect())
     };
 
     // genes and ridge see every section the model may learn from (training + validation)

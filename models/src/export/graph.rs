@@ -23,7 +23,7 @@ pub enum SegmentSum {
     Tree,
 }
 
-/// The widest chunk of [`Lower::segment_max_chunked`].
+/// The widest chunk of [`Lower::segment_sum_chunked`] and [`Lower::segment_max_chunked`].
 pub const MAX_CHUNK: usize = 16;
 
 /// The widest chunk of [`SegmentSum::Tree`].
@@ -308,10 +308,7 @@ impl Lower {
             SegmentSum::ScatterNd => unreachable!(),
             SegmentSum::ScatterElements => {
                 let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
-                let zeros = self.fill(&self.concat(&[&seg.n_shape, &r], 0), 0.0);
-                let idx = self.op2("Expand", &seg.idx_col, &self.op1("Shape", &m));
-                let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
-                self.node("ScatterElements", &[&zeros, &idx, &m], &attrs)
+                self.scatter_rows(&self.fill(&self.concat(&[&seg.n_shape, &r], 0), 0.0), &seg.idx_col, &m, "add")
             }
             SegmentSum::Sorted => {
                 // a zero row E leads the target-sorted messages
@@ -386,9 +383,7 @@ impl Lower {
         let Some(chunks) = self.segment_chunks(shape, idx) else {
             return self.segment_max(init, idx, x);
         };
-        let maxima = self.chunk_reduce(&chunks, x, "Max", f32::MIN);
-        let idx = self.op2("Expand", &chunks.segment, &self.op1("Shape", &maxima));
-        self.node("ScatterElements", &[init, &idx, &maxima], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))])
+        self.scatter_rows(init, &chunks.segment, &self.chunk_reduce(&chunks, x, "Max", f32::MIN), "max")
     }
 
     /// Zeros of `shape` `[N, C]` with each segment's sum of the rows of `x` `[E, C]`, in
@@ -399,13 +394,7 @@ impl Lower {
         let Some(chunks) = self.segment_chunks(shape, idx) else {
             return self.scatter_add(shape, idx, x);
         };
-        let sums = self.chunk_reduce(&chunks, x, "Sum", 0.0);
-        let idx = self.op2("Expand", &chunks.segment, &self.op1("Shape", &sums));
-        self.node(
-            "ScatterElements",
-            &[&self.fill(shape, 0.0), &idx, &sums],
-            &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
-        )
+        self.scatter_rows(&self.fill(shape, 0.0), &chunks.segment, &self.chunk_reduce(&chunks, x, "Sum", 0.0), "add")
     }
 
     /// `[T, C]`: each chunk's `op` (an n-ary Max or Sum) over its rows of `x`, empty slots reading `pad`.
@@ -465,8 +454,14 @@ impl Lower {
 
     /// `init` with `out[idx[e]] = max(out[idx[e]], vals[e])` (ScatterElements max; `idx` `[E, 1]`).
     pub fn segment_max(&self, init: &str, idx: &str, vals: &str) -> String {
+        self.scatter_rows(init, idx, vals, "max")
+    }
+
+    /// `data` `[N, …]` with each row `vals[e]` `[E, …]` combined into row `idx[e]` (`idx` `[E, 1]`)
+    /// by `reduction` (`add`, `max`): ScatterElements, which ONNX Runtime runs on one thread, in order.
+    pub fn scatter_rows(&self, data: &str, idx: &str, vals: &str, reduction: &str) -> String {
         let idx = self.op2("Expand", idx, &self.op1("Shape", vals));
-        self.node("ScatterElements", &[init, &idx, vals], &[("axis", Attr::Int(0)), ("reduction", Attr::Str("max".into()))])
+        self.node("ScatterElements", &[data, &idx, vals], &[("axis", Attr::Int(0)), ("reduction", Attr::Str(reduction.into()))])
     }
 
     /// Softmax of `score [E, …]` over the edges of each target `dst` (`[E]`, and `[E, 1]` as
