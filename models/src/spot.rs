@@ -1,8 +1,11 @@
 //! TCGN-style histology model (Xiao et al. 2024): one H&E spot image `[B, 3, S, S]` (already
 //! normalized) → a convolutional stem → patch tokens + position embedding → a graph block (each
 //! token linked to its k most similar tokens by cosine similarity, fixed k) → pre-LN transformer
-//! encoder blocks → mean pool → LayerNorm → linear head to the genes. The ONNX export (opset 18,
-//! symbolic `batch`) is written out beside the forward.
+//! encoder blocks → mean pool → LayerNorm → linear head to the genes. A two-scale variant
+//! (`centre` > 0) reads the spot at full resolution from the centre of a wider patch and the whole
+//! patch, average-pooled, through a second convolutional branch (neighbourhood context, as TRIPLEX
+//! and Hist2ST use); both feed the head. The ONNX export (opset 18, symbolic `batch`) is written
+//! out beside the forward.
 
 use crate::export::{Lower, dims};
 use burn::module::Param;
@@ -45,6 +48,14 @@ pub struct SpotModelConfig {
     pub knn_k: usize,
     /// Genes predicted (outputs of the linear head).
     pub num_genes: usize,
+    /// Two-scale model: side of the central crop of the input that the main branch reads at
+    /// full resolution, while a context branch reads the whole input average-pooled by
+    /// `context_pool`. 0: one branch on the whole input.
+    #[serde(default)]
+    pub centre: usize,
+    /// Average-pooling factor of the context branch's input (used when `centre` > 0).
+    #[serde(default)]
+    pub context_pool: usize,
 }
 
 impl SpotModelConfig {
@@ -60,6 +71,8 @@ impl SpotModelConfig {
             mlp_ratio: 2,
             knn_k: 8,
             num_genes: 250,
+            centre: 0,
+            context_pool: 0,
         }
     }
 
@@ -75,6 +88,8 @@ impl SpotModelConfig {
             mlp_ratio: 4,
             knn_k: 8,
             num_genes: 785,
+            centre: 0,
+            context_pool: 0,
         }
     }
 
@@ -91,12 +106,34 @@ impl SpotModelConfig {
             mlp_ratio: 1,
             knn_k: 0,
             num_genes: 250,
+            centre: 0,
+            context_pool: 0,
         }
+    }
+
+    /// Two-scale plain CNN: a 448 px patch spanning twice the spot spacing; the CNN of
+    /// [`Self::cnn`] reads its central 224 px (the spot at full resolution) and a second CNN of
+    /// the same shape reads the whole patch pooled 4× to 112 px (the spot and its ring of array
+    /// neighbours).
+    pub fn cnn_context() -> Self {
+        Self { image_size: 448, centre: 224, context_pool: 4, ..Self::cnn() }
     }
 
     /// A few-thousand-parameter model on 32 px images, for tests.
     pub fn tiny() -> Self {
-        Self { image_size: 32, stem_channels: vec![8], patch: 4, dim: 16, depth: 1, heads: 2, mlp_ratio: 2, knn_k: 4, num_genes: 5 }
+        Self {
+            image_size: 32,
+            stem_channels: vec![8],
+            patch: 4,
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            knn_k: 4,
+            num_genes: 5,
+            centre: 0,
+            context_pool: 0,
+        }
     }
 
     /// The same configuration predicting `num_genes` genes.
@@ -105,9 +142,19 @@ impl SpotModelConfig {
         self
     }
 
+    /// Side of the main branch's input: the central crop, or the whole image.
+    pub fn main_side(&self) -> usize {
+        if self.centre > 0 { self.centre } else { self.image_size }
+    }
+
+    /// Patch side in spot spacings when the main branch spans one spacing.
+    pub fn patch_span(&self) -> f32 {
+        self.image_size as f32 / self.main_side() as f32
+    }
+
     /// Side of the token grid.
     pub fn grid(&self) -> usize {
-        self.image_size / self.patch
+        self.main_side() / self.patch
     }
 
     /// Number of tokens `T` (grid side squared).
@@ -124,8 +171,17 @@ impl SpotModelConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let err = |m: String| Err(crate::Error::Input(m));
         let stem_stride = 1usize << self.stem_channels.len();
-        if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
-            return err(format!("image size {} is not a multiple of patch {}", self.image_size, self.patch));
+        if self.patch == 0 || !self.main_side().is_multiple_of(self.patch) {
+            return err(format!("input side {} is not a multiple of patch {}", self.main_side(), self.patch));
+        }
+        if self.centre > 0 {
+            let c = self.context_pool;
+            if self.centre > self.image_size || !(self.image_size - self.centre).is_multiple_of(2) {
+                return err(format!("centre {} must fit in image size {} with even margins", self.centre, self.image_size));
+            }
+            if c == 0 || !self.image_size.is_multiple_of(c) || !(self.image_size / c).is_multiple_of(self.patch) {
+                return err(format!("context pool {c} must divide image size {} into a multiple of patch {}", self.image_size, self.patch));
+            }
         }
         if !self.patch.is_multiple_of(stem_stride) || self.patch < stem_stride {
             return err(format!("patch {} is not a multiple of the stem stride {stem_stride}", self.patch));
@@ -146,23 +202,39 @@ impl SpotModelConfig {
     pub fn init(&self, device: &Device) -> SpotModel {
         self.validate().expect("invalid SpotModelConfig");
         let ln = |d: usize| LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device);
-        let mut stem = Vec::new();
+        let stem = |c_in: &mut usize| {
+            let mut convs = Vec::new();
+            for &c in &self.stem_channels {
+                convs.push(StemConv {
+                    conv: Conv2dConfig::new([*c_in, c], [3, 3])
+                        .with_stride([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(device),
+                    norm: ln(c),
+                });
+                *c_in = c;
+            }
+            convs
+        };
         let mut c_in = 3;
-        for &c in &self.stem_channels {
-            stem.push(StemConv {
-                conv: Conv2dConfig::new([c_in, c], [3, 3])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
-                norm: ln(c),
-            });
-            c_in = c;
-        }
+        let main_stem = stem(&mut c_in);
         let pk = self.patch_kernel();
         let d = self.dim;
         let hidden = d * self.mlp_ratio;
+        let context = (self.centre > 0).then(|| {
+            let mut c_in = 3;
+            ContextBranch {
+                stem: stem(&mut c_in),
+                patch: Conv2dConfig::new([c_in, d], [pk, pk]).with_stride([pk, pk]).init(device),
+                norm: ln(d),
+                pool: self.context_pool,
+            }
+        });
+        let features = if context.is_some() { 2 * d } else { d };
         SpotModel {
-            stem,
+            stem: main_stem,
+            context,
+            centre: self.centre,
             patch: Conv2dConfig::new([c_in, d], [pk, pk]).with_stride([pk, pk]).init(device),
             pos: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, self.tokens(), d], device),
             graph: GraphBlock { norm: ln(d), linear: LinearConfig::new(d, d).init(device), k: self.knn_k },
@@ -180,7 +252,7 @@ impl SpotModelConfig {
                 })
                 .collect(),
             norm: ln(d),
-            head: LinearConfig::new(d, self.num_genes).init(device),
+            head: LinearConfig::new(features, self.num_genes).init(device),
             image_size: self.image_size,
         }
     }
@@ -193,6 +265,19 @@ pub struct StemConv {
     pub conv: Conv2d,
     /// LayerNorm over the output channels.
     pub norm: LayerNorm,
+}
+
+/// The context branch of the two-scale model: average pooling of the whole patch, a stem and
+/// patch conv of the main branch's shape, mean over the grid, LayerNorm.
+#[derive(Module, Debug)]
+pub struct ContextBranch {
+    /// Convolutional stem, each halving the pooled image's side.
+    pub stem: Vec<StemConv>,
+    /// Patch convolution (kernel = stride) to `D` channels.
+    pub patch: Conv2d,
+    /// LayerNorm after the mean over the grid.
+    pub norm: LayerNorm,
+    pool: usize,
 }
 
 /// Mean of each token's k most similar tokens (cosine), through a Linear, added back.
@@ -242,9 +327,33 @@ pub struct SpotModel {
     pub blocks: Vec<EncoderBlock>,
     /// LayerNorm after mean pooling.
     pub norm: LayerNorm,
-    /// Linear head `D → num_genes`.
+    /// Linear head `D → num_genes` (`2D` with a context branch).
     pub head: Linear,
+    /// Context branch of the two-scale model.
+    pub context: Option<ContextBranch>,
     image_size: usize,
+    centre: usize,
+}
+
+impl ContextBranch {
+    /// The whole patch `[B, 3, S, S]` → context features `[B, D]`.
+    fn forward(&self, image: Tensor<4>) -> Tensor<2> {
+        let k = self.pool;
+        let x = burn::tensor::module::avg_pool2d(image, burn::tensor::ops::AvgPoolOptions::new([k, k]));
+        let x = self.patch.forward(self.stem.iter().fold(x, |x, s| s.forward(x)));
+        let [b, d, gh, gw] = x.dims();
+        self.norm.forward(x.reshape([b, d, gh * gw]).mean_dim(2).reshape([b, d]))
+    }
+
+    fn export(&self, cx: &Lower, x: &str, prefix: &str) -> String {
+        let k = self.pool as i64;
+        let mut x = cx.node("AveragePool", &[x], &[("kernel_shape", Attr::Ints(vec![k, k])), ("strides", Attr::Ints(vec![k, k]))]);
+        for (i, st) in self.stem.iter().enumerate() {
+            x = st.export(cx, &x, &format!("{prefix}context.stem{i}"));
+        }
+        let x = cx.reduce("Mean", &cx.conv2d(&x, &format!("{prefix}context.patch"), &self.patch), &[2, 3], false);
+        cx.layer_norm(&x, &format!("{prefix}context.norm"), &self.norm)
+    }
 }
 
 impl StemConv {
@@ -342,15 +451,25 @@ fn attn_scale(dh: usize) -> f32 {
 impl SpotModel {
     /// Normalized images `[B, 3, S, S]` → expression `[B, num_genes]`.
     pub fn forward(&self, image: Tensor<4>) -> Tensor<2> {
-        let h = self.tokens(image);
+        let h = self.tokens(image.clone());
         let [b, _, d] = h.dims();
-        let pooled = h.mean_dim(1).reshape([b, d]);
-        self.head.forward(self.norm.forward(pooled))
+        let pooled = self.norm.forward(h.mean_dim(1).reshape([b, d]));
+        match &self.context {
+            Some(c) => self.head.forward(Tensor::cat(vec![pooled, c.forward(image)], 1)),
+            None => self.head.forward(pooled),
+        }
     }
 
-    /// Token features `[B, T, D]` after the last encoder block.
+    /// Token features `[B, T, D]` after the last encoder block (of the central crop, in the
+    /// two-scale model).
     pub fn tokens(&self, image: Tensor<4>) -> Tensor<3> {
-        let mut x = image;
+        let mut x = if self.centre > 0 {
+            let [b, c, s, _] = image.dims();
+            let o = (s - self.centre) / 2;
+            image.slice([0..b, 0..c, o..o + self.centre, o..o + self.centre])
+        } else {
+            image
+        };
         for s in &self.stem {
             x = s.forward(x);
         }
@@ -389,8 +508,13 @@ impl SpotModel {
     /// Lowers [`Self::forward`] on `x` (`[N, 3, S, S]`) into `cx` and returns the name of its
     /// `[N, num_genes]` result. Weight and fixed output names start with `prefix`, so several
     /// models can share one graph (constants are shared through `cx`'s cache).
-    pub fn export_into(&self, cx: &Lower, x: &str, prefix: &str) -> String {
-        let mut x = x.to_string();
+    pub fn export_into(&self, cx: &Lower, input: &str, prefix: &str) -> String {
+        let mut x = input.to_string();
+        if self.centre > 0 {
+            let (o, e) = (((self.image_size - self.centre) / 2) as i64, ((self.image_size + self.centre) / 2) as i64);
+            let (starts, ends) = (cx.ints("centre_starts", &[o, o]), cx.ints("centre_ends", &[e, e]));
+            x = cx.node("Slice", &[&x, &starts, &ends, &cx.ints("centre_axes", &[2, 3])], &[]);
+        }
         for (i, st) in self.stem.iter().enumerate() {
             x = st.export(cx, &x, &format!("{prefix}stem{i}"));
         }
@@ -404,7 +528,11 @@ impl SpotModel {
             h = blk.export(cx, &h, d, &format!("{prefix}block{i}"));
         }
         let pooled = cx.layer_norm(&cx.reduce("Mean", &h, &[1], false), &format!("{prefix}norm"), &self.norm);
-        cx.linear(&pooled, &format!("{prefix}head"), &self.head)
+        let features = match &self.context {
+            Some(c) => cx.concat(&[&pooled, &c.export(cx, input, prefix)], 1),
+            None => pooled,
+        };
+        cx.linear(&features, &format!("{prefix}head"), &self.head)
     }
 
     /// Stem and patch conv output `[B, D, grid, grid]`, before the position embedding (what a
@@ -454,6 +582,39 @@ mod tests {
         assert!(SpotModelConfig::large().validate().is_ok());
         assert!(SpotModelConfig { heads: 5, ..cfg.clone() }.validate().is_err());
         assert!(SpotModelConfig { patch: 2, ..cfg }.validate().is_err());
+    }
+
+    #[test]
+    fn spot_two_scale_reads_the_centre_and_the_pooled_context() {
+        let _rng = crate::test_rng();
+        let device = Device::flex();
+        device.seed(3);
+        let cfg = SpotModelConfig { image_size: 64, centre: 32, context_pool: 2, ..tiny() };
+        assert_eq!((cfg.main_side(), cfg.grid(), cfg.patch_span()), (32, 8, 2.0));
+        let m = cfg.init(&device);
+        assert_eq!(m.head.weight.dims(), [2 * cfg.dim, cfg.num_genes]);
+        let x = random([2, 3, 64, 64], &device);
+        // the same centre in a blank surround: same main-branch tokens, other prediction
+        let centre = x.clone().slice([0..2, 0..3, 16..48, 16..48]);
+        let framed = Tensor::<4>::zeros([2, 3, 64, 64], &device).slice_assign([0..2, 0..3, 16..48, 16..48], centre);
+        let same = crate::to_vec(m.tokens(x.clone())).iter().zip(crate::to_vec(m.tokens(framed.clone()))).all(|(a, b)| a == &b);
+        assert!(same, "the main branch reads only the central crop");
+        let (y, z) = (crate::to_vec(m.forward(x)), crate::to_vec(m.forward(framed)));
+        assert_eq!(y.len(), 2 * cfg.num_genes);
+        assert!(y.iter().zip(&z).any(|(a, b)| (a - b).abs() > 1e-4), "the context branch reads the surround");
+        for bad in [
+            SpotModelConfig { centre: 33, ..cfg.clone() },
+            SpotModelConfig { centre: 80, ..cfg.clone() },
+            SpotModelConfig { context_pool: 0, ..cfg.clone() },
+            SpotModelConfig { context_pool: 3, ..cfg.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(SpotModelConfig::cnn_context().validate().is_ok());
+        // configs saved before the two-scale model still load (one branch)
+        let mut old = serde_json::to_value(tiny()).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "centre" && k != "context_pool");
+        assert_eq!(serde_json::from_value::<SpotModelConfig>(old).unwrap(), tiny());
     }
 
     #[test]

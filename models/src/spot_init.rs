@@ -362,8 +362,11 @@ fn safetensors_producer(path: &Path) -> Option<String> {
 
 /// Module path of an initializer of our own spot export, its `_N` suffix dropped (`stem0.weight`
 /// → `stem.0.conv.weight`, `stem0.norm.gamma` → `stem.0.norm.gamma`, `block1.q.weight` →
-/// `blocks.1.q.weight`).
+/// `blocks.1.q.weight`; the two-scale model's `context.stem0.weight` → `context.stem.0.conv.weight`).
 fn spot_path(base: &str) -> String {
+    if let Some(inner) = base.strip_prefix("context.") {
+        return format!("context.{}", spot_path(inner));
+    }
     let (head, rest) = base.split_once('.').unwrap_or((base, ""));
     let index = |prefix: &str| head.strip_prefix(prefix).filter(|i| !i.is_empty() && i.bytes().all(|c| c.is_ascii_digit()));
     if let Some(i) = index("stem") {
@@ -627,6 +630,8 @@ mod tests {
         assert_eq!(path("graph.linear.bias_20"), "graph.linear.bias");
         assert_eq!(path("norm_eps_21"), "norm_eps");
         assert_eq!(path("stem_x"), "stem_x");
+        assert_eq!(path("context.stem2.weight_7"), "context.stem.2.conv.weight");
+        assert_eq!(path("context.patch.bias_9"), "context.patch.bias");
         assert!(parse_remap("no-equals").is_err());
         assert!(parse_remap("=x").is_err());
         assert!(parse_remap("(unclosed=x").is_err());

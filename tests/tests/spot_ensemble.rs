@@ -1,6 +1,7 @@
 //! Spot ensembles and test-time augmentation in one ONNX file (`models::spot_ensemble`): parity
 //! of burn with tract and ONNX Runtime at batch 2 and 3 from one session (symbolic batch), the
-//! onnx checker and Python onnxruntime.
+//! onnx checker and Python onnxruntime; the same for the two-scale model (central crop + pooled
+//! context branch).
 
 mod common;
 
@@ -22,11 +23,17 @@ fn tiny() -> SpotModelConfig {
 /// Seeding is process-wide; tests run in parallel, so model creation is serialized.
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn ensemble(members: usize, tta: bool, seed: u64) -> (SpotEnsemble, Device) {
+/// The two-scale `tiny()`: the main branch reads the central 16 px, the context branch the whole
+/// 32 px patch pooled 2×.
+fn two_scale() -> SpotModelConfig {
+    SpotModelConfig { centre: SIDE / 2, context_pool: 2, ..tiny() }
+}
+
+fn ensemble_of(cfg: &SpotModelConfig, members: usize, tta: bool, seed: u64) -> (SpotEnsemble, Device) {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(seed);
-    let m = (0..members).map(|_| tiny().init(&device)).collect();
+    let m = (0..members).map(|_| cfg.init(&device)).collect();
     (SpotEnsemble::new(m, tta).unwrap(), device)
 }
 
@@ -45,8 +52,9 @@ fn burn_forward(e: &SpotEnsemble, x: &[f32], n: usize, device: &Device) -> Vec<f
 #[test]
 fn spot_ensemble_parity_tract_ort_dynamic_batch() {
     let cases: Vec<(usize, Vec<f32>)> = [2, 3].iter().map(|&n| (n, images(n))).collect();
-    for (members, tta) in [(1, true), (2, false), (2, true)] {
-        let (e, device) = ensemble(members, tta, 31);
+    for (cfg, members, tta) in [(tiny(), 1, true), (tiny(), 2, false), (tiny(), 2, true), (two_scale(), 1, false), (two_scale(), 2, true)] {
+        let (e, device) = ensemble_of(&cfg, members, tta, 31);
+        let members = format!("{members} (centre {})", cfg.centre);
         let bytes = onnx_format::encode(&e.export(vec![]));
         for backend in [Backend::Tract, Backend::Ort] {
             let mut sess = Session::from_bytes(&bytes, Path::new("spot_ensemble.onnx"), backend, &Options::default()).unwrap();
@@ -65,7 +73,13 @@ fn spot_ensemble_parity_tract_ort_dynamic_batch() {
 
 #[test]
 fn spot_ensemble_passes_onnx_checker_and_python_onnxruntime() {
-    let (e, device) = ensemble(2, true, 32);
+    for cfg in [tiny(), two_scale()] {
+        check_with_python(&cfg);
+    }
+}
+
+fn check_with_python(cfg: &SpotModelConfig) {
+    let (e, device) = ensemble_of(cfg, 2, true, 32);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spot_ensemble.onnx");
     std::fs::write(&path, onnx_format::encode(&e.export(vec![]))).unwrap();

@@ -136,7 +136,6 @@ fn pytorch_stem_weights_load_and_match_torch() {
 
 #[test]
 fn onnx_export_seeds_a_fresh_model() {
-    let dir = tempfile::tempdir().unwrap();
     let cfg = SpotModelConfig {
         image_size: 32,
         stem_channels: vec![8, 8],
@@ -147,7 +146,16 @@ fn onnx_export_seeds_a_fresh_model() {
         mlp_ratio: 2,
         knn_k: 4,
         num_genes: 5,
+        centre: 0,
+        context_pool: 0,
     };
+    seed_from_own_export(&cfg);
+    // the two-scale model: the context branch's tensors map back too
+    seed_from_own_export(&SpotModelConfig { centre: 16, context_pool: 2, knn_k: 2, ..cfg });
+}
+
+fn seed_from_own_export(cfg: &SpotModelConfig) {
+    let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     device.seed(1);
     let trained = cfg.init(&device);

@@ -385,3 +385,55 @@ fn spot_cv_wider_field_of_view() {
     assert!(err.contains("patch side factor 0 must be > 0"), "{err}");
     assert!(!dir.path().join("bad").exists());
 }
+
+/// The two-scale model (`--config cnn-context`): a patch of twice the spot spacing at 448 px, the
+/// spot read at full resolution from its centre and the whole patch pooled through a context
+/// branch. Its card carries the wider patch, and `infer slide` runs it on both runtimes.
+#[test]
+fn spot_train_two_scale_model_runs_in_infer_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |config: &str| {
+        let out = dir.path().join(format!("{config}.onnx"));
+        let log = ok(Command::new(bin("train"))
+            .args(["spot", "--config", config, "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+            .arg("--data")
+            .arg(her2st())
+            .arg("--out")
+            .arg(&out));
+        assert!(log.contains("parity on 24 held-out patches"), "{log}");
+        let card = onnx_format::read_card(&out).unwrap();
+        (out, card)
+    };
+    let (_, plain) = train("cnn");
+    let (model, card) = train("cnn-context");
+    let (p, c): (&onnx_format::card::SpotImage, &onnx_format::card::SpotImage) = (plain.require().unwrap(), card.require().unwrap());
+    assert_eq!((p.image.size, c.image.size), (224, 448));
+    let ratio = c.patch_side_px["C2"] / p.patch_side_px["C2"];
+    assert!((ratio - 2.0).abs() < 1e-3, "patch side ratio {ratio}");
+    assert_eq!(card.architecture["centre"], 224);
+    assert_eq!(card.architecture["context_pool"], 4);
+    assert!(c.patch_side.contains("context branch"), "{}", c.patch_side);
+
+    let c2 = her2st().join("C2");
+    let mut rows: Vec<Vec<Vec<f32>>> = Vec::new();
+    for backend in ["tract", "ort"] {
+        let csv = dir.path().join(format!("{backend}.csv"));
+        let log = ok(Command::new(bin("infer"))
+            .args(["slide", "--backend", backend, "--batch", "4"])
+            .arg("--model")
+            .arg(&model)
+            .arg("--image")
+            .arg(c2.join("5714_HE_BT_C2.jpg"))
+            .arg("--spots")
+            .arg(c2.join("C2_selection.tsv"))
+            .arg("--out")
+            .arg(&csv));
+        eprintln!("{log}");
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert_eq!(text.lines().count(), 188, "one row per C2 spot plus the header");
+        rows.push(text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse::<f32>().unwrap()).collect()).collect());
+    }
+    for (a, b) in rows[0].iter().zip(&rows[1]) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.is_finite() && (x - y).abs() < 1e-3), "{a:?} vs {b:?}");
+    }
+}

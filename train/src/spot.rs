@@ -680,7 +680,7 @@ struct Evaluation {
 pub fn run(a: &SpotArgs) -> Result<()> {
     let base = check_args(a)?;
     let device = crate::gene::device(&a.device)?;
-    let prep = Preprocess::default();
+    let prep = Preprocess { size: base.image_size as u32, ..Default::default() };
     let load =
         |name: &str| load_her2st(&a.data, name).with_context(|| format!("loading HER2ST section `{name}` from {}", a.data.display()));
     let train_secs: Vec<SpotSection> = train_names(a).iter().map(|s| load(s)).collect::<Result<_>>()?;
@@ -689,9 +689,10 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     // genes from every section the run learns from (training and validation), as `spot-cv`
     let refs: Vec<&SpotSection> = train_secs.iter().chain(val_sec.as_ref()).collect();
     let genes = select_genes(&refs, a.genes)?;
-    let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots, 1.0)).collect::<Result<Vec<_>>>()?;
-    let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots, 1.0)).transpose()?;
-    let eval_p = load_patches(&eval_sec, &prep, a.max_spots, 1.0)?;
+    let span = base.patch_span();
+    let train_p = train_secs.iter().map(|s| load_patches(s, &prep, a.max_spots, span)).collect::<Result<Vec<_>>>()?;
+    let val_p = val_sec.as_ref().map(|s| load_patches(s, &prep, a.max_spots, span)).transpose()?;
+    let eval_p = load_patches(&eval_sec, &prep, a.max_spots, span)?;
     let data = Prepared {
         train: train_secs.iter().zip(&train_p).map(|(s, p)| Data::new(s, p, &genes, false)).collect(),
         val: val_sec.as_ref().zip(val_p.as_ref()).map(|(s, p)| Data::new(s, p, &genes, false)),
@@ -742,14 +743,32 @@ pub fn run(a: &SpotArgs) -> Result<()> {
     export(a, &cfg, &data, &members, &exported, &ev)
 }
 
-/// `small` (CPU), `large` (GPU) or `cnn` (the ST-Net-like plain CNN baseline).
+/// `small` (CPU), `large` (GPU), `cnn` (the ST-Net-like plain CNN baseline) or `cnn-context` (the
+/// same CNN on the spot plus a pooled context branch on the spot and its neighbours).
 pub(crate) fn config_by_name(name: &str) -> Result<SpotModelConfig> {
     Ok(match name {
         "small" => SpotModelConfig::small(),
         "large" => SpotModelConfig::large(),
         "cnn" => SpotModelConfig::cnn(),
-        c => bail!("unknown --config `{c}` (small, large or cnn)"),
+        "cnn-context" => SpotModelConfig::cnn_context(),
+        c => bail!("unknown --config `{c}` (small, large, cnn or cnn-context)"),
     })
+}
+
+/// The patch a config reads when its main input spans `side_factor` spot spacings: `2 × the spot
+/// spacing`, and for a two-scale model where its branches look.
+pub(crate) fn describe_patch(cfg: &SpotModelConfig, side_factor: f32) -> String {
+    let side = side_factor * cfg.patch_span();
+    if cfg.centre == 0 {
+        return format!("{side} × the spot spacing");
+    }
+    format!(
+        "{side} × the spot spacing at {} px; the main branch reads the central {} px ({side_factor} × the spacing), the context branch the whole patch pooled {}× to {} px",
+        cfg.image_size,
+        cfg.centre,
+        cfg.context_pool,
+        cfg.image_size / cfg.context_pool
+    )
 }
 
 /// The model config of `--config`, after checking the arguments.
@@ -1103,15 +1122,20 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[T
         data.train.iter().chain(data.val.as_ref()).chain([eval]).map(|d| (d.name.clone(), d.side_px)).collect();
     let spot = SpotImage {
         image: data.prep.to_card(),
-        patch_side_um: Some(ST_SPACING_UM),
+        patch_side_um: Some(ST_SPACING_UM * cfg.patch_span()),
         patch_side_px: sides,
-        patch_side: "1.0 × the spot centre-to-centre spacing (median pixel distance between array neighbours); legacy ST array: 100 µm spots on a 200 µm grid, so the patch spans 200 µm".into(),
+        patch_side: format!(
+            "{} (spacing: median pixel distance between array neighbours); legacy ST array: 100 µm spots on a 200 µm grid, so the spot's share spans 200 µm",
+            describe_patch(cfg, 1.0)
+        ),
         targets: "log1p(count / library size × 1e4)".into(),
     };
     let mut card = ModelCard::new(
         Family::SpotExpression,
         if a.config == "cnn" {
             "ST-Net-like plain CNN (He et al. 2020, without pretraining): H&E spot patch → log-normalized expression of the target genes"
+        } else if a.config == "cnn-context" {
+            "Two-scale plain CNN: the spot at full resolution and its neighbourhood, pooled, through a second CNN (neighbourhood context as in TRIPLEX / Hist2ST) → log-normalized expression of the target genes"
         } else {
             "TCGN-style spot model (Xiao et al. 2024): H&E spot patch → log-normalized expression of the target genes"
         },

@@ -84,9 +84,10 @@ pub struct SpotCvArgs {
     /// Use at most this many spots per section (for quick runs and tests).
     #[arg(long)]
     pub max_spots: Option<usize>,
-    /// Patch side as a multiple of the spot spacing, resized to the model's input: 1 = the spot
-    /// (default), 2 = the spot and its ring of array neighbours at half the resolution (a wider
-    /// field of view: neighbourhood context in one input).
+    /// Side of the model's main input as a multiple of the spot spacing, resized to the model's
+    /// input: 1 = the spot (default), 2 = the spot and its ring of array neighbours at half the
+    /// resolution (a wider field of view: neighbourhood context in one input). A two-scale
+    /// config (`cnn-context`) crops its wider patch around this.
     #[arg(long, default_value_t = 1.0)]
     pub side_factor: f32,
     /// Start every run from these weights (as `train spot --init`).
@@ -364,13 +365,14 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     for p in [&report_path, &json_path] {
         onnx_format::check_output(p, [])?;
     }
-    let prep = Preprocess::default();
+    let prep = Preprocess { size: base.image_size as u32, ..Default::default() };
+    let side_factor = a.side_factor * base.patch_span();
     let secs: Vec<SpotSection> = a
         .sections
         .iter()
         .map(|s| load_her2st(&a.data, s).with_context(|| format!("loading HER2ST section `{s}` from {}", a.data.display())))
         .collect::<Result<_>>()?;
-    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots, a.side_factor)).collect::<Result<_>>()?;
+    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots, side_factor)).collect::<Result<_>>()?;
     let stats: Vec<LabStats> = if reinhard { patches.iter().map(section_stats).collect() } else { Vec::new() };
     for (p, st) in patches.iter().zip(&stats) {
         let (m, sd) = (st.mean, st.std());
@@ -721,7 +723,7 @@ fn report(
     let secs_per_run = if total_runs > 0 { runs.iter().map(|r| r.seconds).sum::<f64>() / total_runs as f64 } else { 0.0 };
     let _ = writeln!(
         md,
-        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, loss {} on {} targets, HED σ {}, stain normalization {}, patch side {} × the spot spacing, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
+        "Leave-one-section-out trains on {}. Genes: {}. Config {}, ≤ {} epochs (validation section picks the epoch), batch {}, lr {}, loss {} on {} targets, HED σ {}, stain normalization {}, patch side {}, balanced sections {}, seeds {:?}, {} spots max per section; {} training runs, {:.0} s each on average ({} at once).\n",
         if a.loso_scope == "all" { "every other section" } else { "the other sections of the test section's patient" },
         gene_set.describe(),
         a.config,
@@ -732,7 +734,7 @@ fn report(
         a.targets.name(),
         a.hed_jitter,
         a.stain,
-        a.side_factor,
+        spot::describe_patch(&spot::config_by_name(&a.config).expect("checked in run"), a.side_factor),
         a.balance,
         a.seeds,
         a.max_spots.map_or("all".to_string(), |m| m.to_string()),
