@@ -130,9 +130,20 @@ def row_normalize(x):
     return x / s.masked_fill(s == 0, 1.0)
 
 
+def first_weight(w, name, width):
+    """The first layer's weight: our export appends a column of ones when it row-normalizes (one
+    MatMul gives x·W and the row sums, models::node::first_linear); PyTorch normalizes x itself."""
+    return w(name)[:, :width].contiguous()
+
+
+def gcn_weights(w):
+    b1, b2 = w("bias1"), w("bias2")
+    return first_weight(w, "conv1.weight", b1.shape[0]), b1, w("conv2.weight"), b2
+
+
 def eager_gcn(w):
     import torch
-    W1, b1, W2, b2 = w("conv1.weight"), w("bias1"), w("conv2.weight"), w("bias2")
+    W1, b1, W2, b2 = gcn_weights(w)
 
     def propagate(h, src, dst, norm):
         return torch.zeros_like(h).index_add_(0, dst, h[src] * norm[:, None])
@@ -155,7 +166,7 @@ def pyg_gcn(w):
     import torch_geometric.transforms as T
     from torch_geometric.data import Data
     from torch_geometric.nn import GCNConv
-    W1, b1, W2, b2 = w("conv1.weight"), w("bias1"), w("conv2.weight"), w("bias2")
+    W1, b1, W2, b2 = gcn_weights(w)
     # our model: degree normalization with one self-loop per node (input loops replaced), bias after
     # propagation = GCNConv's defaults
     convs = []
@@ -176,10 +187,17 @@ def pyg_gcn(w):
 
 
 def gat_layers(w):
+    import torch
     layers = []
     for name, concat in [("layer1", True), ("layer2", False)]:
-        W, a_s, a_d, b = w(f"{name}.linear.weight"), w(f"{name}.att_src"), w(f"{name}.att_dst"), w(f"{name}.bias")
-        layers.append((W, a_s, a_d, b, concat))
+        # both attention vectors as one block-diagonal [H·F, 2H] matrix (models::node GatConv::export)
+        A = w(f"{name}.att")
+        heads = A.shape[1] // 2
+        c = A.shape[0] // heads
+        a_s = torch.stack([A[j * c:(j + 1) * c, j] for j in range(heads)]).unsqueeze(0)
+        a_d = torch.stack([A[j * c:(j + 1) * c, heads + j] for j in range(heads)]).unsqueeze(0)
+        W = first_weight(w, f"{name}.linear.weight", heads * c)
+        layers.append((W, a_s, a_d, w(f"{name}.bias"), concat))
     return layers, w.attr("LeakyRelu", "alpha")
 
 

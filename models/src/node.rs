@@ -152,9 +152,9 @@ impl NodeGcn {
     /// The ONNX model: inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; outputs `logits` and softmax `probabilities` `[num_nodes, K]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let cx = Lower::new("node_gcn");
-        let (x, e) = graph_inputs(&cx, self.conv1.weight.dims()[0], self.row_norm);
+        let (x, e) = graph_inputs(&cx, self.conv1.weight.dims()[0]);
         let w = e.gcn_weights(&cx);
-        let h = e.scatter(&cx, &cx.linear(&x, "conv1", &self.conv1), &w);
+        let h = e.scatter(&cx, &first_linear(&cx, &x, "conv1", &self.conv1, self.row_norm), &w);
         let h = cx.op1("Relu", &cx.bias(&h, "bias1", &self.bias1));
         let h = e.scatter(&cx, &cx.linear(&h, "conv2", &self.conv2), &w);
         let logits = cx.bias(&h, "bias2", &self.bias2);
@@ -252,14 +252,22 @@ impl GatLayer {
         out + self.bias.val().unsqueeze_dim::<2>(0)
     }
 
-    fn export(&self, cx: &Lower, x: &str, e: &OnnxEdges, name: &str) -> String {
-        let (h, f) = (self.heads as i64, self.out as i64);
-        let hx = cx.reshape(&cx.linear(x, &format!("{name}.linear"), &self.linear), &[-1, h, f]);
-        let att = |which: &str, p: &Param<Tensor<2>>| {
-            let a = cx.tensor(&format!("{name}.{which}"), p.val().unsqueeze_dim::<3>(0));
-            cx.reduce("Sum", &cx.op2("Mul", &hx, &a), &[2], false)
-        };
-        let s = cx.op2("Add", &cx.rows(&att("att_src", &self.att_src), &e.src), &cx.rows(&att("att_dst", &self.att_dst), &e.dst));
+    /// `row_norm`: `x` is first divided by its row sums (see [`first_linear`]).
+    fn export(&self, cx: &Lower, x: &str, e: &OnnxEdges, name: &str, row_norm: bool) -> String {
+        let (h, f) = (self.heads, self.out);
+        let flat = first_linear(cx, x, &format!("{name}.linear"), &self.linear, row_norm);
+        let hx = cx.reshape(&flat, &[-1, h as i64, f as i64]);
+        // both attention scores of every head in one MatMul: `[N, H·F] · [H·F, 2H]`, block-diagonal
+        // (column j < H holds head j's att_src, column H + j its att_dst)
+        let (a_s, a_d) = (crate::to_vec(self.att_src.val()), crate::to_vec(self.att_dst.val()));
+        let mut att = vec![0f32; h * f * 2 * h];
+        for (j, i) in (0..h).flat_map(|j| (0..f).map(move |i| (j, i))) {
+            att[(j * f + i) * 2 * h + j] = a_s[j * f + i];
+            att[(j * f + i) * 2 * h + h + j] = a_d[j * f + i];
+        }
+        let scores = cx.op2("MatMul", &flat, &cx.floats(&format!("{name}.att"), &[h * f, 2 * h], &att));
+        let s = cx.op2("Add", &cx.rows(&cx.cols(&scores, 0, h), &e.src), &cx.rows(&cx.cols(&scores, h, 2 * h), &e.dst));
+        let (h, f) = (h as i64, f as i64);
         let score = cx.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
         // dropped input self-loops get a score of -1e9 (weight 0 after the softmax)
         let keep = cx.column(&e.keep);
@@ -323,12 +331,12 @@ impl NodeGat {
     /// The ONNX model: inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; outputs `logits` and softmax `probabilities` `[num_nodes, K]`.
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let cx = Lower::new("node_gat");
-        let (x, e) = graph_inputs(&cx, self.layer1.linear.weight.dims()[0], self.row_norm);
-        let h = self.layer1.export(&cx, &x, &e, "layer1");
+        let (x, e) = graph_inputs(&cx, self.layer1.linear.weight.dims()[0]);
+        let h = self.layer1.export(&cx, &x, &e, "layer1", self.row_norm);
         // ELU as Relu(x) + exp(min(x, 0)) − 1: ONNX Runtime's Elu rounds differently with the thread count
         let neg = cx.op2("Sub", &cx.op1("Exp", &cx.op2("Min", &h, &cx.scalar("zero", 0.0))), &cx.scalar("one", 1.0));
         let h = cx.op2("Add", &cx.op1("Relu", &h), &neg);
-        let logits = self.layer2.export(&cx, &h, &e, "layer2");
+        let logits = self.layer2.export(&cx, &h, &e, "layer2", false);
         cx.finish_classifier(&logits, "num_nodes", self.layer2.bias.dims()[0], Head::Softmax, metadata)
     }
 }
@@ -359,11 +367,10 @@ impl OnnxEdges {
     }
 }
 
-/// Inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; optional row normalization; loops.
-fn graph_inputs(cx: &Lower, f: usize, row_norm: bool) -> (String, OnnxEdges) {
+/// Inputs `x [num_nodes, F]`, `edge_index [2, num_edges]`; loops.
+fn graph_inputs(cx: &Lower, f: usize) -> (String, OnnxEdges) {
     let x = cx.input("x", Elem::F32, &dims("num_nodes", f));
     let (src, dst) = cx.edge_index_inputs("edge_index");
-    let x = if row_norm { export_row_normalize(cx, &x) } else { x };
     // self-loops as in LoopedEdges::new
     let (n, n_shape) = cx.num_rows(&x);
     let loops = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
@@ -374,9 +381,22 @@ fn graph_inputs(cx: &Lower, f: usize, row_norm: bool) -> (String, OnnxEdges) {
     (x, e)
 }
 
-/// [`row_normalize`] in ONNX.
-fn export_row_normalize(cx: &Lower, x: &str) -> String {
-    let s = cx.reduce("Sum", x, &[1], true);
+/// `l(x)`, or with `row_norm` `l(`[`row_normalize`]`(x))` as `(x · W) / rowsum(x) + b`: the
+/// weight gets a column of ones, so one MatMul gives `x · W` and the row sums, and the `[N, out]`
+/// product is divided instead of the `[N, F]` input (on Cora, F = 1433: two full passes over the
+/// features saved; decisions §2).
+fn first_linear(cx: &Lower, x: &str, name: &str, l: &Linear, row_norm: bool) -> String {
+    if !row_norm {
+        return cx.linear(x, name, l);
+    }
+    let [f, o] = l.weight.dims();
+    let w = Tensor::cat(vec![l.weight.val(), Tensor::ones([f, 1], &l.weight.device())], 1);
+    let y = cx.op2("MatMul", x, &cx.tensor(&format!("{name}.weight"), w));
+    let s = cx.cols(&y, o, o + 1);
     let s = cx.node("Where", &[&cx.op2("Equal", &s, &cx.scalar("zero", 0.0)), &cx.scalar("one", 1.0), &s], &[]);
-    cx.op2("Div", x, &s)
+    let y = cx.op2("Div", &cx.cols(&y, 0, o), &s);
+    match &l.bias {
+        Some(b) => cx.bias(&y, &format!("{name}.bias"), b),
+        None => y,
+    }
 }

@@ -188,6 +188,11 @@ impl Lower {
         self.reduce("Sum", &self.concat(&[x, &self.unsqueeze(zero, 0)], 0), &[0], false)
     }
 
+    /// Columns `a..b` of the 2-D `x`.
+    pub fn cols(&self, x: &str, a: usize, b: usize) -> String {
+        self.node("Slice", &[x, &self.ints("cols_start", &[a as i64]), &self.ints("cols_end", &[b as i64]), &self.axes(&[1])], &[])
+    }
+
     /// `[E]` indices as a column `[E, 1]` (ScatterND's index layout).
     pub fn column(&self, idx: &str) -> String {
         self.unsqueeze(idx, 1)
