@@ -130,15 +130,8 @@ def row_normalize(x):
     return x / s.masked_fill(s == 0, 1.0)
 
 
-def first_weight(w, name, width):
-    """The first layer's weight: our export appends a column of ones when it row-normalizes (one
-    MatMul gives x·W and the row sums, models::node::first_linear); PyTorch normalizes x itself."""
-    return w(name)[:, :width].contiguous()
-
-
 def gcn_weights(w):
-    b1, b2 = w("bias1"), w("bias2")
-    return first_weight(w, "conv1.weight", b1.shape[0]), b1, w("conv2.weight"), b2
+    return w("conv1.weight"), w("bias1"), w("conv2.weight"), w("bias2")
 
 
 def eager_gcn(w):
@@ -196,8 +189,7 @@ def gat_layers(w):
         c = A.shape[0] // heads
         a_s = torch.stack([A[j * c:(j + 1) * c, j] for j in range(heads)]).unsqueeze(0)
         a_d = torch.stack([A[j * c:(j + 1) * c, heads + j] for j in range(heads)]).unsqueeze(0)
-        W = first_weight(w, f"{name}.linear.weight", heads * c)
-        layers.append((W, a_s, a_d, w(f"{name}.bias"), concat))
+        layers.append((w(f"{name}.linear.weight"), a_s, a_d, w(f"{name}.bias"), concat))
     return layers, w.attr("LeakyRelu", "alpha")
 
 

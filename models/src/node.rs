@@ -382,19 +382,17 @@ fn graph_inputs(cx: &Lower, f: usize) -> (String, OnnxEdges) {
 }
 
 /// `l(x)`, or with `row_norm` `l(`[`row_normalize`]`(x))` as `(x · W) / rowsum(x) + b`: the
-/// weight gets a column of ones, so one MatMul gives `x · W` and the row sums, and the `[N, out]`
-/// product is divided instead of the `[N, F]` input (on Cora, F = 1433: two full passes over the
-/// features saved; decisions §2).
+/// `[N, out]` product is divided, not the `[N, F]` input (Cora: F = 1433, out = 16). Measured
+/// against a column of ones in W giving the sums from the same MatMul: tract splits that MatMul
+/// in two and packs x twice (decisions §2).
 fn first_linear(cx: &Lower, x: &str, name: &str, l: &Linear, row_norm: bool) -> String {
     if !row_norm {
         return cx.linear(x, name, l);
     }
-    let [f, o] = l.weight.dims();
-    let w = Tensor::cat(vec![l.weight.val(), Tensor::ones([f, 1], &l.weight.device())], 1);
-    let y = cx.op2("MatMul", x, &cx.tensor(&format!("{name}.weight"), w));
-    let s = cx.cols(&y, o, o + 1);
+    let y = cx.op2("MatMul", x, &cx.param(&format!("{name}.weight"), &l.weight));
+    let s = cx.reduce("Sum", x, &[1], true);
     let s = cx.node("Where", &[&cx.op2("Equal", &s, &cx.scalar("zero", 0.0)), &cx.scalar("one", 1.0), &s], &[]);
-    let y = cx.op2("Div", &cx.cols(&y, 0, o), &s);
+    let y = cx.op2("Div", &y, &s);
     match &l.bias {
         Some(b) => cx.bias(&y, &format!("{name}.bias"), b),
         None => y,
