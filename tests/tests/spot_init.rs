@@ -136,19 +136,7 @@ fn pytorch_stem_weights_load_and_match_torch() {
 
 #[test]
 fn onnx_export_seeds_a_fresh_model() {
-    let cfg = SpotModelConfig {
-        image_size: 32,
-        stem_channels: vec![8, 8],
-        patch: 8,
-        dim: 16,
-        depth: 2,
-        heads: 2,
-        mlp_ratio: 2,
-        knn_k: 4,
-        num_genes: 5,
-        centre: 0,
-        context_pool: 0,
-    };
+    let cfg = SpotModelConfig { stem_channels: vec![8, 8], patch: 8, depth: 2, ..SpotModelConfig::tiny() };
     seed_from_own_export(&cfg);
     // the two-scale model: the context branch's tensors map back too
     seed_from_own_export(&SpotModelConfig { centre: 16, context_pool: 2, knn_k: 2, ..cfg });

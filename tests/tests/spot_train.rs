@@ -71,21 +71,28 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     assert!(log.contains("resumed weights") && log.contains("resumed Adam state") && out2.is_file(), "{log}");
 
     // the trained model's card drives `infer slide` (preprocessing and patch side) on a real section
+    let text = infer_c2(&out, &dir.path().join("c2.csv"), &[]);
+    assert_eq!(text.lines().next().unwrap().split(',').count(), 3 + 20);
+}
+
+/// `infer slide` with `model` on every HER2ST C2 spot, writing `csv`; its text (a header and one row per spot).
+fn infer_c2(model: &Path, csv: &Path, args: &[&str]) -> String {
     let c2 = her2st().join("C2");
-    let csv = dir.path().join("c2.csv");
-    ok(Command::new(bin("infer"))
+    let log = ok(Command::new(bin("infer"))
         .arg("slide")
+        .args(args)
         .arg("--model")
-        .arg(&out)
+        .arg(model)
         .arg("--image")
         .arg(c2.join("5714_HE_BT_C2.jpg"))
         .arg("--spots")
         .arg(c2.join("C2_selection.tsv"))
         .arg("--out")
-        .arg(&csv));
-    let text = std::fs::read_to_string(&csv).unwrap();
+        .arg(csv));
+    eprintln!("{log}");
+    let text = std::fs::read_to_string(csv).unwrap();
     assert_eq!(text.lines().count(), 188, "one row per C2 spot plus the header");
-    assert_eq!(text.lines().next().unwrap().split(',').count(), 3 + 20);
+    text
 }
 
 #[test]
@@ -414,23 +421,9 @@ fn spot_train_two_scale_model_runs_in_infer_slide() {
     assert_eq!(card.architecture["context_pool"], 4);
     assert!(c.patch_side.contains("context branch"), "{}", c.patch_side);
 
-    let c2 = her2st().join("C2");
     let mut rows: Vec<Vec<Vec<f32>>> = Vec::new();
     for backend in ["tract", "ort"] {
-        let csv = dir.path().join(format!("{backend}.csv"));
-        let log = ok(Command::new(bin("infer"))
-            .args(["slide", "--backend", backend, "--batch", "4"])
-            .arg("--model")
-            .arg(&model)
-            .arg("--image")
-            .arg(c2.join("5714_HE_BT_C2.jpg"))
-            .arg("--spots")
-            .arg(c2.join("C2_selection.tsv"))
-            .arg("--out")
-            .arg(&csv));
-        eprintln!("{log}");
-        let text = std::fs::read_to_string(&csv).unwrap();
-        assert_eq!(text.lines().count(), 188, "one row per C2 spot plus the header");
+        let text = infer_c2(&model, &dir.path().join(format!("{backend}.csv")), &["--backend", backend, "--batch", "4"]);
         rows.push(text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse::<f32>().unwrap()).collect()).collect());
     }
     for (a, b) in rows[0].iter().zip(&rows[1]) {

@@ -345,8 +345,11 @@ pub fn run(a: &MolArgs) -> Result<()> {
     draft.finish(
         card,
         &[
-            ("atom_features", "DeepChem ConvMolFeaturizer atom features (infer::chem::featurize)"),
-            ("edge_index", "bonds in both directions, atom ids in 0..num_atoms"),
+            (
+                "atom_features",
+                "DeepChem ConvMolFeaturizer atom features (infer::chem::featurize); at most 16,777,215 atoms per run (degree counts and bounds in f32, exact below 2^24; infer mol runs 256 molecules at a time)",
+            ),
+            ("edge_index", "bonds in both directions, atom ids in 0..num_atoms; at most 16,777,215 edges per run (as atom_features)"),
             ("membership", "molecule index of each atom, in 0..num_molecules"),
             ("molecule_sizes", "atoms per molecule; its length sets the number of molecules"),
             ("probabilities", "sigmoid probability per task (order: classes)"),

@@ -53,7 +53,7 @@ fn induced(d: &NodeDataset, keep: usize) -> (Vec<i64>, Vec<i64>) {
 /// Meaning of a node model's `edge_index` input.
 pub const EDGE_INDEX: (&str, &str) = (
     "edge_index",
-    "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node",
+    "row 0 = source node, row 1 = target node, ids in 0..num_nodes; both directions for undirected graphs; self-loops are ignored and re-added once per node; at most 16,777,215 edges + nodes per run (the segment bounds are counted in f32, exact below 2^24)",
 );
 
 pub fn run(family: Family, a: &NodeArgs) -> Result<()> {
