@@ -220,3 +220,34 @@ fn super_gene_model(dir: &Path) -> std::path::PathBuf {
     rewrite_card(&src, &p, |c| relabel(c, Family::GeneMlp));
     p
 }
+
+/// The classifier head's softmax: element-wise over class slices for up to
+/// `MAX_SLICED_CLASSES` classes, the Softmax op above; both match a reference on tract and ONNX
+/// Runtime, with large, tied and negative logits.
+#[test]
+fn classifier_softmax_matches_reference_for_few_and_many_classes() {
+    use models::export::{Head, Lower, MAX_SLICED_CLASSES};
+    use onnx_format::builder::{Dim, Elem};
+    for k in [1, 7, MAX_SLICED_CLASSES, MAX_SLICED_CLASSES + 1] {
+        let cx = Lower::new("head");
+        let x = cx.input("x", Elem::F32, &[Dim::from("rows"), Dim::from(k)]);
+        let bytes = onnx_format::encode(&cx.finish_classifier(&x, "rows", k, Head::Softmax, vec![]));
+        let rows = 5;
+        let logits: Vec<f32> = (0..rows * k).map(|i| [0.0, 3.5, -80.0, 1e3, 3.5][i % 5] + (i / 5) as f32 * 0.25).collect();
+        let want: Vec<f32> = logits
+            .chunks(k)
+            .flat_map(|r| {
+                let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f64> = r.iter().map(|v| ((v - m) as f64).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(move |v| (v / s) as f32)
+            })
+            .collect();
+        for backend in [Backend::Tract, Backend::Ort] {
+            let mut sess = Session::from_bytes(&bytes, Path::new("head.onnx"), backend, &Options::default()).unwrap();
+            let got = sess.run_output(&[Value::f32(&[rows, k], logits.clone())], "probabilities").unwrap().into_f32().unwrap();
+            let diff = infer::runtime::max_abs_diff(&got, &want);
+            assert!(diff <= 1e-6, "{k} classes, {backend:?}: max abs diff {diff:e}");
+        }
+    }
+}

@@ -5,7 +5,7 @@
 mod graph;
 mod layers;
 
-pub use graph::{Head, MAX_CHUNK, SegmentSum, TREE_WIDTH, tree_levels};
+pub use graph::{Head, MAX_CHUNK, MAX_SLICED_CLASSES, SegmentSum, TREE_WIDTH, tree_levels};
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
