@@ -62,7 +62,8 @@ pub struct SpotCvArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// small (CPU), large (GPU) or cnn (ST-Net-like plain CNN baseline).
+    /// small (CPU), large (GPU), cnn (ST-Net-like plain CNN baseline) or cnn-context (the CNN on
+    /// the spot plus a pooled context branch on a 2× patch).
     #[arg(long, default_value = "small")]
     pub config: String,
     #[arg(long, default_value = "cpu")]
