@@ -367,13 +367,13 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
         onnx_format::check_output(p, [])?;
     }
     let prep = Preprocess { size: base.image_size as u32, ..Default::default() };
-    let side_factor = a.side_factor * base.patch_span();
+    let patch_factor = a.side_factor * base.patch_span();
     let secs: Vec<SpotSection> = a
         .sections
         .iter()
         .map(|s| load_her2st(&a.data, s).with_context(|| format!("loading HER2ST section `{s}` from {}", a.data.display())))
         .collect::<Result<_>>()?;
-    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots, side_factor)).collect::<Result<_>>()?;
+    let patches: Vec<Patches> = secs.iter().map(|s| spot::load_patches(s, &prep, a.max_spots, patch_factor)).collect::<Result<_>>()?;
     let stats: Vec<LabStats> = if reinhard { patches.iter().map(section_stats).collect() } else { Vec::new() };
     for (p, st) in patches.iter().zip(&stats) {
         let (m, sd) = (st.mean, st.std());
@@ -488,7 +488,8 @@ pub fn run(a: &SpotCvArgs) -> Result<()> {
     }
     let mut runs = runs.into_inner().unwrap_or_else(|e| e.into_inner());
     runs.sort_by_key(|r| (r.fold, r.seed));
-    let (md, json) = report(a, &gene_set, &all_folds, &fold_genes, &baselines, &runs, &secs, &patches, &nbrs);
+    let patch = spot::describe_patch(&base, a.side_factor);
+    let (md, json) = report(a, &gene_set, &patch, &all_folds, &fold_genes, &baselines, &runs, &secs, &patches, &nbrs);
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
     onnx_format::write_all_atomic(&[(&report_path, md.as_bytes()), (&json_path, serde_json::to_string_pretty(&json)?.as_bytes())])?;
     println!("{md}");
@@ -630,6 +631,7 @@ fn pm(v: &[f64]) -> String {
 fn report(
     a: &SpotCvArgs,
     gene_set: &GeneSet,
+    patch: &str,
     folds: &[Fold],
     genes: &[Vec<String>],
     baselines: &[Baseline],
@@ -735,7 +737,7 @@ fn report(
         a.targets.name(),
         a.hed_jitter,
         a.stain,
-        spot::describe_patch(&spot::config_by_name(&a.config).expect("checked in run"), a.side_factor),
+        patch,
         a.balance,
         a.seeds,
         a.max_spots.map_or("all".to_string(), |m| m.to_string()),
