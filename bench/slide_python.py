@@ -56,6 +56,9 @@ prep = card["preprocessing"]["image"]  # typed card (docs/model-card.schema.json
 size = int(prep["size"])
 mean = np.array(prep["mean"], np.float32).reshape(3, 1, 1)
 std = np.array(prep["std"], np.float32).reshape(3, 1, 1)
+# the grid steps by the spot spacing: the patch side over the card's patch span (2 for a model
+# that also reads the neighbours; 1 for cards without it)
+step = a.side / float(card["preprocessing"].get("patch_span", 1.0))
 
 
 def box_downscale(pil, max_side):
@@ -76,7 +79,7 @@ def otsu(g):
 
 
 def grid(mask, fx, fy, w, h, side):
-    """Grid spots (step = side) whose patch is at least half tissue: [(x, y)]."""
+    """Grid spots every `side` px whose cell is at least half tissue: [(x, y)]."""
     mh, mw = mask.shape
     out = []
     for r in range(max(1, int(h // side))):
@@ -127,7 +130,7 @@ else:
 sm = small.astype(np.uint32)
 grey = ((299 * sm[..., 0] + 587 * sm[..., 1] + 114 * sm[..., 2] + 500) // 1000).astype(np.uint8)
 mask = grey < otsu(grey)
-same_spots = [(round(x, 2), round(y, 2)) for x, y in grid(mask, fx, fy, w, h, a.side)] == [(round(x, 2), round(y, 2)) for x, y in xy]
+same_spots = [(round(x, 2), round(y, 2)) for x, y in grid(mask, fx, fy, w, h, step)] == [(round(x, 2), round(y, 2)) for x, y in xy]
 mask_s = time.perf_counter() - t
 
 

@@ -25,7 +25,7 @@ for fam in gene-gcn gene-mlp; do
 done
 # histology: the spot model that the browser page loads by default
 # (the leave-one-section-out fold C2 of `train spot-cv`: trained on C5 + C6, epoch picked on C4)
-"$T/train" spot --data "$D/her2st" --train C5,C6 --val C4 --eval C2 --genes 250 --epochs 20 --config cnn \
+"$T/train" spot --data "$D/her2st" --train C5,C6 --val C4 --eval C2 --genes 250 --epochs 20 --config cnn-context \
   --out out/spot-small.onnx --checkpoint-dir out/spot-ck
 "$T/infer" slide --model out/spot-small.onnx --image "$D/her2st/C2/5714_HE_BT_C2.jpg" --grid \
   --out out/spot-small.C2.csv --heatmap ERBB2 --heatmap-dir out/heatmaps

@@ -148,6 +148,8 @@ pub struct SlideSummary {
     pub height: u32,
     /// Patch side used, in pixels.
     pub patch_side: f32,
+    /// Grid step (spot spacing) in pixels: the patch side over the card's `patch_span`.
+    pub grid_step: f32,
     /// Execution provider that ran the model (e.g. `tract`, `ort-cpu`).
     pub provider: String,
     /// Seconds reading: the model card, decoding or opening the slide, tissue mask, overviews.
@@ -185,6 +187,7 @@ impl SlideSummary {
             "width": self.width,
             "height": self.height,
             "patch_side_px": self.patch_side,
+            "grid_step_px": self.grid_step,
             "provider": self.provider,
             "seconds": {"read": r3(self.read_s), "load_model": r3(self.load_s), "predict": r3(self.predict_s),
                         "write": r3(self.write_s), "total": r3(self.total_s)},
@@ -243,6 +246,7 @@ fn results_prior(o: &SlideOptions, layout: &ResultsLayout, files: &[PathBuf], st
                 width: n(&m["slide"]["width"]) as u32,
                 height: n(&m["slide"]["height"]) as u32,
                 patch_side: m["parameters"]["patch_side_px"].as_f64().unwrap_or(0.0) as f32,
+                grid_step: m["parameters"]["grid_step_px"].as_f64().unwrap_or(0.0) as f32,
                 provider: m["provider"].as_str().unwrap_or("").to_string(),
                 read_s: 0.0,
                 load_s: 0.0,
@@ -383,15 +387,21 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     if !(side.is_finite() && side >= 1.0) {
         return Err(Error::Input(format!("{}: patch side {side} px is below 1 px", o.image.display())));
     }
+    // The grid steps by the spot spacing; a model that also reads the neighbours (card
+    // `patch_span` 2) crops patches wider than that step, overlapping.
+    let step = side / card_patch_span(&card);
+    if !(step.is_finite() && step >= 1.0) {
+        return Err(Error::Input(format!("{}: grid step {step} px (patch side {side} px) is below 1 px", o.image.display())));
+    }
     let (w, h) = match &slide {
         Some(t) => t.dimensions(),
         None => image_dimensions(&o.image)?,
     };
     if o.spots.is_none() {
         // the grid's cells over the whole image bound its spots: checked before any decode
-        let cells = (w as f64 / side as f64).ceil() * (h as f64 / side as f64).ceil();
+        let cells = (w as f64 / step as f64).ceil() * (h as f64 / step as f64).ceil();
         crate::error::limits::MAX_SPOTS
-            .check(cells as u64, format_args!("{}: a grid of {side} px patches over {w} × {h} pixels", o.image.display()))?;
+            .check(cells as u64, format_args!("{}: a grid of {step} px steps over {w} × {h} pixels", o.image.display()))?;
     }
     let file = match &o.spots {
         Some(p) => {
@@ -452,15 +462,15 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let (spots, array): (Vec<SlideSpot>, Vec<(i64, i64)>) = match (file, &mask) {
         (Some(s), _) => s.into_iter().unzip(),
         (None, Some(m)) => {
-            let spots = m.grid(side);
-            // grid row and column back from the centres ((i + 0.5) × side)
-            let array = spots.iter().map(|s| ((s.y / side - 0.5).round() as i64, (s.x / side - 0.5).round() as i64)).collect();
+            let spots = m.grid(step);
+            // grid row and column back from the centres ((i + 0.5) × step)
+            let array = spots.iter().map(|s| ((s.y / step - 0.5).round() as i64, (s.x / step - 0.5).round() as i64)).collect();
             (spots, array)
         }
         (None, None) => unreachable!("a grid run computes the mask"),
     };
     if spots.is_empty() {
-        return Err(Error::Input(format!("{}: no tissue spots found on the grid (patch side {side} px)", o.image.display())));
+        return Err(Error::Input(format!("{}: no tissue spots found on the grid (step {step} px)", o.image.display())));
     }
     // Downscaled copies now: the slide reader moves to the producer thread below.
     // (copy, its pixel size in level-0 pixels along x and y)
@@ -517,14 +527,23 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             OutputFormat::Csv => files.push((path.clone(), to_csv(&spots, &card.genes, &values).into_bytes())),
             OutputFormat::GeoJson => {
                 let keep = crate::slide_outputs::top_variable_genes(&values, k, o.top_genes.unwrap_or(k));
-                let json = crate::slide_outputs::to_geojson(&spots, &card.genes, &values, side, (w, h), &keep, classes);
+                let json = crate::slide_outputs::to_geojson(&spots, &card.genes, &values, step, (w, h), &keep, classes);
                 files.push((path.clone(), json.into_bytes()));
             }
             OutputFormat::H5ad => {
                 let (Some(mask), Some(images)) = (&mask, &images) else { unreachable!("an h5ad run computes the mask and the images") };
-                let tissue: Vec<f32> = spots.iter().map(|s| mask.fraction(s.x, s.y, side)).collect();
-                let parts =
-                    H5adParts { spots: &spots, array: &array, tissue: &tissue, values: &values, side, images, classes, card: &card };
+                let tissue: Vec<f32> = spots.iter().map(|s| mask.fraction(s.x, s.y, step)).collect();
+                let parts = H5adParts {
+                    spots: &spots,
+                    array: &array,
+                    tissue: &tissue,
+                    values: &values,
+                    step,
+                    patch_side: side,
+                    images,
+                    classes,
+                    card: &card,
+                };
                 staged.push(h5ad_output(o, path, &parts, &session.provider)?);
             }
         }
@@ -537,7 +556,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
             let text =
                 HeatmapText { gene: card.genes[g].clone(), units: units.clone(), model: file_name(&o.model), slide: file_name(&o.image) };
             written.push(p.clone());
-            files.push((p.clone(), heatmap_png(bg, *f, &spots, &col, side, &text, outline)?));
+            files.push((p.clone(), heatmap_png(bg, *f, &spots, &col, step, &text, outline)?));
         }
     }
     // every output complete on disk under its temp name first, then committed as one unit
@@ -556,6 +575,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         width: w,
         height: h,
         patch_side: side,
+        grid_step: step,
         provider: session.provider.clone(),
         read_s,
         load_s,
@@ -637,6 +657,7 @@ fn metadata_document(
             "grid": o.spots.is_none(),
             "patch_side_px": s.patch_side,
             "patch_side_from": side_from,
+            "grid_step_px": s.grid_step,
             "classify": o.classify.as_ref().map(|r| format!("{}>{}", r.gene, r.threshold)),
             "top_genes": o.top_genes,
             "heatmaps": o.heatmaps,
@@ -696,7 +717,10 @@ struct H5adParts<'a> {
     array: &'a [(i64, i64)],
     tissue: &'a [f32],
     values: &'a [f32],
-    side: f32,
+    /// Grid step: the spot's cell.
+    step: f32,
+    /// Patch side the model read.
+    patch_side: f32,
     images: &'a SpatialImages,
     classes: Option<(&'a ClassifyRule, &'a [bool])>,
     card: &'a onnx_format::ModelCard,
@@ -711,12 +735,12 @@ fn h5ad_output(o: &SlideOptions, path: &Path, p: &H5adParts, provider: &str) -> 
         array: p.array,
         tissue: p.tissue,
         values: p.values,
-        side: p.side,
+        side: p.step,
         library_id,
         images: p.images,
         classes: p.classes,
         card: p.card,
-        run: run_parameters(o, p.side, provider),
+        run: run_parameters(o, p.patch_side, p.step, provider),
     })?;
     crate::data::h5ad_write::stage_h5ad(path, &a)
 }
@@ -745,7 +769,7 @@ impl Staged {
 
 /// The run's parameters, for `uns["bioedge"]` of the h5ad.
 #[cfg(feature = "hdf5")]
-fn run_parameters(o: &SlideOptions, side: f32, provider: &str) -> Vec<(String, Value)> {
+fn run_parameters(o: &SlideOptions, side: f32, step: f32, provider: &str) -> Vec<(String, Value)> {
     let text = |p: &Path| Value::Str(p.display().to_string());
     let mut v = vec![
         ("tool".to_string(), Value::Str(format!("bioedge infer slide {}", env!("CARGO_PKG_VERSION")))),
@@ -753,6 +777,7 @@ fn run_parameters(o: &SlideOptions, side: f32, provider: &str) -> Vec<(String, V
         ("image".to_string(), text(&o.image)),
         ("spots".to_string(), o.spots.as_deref().map(text).unwrap_or(Value::Str("grid over tissue".into()))),
         ("patch_side_px".to_string(), Value::F64(side as f64)),
+        ("grid_step_px".to_string(), Value::F64(step as f64)),
         ("backend".to_string(), Value::Str(o.backend.name().into())),
         ("provider".to_string(), Value::Str(provider.to_string())),
         ("batch".to_string(), Value::I64(o.batch as i64)),

@@ -8,11 +8,12 @@
 //!   (x, y), float64, level 0; `uns["spatial"][library_id]` = `images` {`hires`, `lowres`: the
 //!   slide downscaled to at most [`HIRES_SIDE`] / [`LOWRES_SIDE`] px, uint8 H × W × 3} +
 //!   `scalefactors` {`tissue_hires_scalef`, `tissue_lowres_scalef`, `spot_diameter_fullres` = the
-//!   patch side}, Space Ranger's layout, so `scanpy.pl.spatial` and `squidpy.pl.spatial_scatter`
+//!   grid step, i.e. the spot spacing (the patch side, or half of it for a model whose patch spans
+//!   two spacings)}, Space Ranger's layout, so `scanpy.pl.spatial` and `squidpy.pl.spatial_scatter`
 //!   draw the predictions over the tissue; `uns["bioedge"]` = the model card (JSON) and the run's
 //!   parameters.
 //! * **GeoJSON** for QuPath (*File → Import objects from file*): a FeatureCollection, one Feature per
-//!   spot whose geometry is its square patch (a closed Polygon, level-0 pixel coordinates, clipped
+//!   spot whose geometry is its square grid cell (a closed Polygon, level-0 pixel coordinates, clipped
 //!   to the image), with QuPath's property names: `objectType: "tile"`, `name` (the spot id),
 //!   `measurements` (gene → predicted value; `--top-genes N` keeps the N genes whose predictions
 //!   vary most over the slide) and, with `--classify GENE>THRESHOLD`, `classification`
@@ -117,7 +118,7 @@ pub fn top_variable_genes(values: &[f32], genes: usize, n: usize) -> Vec<usize> 
     keep
 }
 
-/// The GeoJSON FeatureCollection: one square patch per spot (side `side`, clipped to the
+/// The GeoJSON FeatureCollection: one square per spot (its grid cell, side `side`, clipped to the
 /// `width × height` image), measurements for the genes in `keep`, classes from `classes`.
 pub fn to_geojson(
     spots: &[SlideSpot],
@@ -173,11 +174,11 @@ pub struct SlideAnnData<'a> {
     pub spots: &'a [SlideSpot],
     /// (array_row, array_col) per spot.
     pub array: &'a [(i64, i64)],
-    /// Tissue fraction of each spot's patch.
+    /// Tissue fraction of each spot's grid cell.
     pub tissue: &'a [f32],
     /// `[spots × genes]` predictions, row-major.
     pub values: &'a [f32],
-    /// Patch side in level-0 pixels.
+    /// The spot's cell side (the grid step) in level-0 pixels.
     pub side: f32,
     /// Key of `uns["spatial"]` (the image file's stem).
     pub library_id: String,

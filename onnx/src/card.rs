@@ -294,8 +294,17 @@ pub struct SpotImage {
     pub patch_side_px: BTreeMap<String, f32>,
     /// How the patch side was chosen, in words.
     pub patch_side: String,
+    /// The patch side in spot spacings: a tissue grid steps by the patch side divided by this (1,
+    /// the default for cards without it: one patch per grid cell; 2 for a model that also reads
+    /// the spot's neighbours).
+    #[serde(default = "one")]
+    pub patch_span: f32,
     /// What the predicted values are.
     pub targets: String,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl SpotImage {
@@ -306,8 +315,16 @@ impl SpotImage {
         (!v.is_empty()).then_some(m)
     }
 
+    /// The grid step (spot spacing) for patches of `side` px.
+    pub fn grid_step(&self, side: f32) -> f32 {
+        side / self.patch_span
+    }
+
     fn check(&self) -> Result<(), CardError> {
         let bad = |m: String| Err(CardError::Invalid(m));
+        if !(self.patch_span.is_finite() && self.patch_span > 0.0 && self.patch_span <= 64.0) {
+            return bad(format!("patch_span {} out of (0, 64] spot spacings", self.patch_span));
+        }
         if self.image.size == 0 || self.image.size > 4096 {
             return bad(format!("image size {} out of 1..=4096", self.image.size));
         }
@@ -632,6 +649,7 @@ mod tests {
             patch_side_um: Some(200.0),
             patch_side_px: [("B1".to_string(), 290.0f32)].into_iter().collect(),
             patch_side: "spot spacing".into(),
+            patch_span: 1.0,
             targets: "log1p".into(),
         }
     }

@@ -104,7 +104,16 @@ def torch_run(name, r):
     return {"rc": r.get("rc"), "error": (r["lines"][-1][1] if r["lines"] else "no output")}
 
 
-summary = {"config": config, "skipped": skipped, "spot": {}, "cora": {}, "torch": {}}
+def cv_run(name, r):
+    # `train spot-cv`: its tables are in REPORT.md beside the log; here the time, the GPU load and
+    # the report's lines that name a protocol row
+    rows = [text for _, text in r["lines"] if text.startswith("|") and ("median r" in text or "mean r" in text)]
+    errors = [m[1] for _, text in r["lines"] if (m := re.match(r"error: (.*)", text))]
+    wall = round(r.get("end", r["lines"][-1][0] if r["lines"] else r["start"]) - r["start"], 1)
+    return {"rc": r.get("rc"), "wall_s": wall, "gpu_load": gpu_load(r), "rows": rows, "errors": errors}
+
+
+summary = {"config": config, "skipped": skipped, "spot": {}, "cora": {}, "torch": {}, "cv": {}}
 for name, r in runs.items():
     if name.startswith("spot-"):
         summary["spot"][name] = spot(name, r)
@@ -112,6 +121,8 @@ for name, r in runs.items():
         summary["cora"][name] = cora(name, r)
     elif name.startswith("torch-"):
         summary["torch"][name] = torch_run(name, r)
+    elif name.startswith("cv-"):
+        summary["cv"][name] = cv_run(name, r)
 
 ratios = {}
 sp = summary["spot"]
@@ -147,6 +158,10 @@ for name, c in summary["cora"].items():
 for name, t in summary["torch"].items():
     sps = t.get("steps_per_s")
     print(f"{name:<16} rc={t.get('rc')} {round(sps, 3) if sps else '-'} steps/s, params {t.get('parameters', '-')}, peak {t.get('peak_mem_mib', '-')} MiB" + (f"; error: {t['error']}" if "error" in t else ""))
+for name, c in summary["cv"].items():
+    print(f"{name:<16} rc={c['rc']} {c['wall_s']} s; GPU load {c['gpu_load']}" + (f"; errors: {c['errors']}" if c["errors"] else ""))
+    for row in c["rows"]:
+        print(f"{'':<16} {row}")
 for k, v in ratios.items():
     print(f"ratio {k}: {v}")
 if out:

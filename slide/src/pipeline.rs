@@ -54,6 +54,12 @@ pub fn card_params(card: &onnx_format::ModelCard, model: &Path) -> Result<(Prepr
     Ok((prep, spot.mean_side_px()))
 }
 
+/// The patch side in spot spacings from a spot model card (1 when the card is not a spot card): a
+/// tissue grid steps by the patch side divided by it.
+pub fn card_patch_span(card: &onnx_format::ModelCard) -> f32 {
+    card.require::<SpotImage>().map_or(1.0, |s| s.patch_span)
+}
+
 /// The patch side in microns from a spot model card, if any.
 pub fn card_patch_um(card: &onnx_format::ModelCard) -> Option<f32> {
     card.require::<SpotImage>().ok().and_then(|s| s.patch_side_um)
@@ -250,18 +256,19 @@ impl TissueMask {
         t as f32 / n.max(1) as f32
     }
 
-    /// Grid spots (step = patch side) whose patch is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
-    pub fn grid(&self, side: f32) -> Vec<SlideSpot> {
+    /// Grid spots every `step` px whose cell is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
+    /// (The step is the spot spacing: the patch side, or less for a model that reads neighbours.)
+    pub fn grid(&self, step: f32) -> Vec<SlideSpot> {
         let (w, h) = self.image;
         let mut out = Vec::new();
-        let (nx, ny) = ((w as f32 / side).floor().max(1.0) as u32, (h as f32 / side).floor().max(1.0) as u32);
+        let (nx, ny) = ((w as f32 / step).floor().max(1.0) as u32, (h as f32 / step).floor().max(1.0) as u32);
         for r in 0..ny {
             for c in 0..nx {
-                let (x, y) = ((c as f32 + 0.5) * side, (r as f32 + 0.5) * side);
+                let (x, y) = ((c as f32 + 0.5) * step, (r as f32 + 0.5) * step);
                 if x >= w as f32 || y >= h as f32 {
                     continue;
                 }
-                let (t, n) = self.counts(x, y, side);
+                let (t, n) = self.counts(x, y, step);
                 if t as f32 >= MIN_TISSUE * n as f32 {
                     out.push(SlideSpot { id: format!("r{r}c{c}"), x, y });
                 }
@@ -271,9 +278,9 @@ impl TissueMask {
     }
 }
 
-/// Grid spots (step = patch side) whose patch is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
-pub fn grid_spots(img: &RgbImage, side: f32) -> Vec<SlideSpot> {
-    TissueMask::of_image(img).grid(side)
+/// Grid spots every `step` px whose cell is at least [`MIN_TISSUE`] tissue. Ids are `r<row>c<col>`.
+pub fn grid_spots(img: &RgbImage, step: f32) -> Vec<SlideSpot> {
+    TissueMask::of_image(img).grid(step)
 }
 
 /// Smallest level whose long side is at least `side` px (level 0 if none).
@@ -292,8 +299,8 @@ pub fn slide_overview(t: &mut dyn SlideReader, max_side: u32) -> Result<(RgbImag
 }
 
 /// [`grid_spots`] for a slide read by regions: the mask comes from a low-resolution level.
-pub fn grid_spots_slide(t: &mut dyn SlideReader, side: f32) -> Result<Vec<SlideSpot>> {
-    Ok(TissueMask::of_slide(t)?.grid(side))
+pub fn grid_spots_slide(t: &mut dyn SlideReader, step: f32) -> Result<Vec<SlideSpot>> {
+    Ok(TissueMask::of_slide(t)?.grid(step))
 }
 
 /// Where patches come from: a decoded image, or level 0 of a slide read by regions.

@@ -172,6 +172,7 @@ fn cohort_local_executor() {
     // spot files give their spot count; the SVS's recorded 0.5 µm/px gives 400 px patches and mm²
     assert_eq!(row("C2")[col("n_spots")], "187");
     assert_eq!(row("C4-svs")[col("patch_side_px")], "400");
+    assert_eq!(row("C4-svs")[col("grid_step_px")], "400", "a plain model's grid steps by its patch side");
     assert_eq!(row("C4-svs")[col("mpp")], "0.5");
     let mm2: f64 = row("C4-svs")[col("tissue_area_mm2")].parse().unwrap();
     let frac: f64 = row("C4-svs")[col("tissue_fraction")].parse().unwrap();

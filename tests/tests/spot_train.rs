@@ -18,7 +18,7 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     let ck = dir.path().join("ck");
     let t = std::time::Instant::now();
     let log = ok(Command::new(bin("train"))
-        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20", "--config", "small"])
         .arg("--data")
         .arg(her2st())
         .arg("--out")
@@ -59,7 +59,7 @@ fn spot_train_tiny_run_exports_card_and_metrics() {
     // resume from the checkpoint (weights + Adam state), writing checkpoints over the old ones
     let out2 = dir.path().join("spot2.onnx");
     let log = ok(Command::new(bin("train"))
-        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+        .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20", "--config", "small"])
         .arg("--data")
         .arg(her2st())
         .arg("--out")
@@ -136,7 +136,23 @@ fn spot_train_bad_inputs_fail_without_output() {
 fn spot_train_ensemble_tta_validation_and_init() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ens.onnx");
-    let base = ["spot", "--train", "C4", "--val", "C5", "--eval", "C2", "--max-spots", "12", "--epochs", "2", "--genes", "10"];
+    let base = [
+        "spot",
+        "--train",
+        "C4",
+        "--val",
+        "C5",
+        "--eval",
+        "C2",
+        "--max-spots",
+        "12",
+        "--epochs",
+        "2",
+        "--genes",
+        "10",
+        "--config",
+        "small",
+    ];
     let log =
         ok(Command::new(bin("train")).args(base).args(["--ensemble", "2", "--tta"]).arg("--data").arg(her2st()).arg("--out").arg(&out));
     assert!(log.contains("mean of 2 member(s) × 8 dihedral views"), "{log}");
@@ -218,6 +234,8 @@ fn spot_cv_protocols_report_and_determinism() {
         ok(Command::new(bin("train"))
             .args([
                 "spot-cv",
+                "--config",
+                "small",
                 "--sections",
                 "B4,C2,C4",
                 "--loso-scope",
@@ -395,24 +413,28 @@ fn spot_cv_wider_field_of_view() {
 
 /// The two-scale model (`--config cnn-context`): a patch of twice the spot spacing at 448 px, the
 /// spot read at full resolution from its centre and the whole patch pooled through a context
-/// branch. Its card carries the wider patch, and `infer slide` runs it on both runtimes.
+/// branch. It is the default `--config`. Its card carries the wider patch, and `infer slide` runs it
+/// on both runtimes.
 #[test]
 fn spot_train_two_scale_model_runs_in_infer_slide() {
     let dir = tempfile::tempdir().unwrap();
-    let train = |config: &str| {
-        let out = dir.path().join(format!("{config}.onnx"));
+    let train = |config: &[&str], name: &str, label: &str| {
+        let out = dir.path().join(format!("{name}.onnx"));
         let log = ok(Command::new(bin("train"))
-            .args(["spot", "--config", config, "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+            .args(["spot", "--train", "B4", "--eval", "C2", "--max-spots", "24", "--epochs", "1", "--genes", "20"])
+            .args(config)
             .arg("--data")
             .arg(her2st())
             .arg("--out")
             .arg(&out));
-        assert!(log.contains("parity on 24 held-out patches"), "{log}");
+        assert!(log.contains("parity on 24 held-out patches") && log.contains(label), "{log}");
         let card = onnx_format::read_card(&out).unwrap();
         (out, card)
     };
-    let (_, plain) = train("cnn");
-    let (model, card) = train("cnn-context");
+    let (plain_model, plain) = train(&["--config", "cnn"], "cnn", "model (plain CNN)");
+    // no --config: the default is the two-scale model
+    let (model, card) = train(&[], "default", "model (two-scale CNN)");
+    assert_eq!(card.training["config"], "cnn-context");
     let (p, c): (&onnx_format::card::SpotImage, &onnx_format::card::SpotImage) = (plain.require().unwrap(), card.require().unwrap());
     assert_eq!((p.image.size, c.image.size), (224, 448));
     let ratio = c.patch_side_px["C2"] / p.patch_side_px["C2"];
@@ -429,4 +451,34 @@ fn spot_train_two_scale_model_runs_in_infer_slide() {
     for (a, b) in rows[0].iter().zip(&rows[1]) {
         assert!(a.iter().zip(b).all(|(x, y)| x.is_finite() && (x - y).abs() < 1e-3), "{a:?} vs {b:?}");
     }
+    // The grid steps by the spot spacing, not the (2×) patch side: the same spots as the plain
+    // CNN's grid, with patches twice as wide; the GeoJSON squares are the grid cells.
+    let grid = |m: &Path, name: &str| {
+        let (csv, geo) = (dir.path().join(format!("{name}.grid.csv")), dir.path().join(format!("{name}.geojson")));
+        let out = ok(Command::new(bin("infer"))
+            .args(["slide", "--grid", "--backend", "ort", "--summary-json", "--model"])
+            .arg(m)
+            .arg("--image")
+            .arg(her2st().join("C2/5714_HE_BT_C2.jpg"))
+            .arg("--out")
+            .arg(&csv)
+            .arg("--out")
+            .arg(&geo));
+        let summary: serde_json::Value = serde_json::from_str(out.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+        let ids: Vec<String> =
+            std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+        let geo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&geo).unwrap()).unwrap();
+        let ring = &geo["features"][0]["geometry"]["coordinates"][0];
+        let width = ring[1][0].as_f64().unwrap() - ring[0][0].as_f64().unwrap();
+        (summary, ids, width)
+    };
+    let (s1, ids1, w1) = grid(&plain_model, "plain");
+    let (s2, ids2, w2) = grid(&model, "context");
+    assert!(ids1.len() > 100 && ids1 == ids2, "{} vs {} grid spots", ids1.len(), ids2.len());
+    let f = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap();
+    assert!((f(&s2, "patch_side_px") / f(&s1, "patch_side_px") - 2.0).abs() < 1e-3, "{s1} {s2}");
+    assert!(
+        (f(&s2, "grid_step_px") - f(&s1, "grid_step_px")).abs() < 1e-3 && (f(&s1, "grid_step_px") - f(&s1, "patch_side_px")).abs() < 1e-3
+    );
+    assert!((w1 - w2).abs() < 0.05 && (w1 - f(&s1, "grid_step_px")).abs() < 0.05, "GeoJSON squares {w1} and {w2}");
 }

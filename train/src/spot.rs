@@ -59,9 +59,9 @@ pub struct SpotArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// small (CPU), large (GPU), cnn (ST-Net-like plain CNN baseline) or cnn-context (the CNN on
-    /// the spot plus a pooled context branch on a 2× patch).
-    #[arg(long, default_value = "small")]
+    /// cnn-context (default: the plain CNN on the spot plus a pooled context branch on a 2× patch),
+    /// cnn (ST-Net-like plain CNN), small (TCGN-style, CPU) or large (TCGN-style, GPU).
+    #[arg(long, default_value = "cnn-context")]
     pub config: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -1080,7 +1080,12 @@ fn evaluate(a: &SpotArgs, t: &Exported, data: &Prepared<'_>) -> Result<Evaluatio
         a.config,
         a.device
     );
-    println!("  {}", line(if a.config == "cnn" { "model (plain CNN)" } else { "model (TCGN-style)" }, sm, top));
+    let label = match a.config.as_str() {
+        "cnn" => "model (plain CNN)",
+        "cnn-context" => "model (two-scale CNN)",
+        _ => "model (TCGN-style)",
+    };
+    println!("  {}", line(label, sm, top));
     if a.ensemble > 1 || a.tta {
         println!("  (the model is the mean of {} member(s){})", a.ensemble, if a.tta { " × 8 dihedral views" } else { "" });
     }
@@ -1129,6 +1134,7 @@ fn export(a: &SpotArgs, cfg: &SpotModelConfig, data: &Prepared<'_>, members: &[T
             "{} (spacing: median pixel distance between array neighbours); legacy ST array: 100 µm spots on a 200 µm grid, so the spot's share spans 200 µm",
             describe_patch(cfg, 1.0)
         ),
+        patch_span: cfg.patch_span(),
         targets: "log1p(count / library size × 1e4)".into(),
     };
     let mut card = ModelCard::new(

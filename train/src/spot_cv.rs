@@ -62,9 +62,9 @@ pub struct SpotCvArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// small (CPU), large (GPU), cnn (ST-Net-like plain CNN baseline) or cnn-context (the CNN on
-    /// the spot plus a pooled context branch on a 2× patch).
-    #[arg(long, default_value = "small")]
+    /// cnn-context (default: the plain CNN on the spot plus a pooled context branch on a 2× patch),
+    /// cnn (ST-Net-like plain CNN), small (TCGN-style, CPU) or large (TCGN-style, GPU).
+    #[arg(long, default_value = "cnn-context")]
     pub config: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -6,7 +6,7 @@
 
 use bioedge_runtime::{Backend, Options, Session, Value};
 use bioedge_slide::image_prep::{Preprocess, crop_square, decode_rgb};
-use bioedge_slide::pipeline::{card_params, downscale, grid_spots};
+use bioedge_slide::pipeline::{card_params, card_patch_span, downscale, grid_spots};
 use image::RgbImage;
 use std::path::Path;
 use wasm_bindgen::prelude::*;
@@ -27,6 +27,7 @@ pub struct SpotModel {
     genes: Vec<String>,
     prep: Preprocess,
     side: Option<f32>,
+    span: f32,
 }
 
 #[wasm_bindgen]
@@ -50,7 +51,8 @@ impl SpotModel {
             )));
         }
         let card_json = serde_json::to_string(&card).map_err(js)?;
-        Ok(SpotModel { session, card_json, genes: card.genes, prep, side })
+        let span = card_patch_span(&card);
+        Ok(SpotModel { session, card_json, genes: card.genes, prep, side, span })
     }
 
     /// The model card as JSON.
@@ -68,6 +70,13 @@ impl SpotModel {
     #[wasm_bindgen(js_name = patchSide)]
     pub fn patch_side(&self) -> Option<f32> {
         self.side
+    }
+
+    /// Patch side in spot spacings (card `preprocessing.patch_span`, 1 when absent): the grid
+    /// steps by the patch side divided by it.
+    #[wasm_bindgen(js_name = patchSpan)]
+    pub fn patch_span(&self) -> f32 {
+        self.span
     }
 
     /// Model input side (224).
@@ -164,17 +173,18 @@ impl Slide {
         self.img.height()
     }
 
-    /// Grid spots over tissue (Otsu mask), step = `side`: `[x0, y0, x1, y1, ...]`.
-    pub fn grid(&self, side: f32) -> Result<Vec<f32>, JsError> {
-        check_side(side)?;
-        Ok(grid_spots(&self.img, side).iter().flat_map(|s| [s.x, s.y]).collect())
+    /// Grid spots over tissue (Otsu mask) every `step` px (the patch side over the model's
+    /// `patchSpan`): `[x0, y0, x1, y1, ...]`.
+    pub fn grid(&self, step: f32) -> Result<Vec<f32>, JsError> {
+        check_side(step)?;
+        Ok(grid_spots(&self.img, step).iter().flat_map(|s| [s.x, s.y]).collect())
     }
 
     /// Ids (`r<row>c<col>`, as in `infer slide --grid`) of [`Slide::grid`]'s spots.
     #[wasm_bindgen(js_name = gridIds)]
-    pub fn grid_ids(&self, side: f32) -> Result<Vec<String>, JsError> {
-        check_side(side)?;
-        Ok(grid_spots(&self.img, side).into_iter().map(|s| s.id).collect())
+    pub fn grid_ids(&self, step: f32) -> Result<Vec<String>, JsError> {
+        check_side(step)?;
+        Ok(grid_spots(&self.img, step).into_iter().map(|s| s.id).collect())
     }
 
     /// The square patches of side `side` centred at `xy = [x0, y0, ...]`, as [`SpotModel::predict`] cuts

@@ -54,7 +54,8 @@ async function loadModel(bytes, name) {
   state.gene = 0;
   const c = r.card;
   $('model-info').textContent = `Model ${name}: ${c.family}, ${r.genes.length} genes, input ${r.size}×${r.size}, ` +
-    `patch side ${r.side ? r.side.toFixed(1) + ' px' : 'not in card'}${c.description ? ' — ' + c.description : ''}`;
+    `patch side ${r.side ? r.side.toFixed(1) + ' px' : 'not in card'}${r.span !== 1 ? ` (${r.span} spot spacings)` : ''}` +
+    `${c.description ? ' — ' + c.description : ''}`;
   status('Model loaded.' + (state.image ? ' Click the image or predict the whole grid.' : ' Now open an image.'));
   state.loaded++;
   refreshButtons();
@@ -91,7 +92,8 @@ function workers() {
 // one worker: the main worker alone; more: the pool, with patches cut by the main worker
 async function predictGrid() {
   const r = await busy('Predicting the grid…', async () => {
-    const s = side(), n = workers();
+    // the grid steps by the spot spacing: the patch side over the card's patch span
+    const s = side(), st = s / (state.model.span ?? 1), n = workers();
     const label = `${n} worker${n > 1 ? 's' : ''}`;
     const onProgress = (m) => {
       progress(m.progress);
@@ -99,9 +101,9 @@ async function predictGrid() {
     };
     if (n === 1) {
       progress(0);
-      return call('grid', { side: s, batch: BATCH }, [], onProgress);
+      return call('grid', { side: s, step: st, batch: BATCH }, [], onProgress);
     }
-    const spots = await call('spots', { side: s });
+    const spots = await call('spots', { side: s, step: st });
     status(`Loading the model into ${label}…`);
     await pool.resize(n);
     progress(0);
@@ -140,7 +142,7 @@ function draw() {
   if (g && k && g.values.length === g.ids.length * k) {
     const col = Array.from({ length: g.ids.length }, (_, i) => g.values[i * k + state.gene]);
     const lo = Math.min(...col), hi = Math.max(...col), span = hi > lo ? hi - lo : 1;
-    const s = g.side / f;
+    const s = (g.step ?? g.side) / f;
     ctx.globalAlpha = 0.6;
     col.forEach((v, i) => {
       const [r, gg, b] = viridis((v - lo) / span);

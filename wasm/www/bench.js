@@ -38,7 +38,8 @@ window.runBench = async ({ model: modelUrl = 'model.onnx', image = 'example.jpg'
   const model = new SpotModel(mb, modelUrl);
   const slide = new Slide(ib, image);
   const side = model.patchSide() ?? 290;
-  const gridXy = slide.grid(side);
+  const step = side / model.patchSpan();
+  const gridXy = slide.grid(step);
   const gridN = gridXy.length / 2;
   const xy = gridXy.slice(0, 2 * spots);
   const n = xy.length / 2;
@@ -60,8 +61,8 @@ window.runBench = async ({ model: modelUrl = 'model.onnx', image = 'example.jpg'
     await main.call('model', { bytes: mb.buffer.slice(0), name: modelUrl });
     await main.call('image', { bytes: ib.buffer.slice(0), name: image, maxSide: 64 });
     grid = async (batch) => {
-      if (workers === 1) return main.call('grid', { side, batch });
-      const sp = await main.call('spots', { side });
+      if (workers === 1) return main.call('grid', { side, step, batch });
+      const sp = await main.call('spots', { side, step });
       return pool.grid(main, sp, side, k, workers, null, batch);
     };
     effective = workers;

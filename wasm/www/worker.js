@@ -17,7 +17,7 @@ const handlers = {
     const m = new SpotModel(new Uint8Array(bytes), name);
     model?.free();
     model = m;
-    return { card: JSON.parse(m.cardJson()), genes: m.genes(), side: m.patchSide() ?? null, size: m.inputSize() };
+    return { card: JSON.parse(m.cardJson()), genes: m.genes(), side: m.patchSide() ?? null, span: m.patchSpan(), size: m.inputSize() };
   },
   async image({ bytes, name, maxSide }) {
     const s = new Slide(new Uint8Array(bytes), name);
@@ -35,22 +35,23 @@ const handlers = {
     const values = model.predict(slide, Float32Array.of(x, y), side);
     return { x, y, side, values, ms: performance.now() - t };
   },
-  // the grid's spots over tissue
-  async spots({ side }) {
+  // the grid's spots over tissue, every `step` px (the spot spacing: the patch side, or less for
+  // a model whose patch also covers the neighbours)
+  async spots({ side, step = side }) {
     if (!slide) throw new Error('load an image first');
-    const ids = slide.gridIds(side);
-    if (ids.length === 0) throw new Error(`no tissue spots on the grid (patch side ${side} px)`);
-    const xy = slide.grid(side);
-    return [{ ids, xy }, [xy.buffer]];
+    const ids = slide.gridIds(step);
+    if (ids.length === 0) throw new Error(`no tissue spots on the grid (step ${step} px)`);
+    const xy = slide.grid(step);
+    return [{ ids, xy, step }, [xy.buffer]];
   },
   // the whole grid in this worker, `batch` spots per model call
-  async grid({ side, batch = 1 }, id) {
+  async grid({ side, step = side, batch = 1 }, id) {
     need();
     if (!(Number.isInteger(batch) && batch >= 1)) throw new Error(`grid: batch ${batch} must be a whole number ≥ 1`);
-    const xy = slide.grid(side);
-    const ids = slide.gridIds(side);
+    const xy = slide.grid(step);
+    const ids = slide.gridIds(step);
     const n = ids.length;
-    if (n === 0) throw new Error(`no tissue spots on the grid (patch side ${side} px)`);
+    if (n === 0) throw new Error(`no tissue spots on the grid (step ${step} px)`);
     const genes = model.genes().length;
     const values = new Float32Array(n * genes);
     const t = performance.now();
@@ -59,7 +60,7 @@ const handlers = {
       values.set(model.predict(slide, xy.subarray(2 * i, 2 * j), side), i * genes);
       postMessage({ id, progress: j / n, done: j, total: n, ms: performance.now() - t });
     }
-    return [{ ids, xy, values, side, ms: performance.now() - t, workers: 1 }, [values.buffer, xy.buffer]];
+    return [{ ids, xy, values, side, step, ms: performance.now() - t, workers: 1 }, [values.buffer, xy.buffer]];
   },
   // patches for another worker's predictCrops
   async crops({ xy, side }) {

@@ -19,7 +19,9 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Patch side in pixels (default: the card's preprocessing.patch_side_um at the slide's recorded
-    /// microns per pixel when both exist, else the card's preprocessing.patch_side_px).
+    /// microns per pixel when both exist, else the card's preprocessing.patch_side_px). The grid
+    /// steps by the patch side over the card's preprocessing.patch_span (1 unless the model reads
+    /// the spot's neighbours too).
     #[arg(long)]
     pub patch_side: Option<f32>,
     /// Output file, the format from its extension (repeatable): `.csv` (id, pixel x/y, one column
@@ -142,12 +144,13 @@ fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
     })?;
     if !r.skipped {
         eprintln!(
-            "{} spots × {} genes ({}×{} image, patch {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}",
+            "{} spots × {} genes ({}×{} image, patch {} px, grid step {} px) in {:.1}s ({:.1} spots/s, {}); wrote {}",
             r.spots,
             r.genes,
             r.width,
             r.height,
             r.patch_side,
+            r.grid_step,
             r.predict_s,
             r.spots_per_s(),
             r.provider,

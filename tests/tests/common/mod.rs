@@ -124,6 +124,7 @@ pub fn spot_model(genes: &[&str], seed: u64) -> (models::spot::SpotModel, onnx_f
         patch_side_um: None,
         patch_side_px: [("test".to_string(), 290.0f32)].into_iter().collect(),
         patch_side: "fixed for tests".into(),
+        patch_span: 1.0,
         targets: "log1p expression".into(),
     };
     let mut card = ModelCard::new(Family::SpotExpression, "random-init small spot model for tests", Preprocessing::SpotImage(spot));
@@ -168,6 +169,7 @@ pub fn relabel(card: &mut onnx_format::card::ModelCard, family: onnx_format::Fam
             patch_side_um: None,
             patch_side_px: Default::default(),
             patch_side: text(),
+            patch_span: 1.0,
             targets: text(),
         }),
         k => panic!("relabel to {k} not supported"),

@@ -11,8 +11,9 @@ numbers from older builds without --summary-json, µm/px when infer printed it).
 
 Columns of cohort/slides.tsv (and obs of cohort/cohort.h5ad):
   sample, slide, status (ok / failed), n_spots, n_genes, width, height (level-0 px), patch_side_px,
+  grid_step_px (the spot spacing: the patch side, or less for a model that reads the neighbours),
   mpp (µm/px when the slide records it and the card has µm), tissue_area_px (Σ over spots of the
-  spot's tissue fraction × patch area), tissue_area_mm2 (when mpp is known), tissue_fraction
+  spot's tissue fraction × its grid cell's area), tissue_area_mm2 (when mpp is known), tissue_fraction
   (tissue_area_px / (width × height): the share of the slide covered by predicted tissue spots),
   mean_spot_tissue (mean tissue fraction of the spots), qc_flags, wall_s (infer's wall time),
   attempt, host, slurm_job_id.
@@ -32,7 +33,7 @@ import re
 import sys
 
 EXIT_LINE = re.compile(r"^bioedge-cohort: attempt (\d+)/(\d+) exit (-?\d+) \((.*)\) after")
-SUMMARY_LINE = re.compile(r"(\d+) spots × (\d+) genes \((\d+)×(\d+) image, patch ([0-9.]+) px\)")
+SUMMARY_LINE = re.compile(r"(\d+) spots × (\d+) genes \((\d+)×(\d+) image, patch ([0-9.]+) px(?:, grid step ([0-9.]+) px)?\)")
 MPP_LINE = re.compile(r"at ([0-9.]+) µm/px")
 FAILED_COLUMNS = ["sample", "slide", "exit_code", "kind", "attempts", "error", "log"]
 
@@ -151,10 +152,11 @@ def load_slide(results, sample, status):
     for l in lines:
         if m := SUMMARY_LINE.search(l):
             info.update(width=int(m.group(3)), height=int(m.group(4)), patch_side_px=float(m.group(5)))
+            info["grid_step_px"] = float(m.group(6) or m.group(5))
         if "µm/px" in l and (m := MPP_LINE.search(l)):
             info["mpp"] = float(m.group(1))
     s = status.get("summary") or {}  # infer slide --summary-json, in newer builds
-    for ours, theirs in (("width", "width"), ("height", "height"), ("patch_side_px", "patch_side_px")):
+    for ours, theirs in (("width", "width"), ("height", "height"), ("patch_side_px", "patch_side_px"), ("grid_step_px", "grid_step_px")):
         v = s.get(theirs)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             info[ours] = v
@@ -212,7 +214,7 @@ def aggregate(a):
             flags.append("few_spots")
         if not np.isfinite(x).all():
             flags.append("nonfinite")
-        side = info.get("patch_side_px")
+        side = info.get("grid_step_px") or info.get("patch_side_px")
         row = dict(sample=s, status="ok", n_spots=n, n_genes=x.shape[1], **info)
         if tissue is not None and side:
             area = float(tissue.sum()) * side * side
@@ -253,7 +255,7 @@ def aggregate(a):
     for r in rows:
         r["qc_flags"] = ",".join(r["qc_flags"]) or "ok"
     fail_rows = [dict(sample=f["sample"], slide=f["slide"], status="failed", qc_flags=f"failed: {f['kind']}") for f in failed]
-    columns = ["sample", "slide", "status", "n_spots", "n_genes", "width", "height", "patch_side_px", "mpp", "tissue_area_px", "tissue_area_mm2",
+    columns = ["sample", "slide", "status", "n_spots", "n_genes", "width", "height", "patch_side_px", "grid_step_px", "mpp", "tissue_area_px", "tissue_area_mm2",
                "tissue_fraction", "mean_spot_tissue", "outlier_score", "qc_flags", "wall_s", "attempt", "host", "slurm_job_id"]
     out = os.path.join(results, "cohort")
     write_tsv(os.path.join(out, "slides.tsv"), columns, rows + fail_rows)
