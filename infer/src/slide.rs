@@ -58,6 +58,9 @@ pub struct SlideOptions {
     pub reader: Reader,
     /// Memory budget in MB ([`memory_plan`]); `None`: no check.
     pub memory_mb: Option<u64>,
+    /// Threads cropping and preprocessing patches (each with its own slide reader); 0: a quarter
+    /// of the cores ([`patch_workers`]).
+    pub workers: usize,
 }
 
 /// A run's estimated peak memory, in bytes, by part (the rule `--memory-mb` checks).
@@ -96,10 +99,13 @@ pub fn memory_plan(w: u32, h: u32, regions: bool, side: f32, size: u32, model_by
     }
 }
 
-/// Threads cropping and preprocessing patches on a machine with `cores` cores: a quarter of
-/// them (at least one, at most 8); the model runs on the rest.
-pub fn patch_workers(cores: usize) -> usize {
-    (cores / 4).clamp(1, 8)
+/// Threads cropping and preprocessing patches on a machine with `cores` cores. From an image
+/// decoded whole (a crop is a copy): a quarter of them, at least one, at most 8. From a slide read
+/// by regions (each read decodes tiles): half of them, at least two, at most 8 — they block when
+/// they are ahead of the model, so two on two cores cost little when the model is the slow stage
+/// and hide the reads when reading is. The model runs on the cores left (at least one).
+pub fn patch_workers(cores: usize, regions: bool) -> usize {
+    if regions { (cores / 2).clamp(2, 8) } else { (cores / 4).clamp(1, 8) }
 }
 
 /// The batch that fits `budget_mb` (at most `batch`), or an error naming what does not fit.
@@ -412,7 +418,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
         None => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut workers = patch_workers(cores);
+    let mut workers = if o.workers > 0 { o.workers } else { patch_workers(cores, slide.is_some()) };
     let batch = match o.memory_mb {
         Some(mb) => {
             let plan = |workers| memory_plan(w, h, slide.is_some(), side, prep.size, model_bytes.len(), workers);
@@ -429,7 +435,7 @@ pub fn run(o: &SlideOptions) -> Result<SlideSummary> {
     let o = &lowered;
     // The model loads on its own thread while the image is decoded and the mask computed; it
     // runs on the cores the patch workers leave.
-    let model_threads = if o.threads > 0 || cores <= 2 { o.threads } else { cores - workers };
+    let model_threads = if o.threads > 0 { o.threads } else { cores.saturating_sub(workers).max(1) };
     let loader = {
         let (bytes, path, backend) = (model_bytes.clone(), o.model.clone(), o.backend);
         let options = Options { threads: model_threads, ..Options::default() };
@@ -651,6 +657,7 @@ fn metadata_document(
         json!({
             "backend": o.backend.name(),
             "threads": o.threads,
+            "workers": o.workers,
             "batch": o.batch,
             "reader": format!("{:?}", o.reader).to_lowercase(),
             "spots": o.spots.as_ref().map(|p| p.display().to_string()),
@@ -813,7 +820,8 @@ mod tests {
         let regions = memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20, 1);
         assert_eq!(regions.image, 64 << 20);
         assert_eq!(memory_plan(100_000, 80_000, true, 290.0, 224, 20 << 20, 3).image, 3 * (64 << 20));
-        assert_eq!((patch_workers(1), patch_workers(2), patch_workers(16), patch_workers(128)), (1, 1, 4, 8));
+        assert_eq!((patch_workers(1, false), patch_workers(2, false), patch_workers(16, false), patch_workers(128, false)), (1, 1, 4, 8));
+        assert_eq!((patch_workers(1, true), patch_workers(2, true), patch_workers(16, true), patch_workers(128, true)), (2, 2, 8, 8));
         assert_eq!(fit_memory(&regions, 16, 1024, img, true).unwrap(), 16);
     }
 }

@@ -1,6 +1,7 @@
 //! The browser page end to end in headless Chromium (`tests/js/browser.mjs`, playwright-core):
-//! a random-init spot model dropped on the page and the bundled HER2ST example image give the
-//! same grid and clicked-spot predictions as native `infer slide` (tract) within 1e-4; the grid split
+//! a random-init spot model (patches of two spot spacings) dropped on the page and the bundled
+//! HER2ST example image give the same grid and clicked-spot predictions as native `infer slide`
+//! (tract) within 1e-4; the grid split
 //! over 3 Web Workers equals the one-worker grid exactly; bad files and a bad worker count show errors
 //! on the page; nothing is requested outside 127.0.0.1; a screenshot goes to out/.
 //! Needs scripts/setup.sh (chromium, node packages, wasm32 target, wasm-bindgen); fails without.
@@ -13,8 +14,13 @@ use std::process::Command;
 
 const GENES: [&str; 8] = ["ERBB2", "ESR1", "KRT19", "GAPDH", "CD74", "MGP", "COL1A1", "IGKC"];
 
+/// The test model reads patches of two spot spacings (card `patch_span` 2, as the two-scale
+/// default), so the page's grid must step by half the patch side to match `infer slide --grid`.
 fn spot_models(dir: &Path) -> (PathBuf, PathBuf) {
     let (m, mut card) = spot_model(&GENES, 7);
+    let onnx_format::card::Preprocessing::SpotImage(spot) = &mut card.preprocessing else { unreachable!("a spot card") };
+    spot.patch_side_px.values_mut().for_each(|v| *v *= 2.0);
+    spot.patch_span = 2.0;
     let good = dir.join("spot.onnx");
     write_spot_model(&good, &m, &card);
     relabel(&mut card, onnx_format::Family::GeneMlp);

@@ -74,6 +74,11 @@ pub struct Args {
     /// an error (exit 2) suggesting a tiled pyramid. Default: no check.
     #[arg(long)]
     pub memory_mb: Option<u64>,
+    /// Threads cropping and preprocessing patches, each with its own slide reader (default: a
+    /// quarter of the cores, at least one; the model runs on the rest). More help where reading
+    /// regions is the slow stage (OpenSlide, network storage).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub workers: u32,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -114,6 +119,7 @@ fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
         summary_json: _,
         reader,
         memory_mb,
+        workers,
     } = a;
     for o in &out {
         onnx_format::check_output(o, [model.as_path(), &image].into_iter().chain(spots.as_deref()))?;
@@ -141,6 +147,7 @@ fn run_slide(a: Args) -> Result<infer::slide::SlideSummary> {
         existing,
         reader,
         memory_mb,
+        workers: workers as usize,
     })?;
     if !r.skipped {
         eprintln!(
