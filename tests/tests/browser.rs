@@ -1,5 +1,5 @@
 //! The browser page end to end in headless Chromium (`tests/js/browser.mjs`, playwright-core):
-//! a random-init spot model (patches of two spot spacings) dropped on the page and the bundled
+//! a random-init two-scale spot model (patches of two spot spacings) dropped on the page and the bundled
 //! HER2ST example image give the same grid and clicked-spot predictions as native `infer slide`
 //! (tract) within 1e-4; the grid split
 //! over 3 Web Workers equals the one-worker grid exactly; bad files and a bad worker count show errors
@@ -14,13 +14,19 @@ use std::process::Command;
 
 const GENES: [&str; 8] = ["ERBB2", "ESR1", "KRT19", "GAPDH", "CD74", "MGP", "COL1A1", "IGKC"];
 
-/// The test model reads patches of two spot spacings (card `patch_span` 2, as the two-scale
-/// default), so the page's grid must step by half the patch side to match `infer slide --grid`.
+/// The test model is a random-init two-scale CNN, as the default (`cnn-context`): 448 px patches
+/// of two spot spacings (card `patch_span` 2), so the page's grid must step by half the patch side
+/// to match `infer slide --grid`.
 fn spot_models(dir: &Path) -> (PathBuf, PathBuf) {
-    let (m, mut card) = spot_model(&GENES, 7);
+    let (_, mut card) = spot_model(&GENES, 7);
+    let device = models::burn::prelude::Device::flex();
+    device.seed(7);
+    let cfg = models::spot::SpotModelConfig::cnn_context().with_genes(GENES.len());
+    let m = cfg.init(&device);
     let onnx_format::card::Preprocessing::SpotImage(spot) = &mut card.preprocessing else { unreachable!("a spot card") };
-    spot.patch_side_px.values_mut().for_each(|v| *v *= 2.0);
-    spot.patch_span = 2.0;
+    spot.image.size = cfg.image_size as u32;
+    spot.patch_side_px.values_mut().for_each(|v| *v *= cfg.patch_span());
+    spot.patch_span = cfg.patch_span();
     let good = dir.join("spot.onnx");
     write_spot_model(&good, &m, &card);
     relabel(&mut card, onnx_format::Family::GeneMlp);
