@@ -106,8 +106,8 @@ def torch_run(name, r):
 
 def cv_run(name, r):
     # `train spot-cv`: its tables are in REPORT.md beside the log; here the time, the GPU load and
-    # the report's lines that name a protocol row
-    rows = [text for _, text in r["lines"] if text.startswith("|") and ("median r" in text or "mean r" in text)]
+    # the report's protocol table (header and rows)
+    rows = [text for _, text in r["lines"] if text.startswith(("| protocol |", "| leave-one-"))]
     errors = [m[1] for _, text in r["lines"] if (m := re.match(r"error: (.*)", text))]
     wall = round(r.get("end", r["lines"][-1][0] if r["lines"] else r["start"]) - r["start"], 1)
     return {"rc": r.get("rc"), "wall_s": wall, "gpu_load": gpu_load(r), "rows": rows, "errors": errors}
