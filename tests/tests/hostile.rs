@@ -528,21 +528,8 @@ fn spot_cv_outputs_all_or_none_across_kill_9() {
     let outs = [d.join("REPORT.md"), d.join("results.json")];
     let cmd = || {
         let mut c = Command::new(bin("train"));
-        c.args([
-            "spot-cv",
-            "--config",
-            "small",
-            "--sections",
-            "B4,C2,C4",
-            "--loso-scope",
-            "all",
-            "--folds",
-            "B4",
-            "--seeds",
-            "0",
-            "--epochs",
-            "1",
-        ]);
+        c.args(["spot-cv", "--config", "small"]);
+        c.args(["--sections", "B4,C2,C4", "--loso-scope", "all", "--folds", "B4", "--seeds", "0", "--epochs", "1"]);
         c.args(["--max-spots", "8", "--genes", "top:10", "--jobs", "1"]).arg("--data").arg(data("her2st")).arg("--out-dir").arg(&d);
         c
     };
