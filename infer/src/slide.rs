@@ -34,7 +34,8 @@ pub struct SlideOptions {
     pub backend: Backend,
     /// Patches per model run.
     pub batch: usize,
-    /// Threads per model run, tract and ONNX Runtime alike (0: one per core).
+    /// Threads per model run, tract and ONNX Runtime alike (0: the cores the patch workers leave,
+    /// at least one).
     pub threads: usize,
     /// Patch side in pixels; default from the model card (`preprocessing.patch_side_px`).
     pub patch_side: Option<f32>,
@@ -58,8 +59,8 @@ pub struct SlideOptions {
     pub reader: Reader,
     /// Memory budget in MB ([`memory_plan`]); `None`: no check.
     pub memory_mb: Option<u64>,
-    /// Threads cropping and preprocessing patches (each with its own slide reader); 0: a quarter
-    /// of the cores ([`patch_workers`]).
+    /// Threads cropping and preprocessing patches (each with its own slide reader); 0: by the
+    /// cores and the input ([`patch_workers`]).
     pub workers: usize,
 }
 

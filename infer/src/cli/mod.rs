@@ -20,7 +20,8 @@ pub struct ModelArgs {
     /// tract (pure Rust) or ort (ONNX Runtime).
     #[arg(long, default_value = "tract")]
     pub backend: Backend,
-    /// Threads per model run, for tract and ONNX Runtime alike (default: one per core).
+    /// Threads per model run, for tract and ONNX Runtime alike (default: one per core; `infer
+    /// slide`: the cores its patch workers leave, at least one).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub threads: usize,
 }
