@@ -92,6 +92,12 @@ fn tiled_tiff_matches_png() {
     assert!(ra.len() > 20, "{} grid spots", ra.len());
     assert_same(&ra, &rb);
     assert_same(&ra, &rc);
+    // one reader worker or three (default here: two): the same file, byte for byte
+    for (workers, name) in [("1", "w1.csv"), ("3", "w3.csv")] {
+        let out = dir.path().join(name);
+        ok(slide(&model, &tif, &out).args(["--grid", "--workers", workers]));
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&b).unwrap(), "--workers {workers}");
+    }
     let bg = infer::image_prep::load_rgb(heat.join("G2.png")).unwrap();
     // the grid (level 1, 871×798, would be too small: level 0 box-downscaled by 3) plus the legend
     let l = infer::slide::HeatmapLayout::new(1161, 1064);
