@@ -341,7 +341,7 @@ fn a_tiny_patch_side_is_bounded() {
     c.arg("slide").arg("--model").arg(&model).arg("--image").arg(data("her2st/B4/BT10737_D2_HE.jpg"));
     c.args(["--grid", "--patch-side", "1"]).arg("--out").arg(&out);
     let err = exits(&mut c, 2);
-    assert!(err.contains("a grid of 1 px patches over 9272 × 9923 pixels") && err.contains("BIOEDGE_MAX_SPOTS"), "{err}");
+    assert!(err.contains("a grid of 1 px steps over 9272 × 9923 pixels") && err.contains("BIOEDGE_MAX_SPOTS"), "{err}");
     assert!(!out.exists());
 }
 
