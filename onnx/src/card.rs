@@ -315,11 +315,6 @@ impl SpotImage {
         (!v.is_empty()).then_some(m)
     }
 
-    /// The grid step (spot spacing) for patches of `side` px.
-    pub fn grid_step(&self, side: f32) -> f32 {
-        side / self.patch_span
-    }
-
     fn check(&self) -> Result<(), CardError> {
         let bad = |m: String| Err(CardError::Invalid(m));
         if !(self.patch_span.is_finite() && self.patch_span > 0.0 && self.patch_span <= 64.0) {

@@ -18,15 +18,7 @@ const GENES: [&str; 8] = ["ERBB2", "ESR1", "KRT19", "GAPDH", "CD74", "MGP", "COL
 /// of two spot spacings (card `patch_span` 2), so the page's grid must step by half the patch side
 /// to match `infer slide --grid`.
 fn spot_models(dir: &Path) -> (PathBuf, PathBuf) {
-    let (_, mut card) = spot_model(&GENES, 7);
-    let device = models::burn::prelude::Device::flex();
-    device.seed(7);
-    let cfg = models::spot::SpotModelConfig::cnn_context().with_genes(GENES.len());
-    let m = cfg.init(&device);
-    let onnx_format::card::Preprocessing::SpotImage(spot) = &mut card.preprocessing else { unreachable!("a spot card") };
-    spot.image.size = cfg.image_size as u32;
-    spot.patch_side_px.values_mut().for_each(|v| *v *= cfg.patch_span());
-    spot.patch_span = cfg.patch_span();
+    let (m, mut card) = spot_model_of(models::spot::SpotModelConfig::cnn_context(), "two-scale", &GENES, 7);
     let good = dir.join("spot.onnx");
     write_spot_model(&good, &m, &card);
     relabel(&mut card, onnx_format::Family::GeneMlp);

@@ -93,7 +93,7 @@ function workers() {
 async function predictGrid() {
   const r = await busy('Predicting the grid…', async () => {
     // the grid steps by the spot spacing: the patch side over the card's patch span
-    const s = side(), st = s / (state.model.span ?? 1), n = workers();
+    const s = side(), st = s / state.model.span, n = workers();
     const label = `${n} worker${n > 1 ? 's' : ''}`;
     const onProgress = (m) => {
       progress(m.progress);
@@ -142,7 +142,7 @@ function draw() {
   if (g && k && g.values.length === g.ids.length * k) {
     const col = Array.from({ length: g.ids.length }, (_, i) => g.values[i * k + state.gene]);
     const lo = Math.min(...col), hi = Math.max(...col), span = hi > lo ? hi - lo : 1;
-    const s = (g.step ?? g.side) / f;
+    const s = g.step / f;
     ctx.globalAlpha = 0.6;
     col.forEach((v, i) => {
       const [r, gg, b] = viridis((v - lo) / span);

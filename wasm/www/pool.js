@@ -131,6 +131,6 @@ export class Pool {
         cur = nxt;
       }
     }));
-    return { ids: spots.ids, xy: spots.xy, values, side, step: spots.step ?? side, ms: performance.now() - t, workers: clients.length };
+    return { ids: spots.ids, xy: spots.xy, values, side, step: spots.step, ms: performance.now() - t, workers: clients.length };
   }
 }

@@ -74,9 +74,10 @@ pub struct Args {
     /// an error (exit 2) suggesting a tiled pyramid. Default: no check.
     #[arg(long)]
     pub memory_mb: Option<u64>,
-    /// Threads cropping and preprocessing patches, each with its own slide reader (default: a
-    /// quarter of the cores, at least one; the model runs on the rest). More help where reading
-    /// regions is the slow stage (OpenSlide, network storage).
+    /// Threads cropping and preprocessing patches, each with its own slide reader (default: for a
+    /// slide read by regions half the cores, at least two; for an image decoded whole a quarter,
+    /// at least one; the model runs on the cores left). More help where reading regions is the
+    /// slow stage (OpenSlide, network storage).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
 }

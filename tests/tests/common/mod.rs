@@ -114,20 +114,33 @@ pub fn models() -> &'static Models {
 /// A random-init small histology spot model (patch side 290 px) and its card, for `infer slide`
 /// and browser tests.
 pub fn spot_model(genes: &[&str], seed: u64) -> (models::spot::SpotModel, onnx_format::card::ModelCard) {
+    spot_model_of(models::spot::SpotModelConfig::small(), "small", genes, seed)
+}
+
+/// [`spot_model`] of another config: the card's input size is the config's, and its patch spans
+/// the config's spot spacings of 290 px each.
+pub fn spot_model_of(
+    cfg: models::spot::SpotModelConfig,
+    name: &str,
+    genes: &[&str],
+    seed: u64,
+) -> (models::spot::SpotModel, onnx_format::card::ModelCard) {
     use models::burn::prelude::Device;
     use onnx_format::card::{Family, ModelCard, Preprocessing, SpotImage};
     let device = Device::flex();
     device.seed(seed);
-    let m = models::spot::SpotModelConfig::small().with_genes(genes.len()).init(&device);
+    let cfg = cfg.with_genes(genes.len());
+    let m = cfg.init(&device);
     let spot = SpotImage {
-        image: infer::image_prep::Preprocess::default().to_card(),
+        image: infer::image_prep::Preprocess { size: cfg.image_size as u32, ..Default::default() }.to_card(),
         patch_side_um: None,
-        patch_side_px: [("test".to_string(), 290.0f32)].into_iter().collect(),
+        patch_side_px: [("test".to_string(), 290.0 * cfg.patch_span())].into_iter().collect(),
         patch_side: "fixed for tests".into(),
-        patch_span: 1.0,
+        patch_span: cfg.patch_span(),
         targets: "log1p expression".into(),
     };
-    let mut card = ModelCard::new(Family::SpotExpression, "random-init small spot model for tests", Preprocessing::SpotImage(spot));
+    let about = format!("random-init {name} spot model for tests");
+    let mut card = ModelCard::new(Family::SpotExpression, about, Preprocessing::SpotImage(spot));
     card.genes = genes.iter().map(|s| s.to_string()).collect();
     (m, card)
 }
