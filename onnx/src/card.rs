@@ -724,6 +724,16 @@ mod tests {
         v["family"] = "gene-gcn".into();
         let e = ModelCard::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("needs preprocessing `expression`"), "{e}");
+        // a spot card's patch span: absent reads as 1; zero, negative, NaN or huge is refused
+        let mut v = serde_json::to_value(card()).unwrap();
+        v["preprocessing"].as_object_mut().unwrap().remove("patch_span");
+        let spot = ModelCard::from_json(&v.to_string()).unwrap();
+        assert_eq!(spot.require::<SpotImage>().unwrap().patch_span, 1.0);
+        for bad in [serde_json::json!(0.0), serde_json::json!(-2.0), serde_json::json!(1e9)] {
+            v["preprocessing"]["patch_span"] = bad.clone();
+            let e = ModelCard::from_json(&v.to_string()).unwrap_err().to_string();
+            assert!(e.contains("patch_span"), "{bad}: {e}");
+        }
         let mut c = card();
         c.embed(&mut model(), &[("image", "p"), ("expression", "e")]).unwrap();
         c.outputs[0].shape[1] = "4".into();
