@@ -531,6 +531,7 @@ fn spot_step_bench(config: &str, batch: usize, steps: usize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    infer::runtime::keep_freed_memory();
     match Cli::parse().cmd {
         Cmd::Mol { model, data, batch, symbolic } => mol_bench(&model, &data, batch, symbolic),
         Cmd::SpotStep { config, batch, steps } => spot_step_bench(&config, batch, steps),

@@ -34,6 +34,7 @@ enum Cmd {
 /// valid input: may be retried, e.g. elsewhere); 70 internal error (a bug: please report it).
 fn main() {
     infer::error::report_panics_as_bugs();
+    bioedge_runtime::keep_freed_memory();
     let r = match Cli::parse().cmd {
         Cmd::Inspect(a) => cli::inspect::run(a),
         Cmd::Predict(a) => cli::predict::run(a),

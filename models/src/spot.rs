@@ -363,9 +363,7 @@ impl StemConv {
     }
 
     fn export(&self, cx: &Lower, x: &str, name: &str) -> String {
-        let y = cx.transpose(&cx.conv2d(x, name, &self.conv), &[0, 2, 3, 1]);
-        let y = cx.layer_norm(&y, &format!("{name}.norm"), &self.norm);
-        cx.gelu(&cx.transpose(&y, &[0, 3, 1, 2]))
+        cx.gelu(&cx.conv_channel_norm(x, name, &self.conv, &self.norm))
     }
 }
 

@@ -119,6 +119,23 @@ pub fn thread_count(threads: usize) -> usize {
     if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 
+/// Keep freed memory in the process for the next run (glibc; elsewhere a no-op). Call once at
+/// the start of a binary. glibc hands blocks above 128 KiB–32 MiB back to the system when they
+/// are freed, so every run pays page faults again on its large activations. ONNX Runtime keeps
+/// its own arena; tract allocates each activation per run (a batch of 32 two-scale spot images:
+/// 20 % of its time, decisions §4). Allocations up to 32 MiB now come from the heap, and the
+/// heap is no longer trimmed below 1 GiB; the process stays at its peak, which it reaches
+/// anyway on every batch.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 /// A loaded model ready to run.
 pub struct Session {
     inner: Inner,
@@ -290,6 +307,12 @@ mod tract {
     /// than the plan over the file's symbolic dims, but costs an optimisation pass: a shape
     /// runs on the symbolic plan the first time it is seen and gets its own plan the second
     /// time (at once where the symbolic plan cannot run the model).
+    ///
+    /// A model whose inputs and outputs all start with the axis `batch` holds independent items
+    /// along it (the convention of our exports: spot images, expression samples). With several
+    /// threads its batches are split into one part per thread, each run by a one-thread plan:
+    /// tract's own threads split only large matrix products (1.0–1.2× on 2 threads,
+    /// decisions §4), parts of a batch scale with the cores.
     pub struct Session {
         /// The decluttered model, input dims still symbolic.
         model: TypedModel,
@@ -299,14 +322,19 @@ mod tract {
         symbolic_plan: Option<Plan>,
         /// The symbolic plan failed to build or to run: shapes go straight to their own plan.
         symbolic_fails: bool,
-        /// Plans optimised for one set of input shapes, most recently used last; None where
-        /// specialising failed (the symbolic plan runs those).
-        plans: Vec<(Shapes, Option<Plan>)>,
+        /// Plans optimised for one set of input shapes (and whether they run on one thread: the
+        /// parts of a split batch), most recently used last; None where specialising failed
+        /// (the symbolic plan runs those).
+        plans: Vec<((Shapes, bool), Option<Plan>)>,
         /// Shapes run once on the symbolic plan, most recent last.
         seen: Vec<Shapes>,
         options: RunOptions,
         /// Run everything on the symbolic plan.
         symbolic: bool,
+        /// Threads per run.
+        threads: usize,
+        /// Every input and output starts with the axis `batch`: batches may be split.
+        batched: bool,
     }
 
     impl Session {
@@ -330,6 +358,11 @@ mod tract {
             let options = RunOptions { executor: Some(executor(threads)), ..Default::default() };
             // nothing to specialise: one plan
             let symbolic = symbolic || input_symbols.iter().flatten().all(Option::is_none);
+            let leading_batch = |f: &TypedFact| matches!(f.shape.iter().next(), Some(TDim::Sym(s)) if format!("{s}") == "batch");
+            let all_batched = |outlets: TractResult<&[OutletId]>| -> bool {
+                outlets.is_ok_and(|os| !os.is_empty() && os.iter().all(|o| model.outlet_fact(*o).is_ok_and(leading_batch)))
+            };
+            let batched = all_batched(model.input_outlets()) && all_batched(model.output_outlets());
             let mut s = Self {
                 model,
                 input_symbols,
@@ -339,6 +372,8 @@ mod tract {
                 seen: Vec::new(),
                 options,
                 symbolic,
+                threads,
+                batched,
             };
             if s.symbolic {
                 s.symbolic_plan()?;
@@ -380,30 +415,89 @@ mod tract {
             Some(subs)
         }
 
-        /// The cached plan for `shapes` (Some(None): specialising them failed before).
-        fn cached(&mut self, shapes: &Shapes) -> Option<Option<Plan>> {
-            let i = self.plans.iter().position(|(k, _)| k == shapes)?;
+        /// The cached plan for `shapes` (Some(None): specialising them failed before); `single`:
+        /// the one-thread plan for a part of a split batch.
+        fn cached(&mut self, shapes: &Shapes, single: bool) -> Option<Option<Plan>> {
+            let i = self.plans.iter().position(|((k, one), _)| k == shapes && *one == single)?;
             let hit = self.plans.remove(i);
             let plan = hit.1.clone();
             self.plans.push(hit);
             Some(plan)
         }
 
-        /// Optimise the model for `shapes` and cache the plan (or the failure).
-        fn specialise(&mut self, shapes: Shapes) -> Option<Plan> {
+        /// Optimise the model for `shapes` and cache the plan (or the failure); `single`: on one
+        /// thread.
+        fn specialise(&mut self, shapes: Shapes, single: bool) -> Option<Plan> {
+            let one = RunOptions { executor: Some(Executor::SingleThread), ..Default::default() };
+            let options = if single { &one } else { &self.options };
             let plan = self.bindings(&shapes).and_then(|subs| {
-                self.model
-                    .set_symbols(&subs)
-                    .and_then(|m| m.into_optimized())
-                    .and_then(|m| m.into_runnable_with_options(&self.options))
-                    .ok()
+                self.model.set_symbols(&subs).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable_with_options(options)).ok()
             });
             if self.plans.len() == PLANS {
                 self.plans.remove(0);
             }
-            self.seen.retain(|k| *k != shapes);
-            self.plans.push((shapes, plan.clone()));
+            if !single {
+                self.seen.retain(|k| *k != shapes);
+            }
+            self.plans.push(((shapes, single), plan.clone()));
             plan
+        }
+
+        /// The one-thread plan for `shapes`, cached.
+        fn single_plan(&mut self, shapes: &Shapes) -> Option<Plan> {
+            match self.cached(shapes, true) {
+                Some(p) => p,
+                None => self.specialise(shapes.clone(), true),
+            }
+        }
+
+        /// A batch of `b` items in parts of near-equal size, one per thread and at least two
+        /// items each: the part sizes, or None where the batch is not split. (A part of one item
+        /// takes other kernels, matrix-vector products, whose sums round differently; parts of
+        /// two or more give the whole batch's output bit for bit, `tests/tests/threads.rs`.)
+        fn parts(&self, shapes: &Shapes) -> Option<Vec<usize>> {
+            let b = shapes.first()?.first().copied()?;
+            let k = self.threads.min(b / 2);
+            (self.batched && k > 1 && shapes.iter().all(|s| s.first() == Some(&b)))
+                .then(|| (0..k).map(|i| b / k + usize::from(i < b % k)).collect())
+        }
+
+        /// Run the batch in `parts` along axis 0, each part on its own thread with a one-thread
+        /// plan, and join the outputs; None where a part has no plan (the caller runs it whole).
+        fn run_split(&mut self, shapes: &Shapes, parts: &[usize], tensors: &TVec<TValue>) -> Option<Result<TVec<TValue>, String>> {
+            let shapes_of =
+                |n: usize| -> Shapes { shapes.iter().map(|s| std::iter::once(n).chain(s[1..].iter().copied()).collect()).collect() };
+            let mut plans = Vec::with_capacity(parts.len());
+            for &n in parts {
+                plans.push(self.single_plan(&shapes_of(n))?);
+            }
+            let err = |e: TractError| format!("{e:#}");
+            let run = || -> Result<TVec<TValue>, String> {
+                let mut inputs = Vec::with_capacity(parts.len());
+                let mut start = 0;
+                for &n in parts {
+                    let part: TVec<TValue> = tensors
+                        .iter()
+                        .map(|t| t.slice(0, start, start + n).map(|t| t.into_tvalue()))
+                        .collect::<TractResult<_>>()
+                        .map_err(err)?;
+                    inputs.push(part);
+                    start += n;
+                }
+                let outs: Vec<Result<TVec<TValue>, String>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> =
+                        plans.iter().zip(inputs).map(|(plan, part)| scope.spawn(move || plan.run(part).map_err(err))).collect();
+                    handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+                });
+                let outs = outs.into_iter().collect::<Result<Vec<_>, String>>()?;
+                (0..outs[0].len())
+                    .map(|o| {
+                        let pieces: Vec<Tensor> = outs.iter().map(|out| out[o].clone().into_tensor()).collect();
+                        Tensor::stack_tensors(0, &pieces).map(|t| t.into_tvalue()).map_err(err)
+                    })
+                    .collect()
+            };
+            Some(run())
         }
 
         pub fn shape_plans(&self) -> usize {
@@ -440,7 +534,14 @@ mod tract {
             if self.symbolic {
                 return self.symbolic_plan()?.run(tensors).map_err(err);
             }
-            match self.cached(&shapes) {
+            // a shape seen before: split the batch where the model allows it
+            let again = self.seen.contains(&shapes) || self.cached(&shapes, false).is_some();
+            if let Some(parts) = self.parts(&shapes).filter(|_| again)
+                && let Some(out) = self.run_split(&shapes, &parts, &tensors)
+            {
+                return out;
+            }
+            match self.cached(&shapes, false) {
                 Some(Some(plan)) => return plan.run(tensors).map_err(err),
                 Some(None) => return self.symbolic_plan()?.run(tensors).map_err(err),
                 None => (),
@@ -459,7 +560,7 @@ mod tract {
                     Err(e) => failed = Some(e),
                 }
             }
-            match self.specialise(shapes) {
+            match self.specialise(shapes, false) {
                 Some(plan) => {
                     let out = plan.run(tensors).map_err(err)?;
                     // the model is fine, its symbolic plan is not (e.g. a TopK whose k is an

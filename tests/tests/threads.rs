@@ -1,6 +1,8 @@
 //! tract with shape-specialised plans and 1, 2 or all threads: for several input shapes in a row
 //! (plan cache misses and hits), outputs match the symbolic single-thread plan within 1e-5 and are
-//! bit-identical over 10 runs; every `infer` subcommand that runs a model takes `--threads`.
+//! bit-identical over 10 runs; a model with a leading `batch` axis (the spot model) runs its
+//! batches split over the threads, one plan per part size; every `infer` subcommand that runs a
+//! model takes `--threads`.
 
 mod common;
 
@@ -9,15 +11,19 @@ use infer::chem::featurize;
 use infer::mol::MolBatch;
 use infer::runtime::{Backend, Options, Session, Value, max_abs_diff, thread_count};
 use models::burn::prelude::*;
+use models::gene::{GeneGcnConfig, GeneMlpConfig, MessagePassing};
+use models::graph::NormalizedGraph;
 use models::mol::MolGcnConfig;
 use models::node::NodeGcnConfig;
+use models::preprocess::Standardizer;
 use std::path::Path;
 
 /// `sets` are run in order (a shape seen twice gets its own plan); `distinct` is the number
-/// of different input shapes among them, each seen at least twice. The reference is the symbolic plan on one thread; where
+/// of different input shapes among them, each seen at least twice. `batched`: the model's axis 0
+/// is `batch`, so with several threads the plans are those of the parts, one per thread. The reference is the symbolic plan on one thread; where
 /// tract cannot run that plan (a TopK whose k is an expression of the input dims: the sorted
 /// message passing), a fresh one-thread session per set, so the cache is still checked.
-fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: usize) {
+fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: usize, batched: bool) {
     let origin = Path::new(name);
     let one =
         |symbolic| Session::from_bytes(bytes, origin, Backend::Tract, &Options { threads: 1, symbolic, ..Default::default() }).unwrap();
@@ -43,7 +49,25 @@ fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: 
             let diff = max_abs_diff(&got, want);
             assert!(diff <= 1e-5 * scale, "{name}, {threads} threads, input set {i}: {diff:.2e} from the symbolic plan (scale {scale:.1})");
         }
-        assert_eq!(s.shape_plans(), distinct, "{name}, {threads} threads: plans held");
+        let t = thread_count(threads);
+        let plans = if batched && t > 1 {
+            // a batch of b in k = min(t, b / 2) parts of b / k or b / k + 1 items (one-thread
+            // plans), or whole (its own plan) when k < 2
+            let mut keys: Vec<(bool, usize)> = sets
+                .iter()
+                .flat_map(|set| {
+                    let b = set[0].shape()[0];
+                    let k = t.min(b / 2);
+                    if k < 2 { vec![(false, b)] } else { (0..k).map(|i| (true, b / k + usize::from(i < b % k))).collect() }
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys.len()
+        } else {
+            distinct
+        };
+        assert_eq!(s.shape_plans(), plans, "{name}, {threads} threads: plans held");
         let first = s.run_output(&sets[0], output).unwrap().into_f32().unwrap();
         for run in 1..10 {
             let out = s.run_output(&sets[0], output).unwrap().into_f32().unwrap();
@@ -72,14 +96,33 @@ fn spot_model_matches_the_symbolic_plan_at_any_thread_count() {
     write_spot_model(&path, &m, &card);
     let bytes = std::fs::read(&path).unwrap();
     let side = models::spot::SpotModelConfig::small().image_size;
-    // batch 3, 16, then 3 and 16 again (symbolic plan the first time, their own plan the second)
-    let sets = [images(3, side, 0), images(16, side, 1), images(3, side, 2), images(16, side, 3)];
-    check("spot", &bytes, &sets, "expression", 2);
+    // batch 3, 16 and 5, then again (symbolic plan the first time, their own plan the second);
+    // on 2 threads the parts are 1 + 2 → not split, 8 + 8 and 3 + 2
+    let sets = [images(3, side, 0), images(16, side, 1), images(5, side, 4), images(3, side, 2), images(16, side, 3), images(5, side, 5)];
+    check("spot", &bytes, &sets, "expression", 3, true);
 
     // a wrong rank is an error from the run, not a panic
     let mut s = Session::from_bytes(&bytes, &path, Backend::Tract, &Options::default()).unwrap();
     let err = s.run(&[Value::f32(&[3, side, side], vec![0.0; 3 * side * side])]).unwrap_err().to_string();
     assert!(err.contains("tract"), "{err}");
+}
+
+#[test]
+fn gene_models_match_the_symbolic_plan_at_any_thread_count() {
+    let device = Device::flex();
+    device.seed(7);
+    let n = 300;
+    let ring: Vec<(u32, u32)> = (0..n as u32).flat_map(|i| [(i, (i + 1) % n as u32), (i, (i + 7) % n as u32)]).collect();
+    let graph = NormalizedGraph::gcn(n, &ring);
+    let pre = Standardizer { log2: true, floor: 1.0, mean: vec![5.0; n], std: vec![2.0; n] };
+    let x = |batch: usize, seed: usize| {
+        vec![Value::f32(&[batch, n], (0..batch * n).map(|i| 1.0 + ((i + seed * 31) * 7919 % 2000) as f32).collect())]
+    };
+    let sets = [x(16, 0), x(5, 1), x(16, 2), x(5, 3)];
+    let gcn = GeneGcnConfig::default().init(n, 2, &device);
+    check("gene-gcn", &onnx_format::encode(&gcn.export(&pre, &graph, MessagePassing::ScatterNd, vec![])), &sets, "logits", 2, true);
+    let mlp = GeneMlpConfig::default().init(n, 2, &device);
+    check("gene-mlp", &onnx_format::encode(&mlp.export(&pre, vec![])), &sets, "logits", 2, true);
 }
 
 #[test]
@@ -96,7 +139,7 @@ fn cora_gcn_matches_the_symbolic_plan_at_any_thread_count() {
     let device = Device::flex();
     device.seed(7);
     let gcn = NodeGcnConfig::default().init(f, d.num_classes, &device);
-    check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &[whole.clone(), sub.clone(), whole, sub], "logits", 2);
+    check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &[whole.clone(), sub.clone(), whole, sub], "logits", 2, false);
 }
 
 #[test]
@@ -115,6 +158,7 @@ fn tox21_graphconv_matches_the_symbolic_plan_at_any_thread_count() {
         &[batch(0..64), batch(64..80), batch(0..64), batch(64..80)],
         "logits",
         2,
+        false,
     );
 }
 

@@ -44,6 +44,57 @@ impl Lower {
         if let Some(bias) = &c.bias {
             inputs.push(self.param(&format!("{name}.bias"), bias));
         }
+        self.conv_node(&inputs, c)
+    }
+
+    /// `Conv` then a LayerNorm over its output channels, `[B, C, H, W]` in and out: burn's
+    /// `norm(conv(x).permute([0, 2, 3, 1])).permute([0, 3, 1, 2])`, written so that tract runs
+    /// every step on its fast paths (decisions §4). tract moves the two transposes of the plain
+    /// form off the LayerNorm, which leaves subtractions and products that broadcast over the
+    /// channel axis, a middle axis it walks element by element (56 % of the two-scale spot
+    /// model's time). Here:
+    /// - the mean is folded into the convolution: its weights and bias minus their mean over
+    ///   the output channels give outputs already centred over the channels (the mean is linear);
+    /// - `1/√(mean(x²) + ε)` per pixel, `[B, 1, H, W]`, is spread over the channels by a `Gather`
+    ///   of row 0 (tract removes an `Expand` or `Tile` and broadcasts again);
+    /// - gamma and beta are tiled to `[1, C, H, W]` (constants once the plan knows H and W), so the
+    ///   products and the sum are same-shape or leading-axis broadcasts.
+    pub fn conv_channel_norm(&self, x: &str, name: &str, c: &Conv2d, ln: &LayerNorm) -> String {
+        let [co, ci, kh, kw] = c.weight.val().dims();
+        let w = crate::to_vec(c.weight.val());
+        let per_out = ci * kh * kw;
+        let mut centred = w.clone();
+        for j in 0..per_out {
+            let mean = (0..co).map(|o| w[o * per_out + j] as f64).sum::<f64>() / co as f64;
+            for o in 0..co {
+                centred[o * per_out + j] = (w[o * per_out + j] as f64 - mean) as f32;
+            }
+        }
+        let mut inputs = vec![x.to_string(), self.init_f32(&format!("{name}.weight"), &[co, ci, kh, kw], centred)];
+        if let Some(bias) = &c.bias {
+            let b = crate::to_vec(bias.val());
+            let mean = b.iter().map(|&v| v as f64).sum::<f64>() / co as f64;
+            inputs.push(self.init_f32(&format!("{name}.bias"), &[co], b.iter().map(|&v| (v as f64 - mean) as f32).collect()));
+        }
+        let y = self.conv_node(&inputs, c);
+        let ms = self.reduce("Mean", &self.op2("Mul", &y, &y), &[1], true);
+        let eps = self.scalar("ln_eps", ln_epsilon(ln) as f32);
+        let inv = self.op1("Reciprocal", &self.op1("Sqrt", &self.op2("Add", &ms, &eps)));
+        let inv = self.node("Gather", &[&inv, &self.ints("zeros", &vec![0; co])], &[("axis", Attr::Int(1))]);
+        let y = self.op2("Mul", &y, &inv);
+        // [1, 1, H, W]: the tiling of gamma and beta over the feature map
+        let hw = self.node("Slice", &[&self.op1("Shape", &y), &self.ints("from", &[2]), &self.ints("to", &[4])], &[]);
+        let reps = self.concat(&[&self.ints("ones", &[1, 1]), &hw], 0);
+        let tiled = |p: String| self.op2("Tile", &self.reshape(&p, &[1, co as i64, 1, 1]), &reps);
+        let g = tiled(self.param(&format!("{name}.norm.gamma"), &ln.gamma));
+        let y = self.op2("Mul", &y, &g);
+        match &ln.beta {
+            Some(b) => self.op2("Add", &y, &tiled(self.param(&format!("{name}.norm.beta"), b))),
+            None => y,
+        }
+    }
+
+    fn conv_node(&self, inputs: &[String], c: &Conv2d) -> String {
         let pads = match c.padding {
             PaddingConfig2d::Explicit(t, l, b, r) => vec![t as i64, l as i64, b as i64, r as i64],
             PaddingConfig2d::Valid => vec![0; 4],
