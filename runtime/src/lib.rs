@@ -280,6 +280,10 @@ mod tract {
     /// Plans kept per session, one per input shape (least recently used dropped first).
     const PLANS: usize = 8;
 
+    /// Input values per item from which a batch runs item by item (a 3 × 224 × 224 image has
+    /// 150,528; an expression profile a few thousand).
+    const ITEM_VALUES: usize = 1 << 16;
+
     /// One per thread count: a rayon pool is built once per process, not per session or run.
     static EXECUTORS: Mutex<Vec<(usize, Executor)>> = Mutex::new(Vec::new());
 
@@ -309,10 +313,10 @@ mod tract {
     /// time (at once where the symbolic plan cannot run the model).
     ///
     /// A model whose inputs and outputs all start with the axis `batch` holds independent items
-    /// along it (the convention of our exports: spot images, expression samples). With several
-    /// threads its batches are split into one part per thread, each run by a one-thread plan:
-    /// tract's own threads split only large matrix products (1.0–1.2× on 2 threads,
-    /// decisions §4), parts of a batch scale with the cores.
+    /// along it (the convention of our exports: spot images, expression samples). Its batches
+    /// run in parts on one-thread plans, shared out over the threads (`parts`): tract's own
+    /// threads split only large matrix products (1.0–1.2× on 2 threads, decisions §4), parts
+    /// of a batch scale with the cores.
     pub struct Session {
         /// The decluttered model, input dims still symbolic.
         model: TypedModel,
@@ -451,19 +455,30 @@ mod tract {
             }
         }
 
-        /// A batch of `b` items in parts of near-equal size, one per thread and at least two
-        /// items each: the part sizes, or None where the batch is not split. (A part of one item
-        /// takes other kernels, matrix-vector products, whose sums round differently; parts of
-        /// two or more give the whole batch's output bit for bit, `tests/tests/threads.rs`.)
+        /// How a batch of `b` items is split: the part sizes, or None where it runs whole.
+        /// - Items of at least [`ITEM_VALUES`] input values (images) run one by one, whatever the
+        ///   threads: tract convolves a single image without materialising its im2col matrix
+        ///   (lazy im2col serves batch 1 only), 1.5× faster per image than a batch of 32 on the
+        ///   two-scale spot model, and an item's output never depends on its batch or the threads.
+        /// - Smaller items go in one part per thread of at least two items each (a part of one
+        ///   takes matrix-vector kernels, whose sums round differently; parts of two or more give
+        ///   the whole batch's output bit for bit, `tests/tests/threads.rs`).
         fn parts(&self, shapes: &Shapes) -> Option<Vec<usize>> {
             let b = shapes.first()?.first().copied()?;
+            if !self.batched || b == 0 || !shapes.iter().all(|s| s.first() == Some(&b)) {
+                return None;
+            }
+            let per_item: usize = shapes.iter().map(|s| s[1..].iter().product::<usize>()).sum();
+            if per_item >= ITEM_VALUES {
+                return Some(vec![1; b]);
+            }
             let k = self.threads.min(b / 2);
-            (self.batched && k > 1 && shapes.iter().all(|s| s.first() == Some(&b)))
-                .then(|| (0..k).map(|i| b / k + usize::from(i < b % k)).collect())
+            (k > 1).then(|| (0..k).map(|i| b / k + usize::from(i < b % k)).collect())
         }
 
-        /// Run the batch in `parts` along axis 0, each part on its own thread with a one-thread
-        /// plan, and join the outputs; None where a part has no plan (the caller runs it whole).
+        /// Run the batch in `parts` along axis 0 on one-thread plans, the parts shared out over
+        /// the session's threads in order, and join the outputs; None where a part has no plan
+        /// (the caller runs the batch whole).
         fn run_split(&mut self, shapes: &Shapes, parts: &[usize], tensors: &TVec<TValue>) -> Option<Result<TVec<TValue>, String>> {
             let shapes_of =
                 |n: usize| -> Shapes { shapes.iter().map(|s| std::iter::once(n).chain(s[1..].iter().copied()).collect()).collect() };
@@ -472,24 +487,36 @@ mod tract {
                 plans.push(self.single_plan(&shapes_of(n))?);
             }
             let err = |e: TractError| format!("{e:#}");
+            let workers = self.threads.min(parts.len());
             let run = || -> Result<TVec<TValue>, String> {
-                let mut inputs = Vec::with_capacity(parts.len());
-                let mut start = 0;
-                for &n in parts {
-                    let part: TVec<TValue> = tensors
-                        .iter()
-                        .map(|t| t.slice(0, start, start + n).map(|t| t.into_tvalue()))
-                        .collect::<TractResult<_>>()
-                        .map_err(err)?;
-                    inputs.push(part);
-                    start += n;
-                }
-                let outs: Vec<Result<TVec<TValue>, String>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> =
-                        plans.iter().zip(inputs).map(|(plan, part)| scope.spawn(move || plan.run(part).map_err(err))).collect();
-                    handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-                });
-                let outs = outs.into_iter().collect::<Result<Vec<_>, String>>()?;
+                let starts: Vec<usize> = parts.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n))).collect();
+                // each worker takes the next part, cuts it from the batch and runs it, until none
+                // are left
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let work = || -> Vec<(usize, Result<TVec<TValue>, String>)> {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (Some(&start), Some(&n)) = (starts.get(i), parts.get(i)) else { return done };
+                        let out = tensors
+                            .iter()
+                            .map(|t| t.slice(0, start, start + n).map(|t| t.into_tvalue()))
+                            .collect::<TractResult<TVec<TValue>>>()
+                            .and_then(|part| plans[i].run(part))
+                            .map_err(err);
+                        done.push((i, out));
+                    }
+                };
+                let mut outs: Vec<(usize, Result<TVec<TValue>, String>)> = if workers > 1 {
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+                        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+                    })
+                } else {
+                    work()
+                };
+                outs.sort_by_key(|(i, _)| *i);
+                let outs = outs.into_iter().map(|(_, o)| o).collect::<Result<Vec<_>, String>>()?;
                 (0..outs[0].len())
                     .map(|o| {
                         let pieces: Vec<Tensor> = outs.iter().map(|out| out[o].clone().into_tensor()).collect();
@@ -534,9 +561,10 @@ mod tract {
             if self.symbolic {
                 return self.symbolic_plan()?.run(tensors).map_err(err);
             }
-            // a shape seen before: split the batch where the model allows it
+            // split the batch where the model allows it: items one by one at once (one plan for
+            // every batch size), parts per thread from a shape's second run
             let again = self.seen.contains(&shapes) || self.cached(&shapes, false).is_some();
-            if let Some(parts) = self.parts(&shapes).filter(|_| again)
+            if let Some(parts) = self.parts(&shapes).filter(|p| again || p.iter().all(|&n| n == 1))
                 && let Some(out) = self.run_split(&shapes, &parts, &tensors)
             {
                 return out;

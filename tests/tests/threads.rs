@@ -1,8 +1,9 @@
 //! tract with shape-specialised plans and 1, 2 or all threads: for several input shapes in a row
 //! (plan cache misses and hits), outputs match the symbolic single-thread plan within 1e-5 and are
-//! bit-identical over 10 runs; a model with a leading `batch` axis (the spot model) runs its
-//! batches split over the threads, one plan per part size; every `infer` subcommand that runs a
-//! model takes `--threads`.
+//! bit-identical over 10 runs and across thread counts. A model with a leading `batch` axis runs
+//! its batches in parts: images one by one (one plan for every batch, an image's output the same
+//! in any batch), expression profiles in one part per thread (one plan per part size); every
+//! `infer` subcommand that runs a model takes `--threads`.
 
 mod common;
 
@@ -19,11 +20,12 @@ use models::preprocess::Standardizer;
 use std::path::Path;
 
 /// `sets` are run in order (a shape seen twice gets its own plan); `distinct` is the number
-/// of different input shapes among them, each seen at least twice. `batched`: the model's axis 0
-/// is `batch`, so with several threads the plans are those of the parts, one per thread. The reference is the symbolic plan on one thread; where
+/// of different input shapes among them, each seen at least twice. `split`: how the session
+/// splits a batch, which decides the plans it holds. The reference is the symbolic plan on one
+/// thread; where
 /// tract cannot run that plan (a TopK whose k is an expression of the input dims: the sorted
 /// message passing), a fresh one-thread session per set, so the cache is still checked.
-fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: usize, batched: bool) {
+fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: usize, split: Split) {
     let origin = Path::new(name);
     let one =
         |symbolic| Session::from_bytes(bytes, origin, Backend::Tract, &Options { threads: 1, symbolic, ..Default::default() }).unwrap();
@@ -50,7 +52,9 @@ fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: 
             assert!(diff <= 1e-5 * scale, "{name}, {threads} threads, input set {i}: {diff:.2e} from the symbolic plan (scale {scale:.1})");
         }
         let t = thread_count(threads);
-        let plans = if batched && t > 1 {
+        let plans = if split == Split::Items {
+            1
+        } else if split == Split::Parts && t > 1 {
             // a batch of b in k = min(t, b / 2) parts of b / k or b / k + 1 items (one-thread
             // plans), or whole (its own plan) when k < 2
             let mut keys: Vec<(bool, usize)> = sets
@@ -83,6 +87,17 @@ fn check(name: &str, bytes: &[u8], sets: &[Vec<Value>], output: &str, distinct: 
     }
 }
 
+/// How tract splits a model's batches.
+#[derive(PartialEq, Clone, Copy)]
+enum Split {
+    /// Not at all (no leading `batch` axis).
+    No,
+    /// In one part per thread.
+    Parts,
+    /// Item by item.
+    Items,
+}
+
 fn images(batch: usize, side: usize, seed: usize) -> Vec<Value> {
     let x: Vec<f32> = (0..batch * 3 * side * side).map(|i| ((i * 7919 + seed * 104729) % 2001) as f32 / 1000.0 - 1.0).collect();
     vec![Value::f32(&[batch, 3, side, side], x)]
@@ -96,10 +111,16 @@ fn spot_model_matches_the_symbolic_plan_at_any_thread_count() {
     write_spot_model(&path, &m, &card);
     let bytes = std::fs::read(&path).unwrap();
     let side = models::spot::SpotModelConfig::small().image_size;
-    // batch 3, 16 and 5, then again (symbolic plan the first time, their own plan the second);
-    // on 2 threads the parts are 1 + 2 → not split, 8 + 8 and 3 + 2
+    // batches of 3, 16 and 5, twice: one image at a time, one plan
     let sets = [images(3, side, 0), images(16, side, 1), images(5, side, 4), images(3, side, 2), images(16, side, 3), images(5, side, 5)];
-    check("spot", &bytes, &sets, "expression", 3, true);
+    check("spot", &bytes, &sets, "expression", 3, Split::Items);
+    // an image's output is the same in any batch
+    let mut s = Session::from_bytes(&bytes, &path, Backend::Tract, &Options::default()).unwrap();
+    let five = s.run_output(&images(5, side, 4), "expression").unwrap().into_f32().unwrap();
+    let Value::F32 { data, .. } = &images(5, side, 4)[0] else { unreachable!() };
+    let two = Value::f32(&[2, 3, side, side], data[..2 * 3 * side * side].to_vec());
+    let alone = s.run_output(&[two], "expression").unwrap().into_f32().unwrap();
+    assert!(alone.iter().zip(&five).all(|(a, b)| a.to_bits() == b.to_bits()), "the first 2 images of a batch of 5 differ run alone");
 
     // a wrong rank is an error from the run, not a panic
     let mut s = Session::from_bytes(&bytes, &path, Backend::Tract, &Options::default()).unwrap();
@@ -120,9 +141,9 @@ fn gene_models_match_the_symbolic_plan_at_any_thread_count() {
     };
     let sets = [x(16, 0), x(5, 1), x(16, 2), x(5, 3)];
     let gcn = GeneGcnConfig::default().init(n, 2, &device);
-    check("gene-gcn", &onnx_format::encode(&gcn.export(&pre, &graph, MessagePassing::ScatterNd, vec![])), &sets, "logits", 2, true);
+    check("gene-gcn", &onnx_format::encode(&gcn.export(&pre, &graph, MessagePassing::ScatterNd, vec![])), &sets, "logits", 2, Split::Parts);
     let mlp = GeneMlpConfig::default().init(n, 2, &device);
-    check("gene-mlp", &onnx_format::encode(&mlp.export(&pre, vec![])), &sets, "logits", 2, true);
+    check("gene-mlp", &onnx_format::encode(&mlp.export(&pre, vec![])), &sets, "logits", 2, Split::Parts);
 }
 
 #[test]
@@ -139,7 +160,7 @@ fn cora_gcn_matches_the_symbolic_plan_at_any_thread_count() {
     let device = Device::flex();
     device.seed(7);
     let gcn = NodeGcnConfig::default().init(f, d.num_classes, &device);
-    check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &[whole.clone(), sub.clone(), whole, sub], "logits", 2, false);
+    check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &[whole.clone(), sub.clone(), whole, sub], "logits", 2, Split::No);
 }
 
 #[test]
@@ -158,7 +179,7 @@ fn tox21_graphconv_matches_the_symbolic_plan_at_any_thread_count() {
         &[batch(0..64), batch(64..80), batch(0..64), batch(64..80)],
         "logits",
         2,
-        false,
+        Split::No,
     );
 }
 

@@ -356,16 +356,18 @@ impl Lower {
             }
             return self.segment_sum(&seg, &shape, &m);
         }
-        // the messages in target order straight from h in f64, after a zero message (source = a zero row N)
-        let h = self.node("Cast", &[&self.concat(&[h, &self.zero_row(&shape)], 0)], &[("to", Attr::Int(11))]);
+        // the messages in target order straight from h, after a zero message (source = a zero
+        // row N), weighted in f32 (as burn does) and summed in f64: tract has no fast kernel for
+        // f64 products (the gene GCN spent 36 % of its time in them) and gathers half the bytes
+        let h = self.concat(&[h, &self.zero_row(&shape)], 0);
         let n_shape = self.rows(&shape, &self.ints("first", &[0]));
         let src = self.concat(&[&n_shape, &self.rows(src, &seg.perm)], 0);
         let mut m = self.rows(&h, &src);
         if let Some(w) = w {
             let w = self.concat(&[&self.zero_row(&self.op1("Shape", w)), &self.rows(w, &seg.perm)], 0);
-            m = self.op2("Mul", &m, &self.node("Cast", &[&w], &[("to", Attr::Int(11))]));
+            m = self.op2("Mul", &m, &w);
         }
-        let m = self.node("Flatten", &[&m], &[("axis", Attr::Int(1))]);
+        let m = self.node("Cast", &[&self.node("Flatten", &[&m], &[("axis", Attr::Int(1))])], &[("to", Attr::Int(11))]);
         self.op2("Reshape", &self.sorted_sums(&seg, &m), &shape)
     }
 
