@@ -54,27 +54,20 @@ impl Lower {
     /// channel axis, a middle axis it walks element by element (56 % of the two-scale spot
     /// model's time). Here:
     /// - the mean is folded into the convolution: its weights and bias minus their mean over
-    ///   the output channels give outputs already centred over the channels (the mean is linear);
+    ///   the output channels give outputs already centred over the channels (the mean is linear;
+    ///   the subtraction is a graph op on constants, folded by the runtimes at load);
     /// - `1/√(mean(x²) + ε)` per pixel, `[B, 1, H, W]`, is spread over the channels by a `Gather`
     ///   of row 0 (tract removes an `Expand` or `Tile` and broadcasts again);
     /// - gamma and beta are tiled to `[1, C, H, W]` (constants once the plan knows H and W), so the
     ///   products and the sum are same-shape or leading-axis broadcasts.
     pub fn conv_channel_norm(&self, x: &str, name: &str, c: &Conv2d, ln: &LayerNorm) -> String {
-        let [co, ci, kh, kw] = c.weight.val().dims();
-        let w = crate::to_vec(c.weight.val());
-        let per_out = ci * kh * kw;
-        let mut centred = w.clone();
-        for j in 0..per_out {
-            let mean = (0..co).map(|o| w[o * per_out + j] as f64).sum::<f64>() / co as f64;
-            for o in 0..co {
-                centred[o * per_out + j] = (w[o * per_out + j] as f64 - mean) as f32;
-            }
-        }
-        let mut inputs = vec![x.to_string(), self.init_f32(&format!("{name}.weight"), &[co, ci, kh, kw], centred)];
+        let co = c.weight.val().dims()[0];
+        // W − mean over the output channels, as graph ops on the stored weights (the runtimes fold
+        // them at load; the file keeps the trained values, which `train --init` reads back)
+        let centred = |p: String| self.op2("Sub", &p, &self.reduce("Mean", &p, &[0], true));
+        let mut inputs = vec![x.to_string(), centred(self.param(&format!("{name}.weight"), &c.weight))];
         if let Some(bias) = &c.bias {
-            let b = crate::to_vec(bias.val());
-            let mean = b.iter().map(|&v| v as f64).sum::<f64>() / co as f64;
-            inputs.push(self.init_f32(&format!("{name}.bias"), &[co], b.iter().map(|&v| (v as f64 - mean) as f32).collect()));
+            inputs.push(centred(self.param(&format!("{name}.bias"), bias)));
         }
         let y = self.conv_node(&inputs, c);
         let ms = self.reduce("Mean", &self.op2("Mul", &y, &y), &[1], true);
