@@ -482,10 +482,14 @@ mod tract {
         fn run_split(&mut self, shapes: &Shapes, parts: &[usize], tensors: &TVec<TValue>) -> Option<Result<TVec<TValue>, String>> {
             let shapes_of =
                 |n: usize| -> Shapes { shapes.iter().map(|s| std::iter::once(n).chain(s[1..].iter().copied()).collect()).collect() };
-            let mut plans = Vec::with_capacity(parts.len());
+            // one plan per part size (one or two sizes), looked up once per run
+            let mut sizes: Vec<(usize, Plan)> = Vec::new();
             for &n in parts {
-                plans.push(self.single_plan(&shapes_of(n))?);
+                if !sizes.iter().any(|(m, _)| *m == n) {
+                    sizes.push((n, self.single_plan(&shapes_of(n))?));
+                }
             }
+            let plan_of = |n: usize| sizes.iter().find(|(m, _)| *m == n).map(|(_, p)| p).expect("a plan per part size");
             let err = |e: TractError| format!("{e:#}");
             let workers = self.threads.min(parts.len());
             let run = || -> Result<TVec<TValue>, String> {
@@ -502,7 +506,7 @@ mod tract {
                             .iter()
                             .map(|t| t.slice(0, start, start + n).map(|t| t.into_tvalue()))
                             .collect::<TractResult<TVec<TValue>>>()
-                            .and_then(|part| plans[i].run(part))
+                            .and_then(|part| plan_of(n).run(part))
                             .map_err(err);
                         done.push((i, out));
                     }
@@ -563,8 +567,8 @@ mod tract {
             }
             // split the batch where the model allows it: items one by one at once (one plan for
             // every batch size), parts per thread from a shape's second run
-            let again = self.seen.contains(&shapes) || self.cached(&shapes, false).is_some();
-            if let Some(parts) = self.parts(&shapes).filter(|p| again || p.iter().all(|&n| n == 1))
+            if let Some(parts) = self.parts(&shapes)
+                && (parts.iter().all(|&n| n == 1) || self.seen.contains(&shapes) || self.cached(&shapes, false).is_some())
                 && let Some(out) = self.run_split(&shapes, &parts, &tensors)
             {
                 return out;
