@@ -151,8 +151,8 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
 
 /// Where tract's time goes on `inputs`: its optimized plan for these shapes on one thread, each
 /// node timed; per op name (nodes, seconds per run), slowest first, over at least 3 runs and
-/// `seconds` (after one untimed run).
-pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64) -> Result<Vec<(String, usize, f64)>> {
+/// `seconds` (after one untimed run). `per_node`: per node (op, name and input shapes) instead.
+pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64, per_node: bool) -> Result<Vec<(String, usize, f64)>> {
     let (model, tensors) = bound(bytes, inputs)?;
     let plan = SimplePlan::new(model.into_optimized()?)?;
     let mut state = SimpleState::new(&plan)?;
@@ -161,9 +161,14 @@ pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64) -> Result<Vec<(Stri
     let (t0, mut runs) = (std::time::Instant::now(), 0usize);
     while runs < 3 || t0.elapsed().as_secs_f64() < seconds {
         state.run_plan_with_eval(tensors.clone(), |ctx, op_state, node, values| -> TractResult<TVec<TValue>> {
+            let shapes: Option<Vec<Vec<usize>>> = per_node.then(|| values.iter().map(|v| v.shape().to_vec()).collect());
             let t = std::time::Instant::now();
             let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, values)?;
-            let e = by.entry(node.op.name().to_string()).or_default();
+            let key = match shapes {
+                Some(shapes) => format!("{} {} {shapes:?}", node.op.name(), node.name),
+                None => node.op.name().to_string(),
+            };
+            let e = by.entry(key).or_default();
             e.0 += 1;
             e.1 += t.elapsed().as_secs_f64();
             Ok(out)
@@ -298,6 +303,8 @@ pub struct RooflineArgs<'a> {
     pub ops: bool,
     /// Print tract's time per op.
     pub profile: bool,
+    /// Profile per node (name and input shapes) rather than per op.
+    pub per_node: bool,
 }
 
 const DEFAULT_MODELS: &[&str] = &[
@@ -399,7 +406,7 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
             f.by_op.iter().filter(|(_, v)| v.1 > 0).map(|(k, (nodes, n, _))| format!("{k} ×{nodes}: {}", sig3(per(*n) / 1e6))).collect();
         breakdown.push(format!("{}: {}", c.label, ops.join(", ")));
         if a.profile {
-            let p = profile(&bytes, &c.inputs, a.seconds).with_context(|| format!("{}: profiling tract", m.display()))?;
+            let p = profile(&bytes, &c.inputs, a.seconds, a.per_node).with_context(|| format!("{}: profiling tract", m.display()))?;
             let total: f64 = p.iter().map(|x| x.2).sum();
             let top: Vec<String> = p
                 .iter()
@@ -469,7 +476,7 @@ mod tests {
     /// matrix product.
     #[test]
     fn profile_times_the_optimized_plan() {
-        let p = profile(&gemm_model(128), &[random(&[128, 128], 1)], 0.0).unwrap();
+        let p = profile(&gemm_model(128), &[random(&[128, 128], 1)], 0.0, false).unwrap();
         assert!(!p.is_empty());
         assert!(p.iter().all(|(_, n, s)| *n >= 1 && *s >= 0.0), "{p:?}");
         assert!(p[0].0.contains("MatMul"), "slowest op: {p:?}");

@@ -128,6 +128,9 @@ enum Cmd {
         /// thread, each node timed, summed per op.
         #[arg(long)]
         profile: bool,
+        /// With --profile: each node of the plan on its own line, with its input shapes.
+        #[arg(long)]
+        per_node: bool,
     },
     /// ScatterND vs dense message passing for the gene GCN.
     /// Forms of the segment sum behind message passing: tract and ONNX Runtime 1 and 2 threads.
@@ -541,7 +544,7 @@ fn main() -> Result<()> {
         }
         Cmd::Models { models, batch, seconds, python, symbolic } => models_bench(&models, batch, seconds, python, symbolic),
         Cmd::Peak { sizes, seconds } => flops::measure_peak(&flops::sizes(&sizes)?, seconds).map(|_| ()),
-        Cmd::Roofline { models, data, tox21, gene_batch, mol_batch, spot_batch, seconds, sizes, ops, profile } => {
+        Cmd::Roofline { models, data, tox21, gene_batch, mol_batch, spot_batch, seconds, sizes, ops, profile, per_node } => {
             flops::roofline(&flops::RooflineArgs {
                 models: &models,
                 cora: &data,
@@ -553,6 +556,7 @@ fn main() -> Result<()> {
                 sizes: &flops::sizes(&sizes)?,
                 ops,
                 profile,
+                per_node,
             })
         }
         Cmd::SegmentSum { data, seconds } => segment::segment_sum_bench(&data, seconds),

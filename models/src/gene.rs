@@ -75,8 +75,16 @@ impl GraphConv {
         out + self.bias.val().reshape([1, 1, c])
     }
 
+    /// `(Â h) W + b` unless W narrows the channels: the same value, with the messages no wider than
+    /// before, and the bias right after a product (tract adds a 32-channel bias element by element
+    /// after a gather, but fuses it into the product).
     fn export(&self, cx: &Lower, h: &str, edges: &Edges, name: &str) -> String {
-        let out = edges.propagate(cx, &cx.linear(h, name, &self.weight));
+        let [d_in, d_out] = self.weight.weight.dims();
+        let out = if d_in <= d_out {
+            cx.linear(&edges.propagate(cx, h), name, &self.weight)
+        } else {
+            edges.propagate(cx, &cx.linear(h, name, &self.weight))
+        };
         cx.bias(&out, &format!("{name}.bias"), &self.bias)
     }
 }
@@ -160,7 +168,7 @@ impl Edges {
         match mp {
             MessagePassing::ScatterNd => {
                 let dst = cx.init_i64("edge_dst", &[e, 1], g.dst.clone());
-                cx.fixed_segment_layout(&dst, &g.dst, n, SegmentSum::fixed(&g.dst, n));
+                cx.fixed_segment_layout(&dst, &g.dst, n, SegmentSum::fixed());
                 Edges::Sparse {
                     src: cx.init_i64("edge_src", &[e], g.src.clone()),
                     dst,

@@ -9,7 +9,7 @@ use infer::chem::featurize;
 use infer::mol::MolBatch;
 use infer::runtime::{Backend, Options, Session, Value, max_abs_diff};
 use models::burn::prelude::*;
-use models::export::{SegmentSum, tree_levels};
+use models::export::{SegmentSum, degree_buckets};
 use models::gene::{GeneGcnConfig, MessagePassing};
 use models::graph::NormalizedGraph;
 use models::mol::MolGcnConfig;
@@ -101,32 +101,47 @@ fn gene_gcn_sparse_is_identical_at_any_thread_count() {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((state >> 33) % m as u64) as u32
     };
-    // random with mean degree 8 (sorted segments), and a ring (padded neighbour lists)
+    // random with mean degree 8, a hub joined to every gene on a sparse random graph, a ring
     let random: Vec<(u32, u32)> = (0..n * 4).map(|_| (next(n), next(n))).collect();
-    // a hub joined to every gene (degree > TREE_WIDTH², so ≥ 3 levels) on a sparse random graph
     let hub: Vec<(u32, u32)> = (1..n as u32).map(|i| (0, i)).chain((0..n).map(|_| (next(n), next(n)))).collect();
     let ring: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, (i + 1) % n as u32)).collect();
     let pre = Standardizer { log2: true, floor: 1.0, mean: vec![5.0; n], std: vec![2.0; n] };
     let batch = 16;
     let x: Vec<f32> = (0..batch * n).map(|i| 1.0 + (i * 7919 % 2000) as f32).collect();
-    let cases = [
-        ("gene-gcn-random", random, SegmentSum::Sorted, 2),
-        ("gene-gcn-hub", hub, SegmentSum::Sorted, 3),
-        ("gene-gcn-ring", ring, SegmentSum::Padded, 0),
-    ];
-    for (name, edges, form, levels) in cases {
+    // (graph, fewest buckets, most buckets)
+    let cases = [("gene-gcn-random", random, 2, 24), ("gene-gcn-hub", hub, 2, 24), ("gene-gcn-ring", ring, 1, 1)];
+    for (name, edges, fewest, most) in cases {
         let graph = NormalizedGraph::gcn(n, &edges);
-        assert_eq!(SegmentSum::fixed(&graph.dst, n), form, "{name}");
-        let mut perm: Vec<i64> = (0..graph.dst.len() as i64).collect();
-        perm.sort_by_key(|&i| graph.dst[i as usize]);
-        if form != SegmentSum::Padded {
-            let tree = tree_levels(&perm, &graph.dst, n);
-            assert!(tree.len() >= levels, "{name}: {} levels", tree.len());
-            assert_eq!(tree.last().unwrap().0, n, "{name}: one row per gene at the last level");
+        assert_eq!(SegmentSum::fixed(), SegmentSum::Buckets);
+        // every gene in one bucket, as wide as its in-degree at least; slots within 1.5 × the edges
+        let buckets = degree_buckets(&graph.dst, n);
+        let mut degree = vec![0usize; n];
+        graph.dst.iter().for_each(|&d| degree[d as usize] += 1);
+        let mut seen = vec![false; n];
+        for (genes, k) in &buckets {
+            for &g in genes {
+                assert!(!seen[g] && degree[g] <= *k, "{name}: gene {g} (in-degree {}) in a bucket of width {k}", degree[g]);
+                seen[g] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "{name}: a gene in no bucket");
+        let slots: usize = buckets.iter().map(|(g, k)| g.len() * k).sum();
+        assert!(slots * 2 <= graph.dst.len() * 3, "{name}: {slots} slots for {} edges", graph.dst.len());
+        assert!((fewest..=most).contains(&buckets.len()), "{name}: {} buckets", buckets.len());
+        if name == "gene-gcn-hub" {
+            assert_eq!(buckets.last().unwrap().0, vec![0], "the hub has a bucket of its own");
         }
         let model = GeneGcnConfig::default().init(n, 2, &device);
         let bytes = onnx_format::encode(&model.export(&pre, &graph, MessagePassing::ScatterNd, vec![]));
         check(name, &bytes, &[Value::f32(&[batch, n], x.clone())], "logits");
+        // and the export computes burn's forward
+        let input = Tensor::<2>::from_data(TensorData::new(pre.apply(&x), [batch, n]), &device);
+        let expected = models::to_vec(model.forward(input, &graph.tensors(&device)));
+        let mut tract = Session::from_bytes(&bytes, Path::new(name), Backend::Tract, &Options::default()).unwrap();
+        let got = tract.run_output(&[Value::f32(&[batch, n], x.clone())], "logits").unwrap().into_f32().unwrap();
+        let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
+        let diff = max_abs_diff(&got, &expected);
+        assert!(diff <= 1e-5 * scale, "{name}: tract vs burn {diff:.2e} (scale {scale:.1})");
     }
 }
 

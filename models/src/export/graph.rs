@@ -17,29 +17,72 @@ pub enum SegmentSum {
     /// Messages sorted by target (TopK), f64 CumSum, differences at the segment bounds.
     #[default]
     Sorted,
-    /// Padded neighbour lists `[N, K_max, C]` (Gather), summed over K; memory N·K_max·C. Only for
-    /// graphs known at export ([`Lower::fixed_segment_layout`]); elsewhere it means `Sorted`.
-    Padded,
-    /// Padded lists in levels, for graphs known at export: each target's inputs in chunks of at
-    /// most K (Gather + ReduceSum; K ≤ [`TREE_WIDTH`], the one with the fewest slots), the chunk sums
-    /// again chunked, until one row per target; hubs cost ⌈log_K deg⌉ levels. Elsewhere it means `Sorted`.
-    Tree,
+    /// Padded neighbour lists by in-degree bucket, for graphs known at export
+    /// ([`Lower::fixed_segment_layout`]): targets sorted by in-degree and cut into buckets
+    /// ([`degree_buckets`]), each bucket's lists `[n_b, K_b]` gathered and summed over K_b, the bucket
+    /// sums put back in target order. Memory ~E·C, no sort and no f64 at run time. Elsewhere
+    /// (a graph given at run time, whose degrees tract cannot shape) it means `Sorted`.
+    Buckets,
 }
 
 /// The widest chunk of [`Lower::segment_sum_chunked`] and [`Lower::segment_max_chunked`].
 pub const MAX_CHUNK: usize = 16;
 
-/// The widest chunk of [`SegmentSum::Tree`].
-pub const TREE_WIDTH: usize = 16;
+/// What one more bucket of [`SegmentSum::Buckets`] costs, in padded slots (its Gather, Reshape and
+/// ReduceSum; measured by `bench segment-sum`).
+pub const BUCKET_COST: usize = 32;
+
+/// The buckets of [`SegmentSum::Buckets`] for targets `dst` in `0..n`: per bucket its targets (in
+/// ascending in-degree) and its width K_b (the bucket's largest in-degree, at least 1). The cut
+/// minimizes Σ n_b·K_b + [`BUCKET_COST`] per bucket (dynamic programming over the distinct degrees).
+pub fn degree_buckets(dst: &[i64], n: usize) -> Vec<(Vec<usize>, usize)> {
+    let mut counts = vec![0usize; n];
+    dst.iter().for_each(|&d| counts[d as usize] += 1);
+    let mut nodes: Vec<usize> = (0..n).collect();
+    nodes.sort_by_key(|&v| counts[v]); // stable
+    // distinct widths (degree, at least 1) and how many targets have each
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for &v in &nodes {
+        let k = counts[v].max(1);
+        match groups.last_mut() {
+            Some((w, c)) if *w == k => *c += 1,
+            _ => groups.push((k, 1)),
+        }
+    }
+    // best[j]: cheapest cut of groups[..j]; from[j]: where its last bucket starts
+    let g = groups.len();
+    let (mut best, mut from) = (vec![0usize; g + 1], vec![0usize; g + 1]);
+    for j in 1..=g {
+        let (mut rows, mut cost) = (0, usize::MAX);
+        for i in (0..j).rev() {
+            rows += groups[i].1;
+            let c = best[i] + rows * groups[j - 1].0 + BUCKET_COST;
+            if c < cost {
+                (cost, from[j]) = (c, i);
+            }
+        }
+        best[j] = cost;
+    }
+    let mut cuts = vec![g];
+    while let Some(&j) = cuts.last().filter(|&&j| j > 0) {
+        cuts.push(from[j]);
+    }
+    cuts.reverse();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for w in cuts.windows(2) {
+        let rows: usize = groups[w[0]..w[1]].iter().map(|x| x.1).sum();
+        out.push((nodes[start..start + rows].to_vec(), groups[w[1] - 1].0));
+        start += rows;
+    }
+    out
+}
 
 impl SegmentSum {
-    /// The form for a graph known at export (`dst` targets in `0..n`): padded neighbour lists when
-    /// they hold at most twice the edges, else sorted segments ([`SegmentSum::Tree`] measured no faster).
-    pub fn fixed(dst: &[i64], n: usize) -> Self {
-        let mut counts = vec![0usize; n];
-        dst.iter().for_each(|&d| counts[d as usize] += 1);
-        let k = counts.iter().copied().max().unwrap_or(0);
-        if n * k <= 2 * dst.len().max(1) { SegmentSum::Padded } else { SegmentSum::Sorted }
+    /// The form for a graph known at export: [`SegmentSum::Buckets`] (decisions §5: on the gene GCN
+    /// 3–5× the sorted form's speed on both runtimes).
+    pub fn fixed() -> Self {
+        SegmentSum::Buckets
     }
 }
 
@@ -66,12 +109,10 @@ pub(super) struct Segments {
     e_shape: String,
     starts: String,
     ends: String,
-    /// Padded: `[N·K]` edge ids (E = empty slot), and K as `[1]`.
-    table: String,
-    k: String,
-    /// Tree: per level, the `[rows·K]` table (the previous level's row count = empty slot) and
-    /// `[rows, K]`.
-    levels: Vec<(String, String)>,
+    /// Buckets: per bucket, the `[n_b·K_b]` table of edge ids (E = empty slot) and `[n_b, K_b]`.
+    buckets: Vec<(String, String)>,
+    /// Buckets: each target's row in the concatenated bucket sums `[N]` (None: in target order already).
+    order: Option<String>,
     /// Sorted: the chunks, once made.
     chunks: Option<Chunks>,
 }
@@ -87,55 +128,9 @@ impl Segments {
             e_shape: String::new(),
             starts: String::new(),
             ends: String::new(),
-            table: String::new(),
-            k: String::new(),
-            levels: Vec::new(),
+            buckets: Vec::new(),
+            order: None,
             chunks: None,
-        }
-    }
-}
-
-/// The levels of [`SegmentSum::Tree`] for edges `perm` (sorted by target `dst`, `n` targets): per
-/// level its rows, width and `[rows·width]` table of the previous level's rows (its row count = an
-/// empty slot). Level 0 is the edges; the last level has one row per target, in target order.
-pub fn tree_levels(perm: &[i64], dst: &[i64], n: usize) -> Vec<(usize, usize, Vec<i64>)> {
-    let slots = |l: &[(usize, usize, Vec<i64>)]| l.iter().map(|t| t.2.len()).sum::<usize>();
-    let mut best = tree_levels_of_width(perm, dst, n, 2);
-    for width in 3..=TREE_WIDTH {
-        let t = tree_levels_of_width(perm, dst, n, width);
-        if slots(&t) < slots(&best) {
-            best = t;
-        }
-    }
-    best
-}
-
-/// [`tree_levels`] with chunks of at most `width`.
-fn tree_levels_of_width(perm: &[i64], dst: &[i64], n: usize, width: usize) -> Vec<(usize, usize, Vec<i64>)> {
-    let mut lists: Vec<Vec<i64>> = vec![Vec::new(); n];
-    for &i in perm {
-        lists[dst[i as usize] as usize].push(i);
-    }
-    let mut count = dst.len() as i64;
-    let mut levels = Vec::new();
-    loop {
-        let k = lists.iter().map(Vec::len).max().unwrap_or(0).clamp(1, width);
-        let mut table = Vec::new();
-        let mut rows = 0i64;
-        for list in &mut lists {
-            let chunks = list.len().div_ceil(k).max(1);
-            for c in 0..chunks {
-                let chunk = &list[(c * k).min(list.len())..((c + 1) * k).min(list.len())];
-                table.extend_from_slice(chunk);
-                table.extend(std::iter::repeat_n(count, k - chunk.len()));
-            }
-            *list = (rows..rows + chunks as i64).collect();
-            rows += chunks as i64;
-        }
-        levels.push((rows as usize, k, table));
-        count = rows;
-        if lists.iter().all(|l| l.len() == 1) {
-            return levels;
         }
     }
 }
@@ -248,33 +243,38 @@ impl Lower {
             })
             .collect();
         let starts: Vec<i64> = ends.iter().zip(&counts).map(|(a, c)| a - c).collect();
-        let k = counts.iter().copied().max().unwrap_or(0).max(1) as usize;
-        let mut table = vec![e as i64; n * k];
-        for (pos, &i) in perm.iter().enumerate() {
-            let d = dst[i as usize] as usize;
-            table[d * k + pos - starts[d] as usize] = i;
-        }
         let seg = match form {
-            SegmentSum::Tree => Segments {
-                levels: tree_levels(&perm, dst, n)
+            SegmentSum::Buckets => {
+                let mut lists: Vec<Vec<i64>> = vec![Vec::new(); n];
+                perm.iter().for_each(|&i| lists[dst[i as usize] as usize].push(i));
+                let mut order = vec![0i64; n];
+                let mut row = 0;
+                let buckets = degree_buckets(dst, n)
                     .into_iter()
-                    .map(|(rows, k, table)| {
-                        (self.init_i64("segment_level", &[rows * k], table), self.ints("level_shape", &[rows as i64, k as i64]))
+                    .map(|(targets, k)| {
+                        let mut table = vec![e as i64; targets.len() * k];
+                        for (r, &t) in targets.iter().enumerate() {
+                            table[r * k..r * k + lists[t].len()].copy_from_slice(&lists[t]);
+                            order[t] = row;
+                            row += 1;
+                        }
+                        let shape = self.ints("bucket_shape", &[targets.len() as i64, k as i64]);
+                        (self.init_i64("segment_bucket", &[targets.len() * k], table), shape)
                     })
-                    .collect(),
-                ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
-            },
+                    .collect();
+                let in_order = order.iter().enumerate().all(|(i, &r)| r == i as i64);
+                Segments {
+                    buckets,
+                    order: (!in_order).then(|| self.init_i64("segment_order", &[n], order)),
+                    ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
+                }
+            }
             SegmentSum::ScatterNd | SegmentSum::ScatterElements => Segments::bare(form, idx, &self.ints("segments", &[n as i64])),
             SegmentSum::Sorted => Segments {
                 perm: self.init_i64("segment_perm", &[e], perm),
                 e_shape: self.ints("edges", &[e as i64]),
                 starts: self.init_i64("segment_starts", &[n], starts),
                 ends: self.init_i64("segment_ends", &[n], ends),
-                ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
-            },
-            SegmentSum::Padded => Segments {
-                table: self.init_i64("segment_table", &[n * k], table),
-                k: self.ints("segment_width", &[k as i64]),
                 ..Segments::bare(form, idx, &self.ints("segments", &[n as i64]))
             },
         };
@@ -284,7 +284,7 @@ impl Lower {
     /// The in-graph layout of the segments of `idx` for `form`.
     fn segment_plan(&self, idx_col: &str, n_shape: &str, form: SegmentSum) -> Segments {
         // padded lists have a data-dependent width, which tract cannot shape: fixed layouts only
-        let form = if matches!(form, SegmentSum::Padded | SegmentSum::Tree) { SegmentSum::Sorted } else { form };
+        let form = if form == SegmentSum::Buckets { SegmentSum::Sorted } else { form };
         let mut seg = Segments::bare(form, idx_col, n_shape);
         if matches!(form, SegmentSum::ScatterNd | SegmentSum::ScatterElements) {
             return seg;
@@ -324,22 +324,10 @@ impl Lower {
                 let m = self.rows(&m, &self.concat(&[&seg.e_shape, &seg.perm], 0));
                 self.sorted_sums(seg, &m)
             }
-            SegmentSum::Padded => {
-                // [N·K, R] rows of the padded neighbour lists (a zero row for empty slots), summed over K
-                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
+            SegmentSum::Buckets => {
+                // a zero row E for empty slots
                 let m = self.op2("Pad", &m, &self.ints("pad_bottom", &[0, 0, 1, 0]));
-                let g = self.op2("Reshape", &self.rows(&m, &seg.table), &self.concat(&[&seg.n_shape, &seg.k, &r], 0));
-                self.reduce("Sum", &g, &[1], false)
-            }
-            SegmentSum::Tree => {
-                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
-                let mut m = m;
-                for (table, shape) in &seg.levels {
-                    let padded = self.op2("Pad", &m, &self.ints("pad_bottom", &[0, 0, 1, 0]));
-                    let g = self.op2("Reshape", &self.rows(&padded, table), &self.concat(&[shape, &r], 0));
-                    m = self.reduce("Sum", &g, &[1], false);
-                }
-                m
+                self.bucket_sums(seg, |table| self.rows(&m, table))
             }
         };
         self.op2("Reshape", &sums, shape)
@@ -349,7 +337,26 @@ impl Lower {
     pub fn propagate(&self, h: &str, src: &str, dst: &str, w: Option<&str>) -> String {
         let shape = self.op1("Shape", h);
         let seg = self.segments_of(&shape, dst);
+        if seg.form == SegmentSum::Buckets {
+            // each slot's source row and weight, gathered from the constant edge lists (folded at
+            // load), then the rows of h (a zero row N for empty slots) weighted in one pass
+            let h = self.node("Flatten", &[&self.concat(&[h, &self.zero_row(&shape)], 0)], &[("axis", Attr::Int(1))]);
+            let src = self.concat(&[src, &seg.n_shape], 0);
+            let w = w.map(|w| {
+                let w = self.node("Flatten", &[w], &[("axis", Attr::Int(1))]);
+                self.concat(&[&w, &self.zero_row(&self.op1("Shape", &w))], 0)
+            });
+            let sums = self.bucket_sums(&seg, |table| {
+                let m = self.rows(&h, &self.rows(&src, table));
+                match &w {
+                    Some(w) => self.op2("Mul", &m, &self.rows(w, table)),
+                    None => m,
+                }
+            });
+            return self.op2("Reshape", &sums, &shape);
+        }
         if seg.form != SegmentSum::Sorted {
+            // ScatterND, ScatterElements
             let mut m = self.rows(h, src);
             if let Some(w) = w {
                 m = self.op2("Mul", &m, w);
@@ -369,6 +376,25 @@ impl Lower {
         }
         let m = self.node("Cast", &[&self.node("Flatten", &[&m], &[("axis", Attr::Int(1))])], &[("to", Attr::Int(11))]);
         self.op2("Reshape", &self.sorted_sums(&seg, &m), &shape)
+    }
+
+    /// `[N, R]`: per bucket of `seg` (Buckets), `slots(table)` gives its `[n_b·K_b, R]` rows, summed
+    /// over K_b; the bucket sums in target order.
+    fn bucket_sums(&self, seg: &Segments, slots: impl Fn(&str) -> String) -> String {
+        let sums: Vec<String> = seg
+            .buckets
+            .iter()
+            .map(|(table, shape)| {
+                let m = slots(table);
+                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
+                self.reduce("Sum", &self.op2("Reshape", &m, &self.concat(&[shape, &r], 0)), &[1], false)
+            })
+            .collect();
+        let all = if sums.len() == 1 { sums[0].clone() } else { self.concat(&sums.iter().map(String::as_str).collect::<Vec<_>>(), 0) };
+        match &seg.order {
+            Some(order) => self.rows(&all, order),
+            None => all,
+        }
     }
 
     /// f32 zeros `[1, …]` shaped like one row of a tensor of shape `shape`.

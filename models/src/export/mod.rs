@@ -5,7 +5,7 @@
 mod graph;
 mod layers;
 
-pub use graph::{Head, MAX_CHUNK, MAX_SLICED_CLASSES, SegmentSum, TREE_WIDTH, tree_levels};
+pub use graph::{BUCKET_COST, Head, MAX_CHUNK, MAX_SLICED_CLASSES, SegmentSum, degree_buckets};
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
