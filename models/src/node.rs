@@ -153,10 +153,10 @@ impl NodeGcn {
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let cx = Lower::new("node_gcn");
         let (x, e) = graph_inputs(&cx, self.conv1.weight.dims()[0]);
-        let w = e.gcn_weights(&cx);
-        let h = e.scatter(&cx, &first_linear(&cx, &x, "conv1", &self.conv1, self.row_norm), &w);
+        let norm = e.gcn_norm(&cx);
+        let h = e.gcn_propagate(&cx, &first_linear(&cx, &x, "conv1", &self.conv1, self.row_norm), &norm);
         let h = cx.op1("Relu", &cx.bias(&h, "bias1", &self.bias1));
-        let h = e.scatter(&cx, &cx.linear(&h, "conv2", &self.conv2), &w);
+        let h = e.gcn_propagate(&cx, &cx.linear(&h, "conv2", &self.conv2), &norm);
         let logits = cx.bias(&h, "bias2", &self.bias2);
         cx.finish_classifier(&logits, "num_nodes", self.bias2.dims()[0], Head::Softmax, metadata)
     }
@@ -350,15 +350,32 @@ struct OnnxEdges {
     keep: String,
     /// `[1]` = num_nodes
     n_shape: String,
+    /// num_nodes (a scalar)
+    n: String,
+}
+
+/// [`LoopedEdges::gcn_weights`] as node scalings: each node's `deg^-1/2` (`[N, 1]`), and the
+/// sources with the dropped input loops sent to the zero row N.
+struct GcnNorm {
+    dinv: String,
+    src: String,
 }
 
 impl OnnxEdges {
-    /// [`LoopedEdges::gcn_weights`] as a column `[E', 1]`.
-    fn gcn_weights(&self, cx: &Lower) -> String {
+    /// The GCN normalization of these edges: `w_e = d[src]^-1/2 · keep_e · d[dst]^-1/2` split into
+    /// node scalings, so no product per edge is left (tract cannot size one: the edge count after
+    /// the sort is a data value, and it multiplies element by element).
+    fn gcn_norm(&self, cx: &Lower) -> GcnNorm {
         let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
-        let dinv = cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5));
-        let w = cx.op2("Mul", &cx.rows(&dinv, &self.src), &self.keep);
-        cx.column(&cx.op2("Mul", &w, &cx.rows(&dinv, &self.dst)))
+        let dinv = cx.column(&cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5)));
+        let kept = cx.node("Cast", &[&self.keep], &[("to", Attr::Int(9))]);
+        GcnNorm { dinv, src: cx.node("Where", &[&kept, &self.src, &self.n], &[]) }
+    }
+
+    /// `out[dst] += w · h[src]` with the GCN weights: `d^-1/2 · Σ (d^-1/2 · h)[src]`.
+    fn gcn_propagate(&self, cx: &Lower, h: &str, norm: &GcnNorm) -> String {
+        let out = cx.propagate(&cx.op2("Mul", h, &norm.dinv), &norm.src, &self.dst_col, None);
+        cx.op2("Mul", &out, &norm.dinv)
     }
 
     /// `out[dst] += w · h[src]`.
@@ -377,7 +394,7 @@ fn graph_inputs(cx: &Lower, f: usize) -> (String, OnnxEdges) {
     let keep = cx.node("Cast", &[&cx.op1("Not", &cx.op2("Equal", &src, &dst))], &[("to", Attr::Int(1))]);
     let keep = cx.concat(&[&keep, &cx.fill(&n_shape, 1.0)], 0);
     let dst = cx.concat(&[&dst, &loops], 0);
-    let e = OnnxEdges { src: cx.concat(&[&src, &loops], 0), dst_col: cx.column(&dst), dst, keep, n_shape };
+    let e = OnnxEdges { src: cx.concat(&[&src, &loops], 0), dst_col: cx.column(&dst), dst, keep, n_shape, n };
     (x, e)
 }
 

@@ -334,6 +334,7 @@ impl Lower {
     }
 
     /// `out[dst] += w · h[src]`, shaped like `h`; `dst` is `[E, 1]`, `w` broadcasts to the messages.
+    /// A source N (h's row count) reads a zero row: no message.
     pub fn propagate(&self, h: &str, src: &str, dst: &str, w: Option<&str>) -> String {
         let shape = self.op1("Shape", h);
         let seg = self.segments_of(&shape, dst);
@@ -357,7 +358,7 @@ impl Lower {
         }
         if seg.form != SegmentSum::Sorted {
             // ScatterND, ScatterElements
-            let mut m = self.rows(h, src);
+            let mut m = self.rows(&self.concat(&[h, &self.zero_row(&shape)], 0), src);
             if let Some(w) = w {
                 m = self.op2("Mul", &m, w);
             }
