@@ -32,7 +32,7 @@ impl MessagePassing {
 }
 
 /// Largest graph for which the dense adjacency is used by default.
-pub const DENSE_MAX_NODES: usize = 1024;
+pub const DENSE_MAX_NODES: usize = 256;
 
 /// Gene-graph GCN settings (Dutil et al. 2018).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
