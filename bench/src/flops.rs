@@ -480,6 +480,9 @@ mod tests {
         assert!(!p.is_empty());
         assert!(p.iter().all(|(_, n, s)| *n >= 1 && *s >= 0.0), "{p:?}");
         assert!(p[0].0.contains("MatMul"), "slowest op: {p:?}");
+        // per node: each key names the node and its input shapes
+        let p = profile(&gemm_model(128), &[random(&[128, 128], 1)], 0.0, true).unwrap();
+        assert!(p.iter().any(|(k, n, _)| k.contains("MatMul") && k.contains("[128, 128]") && *n == 1), "{p:?}");
     }
 
     #[test]
