@@ -168,7 +168,8 @@ impl Edges {
         match mp {
             MessagePassing::ScatterNd => {
                 let dst = cx.init_i64("edge_dst", &[e, 1], g.dst.clone());
-                cx.fixed_segment_layout(&dst, &g.dst, n, SegmentSum::fixed());
+                // race-free sums by in-degree bucket: 3–8× the sorted form on both runtimes (decisions §5)
+                cx.fixed_segment_layout(&dst, &g.dst, n, SegmentSum::Buckets);
                 Edges::Sparse {
                     src: cx.init_i64("edge_src", &[e], g.src.clone()),
                     dst,

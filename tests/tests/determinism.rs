@@ -9,7 +9,7 @@ use infer::chem::featurize;
 use infer::mol::MolBatch;
 use infer::runtime::{Backend, Options, Session, Value, max_abs_diff};
 use models::burn::prelude::*;
-use models::export::{SegmentSum, degree_buckets};
+use models::export::degree_buckets;
 use models::gene::{GeneGcnConfig, MessagePassing};
 use models::graph::NormalizedGraph;
 use models::mol::MolGcnConfig;
@@ -112,7 +112,6 @@ fn gene_gcn_sparse_is_identical_at_any_thread_count() {
     let cases = [("gene-gcn-random", random, 2, 24), ("gene-gcn-hub", hub, 2, 24), ("gene-gcn-ring", ring, 1, 1)];
     for (name, edges, fewest, most) in cases {
         let graph = NormalizedGraph::gcn(n, &edges);
-        assert_eq!(SegmentSum::fixed(), SegmentSum::Buckets);
         // every gene in one bucket, as wide as its in-degree at least; slots within 1.5 × the edges
         let buckets = degree_buckets(&graph.dst, n);
         let mut degree = vec![0usize; n];
@@ -133,6 +132,10 @@ fn gene_gcn_sparse_is_identical_at_any_thread_count() {
         }
         let model = GeneGcnConfig::default().init(n, 2, &device);
         let bytes = onnx_format::encode(&model.export(&pre, &graph, MessagePassing::ScatterNd, vec![]));
+        // the bucket form: gathers summed per bucket, no sort and no prefix sums at run time
+        let decoded = onnx_format::decode(&bytes, name).unwrap();
+        let ops: Vec<&str> = decoded.graph.as_ref().unwrap().node.iter().filter_map(|n| n.op_type.as_deref()).collect();
+        assert!(ops.contains(&"ReduceSum") && !ops.contains(&"TopK") && !ops.contains(&"CumSum"), "{name}: {ops:?}");
         check(name, &bytes, &[Value::f32(&[batch, n], x.clone())], "logits");
         // and the export computes burn's forward
         let input = Tensor::<2>::from_data(TensorData::new(pre.apply(&x), [batch, n]), &device);

@@ -82,14 +82,6 @@ pub fn degree_buckets(dst: &[i64], n: usize) -> Vec<(Vec<usize>, usize)> {
     out
 }
 
-impl SegmentSum {
-    /// The form for a graph known at export: [`SegmentSum::Buckets`] (decisions §5: on the gene GCN
-    /// 3–8× the sorted form's speed on both runtimes).
-    pub fn fixed() -> Self {
-        SegmentSum::Buckets
-    }
-}
-
 /// Segments cut into chunks ([`Lower::segment_chunks`]).
 #[derive(Debug, Clone)]
 pub(super) struct Chunks {
@@ -113,7 +105,7 @@ pub(super) struct Segments {
     e_shape: String,
     starts: String,
     ends: String,
-    /// Buckets: per bucket, the `[n_b·K_b]` table of edge ids (E = empty slot) and `[n_b, K_b]`.
+    /// Buckets: per bucket, the `[n_b·K_b]` table of edge ids (E = empty slot) and `[n_b, K_b, -1]`.
     buckets: Vec<(String, String)>,
     /// Buckets: each target's row in the concatenated bucket sums `[N]` (None: in target order already).
     order: Option<String>,
@@ -262,7 +254,7 @@ impl Lower {
                             order[t] = row;
                             row += 1;
                         }
-                        let shape = self.ints("bucket_shape", &[targets.len() as i64, k as i64]);
+                        let shape = self.ints("bucket_shape", &[targets.len() as i64, k as i64, -1]);
                         (self.init_i64("segment_bucket", &[targets.len() * k], table), shape)
                     })
                     .collect();
@@ -386,15 +378,8 @@ impl Lower {
     /// `[N, R]`: per bucket of `seg` (Buckets), `slots(table)` gives its `[n_b·K_b, R]` rows, summed
     /// over K_b; the bucket sums in target order.
     fn bucket_sums(&self, seg: &Segments, slots: impl Fn(&str) -> String) -> String {
-        let sums: Vec<String> = seg
-            .buckets
-            .iter()
-            .map(|(table, shape)| {
-                let m = slots(table);
-                let r = self.rows(&self.op1("Shape", &m), &self.ints("second", &[1]));
-                self.reduce("Sum", &self.op2("Reshape", &m, &self.concat(&[shape, &r], 0)), &[1], false)
-            })
-            .collect();
+        let sums: Vec<String> =
+            seg.buckets.iter().map(|(table, shape)| self.reduce("Sum", &self.op2("Reshape", &slots(table), shape), &[1], false)).collect();
         let all = if sums.len() == 1 { sums[0].clone() } else { self.concat(&sums.iter().map(String::as_str).collect::<Vec<_>>(), 0) };
         match &seg.order {
             Some(order) => self.rows(&all, order),
