@@ -334,10 +334,12 @@ impl Lower {
     pub fn propagate(&self, h: &str, src: &str, dst: &str, w: Option<&str>) -> String {
         let shape = self.op1("Shape", h);
         let seg = self.segments_of(&shape, dst);
+        // h and a zero row N: the source of no message
+        let h = self.concat(&[h, &self.zero_row(&shape)], 0);
         if seg.form == SegmentSum::Buckets {
             // each slot's source row and weight, gathered from the constant edge lists (folded at
-            // load), then the rows of h (a zero row N for empty slots) weighted in one pass
-            let h = self.node("Flatten", &[&self.concat(&[h, &self.zero_row(&shape)], 0)], &[("axis", Attr::Int(1))]);
+            // load), then the rows of h (the zero row for empty slots) weighted in one pass
+            let h = self.node("Flatten", &[&h], &[("axis", Attr::Int(1))]);
             let src = self.concat(&[src, &seg.n_shape], 0);
             let w = w.map(|w| {
                 let w = self.node("Flatten", &[w], &[("axis", Attr::Int(1))]);
@@ -354,16 +356,15 @@ impl Lower {
         }
         if seg.form != SegmentSum::Sorted {
             // ScatterND, ScatterElements
-            let mut m = self.rows(&self.concat(&[h, &self.zero_row(&shape)], 0), src);
+            let mut m = self.rows(&h, src);
             if let Some(w) = w {
                 m = self.op2("Mul", &m, w);
             }
             return self.segment_sum(&seg, &shape, &m);
         }
-        // the messages in target order straight from h, after a zero message (source = a zero
+        // the messages in target order straight from h, after a zero message (source = the zero
         // row N), weighted in f32 (as burn does) and summed in f64: tract has no fast kernel for
         // f64 products (the gene GCN spent 36 % of its time in them) and gathers half the bytes
-        let h = self.concat(&[h, &self.zero_row(&shape)], 0);
         let n_shape = self.rows(&shape, &self.ints("first", &[0]));
         let src = self.concat(&[&n_shape, &self.rows(src, &seg.perm)], 0);
         let mut m = self.rows(&h, &src);
