@@ -328,6 +328,8 @@ fn case(path: &Path, bytes: &[u8], a: &RooflineArgs) -> Result<Case> {
         Family::NodeGcn | Family::NodeGat => {
             let d = infer::nodes::read_planetoid(a.cora)?;
             let (s, t) = d.edge_index();
+            // in target order, as `infer nodes` feeds them
+            let (s, t) = infer::nodes::target_order(&s, &t, d.num_nodes);
             let item = format!("{} graph ({} nodes, {} edges)", d.name, d.num_nodes, s.len());
             let inputs = vec![Value::f32(&[d.num_nodes, d.num_features], d.features.clone()), Value::i64(&[2, s.len()], [s, t].concat())];
             Case { label, item, items_per_run: 1, inputs }

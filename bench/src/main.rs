@@ -354,10 +354,10 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
     let f = d.num_features;
     // a larger graph with Cora-like sparse features (the one `bench torch` times too)
     let (xl, ls, lt) = torch::random_graph(large, f);
-    let graphs = [
+    let graphs = torch::in_target_order([
         (format!("{} ({} nodes, {} edges)", d.name, d.num_nodes, s.len()), d.num_nodes, d.features.clone(), s, t),
         (format!("random ({large} nodes, {} edges)", ls.len()), large, xl, ls, lt),
-    ];
+    ]);
     let n = infer::runtime::thread_count(0);
     println!("forward passes/s over the whole graph (higher is better); tract and ONNX Runtime at 1 thread and at all {n} cores");
     let cols = 11 + if symbolic { 2 } else { 0 };

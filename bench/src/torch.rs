@@ -61,6 +61,19 @@ pub fn random_graph(n: usize, f: usize) -> (Vec<f32>, Vec<i64>, Vec<i64>) {
     (x, s, t)
 }
 
+/// Benchmark graphs `(label, nodes, x, src, dst)` with their edges in target order, as `infer nodes`
+/// feeds them ([`infer::nodes::target_order`]); prints what that host sort takes per graph.
+pub fn in_target_order<const G: usize>(
+    graphs: [(String, usize, Vec<f32>, Vec<i64>, Vec<i64>); G],
+) -> [(String, usize, Vec<f32>, Vec<i64>, Vec<i64>); G] {
+    graphs.map(|(label, n, x, s, t)| {
+        let t0 = std::time::Instant::now();
+        let (s, t) = infer::nodes::target_order(&s, &t, n);
+        println!("{label}: edges put in target order on the host (as `infer nodes` does) in {:.0} µs", t0.elapsed().as_secs_f64() * 1e6);
+        (label, n, x, s, t)
+    })
+}
+
 /// The Python with torch: --python, $BIOEDGE_TORCH_PYTHON, then the venv of bench/setup_torch.sh.
 fn torch_python(python: Option<PathBuf>) -> Result<PathBuf> {
     let p = python
@@ -194,10 +207,10 @@ pub fn run(a: &TorchArgs) -> Result<()> {
     let (s, t) = d.edge_index();
     let f = d.num_features;
     let (xl, ls, lt) = random_graph(a.large_nodes, f);
-    let graphs = [
+    let graphs = in_target_order([
         (format!("{} ({} nodes, {} edges)", d.name, d.num_nodes, s.len()), d.num_nodes, d.features.clone(), s, t),
         (format!("random ({} nodes, {} edges)", a.large_nodes, ls.len()), a.large_nodes, xl, ls, lt),
-    ];
+    ]);
     let mut cases = Vec::new();
     for (kind, model) in [("gcn", &a.gcn), ("gat", &a.gat)] {
         for (label, n, x, s, t) in &graphs {

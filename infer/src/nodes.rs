@@ -215,6 +215,28 @@ pub fn directed(edges: &[(u32, u32)]) -> (Vec<i64>, Vec<i64>) {
     (src, dst)
 }
 
+/// The edges in target order, stable (the edges into one target keep their order); as given when
+/// already in that order. Every node model sorts its edges by target (TopK) and ONNX Runtime's
+/// TopK runs ~5× faster on keys already in order (decisions §5), so `classify_nodes` feeds them so.
+/// A counting sort, O(E + n); targets must be in `0..n` ([`check_edges`]).
+pub fn target_order(src: &[i64], dst: &[i64], n: usize) -> (Vec<i64>, Vec<i64>) {
+    if dst.windows(2).all(|w| w[0] <= w[1]) {
+        return (src.to_vec(), dst.to_vec());
+    }
+    let mut next = vec![0usize; n + 1];
+    dst.iter().for_each(|&d| next[d as usize + 1] += 1);
+    for v in 0..n {
+        next[v + 1] += next[v];
+    }
+    let (mut s, mut t) = (vec![0i64; src.len()], vec![0i64; dst.len()]);
+    for (&a, &b) in src.iter().zip(dst) {
+        let slot = &mut next[b as usize];
+        (s[*slot], t[*slot]) = (a, b);
+        *slot += 1;
+    }
+    (s, t)
+}
+
 /// Check an edge list against the node count before a model sees it.
 pub fn check_edges(num_nodes: usize, src: &[i64], dst: &[i64]) -> Result<()> {
     if num_nodes == 0 {
@@ -275,6 +297,7 @@ pub fn classify_nodes(
     } else {
         x.chunks(width.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, want - width))).collect()
     };
+    let (src, dst) = target_order(src, dst, n);
     let e = src.len();
     let inputs = vec![crate::runtime::Value::f32(&[n, want], x), crate::runtime::Value::i64(&[2, e], [src, dst].concat())];
     session.run_output(&inputs, "probabilities")?.into_f32()
@@ -289,6 +312,15 @@ mod tests {
 
     fn cora() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/planetoid/derived/cora")
+    }
+
+    #[test]
+    fn target_order_is_a_stable_counting_sort() {
+        let (src, dst) = (vec![0, 1, 2, 3, 4, 5], vec![2, 0, 2, 1, 0, 2]);
+        assert_eq!(target_order(&src, &dst, 3), (vec![1, 4, 3, 0, 2, 5], vec![0, 0, 1, 2, 2, 2]));
+        let (s, t) = target_order(&src, &[0, 0, 1, 1, 2, 2], 3);
+        assert_eq!((s, t), (src.clone(), vec![0, 0, 1, 1, 2, 2]));
+        assert_eq!(target_order(&[], &[], 4), (vec![], vec![]));
     }
 
     #[test]

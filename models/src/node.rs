@@ -277,7 +277,8 @@ impl GatLayer {
         let nh_shape = cx.concat(&[&e.n_shape, &cx.ints("heads", &[h])], 0);
         let alpha = cx.unsqueeze(&cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape), 2);
         let out = e.scatter(cx, &hx, &alpha);
-        let out = if self.concat { cx.reshape(&out, &[-1, h * f]) } else { cx.reduce("Mean", &out, &[1], false) };
+        // one averaged head is a reshape (ONNX Runtime's ReduceMean over Cora's [2708, 1, 7] took 0.4 ms)
+        let out = if self.concat || h == 1 { cx.reshape(&out, &[-1, h * f]) } else { cx.reduce("Mean", &out, &[1], false) };
         cx.bias(&out, &format!("{name}.bias"), &self.bias)
     }
 }
@@ -393,8 +394,9 @@ fn graph_inputs(cx: &Lower, f: usize) -> (String, OnnxEdges) {
     let loops = cx.node("Range", &[&cx.index(0), &n, &cx.index(1)], &[]);
     let keep = cx.node("Cast", &[&cx.op1("Not", &cx.op2("Equal", &src, &dst))], &[("to", Attr::Int(1))]);
     let keep = cx.concat(&[&keep, &cx.fill(&n_shape, 1.0)], 0);
-    let dst = cx.concat(&[&dst, &loops], 0);
+    let (input_dst, dst) = (dst.clone(), cx.concat(&[&dst, &loops], 0));
     let e = OnnxEdges { src: cx.concat(&[&src, &loops], 0), dst_col: cx.column(&dst), dst, keep, n_shape, n };
+    cx.looped_segment_layout(&e.dst_col, &input_dst, &e.n_shape);
     (x, e)
 }
 
