@@ -477,7 +477,9 @@ fn mol_bench(model: &Path, data: &Path, batch: usize, symbolic: bool) -> Result<
     let mut rates: Vec<f64> = Vec::new();
     for (i, (backend, threads, symbolic)) in runs.into_iter().enumerate() {
         let mut s = Session::from_file(model, backend, &Options { threads, symbolic, ..Default::default() })?;
-        infer::mol::score(&mut s, &card.classes, &smiles[..batch.min(smiles.len())], batch)?; // warm-up
+        // warm-up: a batch per thread (each thread's session is made on first use)
+        let warm = batch.saturating_mul(s.threads).min(smiles.len());
+        infer::mol::score(&mut s, &card.classes, &smiles[..warm], batch)?;
         let t0 = Instant::now();
         let scored = infer::mol::score(&mut s, &card.classes, &smiles, batch)?;
         let rate = smiles.len() as f64 / t0.elapsed().as_secs_f64();

@@ -130,10 +130,9 @@ fn write_spec(dir: &Path, cases: &[Case], a: &TorchArgs) -> Result<PathBuf> {
 /// Passes/s of our runtime over a case's batches, and the threads the session actually used.
 fn ours(case: &Case, backend: Backend, threads: usize, seconds: f64) -> Result<(f64, usize)> {
     let mut s = Session::from_file(&case.model, backend, &Options { threads, ..Default::default() })?;
+    // the batches as `infer mol` runs them: as many at once as there are threads
     let r = crate::rate(seconds, || {
-        for b in &case.batches {
-            s.run(b)?;
-        }
+        s.run_each(&case.batches)?;
         Ok(())
     })?;
     Ok((r, s.threads))

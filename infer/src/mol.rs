@@ -82,12 +82,16 @@ impl MolBatch {
     }
 }
 
-/// Task probabilities `[mols, tasks]` row-major, `batch` molecules per run.
+/// Task probabilities `[mols, tasks]` row-major, `batch` molecules per run; as many batches at
+/// once as the session has threads, one per thread ([`Session::run_each`]).
 pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Result<Vec<f32>> {
+    let batch = batch.max(1);
     let mut out = Vec::new();
-    for chunk in mols.chunks(batch.max(1)) {
-        let b = MolBatch::new(chunk)?;
-        out.extend(session.run_output(&b.values(), "probabilities")?.into_f32()?);
+    for group in mols.chunks(batch.saturating_mul(session.threads.max(1))) {
+        let sets = group.chunks(batch).map(|c| MolBatch::new(c).map(|b| b.values())).collect::<Result<Vec<_>>>()?;
+        for p in session.run_each_output(&sets, "probabilities")? {
+            out.extend(p.into_f32()?);
+        }
     }
     Ok(out)
 }
@@ -202,9 +206,35 @@ impl std::fmt::Display for RowError {
 
 /// Featurize every SMILES; failures are collected, not fatal.
 pub fn featurize_rows(smiles: &[String]) -> (Vec<(usize, MolGraph)>, Vec<RowError>) {
+    featurize_rows_from(smiles, 0)
+}
+
+/// [`featurize_rows`] on `threads` threads, each a contiguous share of the rows (same result).
+pub fn featurize_rows_on(smiles: &[String], threads: usize) -> (Vec<(usize, MolGraph)>, Vec<RowError>) {
+    // below ~64 rows a thread costs more than it saves
+    let threads = threads.min(smiles.len() / 64).max(1);
+    if threads == 1 {
+        return featurize_rows(smiles);
+    }
+    let share = smiles.len().div_ceil(threads);
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            smiles.chunks(share).enumerate().map(|(k, rows)| scope.spawn(move || featurize_rows_from(rows, k * share))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for (o, b) in parts {
+        ok.extend(o);
+        bad.extend(b);
+    }
+    (ok, bad)
+}
+
+/// [`featurize_rows`] of rows numbered from `first` (0-based).
+fn featurize_rows_from(smiles: &[String], first: usize) -> (Vec<(usize, MolGraph)>, Vec<RowError>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    for (i, s) in smiles.iter().enumerate() {
+    for (i, s) in smiles.iter().enumerate().map(|(i, s)| (first + i, s)) {
         match crate::chem::featurize(s.trim()) {
             Ok(g) if g.num_atoms > 0 => ok.push((i, g)),
             Ok(_) => bad.push(RowError { row: i + 1, smiles: s.clone(), error: SmilesError::Empty }),
@@ -258,7 +288,7 @@ pub fn csv_header(tasks: &[String]) -> String {
 
 /// Featurize, batch and predict; invalid SMILES are reported and skipped, never fatal.
 pub fn score(session: &mut Session, tasks: &[String], smiles: &[String], batch: usize) -> Result<Scored> {
-    let (ok, errors) = featurize_rows(smiles);
+    let (ok, errors) = featurize_rows_on(smiles, session.threads);
     let mols: Vec<&MolGraph> = ok.iter().map(|(_, g)| g).collect();
     let probs = predict(session, &mols, batch)?;
     let t = tasks.len();
@@ -318,6 +348,19 @@ impl Scored {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn featurizing_on_threads_keeps_rows_and_errors_in_order() {
+        let pool = ["CCO", "c1ccccc1O", "not a smiles", "", "CC(=O)Nc1ccc(O)cc1", "C1CC"];
+        let smiles: Vec<String> = (0..400).map(|i| pool[i * 7 % pool.len()].to_string()).collect();
+        let (ok1, bad1) = featurize_rows(&smiles);
+        let (ok3, bad3) = featurize_rows_on(&smiles, 3);
+        let key = |ok: &[(usize, MolGraph)]| ok.iter().map(|(r, g)| (*r, g.features.clone(), g.bonds.clone())).collect::<Vec<_>>();
+        assert_eq!(key(&ok1), key(&ok3));
+        let rows = |bad: &[RowError]| bad.iter().map(|e| (e.row, e.smiles.clone())).collect::<Vec<_>>();
+        assert!(!bad1.is_empty());
+        assert_eq!(rows(&bad1), rows(&bad3));
+    }
 
     #[test]
     fn tables_with_quotes_crlf_and_tabs() {

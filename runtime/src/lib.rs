@@ -147,6 +147,17 @@ pub struct Session {
     pub provider: String,
     /// Threads a run uses (on the CPU).
     pub threads: usize,
+    /// The model and options [`Session::run_each`] makes its one-thread sessions from.
+    source: Source,
+    /// One-thread sessions of the same model for [`Session::run_each`], made on first use.
+    workers: Vec<Session>,
+}
+
+struct Source {
+    bytes: std::sync::Arc<[u8]>,
+    origin: std::path::PathBuf,
+    backend: Backend,
+    opts: Options,
 }
 
 impl Session {
@@ -218,7 +229,8 @@ impl Session {
                 return Err(Error::Unsupported(format!("backend {} is not compiled in (cargo feature `{}`)", other.name(), other.name())));
             }
         };
-        Ok(Self { inner, inputs, outputs, provider, threads })
+        let source = Source { bytes: bytes.into(), origin: origin.into(), backend, opts: Options { outputs: Vec::new(), ..opts.clone() } };
+        Ok(Self { inner, inputs, outputs, provider, threads, source, workers: Vec::new() })
     }
 
     /// Load the ONNX model file at `path`.
@@ -248,6 +260,53 @@ impl Session {
         }
     }
 
+    /// Runs independent sets of inputs (the batches of a graph model, which has no batch axis to
+    /// split): with several threads, as many sets at once, each on a one-thread session of the same
+    /// model (made on first use); with one thread (or CUDA), one after the other. Outputs in the
+    /// order of `sets`, each as [`Session::run`] gives it. A batch of small graphs has too little
+    /// work per node to split: ONNX Runtime ran Tox21 batches slower on 2 threads than on 1
+    /// (decisions §4).
+    pub fn run_each(&mut self, sets: &[Vec<Value>]) -> Result<Vec<Vec<Value>>> {
+        let n = self.threads.min(sets.len());
+        if n <= 1 || self.source.opts.cuda {
+            return sets.iter().map(|s| self.run(s)).collect();
+        }
+        while self.workers.len() < n {
+            let s = &self.source;
+            let w = Session::from_bytes(&s.bytes, &s.origin, s.backend, &Options { threads: 1, ..s.opts.clone() })?;
+            self.workers.push(w);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<Vec<Value>>>>> = sets.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for w in &mut self.workers[..n] {
+                let (next, results) = (&next, &results);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(set) = sets.get(i) else { break };
+                        let r = w.run(set);
+                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    }
+                });
+            }
+        });
+        results.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every set was run")).collect()
+    }
+
+    /// [`Session::run_each`], returning the output called `name` of each set.
+    pub fn run_each_output(&mut self, sets: &[Vec<Value>], name: &str) -> Result<Vec<Value>> {
+        let i = self.output_index(name)?;
+        Ok(self.run_each(sets)?.into_iter().map(|mut o| o.swap_remove(i)).collect())
+    }
+
+    fn output_index(&self, name: &str) -> Result<usize> {
+        self.outputs
+            .iter()
+            .position(|o| o == name)
+            .ok_or_else(|| Error::Input(format!("model has no output `{name}` (outputs: {})", self.outputs.join(", "))))
+    }
+
     /// tract: how many plans specialised to one set of input shapes this session holds (at most
     /// 8, least recently used dropped first); 0 for ONNX Runtime.
     pub fn shape_plans(&self) -> usize {
@@ -260,11 +319,7 @@ impl Session {
 
     /// Run and return the output called `name`.
     pub fn run_output(&mut self, inputs: &[Value], name: &str) -> Result<Value> {
-        let i = self
-            .outputs
-            .iter()
-            .position(|o| o == name)
-            .ok_or_else(|| Error::Input(format!("model has no output `{name}` (outputs: {})", self.outputs.join(", "))))?;
+        let i = self.output_index(name)?;
         Ok(self.run(inputs)?.swap_remove(i))
     }
 }
