@@ -306,7 +306,9 @@ pub fn run(a: &TorchArgs) -> Result<()> {
     let mut e2e = Vec::new();
     for threads in [1, 0] {
         let mut s = Session::from_file(&a.mol, Backend::Ort, &Options { threads, ..Default::default() })?;
-        infer::mol::score(&mut s, &card.classes, &smiles[..a.batch.min(smiles.len())], a.batch)?; // warm-up
+        // warm-up: a batch per thread (each thread's session is made on first use)
+        let warm = a.batch.saturating_mul(s.threads).min(smiles.len());
+        infer::mol::score(&mut s, &card.classes, &smiles[..warm], a.batch)?;
         let t0 = Instant::now();
         infer::mol::score(&mut s, &card.classes, &smiles, a.batch)?;
         e2e.push(smiles.len() as f64 / t0.elapsed().as_secs_f64());
