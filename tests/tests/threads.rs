@@ -163,24 +163,28 @@ fn cora_gcn_matches_the_symbolic_plan_at_any_thread_count() {
     check("cora-gcn", &onnx_format::encode(&gcn.export(vec![])), &[whole.clone(), sub.clone(), whole, sub], "logits", 2, Split::No);
 }
 
-#[test]
-fn tox21_graphconv_matches_the_symbolic_plan_at_any_thread_count() {
+/// The first `n` Tox21 molecules that featurize, and the export of an untrained GraphConv.
+fn tox21(n: usize) -> (Vec<infer::chem::MolGraph>, Vec<u8>) {
     let table = std::fs::read_to_string(data("tox21/tox21.csv")).unwrap();
     let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "smiles").unwrap();
-    let mols: Vec<_> = table.lines().skip(1).filter_map(|l| featurize(l.split(',').nth(col)?).ok()).take(80).collect();
-    let batch = |r: std::ops::Range<usize>| MolBatch::new(&mols[r].iter().collect::<Vec<_>>()).unwrap().values();
+    let mols = table.lines().skip(1).filter_map(|l| featurize(l.split(',').nth(col)?).ok()).take(n).collect();
     let device = Device::flex();
     device.seed(7);
     let model = MolGcnConfig::default().init(infer::chem::ATOM_FEATURES, 12, &device);
-    check(
-        "tox21-graphconv",
-        &onnx_format::encode(&model.export(vec![])),
-        &[batch(0..64), batch(64..80), batch(0..64), batch(64..80)],
-        "logits",
-        2,
-        Split::No,
-    );
+    (mols, onnx_format::encode(&model.export(vec![])))
+}
+
+/// The inputs of one batch: `mols[r]`.
+fn mol_batch(mols: &[infer::chem::MolGraph], r: std::ops::Range<usize>) -> Vec<Value> {
+    MolBatch::new(&mols[r].iter().collect::<Vec<_>>()).unwrap().values()
+}
+
+#[test]
+fn tox21_graphconv_matches_the_symbolic_plan_at_any_thread_count() {
+    let (mols, bytes) = tox21(80);
+    let batch = |r| mol_batch(&mols, r);
+    check("tox21-graphconv", &bytes, &[batch(0..64), batch(64..80), batch(0..64), batch(64..80)], "logits", 2, Split::No);
 }
 
 /// `Session::run_each` (the batches of `infer mol`, one per thread at once) gives each set the
@@ -188,18 +192,9 @@ fn tox21_graphconv_matches_the_symbolic_plan_at_any_thread_count() {
 /// within 1e-5 on tract (a shape's first run takes the symbolic plan, later ones its own plan).
 #[test]
 fn run_each_runs_batches_side_by_side_in_order() {
-    let table = std::fs::read_to_string(data("tox21/tox21.csv")).unwrap();
-    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "smiles").unwrap();
-    let mols: Vec<_> = table.lines().skip(1).filter_map(|l| featurize(l.split(',').nth(col)?).ok()).take(90).collect();
+    let (mols, bytes) = tox21(90);
     // uneven batches, so a mix-up of their order shows in the shapes too
-    let sets: Vec<Vec<Value>> = [0..7, 7..40, 40..41, 41..90, 0..33]
-        .into_iter()
-        .map(|r| MolBatch::new(&mols[r].iter().collect::<Vec<_>>()).unwrap().values())
-        .collect();
-    let device = Device::flex();
-    device.seed(7);
-    let bytes = onnx_format::encode(&MolGcnConfig::default().init(infer::chem::ATOM_FEATURES, 12, &device).export(vec![]));
+    let sets: Vec<Vec<Value>> = [0..7, 7..40, 40..41, 41..90, 0..33].into_iter().map(|r| mol_batch(&mols, r)).collect();
     for backend in [Backend::Tract, Backend::Ort] {
         let session =
             |threads| Session::from_bytes(&bytes, Path::new("tox21"), backend, &Options { threads, ..Default::default() }).unwrap();
