@@ -241,11 +241,16 @@ impl GeneMlp {
     /// The ONNX graph of [`Standardizer`] + this forward + softmax.
     pub fn export(&self, pre: &Standardizer, metadata: Vec<(String, String)>) -> ModelProto {
         let cx = Lower::new("gene_mlp");
-        let mut h = standardized_input(&cx, pre);
+        let x = cx.input("expression", Elem::F32, &dims("batch", pre.mean.len()));
+        // the standardization folded into the first layer (Standardizer::export_linear)
+        let mut h = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
-            h = cx.op1("Relu", &cx.linear(&h, &format!("layer{i}"), l));
+            let name = format!("layer{i}");
+            let y = if i == 0 { pre.export_linear(&cx, &x, &name, l) } else { cx.linear(&h, &name, l) };
+            h = cx.op1("Relu", &y);
         }
-        let logits = cx.linear(&h, "head", &self.head);
+        let logits =
+            if self.layers.is_empty() { pre.export_linear(&cx, &x, "head", &self.head) } else { cx.linear(&h, "head", &self.head) };
         cx.finish_classifier(&logits, "batch", self.head.weight.dims()[1], Head::Softmax, metadata)
     }
 }

@@ -338,3 +338,42 @@ fn train_gene_gcn_on_every_format() {
     assert!(e.contains("nolabel.tsv") && e.contains("no labels"), "{e}");
     assert!(!out.exists());
 }
+
+/// The gene MLP folds its standardization into the first layer's weights: on inputs with missing
+/// genes (NaN) and genes far from zero, tract and ONNX Runtime match burn's forward on the
+/// standardized values (missing → 0, the training mean), with hidden layers and without.
+#[test]
+fn folded_standardization_matches_burn_with_missing_genes() {
+    use models::burn::prelude::*;
+    use models::gene::GeneMlpConfig;
+    use models::preprocess::Standardizer;
+    let (genes, batch) = (300, 12);
+    let device = Device::flex();
+    device.seed(3);
+    for log2 in [true, false] {
+        let pre = Standardizer {
+            log2,
+            floor: 1.0,
+            mean: (0..genes).map(|g| 2.0 + (g % 17) as f32 * 0.7).collect(),
+            std: (0..genes).map(|g| 0.3 + (g % 5) as f32 * 0.4).collect(),
+        };
+        let x: Vec<f32> = (0..batch * genes)
+            .map(|i| if i % 13 == 5 { f32::NAN } else { 0.5 + ((i * 7919) % 3000) as f32 * if log2 { 1.0 } else { 0.01 } })
+            .collect();
+        let z = pre.apply(&x);
+        for hidden in [vec![16, 8], vec![]] {
+            let model = GeneMlpConfig { hidden: hidden.clone(), dropout: 0.0 }.init(genes, 3, &device);
+            let want = models::to_vec(models::burn::tensor::activation::softmax(
+                model.forward(Tensor::from_data(TensorData::new(z.clone(), [batch, genes]), &device)),
+                1,
+            ));
+            let bytes = onnx_format::encode(&model.export(&pre, vec![]));
+            for backend in [Backend::Tract, Backend::Ort] {
+                let mut s = Session::from_bytes(&bytes, Path::new("mlp"), backend, &Options::default()).unwrap();
+                let got = s.run_output(&[Value::f32(&[batch, genes], x.clone())], "probabilities").unwrap().into_f32().unwrap();
+                let d = infer::runtime::max_abs_diff(&got, &want);
+                assert!(d <= 1e-5, "{backend:?}, log2 {log2}, hidden {hidden:?}: {d:.2e}");
+            }
+        }
+    }
+}
