@@ -363,7 +363,7 @@ impl ContextBranch {
     /// A side that k does not divide keeps AveragePool.
     fn export_pool(&self, cx: &Lower, x: &str, side: usize) -> String {
         let k = self.pool;
-        if side % k != 0 {
+        if !side.is_multiple_of(k) {
             let k = k as i64;
             return cx.node("AveragePool", &[x], &[("kernel_shape", Attr::Ints(vec![k, k])), ("strides", Attr::Ints(vec![k, k]))]);
         }
