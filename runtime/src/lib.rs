@@ -106,6 +106,10 @@ enum Inner {
     Ort(ort_rt::Session),
 }
 
+/// The largest model (bytes) whose copy a session keeps for [`Session::run_each`]'s one-thread
+/// sessions: the graph models it is for are a few MB; a larger model is not copied.
+pub const RUN_EACH_MAX_BYTES: usize = 64 << 20;
+
 /// The most threads `Options::threads` may ask for.
 pub const MAX_THREADS: usize = 1024;
 
@@ -147,8 +151,9 @@ pub struct Session {
     pub provider: String,
     /// Threads a run uses (on the CPU).
     pub threads: usize,
-    /// The model and options [`Session::run_each`] makes its one-thread sessions from.
-    source: Source,
+    /// The model and options [`Session::run_each`] makes its one-thread sessions from (kept for
+    /// models up to [`RUN_EACH_MAX_BYTES`]; larger ones run their sets one after the other).
+    source: Option<Source>,
     /// One-thread sessions of the same model for [`Session::run_each`], made on first use.
     workers: Vec<Session>,
 }
@@ -229,7 +234,12 @@ impl Session {
                 return Err(Error::Unsupported(format!("backend {} is not compiled in (cargo feature `{}`)", other.name(), other.name())));
             }
         };
-        let source = Source { bytes: bytes.into(), origin: origin.into(), backend, opts: Options { outputs: Vec::new(), ..opts.clone() } };
+        let source = (threads > 1 && !opts.cuda && bytes.len() <= RUN_EACH_MAX_BYTES).then(|| Source {
+            bytes: bytes.into(),
+            origin: origin.into(),
+            backend,
+            opts: Options { outputs: Vec::new(), ..opts.clone() },
+        });
         Ok(Self { inner, inputs, outputs, provider, threads, source, workers: Vec::new() })
     }
 
@@ -262,17 +272,17 @@ impl Session {
 
     /// Runs independent sets of inputs (the batches of a graph model, which has no batch axis to
     /// split): with several threads, as many sets at once, each on a one-thread session of the same
-    /// model (made on first use); with one thread (or CUDA), one after the other. Outputs in the
+    /// model (made on first use); with one thread, CUDA or a model over [`RUN_EACH_MAX_BYTES`], one
+    /// after the other. Outputs in the
     /// order of `sets`, each as [`Session::run`] gives it. A batch of small graphs has too little
     /// work per node to split: ONNX Runtime ran Tox21 batches slower on 2 threads than on 1
     /// (decisions §4).
     pub fn run_each(&mut self, sets: &[Vec<Value>]) -> Result<Vec<Vec<Value>>> {
         let n = self.threads.min(sets.len());
-        if n <= 1 || self.source.opts.cuda {
+        let Some(s) = self.source.as_ref().filter(|_| n > 1) else {
             return sets.iter().map(|s| self.run(s)).collect();
-        }
+        };
         while self.workers.len() < n {
-            let s = &self.source;
             let w = Session::from_bytes(&s.bytes, &s.origin, s.backend, &Options { threads: 1, ..s.opts.clone() })?;
             self.workers.push(w);
         }
