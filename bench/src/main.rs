@@ -445,6 +445,14 @@ fn train_nodes_bench(data: &Path, epochs: usize, python: Option<PathBuf>) -> Res
     Ok(())
 }
 
+/// Scores a batch per thread before timing `infer::mol::score`: each thread's session is made on
+/// its first batch (`Session::run_each`).
+fn warm_up_mol(s: &mut Session, tasks: &[String], smiles: &[String], batch: usize) -> Result<()> {
+    let n = batch.saturating_mul(s.threads).min(smiles.len());
+    infer::mol::score(s, tasks, &smiles[..n], batch)?;
+    Ok(())
+}
+
 fn mol_bench(model: &Path, data: &Path, batch: usize, symbolic: bool) -> Result<()> {
     let t = infer::mol::Table::read(data)?;
     let c = infer::mol::smiles_column(&t, None, data)?;
@@ -477,9 +485,7 @@ fn mol_bench(model: &Path, data: &Path, batch: usize, symbolic: bool) -> Result<
     let mut rates: Vec<f64> = Vec::new();
     for (i, (backend, threads, symbolic)) in runs.into_iter().enumerate() {
         let mut s = Session::from_file(model, backend, &Options { threads, symbolic, ..Default::default() })?;
-        // warm-up: a batch per thread (each thread's session is made on first use)
-        let warm = batch.saturating_mul(s.threads).min(smiles.len());
-        infer::mol::score(&mut s, &card.classes, &smiles[..warm], batch)?;
+        warm_up_mol(&mut s, &card.classes, &smiles, batch)?;
         let t0 = Instant::now();
         let scored = infer::mol::score(&mut s, &card.classes, &smiles, batch)?;
         let rate = smiles.len() as f64 / t0.elapsed().as_secs_f64();

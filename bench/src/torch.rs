@@ -306,9 +306,7 @@ pub fn run(a: &TorchArgs) -> Result<()> {
     let mut e2e = Vec::new();
     for threads in [1, 0] {
         let mut s = Session::from_file(&a.mol, Backend::Ort, &Options { threads, ..Default::default() })?;
-        // warm-up: a batch per thread (each thread's session is made on first use)
-        let warm = a.batch.saturating_mul(s.threads).min(smiles.len());
-        infer::mol::score(&mut s, &card.classes, &smiles[..warm], a.batch)?;
+        crate::warm_up_mol(&mut s, &card.classes, &smiles, a.batch)?;
         let t0 = Instant::now();
         infer::mol::score(&mut s, &card.classes, &smiles, a.batch)?;
         e2e.push(smiles.len() as f64 / t0.elapsed().as_secs_f64());

@@ -354,9 +354,7 @@ impl ContextBranch {
         let x = cx.reduce("Mean", &cx.conv2d(&x, &format!("{prefix}context.patch"), &self.patch), &[2, 3], false);
         cx.layer_norm(&x, &format!("{prefix}context.norm"), &self.norm)
     }
-}
 
-impl ContextBranch {
     /// The k × k average pool (stride k) of `x` `[B, 3, side, side]`: the k rows of each block
     /// summed over a middle axis, then the k columns by a product with `1/k²` (tract ran
     /// AveragePool element by element: 0.59 of 4.30 ms per image, 0.25 ms this way; decisions §4).

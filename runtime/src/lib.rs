@@ -159,7 +159,7 @@ pub struct Session {
 }
 
 struct Source {
-    bytes: std::sync::Arc<[u8]>,
+    bytes: Box<[u8]>,
     origin: std::path::PathBuf,
     backend: Backend,
     opts: Options,

@@ -289,12 +289,16 @@ impl Lower {
         if !matches!(self.segment_sum.get(), SegmentSum::Sorted | SegmentSum::Buckets) {
             return;
         }
-        let mut seg = self.segment_plan(&self.column(edge_dst), n_shape, SegmentSum::Sorted);
-        let all = self.squeeze(idx, 1);
-        // the zero row past all E + N messages; the loops from row E on
-        seg.e_shape = self.op1("Shape", &all);
-        seg.tail = Some(self.op1("Shape", edge_dst));
-        seg.idx_col = idx.to_string();
+        let (perm, e_shape, starts, ends) = self.sorted_bounds(edge_dst, n_shape);
+        let seg = Segments {
+            perm,
+            // the zero row past all E + N messages; the loops from row E on
+            e_shape: self.op1("Shape", &self.squeeze(idx, 1)),
+            starts,
+            ends,
+            tail: Some(e_shape),
+            ..Segments::bare(SegmentSum::Sorted, idx, n_shape)
+        };
         self.segments.borrow_mut().insert(idx.to_string(), seg);
     }
 
@@ -312,18 +316,21 @@ impl Lower {
             return seg;
         }
         let idx = self.squeeze(idx_col, 1);
-        let e_shape = self.op1("Shape", &idx);
-        let (_, perm) = self.sort(&idx);
+        (seg.perm, seg.e_shape, seg.starts, seg.ends) = self.sorted_bounds(&idx, n_shape);
+        seg
+    }
+
+    /// The stable order of the 1-D targets `idx` (in `0..N`, `n_shape` = `[N]`) and each target's
+    /// first and past-the-end position in that order: `(perm [E], E as [1], starts [N], ends [N])`.
+    fn sorted_bounds(&self, idx: &str, n_shape: &str) -> (String, String, String, String) {
+        let (_, perm) = self.sort(idx);
         // counts and bounds in f32 (exact below 2^24 edges; tract keeps integer shape arithmetic symbolic)
         let int = |x: &str| self.node("Cast", &[x], &[("to", Attr::Int(7))]);
         let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
-        let counts = self.node("ScatterElements", &[&self.fill(n_shape, 0.0), &idx, &self.fill(&e_shape, 1.0)], &attrs);
+        let e_shape = self.op1("Shape", idx);
+        let counts = self.node("ScatterElements", &[&self.fill(n_shape, 0.0), idx, &self.fill(&e_shape, 1.0)], &attrs);
         let ends = self.node("CumSum", &[&counts, &self.index(0)], &[]);
-        seg.starts = int(&self.op2("Sub", &ends, &counts));
-        seg.ends = int(&ends);
-        seg.perm = perm;
-        seg.e_shape = e_shape;
-        seg
+        (perm, e_shape, int(&self.op2("Sub", &ends, &counts)), int(&ends))
     }
 
     /// `out[seg.idx[e]] += vals[e]` into zeros of `shape`.
