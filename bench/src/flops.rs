@@ -154,7 +154,8 @@ pub fn count(bytes: &[u8], inputs: &[Value]) -> Result<Flops> {
 /// `seconds` (after one untimed run). `per_node`: per node (op, name and input shapes) instead.
 pub fn profile(bytes: &[u8], inputs: &[Value], seconds: f64, per_node: bool) -> Result<Vec<(String, usize, f64)>> {
     let (model, tensors) = bound(bytes, inputs)?;
-    let plan = SimplePlan::new(model.into_optimized()?)?;
+    // the plan bioedge-runtime runs: tract's, with our kernels swapped in
+    let plan = SimplePlan::new(infer::runtime::tract_ops::optimize(model)?)?;
     let mut state = SimpleState::new(&plan)?;
     state.run(tensors.clone())?;
     let mut by: BTreeMap<String, (usize, f64)> = BTreeMap::new();
@@ -408,14 +409,9 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
             f.by_op.iter().filter(|(_, v)| v.1 > 0).map(|(k, (nodes, n, _))| format!("{k} ×{nodes}: {}", sig3(per(*n) / 1e6))).collect();
         breakdown.push(format!("{}: {}", c.label, ops.join(", ")));
         if a.profile {
-            let p = profile(&bytes, &c.inputs, a.seconds, a.per_node).with_context(|| format!("{}: profiling tract", m.display()))?;
-            let total: f64 = p.iter().map(|x| x.2).sum();
-            let top: Vec<String> = p
-                .iter()
-                .take(8)
-                .map(|(k, n, s)| format!("{k} ×{n} {:.2} ms ({:.0} %)", 1e3 * s / c.items_per_run as f64, 100.0 * s / total))
-                .collect();
-            profiles.push(format!("{}: {:.2} ms per {}; {}", c.label, 1e3 * total / c.items_per_run as f64, c.item, top.join(", ")));
+            let p = profile_line(&bytes, &c.inputs, a.seconds, a.per_node, c.items_per_run, &c.item)
+                .with_context(|| format!("{}: profiling tract", m.display()))?;
+            profiles.push(format!("{}: {p}", c.label));
         }
         rows.push(format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -456,6 +452,15 @@ pub fn roofline(a: &RooflineArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// [`profile`] as one line: the time per item and the 8 slowest ops (or nodes) with their shares.
+pub fn profile_line(bytes: &[u8], inputs: &[Value], seconds: f64, per_node: bool, items: usize, item: &str) -> Result<String> {
+    let p = profile(bytes, inputs, seconds, per_node)?;
+    let total: f64 = p.iter().map(|x| x.2).sum();
+    let top: Vec<String> =
+        p.iter().take(8).map(|(k, n, s)| format!("{k} ×{n} {:.2} ms ({:.0} %)", 1e3 * s / items as f64, 100.0 * s / total)).collect();
+    Ok(format!("{:.2} ms per {item}; {}", 1e3 * total / items as f64, top.join(", ")))
 }
 
 /// Parse "512,1024,2048".

@@ -62,6 +62,12 @@ enum Cmd {
         /// Add a column: tract on 1 thread with the symbolic plan (no plan per input shape).
         #[arg(long)]
         symbolic: bool,
+        /// Also print where tract's time goes on each graph (one thread, each node timed, per op).
+        #[arg(long)]
+        profile: bool,
+        /// With --profile: per node, with input shapes.
+        #[arg(long)]
+        per_node: bool,
     },
     /// Training speed: burn (CPU) vs plain PyTorch (CPU) on the same GCN and GAT, ms per epoch.
     TrainNodes {
@@ -345,7 +351,16 @@ fn message_passing_bench(nodes: &str, degree: usize, batch: usize, seconds: f64)
     Ok(())
 }
 
-fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, python: Option<PathBuf>, symbolic: bool) -> Result<()> {
+/// `profile`: Some(per node) prints tract's profile of each model on each graph after the table.
+fn nodes_bench(
+    models: &[PathBuf],
+    data: &Path,
+    large: usize,
+    seconds: f64,
+    python: Option<PathBuf>,
+    symbolic: bool,
+    profile: Option<bool>,
+) -> Result<()> {
     let python = python
         .or_else(|| std::env::var_os("BIOEDGE_PYTHON").map(PathBuf::from))
         .context("no Python: pass --python or set BIOEDGE_PYTHON (scripts/env.sh)")?;
@@ -361,6 +376,7 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
     let n = infer::runtime::thread_count(0);
     println!("forward passes/s over the whole graph (higher is better); tract and ONNX Runtime at 1 thread and at all {n} cores");
     let cols = 11 + if symbolic { 2 } else { 0 };
+    let mut profiles = Vec::new();
     println!("| model | graph | {} python ort {n}t | rust ort / python ort ({n}t) |", same_threads_header(symbolic));
     println!("|{}", "---|".repeat(cols));
     for m in models {
@@ -376,6 +392,17 @@ fn nodes_bench(models: &[PathBuf], data: &Path, large: usize, seconds: f64, pyth
                 same_threads_cells(&r, 1.0, 1),
                 r[3] / py
             );
+            if let Some(per_node) = profile {
+                let p = flops::profile_line(&bytes, &inputs, seconds, per_node, 1, "pass")?;
+                profiles.push(format!("{} on {label}: {p}", m.file_name().unwrap().to_string_lossy()));
+            }
+        }
+    }
+    if !profiles.is_empty() {
+        println!();
+        println!("tract's time per op (its plan for each graph, 1 thread, each node timed; ms per pass, share):");
+        for p in profiles {
+            println!("{p}");
         }
     }
     Ok(())
@@ -547,8 +574,8 @@ fn main() -> Result<()> {
         Cmd::Mol { model, data, batch, symbolic } => mol_bench(&model, &data, batch, symbolic),
         Cmd::SpotStep { config, batch, steps } => spot_step_bench(&config, batch, steps),
         Cmd::TrainNodes { data, epochs, python } => train_nodes_bench(&data, epochs, python),
-        Cmd::Nodes { models, data, large_nodes, seconds, python, symbolic } => {
-            nodes_bench(&models, &data, large_nodes, seconds, python, symbolic)
+        Cmd::Nodes { models, data, large_nodes, seconds, python, symbolic, profile, per_node } => {
+            nodes_bench(&models, &data, large_nodes, seconds, python, symbolic, profile.then_some(per_node))
         }
         Cmd::Models { models, batch, seconds, python, symbolic } => models_bench(&models, batch, seconds, python, symbolic),
         Cmd::Peak { sizes, seconds } => flops::measure_peak(&flops::sizes(&sizes)?, seconds).map(|_| ()),

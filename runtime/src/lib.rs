@@ -335,6 +335,9 @@ impl Session {
 }
 
 #[cfg(feature = "tract")]
+pub mod tract_ops;
+
+#[cfg(feature = "tract")]
 mod tract {
     use super::Value;
     use std::collections::HashMap;
@@ -454,10 +457,7 @@ mod tract {
             if let Some(p) = &self.symbolic_plan {
                 return Ok(p.clone());
             }
-            let p = self
-                .model
-                .clone()
-                .into_optimized()
+            let p = super::tract_ops::optimize(self.model.clone())
                 .and_then(|m| m.into_runnable_with_options(&self.options))
                 .map_err(|e| format!("tract cannot optimize the model: {e:#}"))?;
             self.symbolic_plan = Some(p.clone());
@@ -500,7 +500,7 @@ mod tract {
             let one = RunOptions { executor: Some(Executor::SingleThread), ..Default::default() };
             let options = if single { &one } else { &self.options };
             let plan = self.bindings(&shapes).and_then(|subs| {
-                self.model.set_symbols(&subs).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable_with_options(options)).ok()
+                self.model.set_symbols(&subs).and_then(super::tract_ops::optimize).and_then(|m| m.into_runnable_with_options(options)).ok()
             });
             if self.plans.len() == PLANS {
                 self.plans.remove(0);
