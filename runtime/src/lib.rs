@@ -373,6 +373,19 @@ mod tract {
     }
 
     type Plan = Arc<TypedRunnableModel>;
+
+    /// `data` as a tensor of `shape`, written into `old`'s memory where it has that type and
+    /// shape (a large input then costs a copy, not fresh pages from the system on every run).
+    fn into_tensor<T: Datum + Copy>(old: Option<Tensor>, shape: &[usize], data: &[T]) -> TractResult<Tensor> {
+        if let Some(mut t) = old
+            && t.datum_type() == T::datum_type()
+            && t.shape() == shape
+        {
+            t.try_as_plain_ram_mut()?.as_slice_mut::<T>()?.copy_from_slice(data);
+            return Ok(t);
+        }
+        Tensor::from_shape(shape, data)
+    }
     type Shapes = Vec<Vec<usize>>;
 
     /// A tract model and its plans. A plan optimised for the concrete input shapes runs faster
@@ -407,6 +420,9 @@ mod tract {
         threads: usize,
         /// Every input and output starts with the axis `batch`: batches may be split.
         batched: bool,
+        /// The last run's input tensors, written over by the next run of the same shapes (one
+        /// copy of the inputs stays in memory between runs).
+        kept: Vec<Option<Tensor>>,
     }
 
     impl Session {
@@ -446,6 +462,7 @@ mod tract {
                 symbolic,
                 threads,
                 batched,
+                kept: Vec::new(),
             };
             if s.symbolic {
                 s.symbolic_plan()?;
@@ -601,17 +618,22 @@ mod tract {
         }
 
         pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+            let mut kept = std::mem::take(&mut self.kept);
+            kept.resize_with(inputs.len(), || None);
             let tensors: TVec<TValue> = inputs
                 .iter()
-                .map(|v| match v {
-                    Value::F32 { shape, data } => Tensor::from_shape(shape, data),
-                    Value::I64 { shape, data } => Tensor::from_shape(shape, data),
+                .zip(kept)
+                .map(|(v, old)| match v {
+                    Value::F32 { shape, data } => into_tensor(old, shape, data),
+                    Value::I64 { shape, data } => into_tensor(old, shape, data),
                 })
                 .map(|t| t.map(|t| t.into_tvalue()))
                 .collect::<TractResult<_>>()
                 .map_err(|e| format!("{e:#}"))?;
+            let held: Vec<TValue> = tensors.iter().cloned().collect();
             let out = self.run_tensors(inputs.iter().map(|v| v.shape().to_vec()).collect(), tensors)?;
-            out.into_iter()
+            let out: Result<Vec<Value>, String> = out
+                .into_iter()
                 .map(|t| {
                     let shape = t.shape().to_vec();
                     if let Ok(v) = t.to_plain_array_view::<f32>() {
@@ -622,7 +644,10 @@ mod tract {
                         Err(format!("unsupported output type {:?}", t.datum_type()))
                     }
                 })
-                .collect()
+                .collect();
+            // the plan has let go of the inputs: keep their memory for the next run
+            self.kept = held.into_iter().map(|t| Arc::try_unwrap(t.into_arc_tensor()).ok()).collect();
+            out
         }
 
         fn run_tensors(&mut self, shapes: Shapes, tensors: TVec<TValue>) -> Result<TVec<TValue>, String> {
