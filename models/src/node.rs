@@ -370,7 +370,7 @@ impl OnnxEdges {
         let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
         let dinv = cx.column(&cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5)));
         let kept = cx.node("Cast", &[&self.keep], &[("to", Attr::Int(9))]);
-        GcnNorm { dinv, src: cx.node("Where", &[&kept, &self.src, &self.n], &[]) }
+        GcnNorm { dinv, src: cx.node("Where", &[&kept, &cx.idx32(&self.src), &cx.idx32(&self.n)], &[]) }
     }
 
     /// `out[dst] += w · h[src]` with the GCN weights: `d^-1/2 · Σ (d^-1/2 · h)[src]`.

@@ -137,6 +137,11 @@ impl GraphBuilder {
         self.init_raw(name, dims, DataType::Float, data.iter().flat_map(|v| v.to_le_bytes()).collect(), data.len())
     }
 
+    /// An i32 initializer with the given shape.
+    pub fn init_i32(&mut self, name: &str, dims: &[usize], data: Vec<i32>) -> String {
+        self.init_raw(name, dims, DataType::Int32, data.iter().flat_map(|v| v.to_le_bytes()).collect(), data.len())
+    }
+
     /// An i64 initializer with the given shape.
     pub fn init_i64(&mut self, name: &str, dims: &[usize], data: Vec<i64>) -> String {
         self.init_raw(name, dims, DataType::Int64, data.iter().flat_map(|v| v.to_le_bytes()).collect(), data.len())

@@ -321,11 +321,14 @@ impl Lower {
     }
 
     /// The stable order of the 1-D targets `idx` (in `0..N`, `n_shape` = `[N]`) and each target's
-    /// first and past-the-end position in that order: `(perm [E], E as [1], starts [N], ends [N])`.
+    /// first and past-the-end position in that order: `(perm [E], E as [1], starts [N], ends [N])`;
+    /// perm and the bounds are i32 ([`Lower::idx32`]), E i64 (a Slice start).
     fn sorted_bounds(&self, idx: &str, n_shape: &str) -> (String, String, String, String) {
         let (_, perm) = self.sort(idx);
-        // counts and bounds in f32 (exact below 2^24 edges; tract keeps integer shape arithmetic symbolic)
-        let int = |x: &str| self.node("Cast", &[x], &[("to", Attr::Int(7))]);
+        let perm = self.idx32(&perm);
+        // counts and bounds in f32 (exact below 2^24 edges; tract keeps integer shape arithmetic
+        // symbolic), the bounds as i32 indices
+        let int = |x: &str| self.idx32(x);
         let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
         let e_shape = self.op1("Shape", idx);
         let counts = self.node("ScatterElements", &[&self.fill(n_shape, 0.0), idx, &self.fill(&e_shape, 1.0)], &attrs);
@@ -350,7 +353,7 @@ impl Lower {
             SegmentSum::Sorted => {
                 // a zero row E leads the target-sorted messages
                 let sorted = self.op2("Pad", &self.node("Cast", &[&m], &[("to", Attr::Int(11))]), &self.ints("pad_bottom", &[0, 0, 1, 0]));
-                let sums = self.sorted_sums(seg, &self.rows(&sorted, &self.concat(&[&seg.e_shape, &seg.perm], 0)));
+                let sums = self.sorted_sums(seg, &self.rows(&sorted, &self.concat(&[&self.idx32(&seg.e_shape), &seg.perm], 0)));
                 match &seg.tail {
                     Some(e) => self.op2("Add", &sums, &self.rows_from(&m, e)),
                     None => sums,
@@ -402,7 +405,7 @@ impl Lower {
         // row N), weighted in f32 (as burn does) and summed in f64: tract has no fast kernel for
         // f64 products (the gene GCN spent 36 % of its time in them) and gathers half the bytes
         let n_shape = self.rows(&shape, &self.ints("first", &[0]));
-        let sorted_src = self.concat(&[&n_shape, &self.rows(src, &seg.perm)], 0);
+        let sorted_src = self.concat(&[&self.idx32(&n_shape), &self.idx32(&self.rows(src, &seg.perm))], 0);
         let mut m = self.rows(&h, &sorted_src);
         if let Some(w) = w {
             let w = self.concat(&[&self.zero_row(&self.op1("Shape", w)), &self.rows(w, &seg.perm)], 0);
@@ -491,18 +494,18 @@ impl Lower {
         let w = MAX_CHUNK as f32;
         // chunk bookkeeping in f32 (exact below 2^24), as the segment bounds
         let float = |v: &str| self.node("Cast", &[v], &[("to", Attr::Int(1))]);
-        let int = |v: &str| self.node("Cast", &[v], &[("to", Attr::Int(7))]);
+        let int = |v: &str| self.idx32(v);
         let starts = float(&seg.starts);
         let chunks = self.op1("Ceil", &self.op2("Div", &self.op2("Sub", &float(&seg.ends), &starts), &self.scalar("chunk", w)));
         let chunk_ends = self.node("CumSum", &[&chunks, &self.index(0)], &[]);
         let chunk_starts = self.op2("Sub", &chunk_ends, &chunks);
         let total = int(&self.total(&chunks, &self.scalar("zero", 0.0)));
-        let t = self.node("Range", &[&self.index(0), &total, &self.index(1)], &[]);
+        let t = self.node("Range", &[&self.index32(0), &total, &self.index32(1)], &[]);
         // the segment of each chunk: a 1 where each segment's chunks start, summed up (empty
         // segments add their 1 to the next one's start, which the sum skips past); zeros of a
         // data-dependent length as min(0..T, 0): tract's ConstantOfShape needs a known shape, and
         // it turns a product with 0 into a broadcast that loses the Range's length
-        let range = self.node("Range", &[&self.index(0), &self.op2("Add", &total, &self.index(1)), &self.index(1)], &[]);
+        let range = self.node("Range", &[&self.index32(0), &self.op2("Add", &total, &self.index32(1)), &self.index32(1)], &[]);
         let zeros = self.op2("Min", &float(&range), &self.scalar("zero", 0.0));
         let attrs = [("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))];
         let marks = self.node("ScatterElements", &[&zeros, &int(&chunk_starts), &self.fill(&self.op1("Shape", &chunks), 1.0)], &attrs);
@@ -511,11 +514,11 @@ impl Lower {
         let rank = self.op2("Sub", &float(&t), &self.rows(&chunk_starts, &segment));
         let first = int(&self.op2("Add", &self.rows(&starts, &segment), &self.op2("Mul", &rank, &self.scalar("chunk", w))));
         // slot j: the row at position first + j, or the pad row E past the segment's end
-        let (end, e) = (self.rows(&seg.ends, &segment), self.rows(&self.op1("Shape", &seg.perm), &self.index(0)));
+        let (end, e) = (self.rows(&seg.ends, &segment), self.idx32(&self.rows(&self.op1("Shape", &seg.perm), &self.index(0))));
         let order = self.concat(&[&seg.perm, &self.unsqueeze(&e, 0)], 0);
         let slots = (0..MAX_CHUNK as i64)
             .map(|j| {
-                let pos = self.op2("Add", &first, &self.index(j));
+                let pos = self.op2("Add", &first, &self.index32(j as i32));
                 self.rows(&order, &self.node("Where", &[&self.op2("Less", &pos, &end), &pos, &e], &[]))
             })
             .collect();

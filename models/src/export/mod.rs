@@ -33,6 +33,7 @@ pub struct Lower {
 enum Const {
     F32(Vec<usize>, Vec<u32>),
     I64(Vec<usize>, Vec<i64>),
+    I32(Vec<usize>, Vec<i32>),
 }
 
 impl Lower {
@@ -53,6 +54,7 @@ impl Lower {
         let name = match &key {
             Const::F32(dims, bits) => self.init_f32(hint, dims, bits.iter().map(|&v| f32::from_bits(v)).collect()),
             Const::I64(dims, v) => self.init_i64(hint, dims, v.clone()),
+            Const::I32(dims, v) => self.b.borrow_mut().init_i32(hint, dims, v.clone()),
         };
         self.consts.borrow_mut().insert(key, name.clone());
         name
@@ -71,6 +73,18 @@ impl Lower {
     /// A rank-0 i64 constant, cached.
     pub fn index(&self, v: i64) -> String {
         self.cached(Const::I64(vec![], vec![v]), "index")
+    }
+
+    /// A rank-0 i32 constant, cached (index arithmetic with [`Lower::index32`] tensors).
+    pub fn index32(&self, v: i32) -> String {
+        self.cached(Const::I32(vec![], vec![v]), "index32")
+    }
+
+    /// The integer tensor `x` (indices, a Shape) as i32: tract types an INT64 Cast and a Shape as
+    /// symbolic dims, whose Gather, Concat and Where take its slow generic paths (decisions §5);
+    /// i32 stays a plain integer tensor. Indices up to 2^31 − 1.
+    pub fn idx32(&self, x: &str) -> String {
+        self.node("Cast", &[x], &[("to", Attr::Int(6))])
     }
 
     /// A rank-0 f32 constant, cached.
