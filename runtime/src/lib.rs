@@ -342,7 +342,7 @@ mod tract {
     use super::Value;
     use std::collections::HashMap;
     use std::sync::Mutex;
-    use tract_onnx::prelude::multithread::Executor;
+    use tract_onnx::prelude::multithread::{self, Executor};
     use tract_onnx::prelude::*;
 
     /// Plans kept per session, one per input shape (least recently used dropped first).
@@ -375,13 +375,23 @@ mod tract {
     type Plan = Arc<TypedRunnableModel>;
 
     /// `data` as a tensor of `shape`, written into `old`'s memory where it has that type and
-    /// shape (a large input then costs a copy, not fresh pages from the system on every run).
-    fn into_tensor<T: Datum + Copy>(old: Option<Tensor>, shape: &[usize], data: &[T]) -> TractResult<Tensor> {
+    /// shape (a large input then costs a copy, not fresh pages from the system on every run),
+    /// the copy shared out over `executor`'s threads.
+    fn into_tensor<T: Datum + Copy>(old: Option<Tensor>, shape: &[usize], data: &[T], executor: &Executor) -> TractResult<Tensor> {
         if let Some(mut t) = old
             && t.datum_type() == T::datum_type()
             && t.shape() == shape
         {
-            t.try_as_plain_ram_mut()?.as_slice_mut::<T>()?.copy_from_slice(data);
+            let mut ram = t.try_as_plain_ram_mut()?;
+            let dst = ram.as_slice_mut::<T>()?;
+            tract_onnx::tract_core::internal::ensure!(dst.len() == data.len(), "{} values for a shape {shape:?}", data.len());
+            multithread::multithread_tract_scope(executor.clone(), || {
+                multithread::par_chunks_mut(dst, 1, data.len(), |first, chunk| {
+                    chunk.copy_from_slice(&data[first..first + chunk.len()]);
+                    Ok(())
+                })
+            })?;
+            drop(ram);
             return Ok(t);
         }
         Tensor::from_shape(shape, data)
@@ -618,14 +628,15 @@ mod tract {
         }
 
         pub fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+            let executor = self.options.executor.clone().unwrap_or(Executor::SingleThread);
             let mut kept = std::mem::take(&mut self.kept);
             kept.resize_with(inputs.len(), || None);
             let tensors: TVec<TValue> = inputs
                 .iter()
                 .zip(kept)
                 .map(|(v, old)| match v {
-                    Value::F32 { shape, data } => into_tensor(old, shape, data),
-                    Value::I64 { shape, data } => into_tensor(old, shape, data),
+                    Value::F32 { shape, data } => into_tensor(old, shape, data, &executor),
+                    Value::I64 { shape, data } => into_tensor(old, shape, data, &executor),
                 })
                 .map(|t| t.map(|t| t.into_tvalue()))
                 .collect::<TractResult<_>>()

@@ -66,9 +66,24 @@ pub fn before_optimizing(mut model: TypedModel) -> TractResult<TypedModel> {
         if !plain || w.shape()[1] > SKINNY_MAX_COLS || w.shape()[1] == 0 {
             continue;
         }
-        let op = SkinnyMatMul::new(&w)?;
-        let inputs = [node.inputs[0]];
-        let patch = TypedModelPatch::replace_single_op(&model, &model.nodes()[id], &inputs, op)?;
+        let mut op = SkinnyMatMul::new(&w)?;
+        let x = node.inputs[0];
+        // a row sum of the same input, not yet taken by another product: computed with it
+        let sum = model.outlet_successors(x).iter().map(|i| i.node).find(|&r| {
+            model.nodes()[r].op_as::<Reduce>().is_some_and(|o| o.reducer == Reducer::Sum && *o.axes == [1])
+                && !model.outlet_successors(OutletId::new(r, 0)).is_empty()
+        });
+        let Some(sum) = sum else {
+            let patch = TypedModelPatch::replace_single_op(&model, &model.nodes()[id], &[x], op)?;
+            patch.apply(&mut model)?;
+            continue;
+        };
+        op.row_sums = true;
+        let mut patch = TypedModelPatch::default();
+        let tap = patch.tap_model(&model, x)?;
+        let outs = patch.wire_node(&model.nodes()[id].name, op, &[tap])?;
+        patch.shunt_outside(&model, OutletId::new(id, 0), outs[0])?;
+        patch.shunt_outside(&model, OutletId::new(sum, 0), outs[1])?;
         patch.apply(&mut model)?;
     }
     Ok(model)
@@ -397,11 +412,17 @@ pub struct SkinnyMatMul {
     n: usize,
     /// `b` in column blocks of [`BLOCK`]: block j is `[k, BLOCK]` (columns past n are zeros).
     blocks: Arc<Vec<f32>>,
+    /// A second output `[m, 1]`: the row sums of `a` ([`SumAxis`]'s, bit for bit), taken per
+    /// tile while its rows are in cache rather than in a second pass over `a`.
+    row_sums: bool,
 }
 
 impl PartialEq for SkinnyMatMul {
     fn eq(&self, other: &Self) -> bool {
-        self.k == other.k && self.n == other.n && self.blocks.iter().map(|v| v.to_bits()).eq(other.blocks.iter().map(|v| v.to_bits()))
+        self.k == other.k
+            && self.n == other.n
+            && self.row_sums == other.row_sums
+            && self.blocks.iter().map(|v| v.to_bits()).eq(other.blocks.iter().map(|v| v.to_bits()))
     }
 }
 
@@ -421,14 +442,20 @@ impl SkinnyMatMul {
                 blocks[(c / BLOCK) * k * BLOCK + r * BLOCK + c % BLOCK] = v[r * n + c];
             }
         }
-        Ok(SkinnyMatMul { k, n, blocks: Arc::new(blocks) })
+        Ok(SkinnyMatMul { k, n, blocks: Arc::new(blocks), row_sums: false })
     }
 
-    /// Rows `first..` of the product into `out` (whole rows of n); `a` holds at least those rows.
+    /// Values per output row: the product's n, and the row sum with `row_sums`.
+    fn stride(&self) -> usize {
+        self.n + usize::from(self.row_sums)
+    }
+
+    /// Rows `first..` of the product into `out` (whole rows of [`Self::stride`]); `a` holds at
+    /// least those rows.
     fn rows(&self, a: &[f32], first: usize, out: &mut [f32]) {
-        let (k, n) = (self.k, self.n);
-        let m = out.len() / n;
-        assert!(a.len() >= (first + m) * k && out.len() == m * n);
+        let k = self.k;
+        let m = out.len() / self.stride();
+        assert!(a.len() >= (first + m) * k && out.len() == m * self.stride());
         let a = &a[first * k..(first + m) * k];
         #[cfg(target_arch = "x86_64")]
         {
@@ -448,8 +475,8 @@ impl SkinnyMatMul {
     /// (rows of `a` from the first of the tile, the block, the tile's sums).
     #[inline(always)]
     fn tiles<const R: usize>(&self, a: &[f32], out: &mut [f32], tile: impl Fn(&[f32], &[f32], &mut [[f32; BLOCK]]) + Copy) {
-        let (k, n) = (self.k, self.n);
-        let m = out.len() / n;
+        let (k, n, stride) = (self.k, self.n, self.stride());
+        let m = out.len() / stride;
         let mut acc = [[0f32; BLOCK]; R];
         let mut r0 = 0;
         while r0 < m {
@@ -458,7 +485,12 @@ impl SkinnyMatMul {
                 tile(&a[r0 * k..(r0 + rows) * k], block, &mut acc[..rows]);
                 let cols = (n - j * BLOCK).min(BLOCK);
                 for (r, acc) in acc[..rows].iter().enumerate() {
-                    out[(r0 + r) * n + j * BLOCK..][..cols].copy_from_slice(&acc[..cols]);
+                    out[(r0 + r) * stride + j * BLOCK..][..cols].copy_from_slice(&acc[..cols]);
+                }
+            }
+            if self.row_sums {
+                for r in r0..r0 + rows {
+                    out[r * stride + n] = row_sum(&a[r * k..(r + 1) * k]);
                 }
             }
             r0 += rows;
@@ -547,7 +579,12 @@ impl TypedOp for SkinnyMatMul {
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs[0].rank() == 2, "SkinnyMatMul: a has rank {}", inputs[0].rank());
-        Ok(tvec!(f32::fact([inputs[0].shape[0].clone(), self.n.into()])))
+        let m = inputs[0].shape[0].clone();
+        let mut facts = tvec!(f32::fact([m.clone(), self.n.into()]));
+        if self.row_sums {
+            facts.push(f32::fact([m, 1.into()]));
+        }
+        Ok(facts)
     }
 }
 
@@ -560,11 +597,12 @@ impl EvalOp for SkinnyMatMul {
         let m = a.shape()[0];
         let plain = a.try_as_plain_ram()?;
         let x = plain.as_slice::<f32>()?;
-        let mut out = vec![0f32; m * self.n];
+        let stride = self.stride();
+        let mut out = vec![0f32; m * stride];
         if m > 0 {
             tract_onnx::tract_core::internal::multithread::par_chunks_mut(
                 &mut out,
-                self.n,
+                stride,
                 parallel_size(m * self.k * self.n),
                 |first, chunk| {
                     self.rows(x, first, chunk);
@@ -572,7 +610,12 @@ impl EvalOp for SkinnyMatMul {
                 },
             )?;
         }
-        Ok(tvec!(Tensor::from_shape(&[m, self.n], &out)?.into_tvalue()))
+        if !self.row_sums {
+            return Ok(tvec!(Tensor::from_shape(&[m, self.n], &out)?.into_tvalue()));
+        }
+        let product: Vec<f32> = out.chunks_exact(stride).flat_map(|r| &r[..self.n]).copied().collect();
+        let sums: Vec<f32> = out.chunks_exact(stride).map(|r| r[self.n]).collect();
+        Ok(tvec!(Tensor::from_shape(&[m, self.n], &product)?.into_tvalue(), Tensor::from_shape(&[m, 1], &sums)?.into_tvalue()))
     }
 }
 
@@ -905,6 +948,23 @@ mod tests {
         }
         let op = SkinnyMatMul::new(&tensor(&[3, 2], 1)).unwrap();
         assert!(eval(&op, vec![tensor(&[4, 5], 1)]).is_err());
+    }
+
+    #[test]
+    fn skinny_matmul_row_sums_equal_sum_axis_bit_for_bit() {
+        for (m, k, n) in [(1, 1, 1), (9, 1433, 16), (17, 40, 7), (2708, 150, 16)] {
+            let (a, b) = (tensor(&[m, k], 9), tensor(&[k, n], 10));
+            let plain = SkinnyMatMul::new(&b).unwrap();
+            let fused = SkinnyMatMul { row_sums: true, ..plain.clone() };
+            let both = on_two_threads(|| eval(&fused, vec![a.clone()]).unwrap());
+            let product = eval(&plain, vec![a.clone()]).unwrap();
+            let sums = eval(&SumAxis { axis: 1 }, vec![a.clone()]).unwrap();
+            assert_eq!(both.len(), 2);
+            assert_eq!(both[1].shape(), &[m, 1]);
+            for (got, want) in [(&both[0], &product[0]), (&both[1], &sums[0])] {
+                assert!(f32s(got).iter().map(|v| v.to_bits()).eq(f32s(want).iter().map(|v| v.to_bits())), "{m}×{k}×{n}");
+            }
+        }
     }
 
     #[test]
