@@ -382,16 +382,17 @@ mod tract {
             && t.datum_type() == T::datum_type()
             && t.shape() == shape
         {
-            let mut ram = t.try_as_plain_ram_mut()?;
-            let dst = ram.as_slice_mut::<T>()?;
-            tract_onnx::tract_core::internal::ensure!(dst.len() == data.len(), "{} values for a shape {shape:?}", data.len());
-            multithread::multithread_tract_scope(executor.clone(), || {
-                multithread::par_chunks_mut(dst, 1, data.len(), |first, chunk| {
-                    chunk.copy_from_slice(&data[first..first + chunk.len()]);
-                    Ok(())
-                })
-            })?;
-            drop(ram);
+            {
+                let mut ram = t.try_as_plain_ram_mut()?;
+                let dst = ram.as_slice_mut::<T>()?;
+                tract_onnx::tract_core::internal::ensure!(dst.len() == data.len(), "{} values for a shape {shape:?}", data.len());
+                multithread::multithread_tract_scope(executor.clone(), || {
+                    multithread::par_chunks_mut(dst, 1, data.len(), |first, chunk| {
+                        chunk.copy_from_slice(&data[first..first + chunk.len()]);
+                        Ok(())
+                    })
+                })?;
+            }
             return Ok(t);
         }
         Tensor::from_shape(shape, data)
