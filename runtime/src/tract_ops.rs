@@ -135,7 +135,9 @@ pub fn speed_up(mut model: TypedModel) -> TractResult<TypedModel> {
         let f32_input =
             |i: usize| node.inputs.get(i).and_then(|o| model.outlet_fact(*o).ok()).is_some_and(|f| f.datum_type == f32::datum_type());
         let op: Option<Box<dyn TypedOp>> = if let Some(r) = node.op_as::<Reduce>() {
-            (r.reducer == Reducer::Sum && r.axes.len() == 1 && f32_input(0)).then(|| Box::new(SumAxis { axis: r.axes[0] }) as _)
+            let squares = r.reducer == Reducer::MeanOfSquares;
+            ((r.reducer == Reducer::Sum || squares) && r.axes.len() == 1 && f32_input(0))
+                .then(|| Box::new(SumAxis { axis: r.axes[0], mean_of_squares: squares }) as _)
         } else if let Some(s) = node.op_as::<ScatterElements>() {
             let reduction = match s.reduction {
                 ScatterReduction::Add => Some(Combine::Add),
@@ -160,16 +162,20 @@ pub fn speed_up(mut model: TypedModel) -> TractResult<TypedModel> {
     Ok(model)
 }
 
-/// Sums over the one axis `axis` of an f32 tensor, the axis kept with size 1 (as tract's Reduce).
+/// Sums over the one axis `axis` of an f32 tensor, the axis kept with size 1 (as tract's Reduce);
+/// or the mean of the squares (tract's MeanOfSquares, the RMS of a LayerNorm: it copies the
+/// input to square it, then sums it in its generic loop).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SumAxis {
     /// The summed axis.
     pub axis: usize,
+    /// Σ x² · (outputs / inputs), as tract's MeanOfSquares, instead of Σ x.
+    pub mean_of_squares: bool,
 }
 
 impl Op for SumAxis {
     fn name(&self) -> StaticName {
-        "SumAxis".into()
+        if self.mean_of_squares { "MeanOfSquaresAxis".into() } else { "SumAxis".into() }
     }
     op_as_typed_op!();
 }
@@ -199,10 +205,19 @@ impl EvalOp for SumAxis {
         let x = x.as_slice::<f32>()?;
         let mut out = vec![0f32; outer * inner];
         if !out.is_empty() {
+            let squares = self.mean_of_squares;
             tract_onnx::tract_core::internal::multithread::par_chunks_mut(&mut out, 1, parallel_size(x.len()), |first, chunk| {
-                sum_range(x, k, inner, first, chunk);
+                if squares {
+                    sum_range::<true>(x, k, inner, first, chunk);
+                } else {
+                    sum_range::<false>(x, k, inner, first, chunk);
+                }
                 Ok(())
             })?;
+            if squares {
+                let norm = out.len() as f32 / x.len() as f32;
+                out.iter_mut().for_each(|v| *v *= norm);
+            }
         }
         let mut out_shape: TVec<usize> = shape.into();
         out_shape[self.axis] = 1;
@@ -212,10 +227,12 @@ impl EvalOp for SumAxis {
 
 /// `out[j] = Σ_k x[o, k, i]` for the flat outputs `first..first + out.len()` (`j = o · inner + i`)
 /// of `x` `[outer, k, inner]`.
-fn sum_range(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
+/// `SQ`: of the squares.
+fn sum_range<const SQ: bool>(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
     if inner == 1 {
         for (j, o) in out.iter_mut().enumerate() {
-            *o = row_sum(&x[(first + j) * k..][..k]);
+            let row = &x[(first + j) * k..][..k];
+            *o = if SQ { row_sum_squares(row) } else { row_sum(row) };
         }
         return;
     }
@@ -226,7 +243,8 @@ fn sum_range(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
         let n = (inner - i).min(out.len() - done);
         let piece = &mut out[done..done + n];
         for r in 0..k {
-            add_into(piece, &x[(o * k + r) * inner + i..][..n]);
+            let row = &x[(o * k + r) * inner + i..][..n];
+            if SQ { add_squares_into(piece, row) } else { add_into(piece, row) }
         }
         done += n;
     }
@@ -249,14 +267,35 @@ fn row_sum_avx2(x: &[f32]) -> f32 {
     row_sum_lanes(x)
 }
 
+/// [`row_sum`] of the squares of `x`.
+fn row_sum_squares(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2
+        return unsafe { row_sum_squares_avx2(x) };
+    }
+    row_sum_lanes_of(x, |v| v * v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn row_sum_squares_avx2(x: &[f32]) -> f32 {
+    row_sum_lanes_of(x, |v| v * v)
+}
+
 #[inline(always)]
 fn row_sum_lanes(x: &[f32]) -> f32 {
+    row_sum_lanes_of(x, |v| v)
+}
+
+#[inline(always)]
+fn row_sum_lanes_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = x.chunks_exact(16);
     let tail = chunks.remainder();
     for c in chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a += *v;
+            *a += f(*v);
         }
     }
     let mut width = 8;
@@ -266,7 +305,7 @@ fn row_sum_lanes(x: &[f32]) -> f32 {
         }
         width /= 2;
     }
-    tail.iter().fold(acc[0], |s, v| s + v)
+    tail.iter().fold(acc[0], |s, v| s + f(*v))
 }
 
 /// `out += x` element-wise.
@@ -289,6 +328,29 @@ fn add_into_avx2(out: &mut [f32], x: &[f32]) {
 fn add_lanes(out: &mut [f32], x: &[f32]) {
     for (o, v) in out.iter_mut().zip(x) {
         *o += *v;
+    }
+}
+
+/// `out += x²` element-wise.
+fn add_squares_into(out: &mut [f32], x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2
+        return unsafe { add_squares_avx2(out, x) };
+    }
+    add_squares_lanes(out, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_squares_avx2(out: &mut [f32], x: &[f32]) {
+    add_squares_lanes(out, x)
+}
+
+#[inline(always)]
+fn add_squares_lanes(out: &mut [f32], x: &[f32]) {
+    for (o, v) in out.iter_mut().zip(x) {
+        *o += *v * *v;
     }
 }
 
@@ -873,7 +935,7 @@ mod tests {
         for shape in [vec![3, 1433], vec![2, 5, 7], vec![4, 3, 0], vec![600, 3000], vec![1, 70000], vec![40000, 2]] {
             let x = tensor(&shape, 1);
             for axis in 0..shape.len() {
-                let got = eval(&SumAxis { axis }, vec![x.clone()]).unwrap();
+                let got = eval(&SumAxis { axis, mean_of_squares: false }, vec![x.clone()]).unwrap();
                 let mut out_shape = shape.clone();
                 out_shape[axis] = 1;
                 assert_eq!(got[0].shape(), out_shape, "{shape:?} axis {axis}");
@@ -887,8 +949,24 @@ mod tests {
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{shape:?} axis {axis}: {g} vs {w}");
                 }
-                let two = on_two_threads(|| eval(&SumAxis { axis }, vec![x.clone()]).unwrap());
+                let two = on_two_threads(|| eval(&SumAxis { axis, mean_of_squares: false }, vec![x.clone()]).unwrap());
                 assert!(f32s(&two[0]).iter().map(|v| v.to_bits()).eq(got.iter().map(|v| v.to_bits())), "{shape:?} axis {axis}");
+            }
+        }
+    }
+
+    #[test]
+    fn mean_of_squares_matches_tract() {
+        for shape in [vec![2, 96, 14, 14], vec![3, 1433], vec![40000, 2]] {
+            let x = tensor(&shape, 11);
+            for axis in 0..shape.len() {
+                let want = Reducer::MeanOfSquares.reduce(&[axis], &x).unwrap();
+                let got = eval(&SumAxis { axis, mean_of_squares: true }, vec![x.clone()]).unwrap();
+                assert_eq!(got[0].shape(), want.shape());
+                let want: Vec<f32> = want.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+                for (g, w) in f32s(&got[0]).iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{shape:?} axis {axis}: {g} vs {w}");
+                }
             }
         }
     }
@@ -958,7 +1036,7 @@ mod tests {
             let fused = SkinnyMatMul { row_sums: true, ..plain.clone() };
             let both = on_two_threads(|| eval(&fused, vec![a.clone()]).unwrap());
             let product = eval(&plain, vec![a.clone()]).unwrap();
-            let sums = eval(&SumAxis { axis: 1 }, vec![a.clone()]).unwrap();
+            let sums = eval(&SumAxis { axis: 1, mean_of_squares: false }, vec![a.clone()]).unwrap();
             assert_eq!(both.len(), 2);
             assert_eq!(both[1].shape(), &[m, 1]);
             for (got, want) in [(&both[0], &product[0]), (&both[1], &sums[0])] {
