@@ -1,8 +1,10 @@
 //! Our kernels for the tract ops where the models spend their time and tract 0.23.9 runs a
-//! generic loop (docs/decisions.md §4): an f32 sum over one axis (tract adds a row one element
-//! after the other, `x.iter().sum()`, on x86) and ScatterElements (tract indexes ndarray per
-//! element, ~50 ns each). [`speed_up`] swaps them into an optimized plan; every value is computed
-//! in a fixed order, so outputs are the same at any thread count.
+//! generic loop (docs/decisions.md §4): products by a narrow constant ([`SkinnyMatMul`]: tract
+//! packs the runtime operand first), one-axis sums and means of squares ([`SumAxis`]: tract adds
+//! a row one element after the other on x86), ScatterElements ([`Scatter`]: tract indexes ndarray
+//! per element, ~50 ns each), casts ([`CastNum`]) and broadcasts ([`Binary`]). [`optimize`] swaps
+//! them into tract's plan, the ONNX file unchanged; every value is computed in a fixed order, so
+//! outputs are the same at any thread count.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -14,7 +16,7 @@ use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
 /// tract's `into_optimized`, with our kernels: [`before_optimizing`], then [`speed_up`]. The
 /// environment variable `BIOEDGE_TRACT_OWN_KERNELS` leaves parts to tract, for comparisons:
-/// `matmul` (no [`SkinnyMatMul`]), `ops` (none of [`speed_up`]'s swaps), or both.
+/// `matmul` (none of [`before_optimizing`]'s swaps), `ops` (none of [`speed_up`]'s), or both.
 pub fn optimize(model: TypedModel) -> TractResult<TypedModel> {
     let own = std::env::var("BIOEDGE_TRACT_OWN_KERNELS").unwrap_or_default();
     let model = if own.contains("matmul") { model } else { before_optimizing(model)? };
