@@ -33,7 +33,8 @@ pub const SKINNY_MAX_COLS: usize = 64;
 /// Before tract optimizes `model`: products of a runtime matrix by a constant one of at most
 /// [`SKINNY_MAX_COLS`] columns become [`SkinnyMatMul`] (tract would copy the runtime operand
 /// into its panel layout first, as long as the product itself on Cora's 2708 × 1433 features),
-/// and row broadcasts ([`row_broadcast`]) become [`Binary`] before tract chains them.
+/// and row broadcasts (a `[…, n]` tensor with one `[1, …, 1, n]` row) become [`Binary`] before
+/// tract chains them.
 pub fn before_optimizing(mut model: TypedModel) -> TractResult<TypedModel> {
     for id in 0..model.nodes().len() {
         if row_broadcast(&model, id)
