@@ -229,13 +229,28 @@ impl EvalOp for SumAxis {
 }
 
 /// `out[j] = Σ_k x[o, k, i]` for the flat outputs `first..first + out.len()` (`j = o · inner + i`)
-/// of `x` `[outer, k, inner]`.
-/// `SQ`: of the squares.
+/// of `x` `[outer, k, inner]`; `SQ`: of the squares. One CPU check per call, not per row.
 fn sum_range<const SQ: bool>(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2
+        return unsafe { sum_range_avx2::<SQ>(x, k, inner, first, out) };
+    }
+    sum_range_lanes::<SQ>(x, k, inner, first, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_range_avx2<const SQ: bool>(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
+    sum_range_lanes::<SQ>(x, k, inner, first, out)
+}
+
+#[inline(always)]
+fn sum_range_lanes<const SQ: bool>(x: &[f32], k: usize, inner: usize, first: usize, out: &mut [f32]) {
+    let f = |v: f32| if SQ { v * v } else { v };
     if inner == 1 {
         for (j, o) in out.iter_mut().enumerate() {
-            let row = &x[(first + j) * k..][..k];
-            *o = if SQ { row_sum_squares(row) } else { row_sum(row) };
+            *o = row_sum_lanes_of(&x[(first + j) * k..][..k], f);
         }
         return;
     }
@@ -246,51 +261,32 @@ fn sum_range<const SQ: bool>(x: &[f32], k: usize, inner: usize, first: usize, ou
         let n = (inner - i).min(out.len() - done);
         let piece = &mut out[done..done + n];
         for r in 0..k {
-            let row = &x[(o * k + r) * inner + i..][..n];
-            if SQ { add_squares_into(piece, row) } else { add_into(piece, row) }
+            for (p, v) in piece.iter_mut().zip(&x[(o * k + r) * inner + i..][..n]) {
+                *p += f(*v);
+            }
         }
         done += n;
     }
 }
 
 /// The sum of `x` in 16 lanes (`x[l], x[l + 16], …` each), the lanes added pairwise, then the
-/// tail: the same order on every machine and thread count.
+/// tail: the same order on every machine and thread count ([`SumAxis`]'s row sums).
 fn row_sum(x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2
         return unsafe { row_sum_avx2(x) };
     }
-    row_sum_lanes(x)
+    row_sum_lanes_of(x, |v| v)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn row_sum_avx2(x: &[f32]) -> f32 {
-    row_sum_lanes(x)
-}
-
-/// [`row_sum`] of the squares of `x`.
-fn row_sum_squares(x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2
-        return unsafe { row_sum_squares_avx2(x) };
-    }
-    row_sum_lanes_of(x, |v| v * v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn row_sum_squares_avx2(x: &[f32]) -> f32 {
-    row_sum_lanes_of(x, |v| v * v)
-}
-
-#[inline(always)]
-fn row_sum_lanes(x: &[f32]) -> f32 {
     row_sum_lanes_of(x, |v| v)
 }
 
+/// [`row_sum`] of `f` of each value.
 #[inline(always)]
 fn row_sum_lanes_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; 16];
@@ -309,52 +305,6 @@ fn row_sum_lanes_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
         width /= 2;
     }
     tail.iter().fold(acc[0], |s, v| s + f(*v))
-}
-
-/// `out += x` element-wise.
-fn add_into(out: &mut [f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2
-        return unsafe { add_into_avx2(out, x) };
-    }
-    add_lanes(out, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_into_avx2(out: &mut [f32], x: &[f32]) {
-    add_lanes(out, x)
-}
-
-#[inline(always)]
-fn add_lanes(out: &mut [f32], x: &[f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o += *v;
-    }
-}
-
-/// `out += x²` element-wise.
-fn add_squares_into(out: &mut [f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2
-        return unsafe { add_squares_avx2(out, x) };
-    }
-    add_squares_lanes(out, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_squares_avx2(out: &mut [f32], x: &[f32]) {
-    add_squares_lanes(out, x)
-}
-
-#[inline(always)]
-fn add_squares_lanes(out: &mut [f32], x: &[f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o += *v * *v;
-    }
 }
 
 /// How [`Scatter`] combines an update with the value in place.
@@ -847,14 +797,10 @@ impl EvalOp for Binary {
         if n > 0 && t.len() > 0 {
             let mut ram = t.try_as_plain_ram_mut()?;
             let out = ram.as_slice_mut::<f32>()?;
-            let (wa, wb) = (da[r - 1] == n, db[r - 1] == n);
+            let (a, b) = (Operand { x: xa, dims: da, row: da[r - 1] == n }, Operand { x: xb, dims: db, row: db[r - 1] == n });
             let op = self.arith;
             tract_onnx::tract_core::internal::multithread::par_chunks_mut(out, n, parallel_size(out.len()), |first, chunk| {
-                for (i, o) in chunk.chunks_exact_mut(n).enumerate() {
-                    let (oa, ob) = (row_offset(first + i, lead, da), row_offset(first + i, lead, db));
-                    let (ra, rb) = (&xa[oa..oa + if wa { n } else { 1 }], &xb[ob..ob + if wb { n } else { 1 }]);
-                    apply_row(op, o, ra, rb);
-                }
+                binary_rows(op, chunk, first, n, lead, &a, &b);
                 Ok(())
             })?;
         }
@@ -862,22 +808,48 @@ impl EvalOp for Binary {
     }
 }
 
-/// `out = a ∘ b` over one row; `a` and `b` hold the row or one value to repeat.
-fn apply_row(op: Arith, out: &mut [f32], a: &[f32], b: &[f32]) {
+/// One input of [`Binary`]: its values and shape, and whether it has whole rows of the output's
+/// last axis (else one value per row).
+struct Operand<'a> {
+    x: &'a [f32],
+    dims: &'a [usize],
+    row: bool,
+}
+
+impl Operand<'_> {
+    /// Its values for output row `row` (of `n` values; leading dims `lead`).
+    #[inline(always)]
+    fn row(&self, row: usize, lead: &[usize], n: usize) -> &[f32] {
+        let at = row_offset(row, lead, self.dims);
+        &self.x[at..at + if self.row { n } else { 1 }]
+    }
+}
+
+/// Output rows `first..` of `a ∘ b` into `out` (whole rows of the last axis, n values; `lead` the
+/// leading dims). One CPU check per call, not per row.
+fn binary_rows(op: Arith, out: &mut [f32], first: usize, n: usize, lead: &[usize], a: &Operand, b: &Operand) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2
-        return unsafe { apply_row_avx2(op, out, a, b) };
+        return unsafe { binary_rows_avx2(op, out, first, n, lead, a, b) };
     }
-    apply_row_lanes(op, out, a, b)
+    binary_rows_lanes(op, out, first, n, lead, a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn apply_row_avx2(op: Arith, out: &mut [f32], a: &[f32], b: &[f32]) {
-    apply_row_lanes(op, out, a, b)
+fn binary_rows_avx2(op: Arith, out: &mut [f32], first: usize, n: usize, lead: &[usize], a: &Operand, b: &Operand) {
+    binary_rows_lanes(op, out, first, n, lead, a, b)
 }
 
+#[inline(always)]
+fn binary_rows_lanes(op: Arith, out: &mut [f32], first: usize, n: usize, lead: &[usize], a: &Operand, b: &Operand) {
+    for (i, o) in out.chunks_exact_mut(n).enumerate() {
+        apply_row_lanes(op, o, a.row(first + i, lead, n), b.row(first + i, lead, n));
+    }
+}
+
+/// `out = a ∘ b` over one row; `a` and `b` hold the row or one value to repeat.
 #[inline(always)]
 fn apply_row_lanes(op: Arith, out: &mut [f32], a: &[f32], b: &[f32]) {
     #[inline(always)]
