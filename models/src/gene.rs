@@ -3,7 +3,7 @@
 //! gene identity (one value per gene) before a small dense classifier. The MLP baseline sees the
 //! same genes. Each model has its ONNX export right beside its forward.
 
-use crate::export::{Head, Lower, SegmentSum, dims};
+use crate::export::{EdgeWeights, Head, Lower, SegmentSum, dims};
 use crate::graph::{GraphTensors, NormalizedGraph, propagate};
 use crate::preprocess::Standardizer;
 use burn::module::Param;
@@ -183,7 +183,7 @@ impl Edges {
     /// Message passing on `h [N, B, C]`.
     fn propagate(&self, cx: &Lower, h: &str) -> String {
         match self {
-            Edges::Sparse { src, dst, w } => cx.propagate(h, src, dst, Some(w)),
+            Edges::Sparse { src, dst, w } => cx.propagate(h, src, dst, Some(EdgeWeights::Plain(w))),
             Edges::Dense(a, n) => {
                 let y = cx.op2("MatMul", a, &cx.reshape(h, &[*n, -1]));
                 cx.op2("Reshape", &y, &cx.op1("Shape", h))

@@ -5,7 +5,7 @@
 //! duplicate edges count as parallel edges. Feature row-normalization and GCN degree normalization
 //! are inside the model and inside its ONNX export, which has symbolic `num_nodes`/`num_edges`.
 
-use crate::export::{Head, Lower, dims};
+use crate::export::{EdgeWeights, Head, Lower, dims};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
@@ -266,17 +266,17 @@ impl GatLayer {
             att[(j * f + i) * 2 * h + h + j] = a_d[j * f + i];
         }
         let scores = cx.op2("MatMul", &flat, &cx.floats(&format!("{name}.att"), &[h * f, 2 * h], &att));
-        let s = cx.op2("Add", &cx.rows(&cx.cols(&scores, 0, h), &e.src), &cx.rows(&cx.cols(&scores, h, 2 * h), &e.dst));
-        let (h, f) = (h as i64, f as i64);
+        // dropped input self-loops read the source score -1e9 (row N): after the LeakyReLU still
+        // ≤ -1e8, so weight 0 after the softmax, as burn's -1e9 mask; kept edges' scores are the
+        // same sums (no mask products over [E, H]: 4 row-by-row broadcasts in ONNX Runtime)
+        let src_scores = cx.concat(&[&cx.cols(&scores, 0, h), &cx.floats("no_source", &[1, h], &vec![-1e9; h])], 0);
+        let s = cx.op2("Add", &cx.rows(&src_scores, &e.kept_src(cx)), &cx.rows(&cx.cols(&scores, h, 2 * h), &e.dst));
         let score = cx.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
-        // dropped input self-loops get a score of -1e9 (weight 0 after the softmax)
-        let keep = cx.column(&e.keep);
-        let pen = cx.op2("Mul", &cx.op2("Sub", &keep, &cx.scalar("one", 1.0)), &cx.scalar("big", 1e9));
-        let score = cx.op2("Add", &cx.op2("Mul", &score, &keep), &pen);
         // softmax over each target's incoming edges, per head
-        let nh_shape = cx.concat(&[&e.n_shape, &cx.ints("heads", &[h])], 0);
-        let alpha = cx.unsqueeze(&cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape), 2);
-        let out = e.scatter(cx, &hx, &alpha);
+        let nh_shape = cx.concat(&[&e.n_shape, &cx.ints("heads", &[h as i64])], 0);
+        let alpha = cx.segment_softmax(&score, &e.dst, &e.dst_col, &nh_shape);
+        let out = cx.propagate(&hx, &e.src, &e.dst_col, Some(EdgeWeights::Heads { w: &alpha, heads: h, width: f }));
+        let (h, f) = (h as i64, f as i64);
         // one averaged head is a reshape (ONNX Runtime's ReduceMean over Cora's [2708, 1, 7] took 0.4 ms)
         let out = if self.concat || h == 1 { cx.reshape(&out, &[-1, h * f]) } else { cx.reduce("Mean", &out, &[1], false) };
         cx.bias(&out, &format!("{name}.bias"), &self.bias)
@@ -369,19 +369,19 @@ impl OnnxEdges {
     fn gcn_norm(&self, cx: &Lower) -> GcnNorm {
         let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
         let dinv = cx.column(&cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5)));
+        GcnNorm { dinv, src: self.kept_src(cx) }
+    }
+
+    /// The sources with the dropped input loops sent to row N (i32).
+    fn kept_src(&self, cx: &Lower) -> String {
         let kept = cx.node("Cast", &[&self.keep], &[("to", Attr::Int(9))]);
-        GcnNorm { dinv, src: cx.node("Where", &[&kept, &cx.idx32(&self.src), &cx.idx32(&self.n)], &[]) }
+        cx.node("Where", &[&kept, &cx.idx32(&self.src), &cx.idx32(&self.n)], &[])
     }
 
     /// `out[dst] += w · h[src]` with the GCN weights: `d^-1/2 · Σ (d^-1/2 · h)[src]`.
     fn gcn_propagate(&self, cx: &Lower, h: &str, norm: &GcnNorm) -> String {
         let out = cx.propagate(&cx.op2("Mul", h, &norm.dinv), &norm.src, &self.dst_col, None);
         cx.op2("Mul", &out, &norm.dinv)
-    }
-
-    /// `out[dst] += w · h[src]`.
-    fn scatter(&self, cx: &Lower, h: &str, w: &str) -> String {
-        cx.propagate(h, &self.src, &self.dst_col, Some(w))
     }
 }
 

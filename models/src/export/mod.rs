@@ -5,7 +5,7 @@
 mod graph;
 mod layers;
 
-pub use graph::{BUCKET_COST, Head, MAX_CHUNK, MAX_SLICED_CLASSES, SegmentSum, degree_buckets};
+pub use graph::{BUCKET_COST, EdgeWeights, Head, MAX_CHUNK, MAX_SLICED_CLASSES, SegmentSum, degree_buckets};
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
