@@ -7,6 +7,10 @@ use crate::runtime::{Session, Value};
 use crate::{Error, Result};
 use std::path::Path;
 
+/// Atoms of this in-degree and more share the exported GraphConv's last weight set
+/// (`models::mol::MAX_DEGREE`; the e2e tests check the two agree).
+pub const MAX_DEGREE: usize = 10;
+
 /// Version of the atom features of [`crate::chem`]; bump it whenever they change.
 pub const FEATURIZER_VERSION: u32 = 1;
 
@@ -60,6 +64,30 @@ impl MolBatch {
         Ok(b)
     }
 
+    /// The same batch with its atoms in the exported GraphConv's own order (by in-degree clipped
+    /// at [`MAX_DEGREE`], ties in batch order) and its edges by target: the model's sorts then
+    /// find their keys in order, where ONNX Runtime's TopK is faster (Tox21 model +6–8 %,
+    /// decisions §8). The model's outputs are bit for bit those of the batch as built (each
+    /// atom keeps its molecule; the model visits atoms and edges in the same order).
+    pub fn in_degree_order(self) -> Self {
+        let n = self.num_atoms();
+        let mut degree = vec![0usize; n];
+        self.dst.iter().for_each(|&d| degree[d as usize] += 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&a| degree[a].min(MAX_DEGREE)); // stable
+        let mut new = vec![0i64; n];
+        order.iter().enumerate().for_each(|(i, &a)| new[a] = i as i64);
+        let mut edges: Vec<(i64, i64)> = self.src.iter().zip(&self.dst).map(|(&s, &d)| (new[s as usize], new[d as usize])).collect();
+        edges.sort_by_key(|&(_, d)| d); // stable
+        Self {
+            features: order.iter().flat_map(|&a| self.features[a * ATOM_FEATURES..(a + 1) * ATOM_FEATURES].iter().copied()).collect(),
+            src: edges.iter().map(|e| e.0).collect(),
+            dst: edges.iter().map(|e| e.1).collect(),
+            membership: order.iter().map(|&a| self.membership[a]).collect(),
+            sizes: self.sizes,
+        }
+    }
+
     /// Number of atoms over all molecules.
     pub fn num_atoms(&self) -> usize {
         self.membership.len()
@@ -88,7 +116,7 @@ pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Resul
     let batch = batch.max(1);
     let mut out = Vec::new();
     for group in mols.chunks(batch.saturating_mul(session.threads.max(1))) {
-        let sets = group.chunks(batch).map(|c| MolBatch::new(c).map(|b| b.values())).collect::<Result<Vec<_>>>()?;
+        let sets = group.chunks(batch).map(|c| MolBatch::new(c).map(|b| b.in_degree_order().values())).collect::<Result<Vec<_>>>()?;
         for p in session.run_each_output(&sets, "probabilities")? {
             out.extend(p.into_f32()?);
         }
@@ -389,6 +417,27 @@ mod tests {
         assert_eq!(batch.src.len(), 8);
         assert!(batch.src.iter().zip(&batch.dst).all(|(s, d)| batch.membership[*s as usize] == batch.membership[*d as usize]));
         assert_eq!(batch.values()[1].shape(), &[2, 8]);
+    }
+
+    #[test]
+    fn degree_order_renumbers_atoms_and_sorts_edges() {
+        let a = crate::chem::featurize("CC(C)O").unwrap();
+        let b = crate::chem::featurize("C").unwrap();
+        let batch = MolBatch::new(&[&a, &b]).unwrap();
+        let sorted = batch.clone().in_degree_order();
+        // degrees 1, 3, 1, 1 and 0: the lone carbon first, the branch carbon last
+        assert_eq!(sorted.membership, vec![1, 0, 0, 0, 0]);
+        assert_eq!(sorted.features[..ATOM_FEATURES], batch.features[4 * ATOM_FEATURES..]);
+        assert_eq!(sorted.features[4 * ATOM_FEATURES..], batch.features[ATOM_FEATURES..2 * ATOM_FEATURES]);
+        assert!(sorted.dst.windows(2).all(|w| w[0] <= w[1]));
+        let bonds = |b: &MolBatch| {
+            let m = |a: i64| (b.membership[a as usize], b.features[a as usize * ATOM_FEATURES..(a as usize + 1) * ATOM_FEATURES].to_vec());
+            let mut e: Vec<_> = b.src.iter().zip(&b.dst).map(|(&s, &d)| (m(s), m(d))).collect();
+            e.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            e
+        };
+        assert_eq!(bonds(&sorted), bonds(&batch));
+        assert_eq!(sorted.sizes, batch.sizes);
     }
 
     #[test]
