@@ -344,7 +344,7 @@ fn case(path: &Path, bytes: &[u8], a: &RooflineArgs) -> Result<Case> {
                 bail!("{}: {} molecules featurize, the batch needs {}", a.tox21.display(), ok.len(), a.mol_batch);
             }
             let mols: Vec<_> = ok[..a.mol_batch].iter().map(|(_, g)| g).collect();
-            let batch = infer::mol::MolBatch::new(&mols)?.in_degree_order();
+            let batch = infer::mol::MolBatch::new(&mols)?.in_degree_order()?;
             let item = format!("molecule ({:.1} atoms)", batch.num_atoms() as f64 / a.mol_batch as f64);
             Case { label, item, items_per_run: a.mol_batch, inputs: batch.values() }
         }

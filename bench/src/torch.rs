@@ -224,8 +224,10 @@ pub fn run(a: &TorchArgs) -> Result<()> {
     ensure!(!ok.is_empty(), "{}: no SMILES featurized", a.tox21.display());
     let mols: Vec<_> = ok.iter().map(|(_, g)| g).collect();
     // as `infer mol` batches them (atoms in the model's degree order)
-    let batches =
-        mols.chunks(a.batch).map(|c| infer::mol::MolBatch::new(c).map(|b| b.in_degree_order().values())).collect::<Result<Vec<_>, _>>()?;
+    let batches = mols
+        .chunks(a.batch)
+        .map(|c| Ok(infer::mol::MolBatch::new(c)?.in_degree_order()?.values()))
+        .collect::<Result<Vec<_>, infer::Error>>()?;
     let atoms: usize = mols.iter().map(|g| g.num_atoms).sum();
     let mol_label = format!("Tox21 ({} molecules, {} rejected, {atoms} atoms, batch {})", ok.len(), bad.len(), a.batch);
     cases.push(Case { kind: "mol", model: a.mol.clone(), graph: mol_label, items: ok.len(), batches });

@@ -68,9 +68,19 @@ impl MolBatch {
     /// at [`MAX_DEGREE`], ties in batch order) and its edges by target: the model's sorts then
     /// find their keys in order, where ONNX Runtime's TopK is faster (Tox21 model +6–8 %,
     /// decisions §8). The model's outputs are bit for bit those of the batch as built (each
-    /// atom keeps its molecule; the model visits atoms and edges in the same order).
-    pub fn in_degree_order(self) -> Self {
+    /// atom keeps its molecule; the model visits atoms and edges in the same order). A batch
+    /// whose fields disagree (the fields are public) is an error.
+    pub fn in_degree_order(self) -> Result<Self> {
         let n = self.num_atoms();
+        let atom = |a: &i64| usize::try_from(*a).is_ok_and(|a| a < n);
+        if self.features.len() != n * ATOM_FEATURES || self.src.len() != self.dst.len() || !self.src.iter().chain(&self.dst).all(atom) {
+            return Err(Error::Input(format!(
+                "molecule batch: {} feature values, {} sources and {} targets for {n} atoms (or an atom index out of range)",
+                self.features.len(),
+                self.src.len(),
+                self.dst.len()
+            )));
+        }
         let mut degree = vec![0usize; n];
         self.dst.iter().for_each(|&d| degree[d as usize] += 1);
         let mut order: Vec<usize> = (0..n).collect();
@@ -79,13 +89,13 @@ impl MolBatch {
         order.iter().enumerate().for_each(|(i, &a)| new[a] = i as i64);
         let mut edges: Vec<(i64, i64)> = self.src.iter().zip(&self.dst).map(|(&s, &d)| (new[s as usize], new[d as usize])).collect();
         edges.sort_by_key(|&(_, d)| d); // stable
-        Self {
+        Ok(Self {
             features: order.iter().flat_map(|&a| self.features[a * ATOM_FEATURES..(a + 1) * ATOM_FEATURES].iter().copied()).collect(),
             src: edges.iter().map(|e| e.0).collect(),
             dst: edges.iter().map(|e| e.1).collect(),
             membership: order.iter().map(|&a| self.membership[a]).collect(),
             sizes: self.sizes,
-        }
+        })
     }
 
     /// Number of atoms over all molecules.
@@ -116,7 +126,7 @@ pub fn predict(session: &mut Session, mols: &[&MolGraph], batch: usize) -> Resul
     let batch = batch.max(1);
     let mut out = Vec::new();
     for group in mols.chunks(batch.saturating_mul(session.threads.max(1))) {
-        let sets = group.chunks(batch).map(|c| MolBatch::new(c).map(|b| b.in_degree_order().values())).collect::<Result<Vec<_>>>()?;
+        let sets = group.chunks(batch).map(|c| Ok(MolBatch::new(c)?.in_degree_order()?.values())).collect::<Result<Vec<_>>>()?;
         for p in session.run_each_output(&sets, "probabilities")? {
             out.extend(p.into_f32()?);
         }
@@ -424,7 +434,7 @@ mod tests {
         let a = crate::chem::featurize("CC(C)O").unwrap();
         let b = crate::chem::featurize("C").unwrap();
         let batch = MolBatch::new(&[&a, &b]).unwrap();
-        let sorted = batch.clone().in_degree_order();
+        let sorted = batch.clone().in_degree_order().unwrap();
         // degrees 1, 3, 1, 1 and 0: the lone carbon first, the branch carbon last
         assert_eq!(sorted.membership, vec![1, 0, 0, 0, 0]);
         assert_eq!(sorted.features[..ATOM_FEATURES], batch.features[4 * ATOM_FEATURES..]);
@@ -438,6 +448,12 @@ mod tests {
         };
         assert_eq!(bonds(&sorted), bonds(&batch));
         assert_eq!(sorted.sizes, batch.sizes);
+        let mut bad = batch.clone();
+        bad.dst[0] = 5;
+        assert!(bad.in_degree_order().unwrap_err().to_string().contains("out of range"));
+        let mut bad = batch;
+        bad.src.pop();
+        assert!(bad.in_degree_order().is_err());
     }
 
     #[test]
