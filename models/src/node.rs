@@ -153,10 +153,10 @@ impl NodeGcn {
     pub fn export(&self, metadata: Vec<(String, String)>) -> ModelProto {
         let cx = Lower::new("node_gcn");
         let (x, e) = graph_inputs(&cx, self.conv1.weight.dims()[0]);
-        let norm = e.gcn_norm(&cx);
-        let h = e.gcn_propagate(&cx, &first_linear(&cx, &x, "conv1", &self.conv1, self.row_norm), &norm);
+        let dinv = e.gcn_norm(&cx);
+        let h = e.gcn_propagate(&cx, &first_linear(&cx, &x, "conv1", &self.conv1, self.row_norm), &dinv);
         let h = cx.op1("Relu", &cx.bias(&h, "bias1", &self.bias1));
-        let h = e.gcn_propagate(&cx, &cx.linear(&h, "conv2", &self.conv2), &norm);
+        let h = e.gcn_propagate(&cx, &cx.linear(&h, "conv2", &self.conv2), &dinv);
         let logits = cx.bias(&h, "bias2", &self.bias2);
         cx.finish_classifier(&logits, "num_nodes", self.bias2.dims()[0], Head::Softmax, metadata)
     }
@@ -270,7 +270,7 @@ impl GatLayer {
         // ≤ -1e8, so weight 0 after the softmax, as burn's -1e9 mask; kept edges' scores are the
         // same sums (no mask products over [E, H]: 4 row-by-row broadcasts in ONNX Runtime)
         let src_scores = cx.concat(&[&cx.cols(&scores, 0, h), &cx.floats("no_source", &[1, h], &vec![-1e9; h])], 0);
-        let s = cx.op2("Add", &cx.rows(&src_scores, &e.kept_src(cx)), &cx.rows(&cx.cols(&scores, h, 2 * h), &e.dst));
+        let s = cx.op2("Add", &cx.rows(&src_scores, &e.kept_src), &cx.rows(&cx.cols(&scores, h, 2 * h), &e.dst));
         let score = cx.node("LeakyRelu", &[&s], &[("alpha", Attr::Float(self.negative_slope as f32))]);
         // softmax over each target's incoming edges, per head
         let nh_shape = cx.concat(&[&e.n_shape, &cx.ints("heads", &[h as i64])], 0);
@@ -349,39 +349,27 @@ struct OnnxEdges {
     /// `[E', 1]` targets (the segment index of the sums).
     dst_col: String,
     keep: String,
+    /// The sources with the dropped input loops sent to row N (i32): the GCN's messages read a
+    /// zero row there, the GAT's source scores −1e9.
+    kept_src: String,
     /// `[1]` = num_nodes
     n_shape: String,
-    /// num_nodes (a scalar)
-    n: String,
-}
-
-/// [`LoopedEdges::gcn_weights`] as node scalings: each node's `deg^-1/2` (`[N, 1]`), and the
-/// sources with the dropped input loops sent to the zero row N.
-struct GcnNorm {
-    dinv: String,
-    src: String,
 }
 
 impl OnnxEdges {
-    /// The GCN normalization of these edges: `w_e = d[src]^-1/2 · keep_e · d[dst]^-1/2` split into
-    /// node scalings, so no product per edge is left (tract cannot size one: the edge count after
-    /// the sort is a data value, and it multiplies element by element).
-    fn gcn_norm(&self, cx: &Lower) -> GcnNorm {
+    /// [`LoopedEdges::gcn_weights`] as node scalings: each node's `deg^-1/2` (`[N, 1]`); with
+    /// the dropped loops' sources at the zero row N, `w_e = d[src]^-1/2 · keep_e · d[dst]^-1/2`
+    /// leaves no product per edge (tract cannot size one: the edge count after the sort is a data
+    /// value, and it multiplies element by element).
+    fn gcn_norm(&self, cx: &Lower) -> String {
         let deg = cx.scatter_add(&self.n_shape, &self.dst_col, &self.keep);
-        let dinv = cx.column(&cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5)));
-        GcnNorm { dinv, src: self.kept_src(cx) }
-    }
-
-    /// The sources with the dropped input loops sent to row N (i32).
-    fn kept_src(&self, cx: &Lower) -> String {
-        let kept = cx.node("Cast", &[&self.keep], &[("to", Attr::Int(9))]);
-        cx.node("Where", &[&kept, &cx.idx32(&self.src), &cx.idx32(&self.n)], &[])
+        cx.column(&cx.op2("Pow", &deg, &cx.scalar("minus_half", -0.5)))
     }
 
     /// `out[dst] += w · h[src]` with the GCN weights: `d^-1/2 · Σ (d^-1/2 · h)[src]`.
-    fn gcn_propagate(&self, cx: &Lower, h: &str, norm: &GcnNorm) -> String {
-        let out = cx.propagate(&cx.op2("Mul", h, &norm.dinv), &norm.src, &self.dst_col, None);
-        cx.op2("Mul", &out, &norm.dinv)
+    fn gcn_propagate(&self, cx: &Lower, h: &str, dinv: &str) -> String {
+        let out = cx.propagate(&cx.op2("Mul", h, dinv), &self.kept_src, &self.dst_col, None);
+        cx.op2("Mul", &out, dinv)
     }
 }
 
@@ -395,7 +383,10 @@ fn graph_inputs(cx: &Lower, f: usize) -> (String, OnnxEdges) {
     let keep = cx.node("Cast", &[&cx.op1("Not", &cx.op2("Equal", &src, &dst))], &[("to", Attr::Int(1))]);
     let keep = cx.concat(&[&keep, &cx.fill(&n_shape, 1.0)], 0);
     let (input_dst, dst) = (dst.clone(), cx.concat(&[&dst, &loops], 0));
-    let e = OnnxEdges { src: cx.concat(&[&src, &loops], 0), dst_col: cx.column(&dst), dst, keep, n_shape, n };
+    let src = cx.concat(&[&src, &loops], 0);
+    let kept = cx.node("Cast", &[&keep], &[("to", Attr::Int(9))]);
+    let kept_src = cx.node("Where", &[&kept, &cx.idx32(&src), &cx.idx32(&n)], &[]);
+    let e = OnnxEdges { src, dst_col: cx.column(&dst), dst, keep, kept_src, n_shape };
     cx.looped_segment_layout(&e.dst_col, &input_dst, &e.n_shape);
     (x, e)
 }
